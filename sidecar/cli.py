@@ -1,0 +1,176 @@
+"""Command line: argv → command, and the exit codes of SPEC §3.
+
+    0    ok
+    2    invalid configuration or usage (one line naming the variable or flag, no traceback)
+    3    cannot start (e.g. the local API port is in use)
+    N    run mode: the game's own exit code (128+signal when it was killed)
+
+This is the only module that prints usage errors. Heavy imports happen inside the commands, so
+`--version` and `check-config` stay instant and `serve` imports only what it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from sidecar import __version__
+from sidecar.errors import ConfigError, GameStartError, StartupError, UsageError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_CANNOT_START = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors raise instead of exiting so main() owns the exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edgegap-sidecar",
+        description="Stops an Edgegap deployment exactly once, for the right reason, "
+        "with its logs. Configured by environment variables (see check-config).",
+    )
+    parser.add_argument("--version", action="version", version=f"edgegap-sidecar {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="supervise the game: edgegap-sidecar run -- ./Server.x86_64 ARGS",
+        description="Start the game as a child, relay its output, serve the local API and "
+        "stop the deployment when the game exits or a timer fires.",
+    )
+    run.add_argument("game", nargs=argparse.REMAINDER, help="the game command and its arguments")
+
+    serve = commands.add_parser(
+        "serve", help="serve the local API and timers beside a game started by something else"
+    )
+    watch = serve.add_mutually_exclusive_group()
+    watch.add_argument(
+        "--watch-pid", type=int, metavar="PID", help="treat this PID's exit like the game's exit"
+    )
+    watch.add_argument(
+        "--watch-name",
+        metavar="NAME",
+        help="find the game process by name and treat its exit like the game's exit",
+    )
+
+    commands.add_parser(
+        "check-config", help="validate the environment and print the effective settings"
+    )
+    # emulate and demo own their flags (in their modules); they are parsed only when chosen,
+    # so that `serve` and `run` never import the emulator.
+    for name, help_text in _DELEGATED.items():
+        delegated = commands.add_parser(name, help=help_text, add_help=False)
+        delegated.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+_DELEGATED = {
+    "emulate": "run a local Edgegap API emulator (default http://127.0.0.1:9000)",
+}
+
+
+def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
+    parser = _Parser(prog=f"edgegap-sidecar {command}", description=_DELEGATED[command])
+    if command == "emulate":
+        from sidecar import emulator
+
+        emulator.add_arguments(parser)
+    return parser.parse_args(rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(args_list)
+        return _dispatch(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"edgegap-sidecar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as exc:
+        print(f"edgegap-sidecar: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    except GameStartError as exc:
+        print(f"edgegap-sidecar: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "check-config":
+        return _check_config()
+    if command == "emulate":
+        from sidecar import emulator
+
+        options = emulator.options_from_args(_delegated_args(command, args.rest))
+        asyncio.run(emulator.run_emulator(options))
+        return EXIT_OK
+    game: list[str] = []
+    watch_pid: int | None = None
+    if command == "run":
+        game = list(args.game)
+        if game and game[0] == "--":
+            game = game[1:]
+        if not game:
+            raise UsageError("run: give the game command, e.g. edgegap-sidecar run -- ./Server")
+    elif args.watch_name is not None:
+        from sidecar.watchers import find_pid_by_name
+
+        watch_pid = find_pid_by_name(args.watch_name)
+        if watch_pid is None:
+            raise UsageError(f"--watch-name: no running process is named {args.watch_name!r}")
+    elif args.watch_pid is not None:
+        watch_pid = args.watch_pid
+        if watch_pid <= 0:
+            raise UsageError(f"--watch-pid: expected a positive PID, got {watch_pid}")
+    return _serve(game or None, watch_pid)
+
+
+def _serve(game: list[str] | None, watch_pid: int | None) -> int:
+    from sidecar.config import load_settings
+    from sidecar.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level.value, settings.log_format.value, settings.secrets())
+
+    from sidecar.agent import Agent
+
+    if watch_pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(watch_pid):
+            raise UsageError(f"--watch-pid: no process has PID {watch_pid}")
+    agent = Agent(settings, game_argv=game, watch_pid=watch_pid)
+    return asyncio.run(agent.run())
+
+
+def _check_config() -> int:
+    from sidecar.config import load_settings, redacted_settings
+    from sidecar.deployment import parse_deployment
+
+    settings = load_settings()
+    rows = redacted_settings(settings)
+    width = max(len(name) for name in rows)
+    print("edgegap-sidecar configuration (secrets redacted):")
+    for name, value in rows.items():
+        print(f"  {name:<{width}}  {value}")
+    info = parse_deployment(os.environ)
+    print(f"  {'mode':<{width}}  {'dry-run' if settings.effective_dry_run else 'live'}")
+    for warning in info.warnings:
+        print(f"  warning: {warning}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,525 @@
+"""The lifecycle core: states, timers as deadlines, and the one stop decision. No I/O.
+
+Events come in as method calls (`ready`, `heartbeat`, `player_connected`, `game_exited`, ...),
+the clock is injected, and decisions come out:
+
+* `poll()` evaluates every deadline against the clock and returns the `StopDecision` exactly
+  once, at the moment the self-stop call should begin (after the drain grace);
+* `next_deadline()` tells the runtime when to call `poll()` again, so an idle sidecar sleeps
+  instead of polling.
+
+Rules (SPEC §5) that shape the code below:
+
+* The first decided reason wins; later triggers are only recorded.
+* Idle reasons (first player, empty, network idle) never fire while players are connected or a
+  hold is active; when a hold ends the idle windows restart from its end (a full window).
+* When several deadlines have passed at the same `poll()` (the process was suspended, or two
+  timers coincide), the earliest deadline wins; exact ties go by `TIMER_PRECEDENCE`.
+
+This module imports nothing from the rest of the package, nor aiohttp, psutil or pydantic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Where the server is in its life. Lower-case strings on the wire."""
+
+    STARTING = "starting"  # sidecar up, the game has not said it is ready
+    READY = "ready"  # game ready, no player has connected yet
+    ACTIVE = "active"  # a player connected or a match started (count may be back at 0)
+    DRAINING = "draining"  # a stop is decided and waits for its grace period
+    STOPPING = "stopping"  # the self-stop request is in flight or being retried
+    STOPPED = "stopped"  # the platform accepted the stop; waiting for its SIGTERM
+    FAILED = "failed"  # the self-stop failed for good; the fallback was applied
+    TERMINATING = "terminating"  # SIGTERM/SIGINT received: shutting down, no self-stop
+
+
+class StopReason(StrEnum):
+    MATCH_ENDED = "match_ended"
+    SHUTDOWN_REQUESTED = "shutdown_requested"
+    READY_TIMEOUT = "ready_timeout"
+    FIRST_PLAYER_TIMEOUT = "first_player_timeout"
+    EMPTY_TIMEOUT = "empty_timeout"
+    MAX_DURATION = "max_duration"
+    UNHEALTHY = "unhealthy"
+    GAME_EXITED = "game_exited"
+    GAME_CRASHED = "game_crashed"
+    NETWORK_IDLE = "network_idle"
+
+
+# Stops that mean something went wrong: they use SIDECAR_ERROR_LOG_STORAGE.
+ABNORMAL_REASONS = frozenset(
+    {StopReason.READY_TIMEOUT, StopReason.UNHEALTHY, StopReason.GAME_CRASHED}
+)
+# Stops that only mean "nobody is here": never while players are connected or a hold is active.
+IDLE_REASONS = frozenset(
+    {StopReason.FIRST_PLAYER_TIMEOUT, StopReason.EMPTY_TIMEOUT, StopReason.NETWORK_IDLE}
+)
+
+# When two timer deadlines are exactly equal, the earlier entry wins. Failures first (their
+# logs are kept with the error storage choice), then the hard cap, then the idle reasons.
+TIMER_PRECEDENCE: tuple[StopReason, ...] = (
+    StopReason.READY_TIMEOUT,
+    StopReason.UNHEALTHY,
+    StopReason.MAX_DURATION,
+    StopReason.FIRST_PLAYER_TIMEOUT,
+    StopReason.EMPTY_TIMEOUT,
+    StopReason.NETWORK_IDLE,
+)
+
+# Timer names as shown in status and metrics.
+TIMER_NAMES: dict[StopReason, str] = {
+    StopReason.READY_TIMEOUT: "ready",
+    StopReason.UNHEALTHY: "health",
+    StopReason.MAX_DURATION: "max_duration",
+    StopReason.FIRST_PLAYER_TIMEOUT: "first_player",
+    StopReason.EMPTY_TIMEOUT: "empty",
+    StopReason.NETWORK_IDLE: "network_idle",
+}
+
+_PRE_STOP = frozenset({State.STARTING, State.READY, State.ACTIVE})
+_STOP_DECIDED = frozenset({State.DRAINING, State.STOPPING, State.STOPPED, State.FAILED})
+
+# Legal transitions; anything else is a bug in this module, not a user error.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.STARTING: frozenset({State.READY, State.ACTIVE, State.DRAINING, State.TERMINATING}),
+    State.READY: frozenset({State.ACTIVE, State.DRAINING, State.TERMINATING}),
+    State.ACTIVE: frozenset({State.DRAINING, State.TERMINATING}),
+    State.DRAINING: frozenset({State.STOPPING, State.TERMINATING}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED, State.TERMINATING}),
+    State.STOPPED: frozenset({State.TERMINATING}),
+    State.FAILED: frozenset({State.TERMINATING}),
+    State.TERMINATING: frozenset(),
+}
+
+
+class TransitionRefused(Exception):
+    """A lifecycle change that no longer applies (the API answers 409)."""
+
+    def __init__(self, action: str, state: State) -> None:
+        super().__init__(f"cannot {action}: the server is {state.value}")
+        self.action = action
+        self.state = state
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """Timer lengths in seconds; 0 disables a timer."""
+
+    ready_timeout: float = 300.0
+    first_player_timeout: float = 120.0
+    empty_timeout: float = 60.0
+    max_duration: float = 0.0
+    health_timeout: float = 30.0
+    match_end_grace: float = 5.0
+    network_idle_timeout: float = 0.0
+    network_idle_pps: float = 2.0
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """Why the server stops, decided once."""
+
+    reason: StopReason
+    detail: str
+    decided_at: float
+    grace: float
+    match_result: Any = None
+    log_storage_override: str | None = None
+    # Run mode: how the game ended, when the stop is about the game's exit.
+    exit_code: int | None = None
+    signal: str | None = None
+
+    @property
+    def abnormal(self) -> bool:
+        return self.reason in ABNORMAL_REASONS
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A stop trigger that arrived after the decision: recorded, never acted on."""
+
+    reason: StopReason
+    detail: str
+    at: float
+
+
+Listener = Callable[[State, State], None]
+
+
+@dataclass
+class _Roster:
+    """Connected players: named ids plus anonymous ones (from `PUT /v1/players {count}`)."""
+
+    ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    anonymous: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.ids) + self.anonymous
+
+
+class Lifecycle:
+    """The state machine and its timers. All times come from `clock()` (seconds, monotonic)."""
+
+    def __init__(self, timers: TimerSettings, clock: Callable[[], float]) -> None:
+        self.timers = timers
+        self._clock = clock
+        self.started_at = clock()
+        self.state = State.STARTING
+        self.ready_source: str | None = None
+        self.ready_at: float | None = None
+        # A game "reports players" once it called ready itself or used a players route; only
+        # then do the player timers run (a port-ready game with no integration has no count).
+        self.reports_players = False
+        self.had_player = False
+        self.players_peak = 0
+        self.match_id: str | None = None
+        self._roster = _Roster()
+        # Start of the current idle window: moved by ready, a player leaving, activity, hold end.
+        self._idle_anchor: float | None = None
+        self._hold_until: float | None = None
+        self.last_heartbeat: float | None = None
+        # Network idle: last time the interfaces carried enough traffic, and the last sample.
+        self._network_anchor: float | None = None
+        self._network_sample: tuple[float, int] | None = None
+        self.decision: StopDecision | None = None
+        self._drain_until: float | None = None
+        self._stop_released = False
+        self.later_triggers: list[Trigger] = []
+        self.terminate_signal: str | None = None
+        self._listeners: list[Listener] = []
+
+    # --- observation ---------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(old, new)` after every state change."""
+        self._listeners.append(listener)
+
+    @property
+    def now(self) -> float:
+        return self._clock()
+
+    @property
+    def player_count(self) -> int:
+        return self._roster.count
+
+    @property
+    def player_ids(self) -> list[str]:
+        return list(self._roster.ids)
+
+    @property
+    def stop_decided(self) -> bool:
+        return self.decision is not None
+
+    @property
+    def hold_active(self) -> bool:
+        return self._hold_until is not None and self.now < self._hold_until
+
+    def uptime(self) -> float:
+        return self.now - self.started_at
+
+    # --- game events ---------------------------------------------------------------------------
+    def ready(self, source: str = "api") -> None:
+        """The game is ready (`POST /v1/ready`, or its game port is listening)."""
+        if self.state in _STOP_DECIDED or self.state is State.TERMINATING:
+            raise TransitionRefused("mark ready", self.state)
+        if source == "api":
+            self.reports_players = True
+        if self.ready_at is not None:
+            return  # repeated ready is fine (200), the first one counts
+        self.ready_at = self.now
+        self.ready_source = source
+        self._idle_anchor = self.now
+        if self.state is State.STARTING:
+            self._transition(State.READY)
+
+    def heartbeat(self) -> None:
+        """A health ping; the first one arms the health timer."""
+        self.last_heartbeat = self.now
+
+    def activity(self) -> None:
+        """Postpone the idle timers as if a player had just left."""
+        self._idle_anchor = self.now
+        if self._network_anchor is not None:
+            self._network_anchor = self.now
+
+    def player_connected(self, player_id: str) -> int:
+        self._reports_players()
+        roster = self._roster
+        if player_id not in roster.ids:
+            roster.ids[player_id] = None
+            self._roster_changed(roster.count - 1)
+        return roster.count
+
+    def player_disconnected(self, player_id: str) -> int:
+        self._reports_players()
+        roster = self._roster
+        before = roster.count
+        if player_id in roster.ids:
+            del roster.ids[player_id]
+        elif roster.anonymous > 0:
+            # The roster was set by count: this id was one of the anonymous players.
+            roster.anonymous -= 1
+        if roster.count != before:
+            self._roster_changed(before)
+        return roster.count
+
+    def set_players(self, ids: Iterable[str] | None = None, count: int | None = None) -> int:
+        """Replace the whole roster: exactly these ids, or `count` anonymous players."""
+        self._reports_players()
+        before = self._roster.count
+        if ids is not None:
+            self._roster = _Roster(ids=dict.fromkeys(ids))
+        else:
+            self._roster = _Roster(anonymous=max(0, count or 0))
+        self._roster_changed(before)
+        return self._roster.count
+
+    def hold(self, seconds: float) -> None:
+        """Suspend idle stops for `seconds`; 0 ends the hold now (idle windows restart)."""
+        now = self.now
+        self._hold_until = now + max(0.0, seconds)
+
+    def match_started(self, match_id: str | None = None) -> None:
+        if self.state not in _PRE_STOP:
+            raise TransitionRefused("start a match", self.state)
+        if match_id is not None:
+            self.match_id = match_id
+        if self.state is not State.ACTIVE:
+            self._transition(State.ACTIVE)
+
+    def match_ended(self, result: Any = None, grace: float | None = None) -> bool:
+        """Decide a `match_ended` stop. False when a stop was already decided (idempotent)."""
+        return self._decide(
+            StopReason.MATCH_ENDED,
+            "the game ended the match",
+            grace=self.timers.match_end_grace if grace is None else grace,
+            match_result=result,
+        )
+
+    def shutdown_requested(
+        self, reason: str | None = None, grace: float | None = None, log_storage: str | None = None
+    ) -> bool:
+        """Decide a `shutdown_requested` stop. False when a stop was already decided."""
+        return self._decide(
+            StopReason.SHUTDOWN_REQUESTED,
+            reason or "the game asked to shut down",
+            grace=self.timers.match_end_grace if grace is None else grace,
+            log_storage_override=log_storage,
+        )
+
+    def game_exited(
+        self, exit_code: int, signal_name: str | None = None, detail: str | None = None
+    ) -> bool:
+        """The game process ended. Cuts a running drain short; the first reason stays."""
+        crashed = exit_code != 0 or signal_name is not None
+        reason = StopReason.GAME_CRASHED if crashed else StopReason.GAME_EXITED
+        if detail is None:
+            detail = (
+                f"the game was killed by {signal_name}"
+                if signal_name
+                else f"the game exited with code {exit_code}"
+            )
+        decided = self._decide(
+            reason, detail, grace=0.0, exit_code=exit_code, signal_name=signal_name
+        )
+        if not decided and self.state is State.DRAINING:
+            # Nobody is left to drain for: stop now, for the reason already decided.
+            self._drain_until = self.now
+        return decided
+
+    def network_sample(self, packets_total: int) -> None:
+        """Feed the packet counter of the non-loopback interfaces (network idle timer)."""
+        now = self.now
+        previous = self._network_sample
+        self._network_sample = (now, packets_total)
+        if previous is None:
+            self._network_anchor = now
+            return
+        elapsed = now - previous[0]
+        if elapsed <= 0:
+            return
+        rate = (packets_total - previous[1]) / elapsed
+        if rate >= self.timers.network_idle_pps:
+            self._network_anchor = now
+
+    def terminating(self, signal_name: str) -> None:
+        """The platform is stopping us (SIGTERM/SIGINT): no self-stop from now on."""
+        self.terminate_signal = signal_name
+        if self.state is not State.TERMINATING:
+            self._transition(State.TERMINATING)
+
+    # --- the runtime's side of the stop --------------------------------------------------------
+    def stop_accepted(self) -> None:
+        if self.state is State.STOPPING:
+            self._transition(State.STOPPED)
+
+    def stop_failed(self) -> None:
+        if self.state is State.STOPPING:
+            self._transition(State.FAILED)
+
+    def poll(self) -> StopDecision | None:
+        """Apply every deadline that has passed. Returns the decision once, when the self-stop
+        call should start (state → stopping)."""
+        now = self.now
+        if self.state in _PRE_STOP:
+            due = self._earliest_due_timer(now)
+            if due is not None:
+                reason, _deadline = due
+                self._decide(reason, self._timer_detail(reason), grace=0.0)
+        if (
+            self.state is State.DRAINING
+            and not self._stop_released
+            and self._drain_until is not None
+            and now >= self._drain_until
+        ):
+            self._stop_released = True
+            self._transition(State.STOPPING)
+            return self.decision
+        return None
+
+    def next_deadline(self) -> float | None:
+        """The next time `poll()` can change something, or None when nothing is pending."""
+        if self.state is State.DRAINING and not self._stop_released:
+            return self._drain_until
+        if self.state not in _PRE_STOP:
+            return None
+        deadlines = [d for d in self._timer_deadlines().values() if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def timers_left(self) -> dict[str, float]:
+        """Seconds left on every armed timer (and the drain / hold), for status and metrics."""
+        now = self.now
+        left: dict[str, float] = {}
+        if self.state in _PRE_STOP:
+            for reason, deadline in self._timer_deadlines().items():
+                if deadline is not None:
+                    left[TIMER_NAMES[reason]] = max(0.0, deadline - now)
+        if self.state is State.DRAINING and self._drain_until is not None:
+            left["drain"] = max(0.0, self._drain_until - now)
+        if self.hold_active and self._hold_until is not None:
+            left["hold"] = self._hold_until - now
+        return left
+
+    def drain_deadline_in(self) -> float | None:
+        if self.state is State.DRAINING and self._drain_until is not None:
+            return max(0.0, self._drain_until - self.now)
+        return None
+
+    # --- internals -----------------------------------------------------------------------------
+    def _reports_players(self) -> None:
+        self.reports_players = True
+
+    def _roster_changed(self, before: int) -> None:
+        count = self._roster.count
+        self.players_peak = max(self.players_peak, count)
+        if count > 0:
+            self.had_player = True
+            if self.state in (State.STARTING, State.READY):
+                # A server with players is never stopped for ready_timeout.
+                self._transition(State.ACTIVE)
+        elif before > 0:
+            self._idle_anchor = self.now  # the empty window starts when the last one leaves
+
+    def _idle_window_start(self, anchor: float) -> float:
+        """Idle windows restart from the end of a hold (a full window after it)."""
+        if self._hold_until is not None and self._hold_until > anchor:
+            return self._hold_until
+        return anchor
+
+    def _timer_deadlines(self) -> dict[StopReason, float | None]:
+        t = self.timers
+        deadlines: dict[StopReason, float | None] = dict.fromkeys(TIMER_PRECEDENCE)
+        if self.state is State.STARTING and t.ready_timeout > 0:
+            deadlines[StopReason.READY_TIMEOUT] = self.started_at + t.ready_timeout
+        if self.last_heartbeat is not None and t.health_timeout > 0:
+            deadlines[StopReason.UNHEALTHY] = self.last_heartbeat + t.health_timeout
+        if t.max_duration > 0:
+            deadlines[StopReason.MAX_DURATION] = self.started_at + t.max_duration
+        nobody_here = self._roster.count == 0
+        if nobody_here and self.ready_at is not None and self.reports_players:
+            anchor = self._idle_window_start(self._idle_anchor or self.ready_at)
+            if not self.had_player and t.first_player_timeout > 0:
+                deadlines[StopReason.FIRST_PLAYER_TIMEOUT] = anchor + t.first_player_timeout
+            elif self.had_player and t.empty_timeout > 0:
+                deadlines[StopReason.EMPTY_TIMEOUT] = anchor + t.empty_timeout
+        if (
+            nobody_here
+            and t.network_idle_timeout > 0
+            and self._network_anchor is not None
+            and self.state in (State.READY, State.ACTIVE)
+        ):
+            anchor = max(self._network_anchor, self.ready_at or self._network_anchor)
+            deadlines[StopReason.NETWORK_IDLE] = (
+                self._idle_window_start(anchor) + t.network_idle_timeout
+            )
+        return deadlines
+
+    def _earliest_due_timer(self, now: float) -> tuple[StopReason, float] | None:
+        best: tuple[StopReason, float] | None = None
+        # Dicts keep TIMER_PRECEDENCE order, and `<` keeps the first of equal deadlines.
+        for reason, deadline in self._timer_deadlines().items():
+            if deadline is None or deadline > now:
+                continue
+            if best is None or deadline < best[1]:
+                best = (reason, deadline)
+        return best
+
+    def _timer_detail(self, reason: StopReason) -> str:
+        t = self.timers
+        return {
+            StopReason.READY_TIMEOUT: f"the game was not ready within {t.ready_timeout:g}s",
+            StopReason.UNHEALTHY: f"no heartbeat for {t.health_timeout:g}s",
+            StopReason.MAX_DURATION: f"the server reached its maximum duration of "
+            f"{t.max_duration:g}s",
+            StopReason.FIRST_PLAYER_TIMEOUT: f"no player connected within "
+            f"{t.first_player_timeout:g}s of ready",
+            StopReason.EMPTY_TIMEOUT: f"the server was empty for {t.empty_timeout:g}s",
+            StopReason.NETWORK_IDLE: f"less than {t.network_idle_pps:g} packets/s for "
+            f"{t.network_idle_timeout:g}s",
+        }[reason]
+
+    def _decide(
+        self,
+        reason: StopReason,
+        detail: str,
+        *,
+        grace: float,
+        match_result: Any = None,
+        log_storage_override: str | None = None,
+        exit_code: int | None = None,
+        signal_name: str | None = None,
+    ) -> bool:
+        now = self.now
+        if self.decision is not None or self.state is State.TERMINATING:
+            self.later_triggers.append(Trigger(reason, detail, now))
+            return False
+        grace = grace if math.isfinite(grace) and grace > 0 else 0.0
+        self.decision = StopDecision(
+            reason=reason,
+            detail=detail,
+            decided_at=now,
+            grace=grace,
+            match_result=match_result,
+            log_storage_override=log_storage_override,
+            exit_code=exit_code,
+            signal=signal_name,
+        )
+        self._drain_until = now + grace
+        self._transition(State.DRAINING)
+        return True
+
+    def _transition(self, new: State) -> None:
+        old = self.state
+        if new not in TRANSITIONS[old]:
+            raise AssertionError(f"illegal lifecycle transition {old} -> {new}")
+        self.state = new
+        for listener in self._listeners:
+            listener(old, new)
