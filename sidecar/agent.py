@@ -69,12 +69,15 @@ class Agent:
         game_argv: Sequence[str] | None = None,
         watch_pid: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        handle_signals: bool = True,
     ) -> None:
         self.settings = settings
         self.environ = dict(os.environ if environ is None else environ)
         self.game_argv = list(game_argv) if game_argv else None
         self.watch_pid = watch_pid
         self.clock = clock
+        # Embedders and in-process tests keep their own signal handling.
+        self.handle_signals = handle_signals
         self.lifecycle = Lifecycle(_timer_settings(settings), clock)
         self.deployment: DeploymentInfo = parse_deployment(self.environ)
         self.events = EventHub()
@@ -121,11 +124,13 @@ class Agent:
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": f"edgegap-sidecar/{__version__}"}
             )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_terminate_signal, sig)
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.on_terminate_signal, sig)
+            if self.game_argv is not None:
+                for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                    loop.add_signal_handler(sig, self._forward_signal, sig)
         if self.game_argv is not None:
-            for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-                loop.add_signal_handler(sig, self._forward_signal, sig)
             self._start_game()
         elif self.watch_pid is not None:
             self._spawn(self._watch_process(self.watch_pid), "watch")
@@ -138,11 +143,11 @@ class Agent:
     async def _start_api(self) -> None:
         app = LocalApi(self).build_app()
         # Short shutdown timeout: SSE streams are closed explicitly before cleanup.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.settings.host, self.settings.port, shutdown_timeout=1.0
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
             await site.start()
         except OSError as exc:
@@ -201,6 +206,15 @@ class Agent:
             await self._finished.wait()
         finally:
             await self.close()
+        return self._exit_code if self._exit_code is not None else 0
+
+    @property
+    def exit_code(self) -> int | None:
+        """The code `run()` will return, once the agent has decided to finish."""
+        return self._exit_code
+
+    async def wait_finished(self) -> int:
+        await self._finished.wait()
         return self._exit_code if self._exit_code is not None else 0
 
     def wake(self) -> None:
@@ -286,6 +300,7 @@ class Agent:
             )
             self.lifecycle.stop_accepted()
         else:
+            self.stop_progress.last_error = result.error
             log.error(
                 "self-stop failed for good after %d attempt%s: %s (SIDECAR_ON_STOP_FAILURE=%s)",
                 result.attempts,
@@ -386,9 +401,13 @@ class Agent:
         if self.game is not None:
             return self.game.pids()
         if self.watch_pid is not None:
-            from sidecar.watchers import process_tree
+            import psutil
 
-            return process_tree(self.watch_pid)
+            try:
+                root = psutil.Process(self.watch_pid)
+                return [root.pid, *(child.pid for child in root.children(recursive=True))]
+            except psutil.Error:
+                return []
         return []
 
     async def _port_readiness(self) -> None:
@@ -431,7 +450,7 @@ class Agent:
         return self._stats
 
     # --- signals -------------------------------------------------------------------------------
-    def _on_terminate_signal(self, sig: int) -> None:
+    def on_terminate_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         self._signals_seen.append(sig)
         if self.lifecycle.state is State.TERMINATING:
@@ -585,9 +604,16 @@ class Agent:
 
     async def close(self) -> None:
         """Shut down in order, each step bounded."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            loop.remove_signal_handler(sig)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (
+                signal.SIGTERM,
+                signal.SIGINT,
+                signal.SIGHUP,
+                signal.SIGUSR1,
+                signal.SIGUSR2,
+            ):
+                loop.remove_signal_handler(sig)
         if self.game is not None and self.game_exit is None:
             with contextlib.suppress(TimeoutError):
                 self.game_exit = await asyncio.wait_for(

@@ -59,12 +59,12 @@ class Exposition:
         help_text: str,
         samples: Iterable[tuple[Mapping[str, str], float]],
     ) -> None:
-        full = self._prefix + name
+        # In the 0.0.4 text format a counter's family and samples share the `_total` name.
+        full = self._prefix + name + ("_total" if kind == "counter" else "")
         self._lines.append(f"# HELP {full} {help_text}")
         self._lines.append(f"# TYPE {full} {kind}")
-        sample_name = full + "_total" if kind == "counter" else full
         for labels, value in samples:
-            self._lines.append(f"{sample_name}{_labels(labels)} {_number(value)}")
+            self._lines.append(f"{full}{_labels(labels)} {_number(value)}")
 
     def single(self, name: str, kind: str, help_text: str, value: float) -> None:
         self.family(name, kind, help_text, [({}, value)])

@@ -1,0 +1,137 @@
+"""The control API under `/_emulator/`: fault injection, the request log and deployment
+internals, for tests and users' CI. It needs no authentication and its calls are not logged.
+
+    GET    /_emulator/faults                       {"faults": [pending faults]}
+    POST   /_emulator/faults                       {"target": "self_stop", "status": 503,
+                                                    "count": 2, "delay_seconds": 0.0,
+                                                    "retry_after": null} → 201
+           the next `count` calls of `target` wait `delay_seconds`, then answer `status`
+           (`{"message": "Injected fault"}`, `Retry-After` if set) or, with `status` null,
+           are processed normally; faults queue in order. `target` is a platform route name.
+    DELETE /_emulator/faults                       {"cleared": n}
+    GET    /_emulator/requests?path_contains=&method=
+                                                   {"requests": [{method, path, query, headers
+                                                    (authorization as sent), status, time,
+                                                    timestamp, duration_ms}]}
+    DELETE /_emulator/requests                     {"cleared": n}
+    GET    /_emulator/deployments/{request_id}/env  the ARBITRIUM_* (and deploy) variables of
+                                                   that deployment, as a flat JSON object
+    GET    /_emulator/deployments/{request_id}/logs the raw captured stdout+stderr bytes
+                                                   (404 once discarded by the stop)
+    GET    /_emulator/deployments/{request_id}/wait?status=Status.READY&timeout=10
+                                                   long-poll: 200 with the status body once
+                                                   the deployment has reached that status
+                                                   (now or earlier), 408 if the timeout
+                                                   (max 60 s) passes first or it terminated
+                                                   without reaching it
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar.emulator.faults import FaultSpec
+from sidecar.emulator.models import FaultBody
+from sidecar.emulator.state import state_of
+from sidecar.emulator.store import Deployment, Status
+from sidecar.emulator.views import status_view
+from sidecar.emulator.wire import ApiError, parse_body
+
+PREFIX = "/_emulator/"
+_MAX_WAIT_SECONDS = 60.0
+
+
+def _deployment(request: web.Request) -> Deployment:
+    request_id = request.match_info["request_id"]
+    deployment = state_of(request).store.get(request_id)
+    if deployment is None:
+        raise ApiError(404, f"Deployment {request_id} not found")
+    return deployment
+
+
+def _platform_route_names(app: web.Application) -> set[str]:
+    return {
+        route.name
+        for route in app.router.routes()
+        if route.name is not None and not route.name.startswith("control_")
+    }
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response({"faults": state_of(request).faults.pending()})
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    body = await parse_body(request, FaultBody)
+    targets = _platform_route_names(request.app)
+    if body.target not in targets:
+        raise ApiError(422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)})
+    if body.status is None and body.delay_seconds == 0:
+        raise ApiError(422, "A fault needs a status, a delay_seconds > 0, or both")
+    spec = FaultSpec(
+        target=body.target,
+        status=body.status,
+        count=body.count,
+        delay_seconds=body.delay_seconds,
+        retry_after=None if body.retry_after is None else str(body.retry_after),
+    )
+    faults = state_of(request).faults
+    faults.add(spec)
+    return web.json_response({"fault": spec.to_json(), "faults": faults.pending()}, status=201)
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    return web.json_response({"cleared": state_of(request).faults.clear()})
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    entries = state_of(request).requests.entries(
+        request.query.get("path_contains"), request.query.get("method")
+    )
+    return web.json_response({"requests": entries})
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    return web.json_response({"cleared": state_of(request).requests.clear()})
+
+
+async def deployment_env(request: web.Request) -> web.Response:
+    return web.json_response(_deployment(request).env)
+
+
+async def deployment_logs(request: web.Request) -> web.Response:
+    deployment = _deployment(request)
+    if deployment.logs is None:
+        raise ApiError(404, "Logs were discarded when the deployment stopped")
+    return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
+
+
+async def wait_for_status(request: web.Request) -> web.Response:
+    deployment = _deployment(request)
+    try:
+        status = Status(request.query.get("status", ""))
+    except ValueError:
+        raise ApiError(400, "status must be one of " + ", ".join(Status)) from None
+    try:
+        timeout = float(request.query.get("timeout", "10"))
+    except ValueError:
+        raise ApiError(400, "timeout must be a number of seconds") from None
+    if not 0 <= timeout <= _MAX_WAIT_SECONDS:
+        raise ApiError(400, f"timeout must be between 0 and {_MAX_WAIT_SECONDS:g} seconds")
+    reached = await state_of(request).manager.wait_for_status(deployment, status, timeout)
+    if not reached:
+        raise ApiError(408, f"Deployment is {deployment.status} and has not reached {status}")
+    return web.json_response(status_view(deployment))
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get(PREFIX + "faults", list_faults, name="control_list_faults")
+    router.add_post(PREFIX + "faults", add_fault, name="control_add_fault")
+    router.add_delete(PREFIX + "faults", clear_faults, name="control_clear_faults")
+    router.add_get(PREFIX + "requests", list_requests, name="control_list_requests")
+    router.add_delete(PREFIX + "requests", clear_requests, name="control_clear_requests")
+    deployment = PREFIX + "deployments/{request_id}"
+    router.add_get(deployment + "/env", deployment_env, name="control_env")
+    router.add_get(deployment + "/logs", deployment_logs, name="control_logs")
+    router.add_get(deployment + "/wait", wait_for_status, name="control_wait")

@@ -1,0 +1,104 @@
+"""Backing processes: one run of a deployment's shell command, its output and its stop.
+
+The command runs through the shell in its own session (so its process group holds the game and
+anything it spawns), with stdin closed and stdout/stderr captured as raw bytes in arrival order.
+Stopping sends SIGTERM to the whole group, then SIGKILL once the grace period is over, as a
+container runtime does. `terminate()` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+
+# After the process exits, a grandchild may still hold the pipes open; stop reading after this.
+_DRAIN_TIMEOUT = 1.0
+_READ_CHUNK = 65536
+
+
+class BackedProcess:
+    """A running (or finished) backing process and the readers of its output."""
+
+    def __init__(self, process: asyncio.subprocess.Process, on_output: Callable[[bytes], None]):
+        self._process = process
+        self._on_output = on_output
+        self.output = bytearray()  # this run's output only, for crash_logs
+        self._readers = [
+            asyncio.create_task(self._read(stream))
+            for stream in (process.stdout, process.stderr)
+            if stream is not None
+        ]
+
+    @classmethod
+    async def start(
+        cls, command: str, env: dict[str, str], on_output: Callable[[bytes], None]
+    ) -> BackedProcess:
+        """Start `command`; raises OSError when the shell itself cannot be started."""
+        process = await asyncio.create_subprocess_shell(
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        return cls(process, on_output)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process.returncode is None
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(_READ_CHUNK):
+            self.output += chunk
+            self._on_output(chunk)
+
+    async def wait(self) -> int:
+        """Wait for the exit, then for the output to drain; returns asyncio's return code."""
+        code = await self._process.wait()
+        _, pending = await asyncio.wait(self._readers, timeout=_DRAIN_TIMEOUT)
+        for reader in pending:
+            reader.cancel()
+        return code
+
+    def signal_group(self, signum: int) -> None:
+        # The group may already be gone (exited between our check and the signal): that is fine.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signum)
+
+    async def terminate(self, grace_seconds: float) -> int:
+        """SIGTERM the group, SIGKILL it after `grace_seconds`; returns the return code."""
+        if self.running:
+            self.signal_group(signal.SIGTERM)
+            try:
+                return await asyncio.wait_for(asyncio.shield(self.wait()), grace_seconds)
+            except TimeoutError:
+                self.signal_group(signal.SIGKILL)
+        return await self.wait()
+
+    def kill_now(self) -> None:
+        """Last resort on cancellation: the emulator must never leave orphans behind."""
+        self.signal_group(signal.SIGKILL)
+        for reader in self._readers:
+            reader.cancel()
+
+
+def exit_description(code: int) -> tuple[int, str]:
+    """asyncio's return code -> (container-style exit code, message) for crash_data."""
+    if code < 0:
+        signum = -code
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return 128 + signum, f"Container killed by {name}"
+    if code == 0:
+        return 0, "Container exited with code 0"
+    return code, f"Container crashed with exit code {code}"

@@ -1,0 +1,58 @@
+"""`run_emulator`: serve the emulator until cancelled or SIGTERM/SIGINT, then shut down.
+
+Order: bind (port in use → StartupError) → record the base URL → print it → wait for a signal
+→ cleanup, which stops every backing process (SIGTERM, SIGKILL after the grace) before the
+listener closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from aiohttp import web
+
+from sidecar.emulator.app import create_app
+from sidecar.emulator.options import EmulatorOptions
+from sidecar.emulator.state import STATE_KEY
+from sidecar.errors import StartupError
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve `app` on host:port; returns the runner and the base URL actually bound."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"emulator cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    bound_host, bound_port = runner.addresses[0][:2]
+    url_host = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    base_url = f"http://{url_host}:{bound_port}"
+    app[STATE_KEY].base_url = base_url
+    return runner, base_url
+
+
+async def run_emulator(options: EmulatorOptions) -> None:
+    """Serve until cancelled or SIGTERM/SIGINT; prints one line with the base URL at start."""
+    runner, base_url = await start_site(create_app(options), options.host, options.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Not available off the main thread or on some platforms; cancellation still works.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    try:
+        print(f"Edgegap emulator listening on {base_url}", flush=True)
+        await stop.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()

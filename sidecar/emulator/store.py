@@ -1,0 +1,155 @@
+"""Deployment records: the emulator's in-memory state of every deployment it has created.
+
+This module is data only (no I/O, no tasks): the status strings of the platform, one
+`Deployment` record per request id, and the `DeploymentStore` that indexes them. The
+behaviour that moves a deployment through its statuses lives in `deployments.py`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+# The platform formats every timestamp like this (UTC, microseconds).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.strftime(TIME_FORMAT)
+
+
+class Status(StrEnum):
+    """Deployment statuses, spelled as the platform spells them on the wire."""
+
+    INITIALIZING = "Status.INITIALIZING"  # request accepted, nothing placed yet
+    SEEKING = "Status.SEEKING"  # looking for a location
+    SEEKED = "Status.SEEKED"  # location chosen
+    SCANNING = "Status.SCANNING"  # image checked on the host
+    DEPLOYING = "Status.DEPLOYING"  # container (here: backing process) starting
+    READY = "Status.READY"  # serving; a stop is carried out from here
+    ERROR = "Status.ERROR"  # failed to start; can still be stopped
+    TERMINATING = "Status.TERMINATING"  # SIGTERM sent, grace period running
+    TERMINATED = "Status.TERMINATED"  # gone; only kept logs remain readable
+
+
+# The statuses a new deployment walks through before READY, in order.
+STARTUP_WALK: tuple[Status, ...] = (
+    Status.INITIALIZING,
+    Status.SEEKING,
+    Status.SEEKED,
+    Status.SCANNING,
+    Status.DEPLOYING,
+)
+
+
+@dataclass
+class PortMapping:
+    name: str
+    internal: int
+    external: int
+    protocol: str
+
+
+@dataclass
+class Tag:
+    name: str
+    create_time: datetime
+    last_updated: datetime
+
+
+@dataclass
+class ExitRecord:
+    """What `crash_data` / `crash_logs` report: the last exit of the backing process."""
+
+    exit_code: int | None = None
+    message: str = ""
+    restart_count: int = 0
+    crash_logs: bytes | None = None
+
+
+@dataclass
+class Deployment:
+    request_id: str
+    app_name: str
+    app_version: str
+    access_point_id: int
+    delete_token: str
+    context_number: int
+    context_token: str
+    public_ip: str
+    ports: dict[str, PortMapping]
+    location: dict[str, Any]
+    created_at: datetime
+    user_env: dict[str, str]
+    # Shell command of the backing process; None for a simulated deployment.
+    command: str | None
+    # Keep the logs at a stop that does not say (legacy `container_log_storage.enabled`).
+    default_keep_logs: bool = False
+    # event ("ready" | "error" | "terminated") -> webhook URL
+    webhooks: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, Tag] = field(default_factory=dict)
+    container_command: str = ""
+    container_arguments: str = ""
+    status: Status = Status.INITIALIZING
+    last_status: Status | None = None
+    # Every status reached, in order, so a waiter cannot miss a short-lived one.
+    history: list[Status] = field(default_factory=lambda: [Status.INITIALIZING])
+    removal_time: datetime | None = None
+    error_detail: str = ""
+    # A stop that arrived before READY; carried out when READY is reached.
+    stop_pending: bool = False
+    # The stop call's container_log_storage choice; None when it did not say.
+    keep_logs_choice: bool | None = None
+    log_storage_name: str | None = None
+    # Captured stdout+stderr in arrival order; None once discarded at the stop.
+    logs: bytearray | None = field(default_factory=bytearray)
+    logs_kept: bool = False
+    exit: ExitRecord = field(default_factory=ExitRecord)
+    pid: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fqdn(self) -> str:
+        # *.localhost resolves to loopback (RFC 6761), where the emulated server really is.
+        return f"{self.request_id}.localhost"
+
+    @property
+    def running(self) -> bool:
+        return self.status not in (Status.TERMINATED, Status.ERROR)
+
+    @property
+    def terminated(self) -> bool:
+        return self.status is Status.TERMINATED
+
+
+class DeploymentStore:
+    """Deployments by request id, in creation order."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Deployment] = {}
+
+    def new_request_id(self) -> str:
+        while True:
+            request_id = secrets.token_hex(6)
+            if request_id not in self._by_id:
+                return request_id
+
+    def add(self, deployment: Deployment) -> None:
+        self._by_id[deployment.request_id] = deployment
+
+    def get(self, request_id: str) -> Deployment | None:
+        return self._by_id.get(request_id)
+
+    def __iter__(self) -> Iterator[Deployment]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)

@@ -1,0 +1,82 @@
+"""HTTP plumbing shared by the platform and control routes: the `{"message"}` error shape,
+JSON body parsing into models, and query-string parsing. Bad input becomes `ApiError` (4xx).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error answer: `status` with body `{"message": message, **extra}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response({"message": message, **(extra or {})}, status=status, headers=headers)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as `model`: 400 if not JSON, 422 if it does not fit."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Request body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(part) for part in error["loc"]), "error": error["msg"]}
+            for error in exc.errors()
+        ]
+        raise ApiError(422, "Request body is invalid", {"details": details}) from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"Query parameter {name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"Query parameter {name} must be between {low} and {high}")
+    return value
+
+
+def log_storage_choice(request: web.Request) -> tuple[bool | None, str | None]:
+    """`container_log_storage`: true/false, or a storage name (kept); absent → (None, None)."""
+    value = request.query.get("container_log_storage")
+    if value is None or value.strip() == "":
+        return None, None
+    lowered = value.strip().lower()
+    if lowered == "true":
+        return True, None
+    if lowered == "false":
+        return False, None
+    return True, value.strip()
