@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the game as a child, relay its output, serve the local API and "
         "stop the deployment when the game exits or a timer fires.",
     )
-    run.add_argument("game", nargs=argparse.REMAINDER, help="the game command and its arguments")
+    run.add_argument("game", nargs="*", help="the game command and its arguments")
 
     serve = commands.add_parser(
         "serve", help="serve the local API and timers beside a game started by something else"
@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     # emulate and demo own their flags (in their modules); they are parsed only when chosen,
     # so that `serve` and `run` never import the emulator.
     for name, help_text in _DELEGATED.items():
-        delegated = commands.add_parser(name, help=help_text, add_help=False)
-        delegated.add_argument("rest", nargs=argparse.REMAINDER)
+        commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -91,9 +90,17 @@ def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(args_list)
-        return _dispatch(args)
-    except (ConfigError, UsageError) as exc:
+        # Everything after `run` belongs to the game, and `emulate`/`demo` parse their own
+        # flags: argparse would otherwise try to read the game's `-batchmode` as ours.
+        if args_list and args_list[0] == "run" and args_list[1:2] not in (["-h"], ["--help"]):
+            return _run_game(args_list[1:])
+        if args_list and args_list[0] in _DELEGATED:
+            return _run_delegated(args_list[0], _delegated_args(args_list[0], args_list[1:]))
+        return _dispatch(build_parser().parse_args(args_list))
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
         print(f"edgegap-sidecar: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except StartupError as exc:
@@ -110,21 +117,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "check-config":
         return _check_config()
-    if command == "emulate":
-        from sidecar import emulator
-
-        options = emulator.options_from_args(_delegated_args(command, args.rest))
-        asyncio.run(emulator.run_emulator(options))
-        return EXIT_OK
-    game: list[str] = []
     watch_pid: int | None = None
-    if command == "run":
-        game = list(args.game)
-        if game and game[0] == "--":
-            game = game[1:]
-        if not game:
-            raise UsageError("run: give the game command, e.g. edgegap-sidecar run -- ./Server")
-    elif args.watch_name is not None:
+    if args.watch_name is not None:
         from sidecar.watchers import find_pid_by_name
 
         watch_pid = find_pid_by_name(args.watch_name)
@@ -134,7 +128,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         watch_pid = args.watch_pid
         if watch_pid <= 0:
             raise UsageError(f"--watch-pid: expected a positive PID, got {watch_pid}")
-    return _serve(game or None, watch_pid)
+    return _serve(None, watch_pid)
+
+
+def _run_game(argv: list[str]) -> int:
+    game = argv[1:] if argv[:1] == ["--"] else argv
+    if not game:
+        raise UsageError(
+            "edgegap-sidecar run: give the game command, e.g. edgegap-sidecar run -- ./Server"
+        )
+    return _serve(game, None)
+
+
+def _run_delegated(command: str, args: argparse.Namespace) -> int:
+    if command == "emulate":
+        from sidecar import emulator
+
+        asyncio.run(emulator.run_emulator(emulator.options_from_args(args)))
+        return EXIT_OK
+    raise UsageError(f"edgegap-sidecar: unknown command {command!r}")
 
 
 def _serve(game: list[str] | None, watch_pid: int | None) -> int:
