@@ -39,6 +39,7 @@ from sidecar.logs import write_record
 from sidecar.metrics import Exposition, RequestCounter
 
 if TYPE_CHECKING:
+    from sidecar.reaper import Reaper
     from sidecar.supervisor import GameExit, GameProcess
     from sidecar.watchers import GameStats, ProcessTreeSampler
 
@@ -92,6 +93,7 @@ class Agent:
         self.game: GameProcess | None = None
         self.game_exit: GameExit | None = None
         self._sampler: ProcessTreeSampler | None = None
+        self._reaper: Reaper | None = None
         self._stats: GameStats | None = None
         self._stats_at = -1e9
         self._wake = asyncio.Event()
@@ -172,6 +174,7 @@ class Agent:
         )
 
     def _start_game(self) -> None:
+        from sidecar.reaper import Reaper
         from sidecar.supervisor import GameProcess
 
         assert self.game_argv is not None
@@ -180,7 +183,12 @@ class Agent:
         env["SIDECAR_HOST"] = self.settings.host
         env["SIDECAR_PORT"] = str(self.port)
         env["SIDECAR_URL"] = f"http://{_url_host(self.settings.host)}:{self.port}"
-        self.game = GameProcess(self.game_argv, env=env)
+        # One reaper for the agent's whole life: orphans of the game that die while the
+        # self-stop is still retrying (minutes) must be reaped too, not only the game.
+        if Reaper.active() is None:
+            self._reaper = Reaper()
+            self._reaper.install()
+        self.game = GameProcess(self.game_argv, env=env, reaper=Reaper.active())
         try:
             pid = self.game.start()
         except GameStartError as exc:
@@ -234,8 +242,11 @@ class Agent:
                 self._stop_task = self._spawn(self._self_stop(decision), "self-stop")
             deadline = lifecycle.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the wake-up completes (a SIGTERM does both), and shutdown would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _on_transition(self, old: State, new: State) -> None:
         decision = self.lifecycle.decision
@@ -633,6 +644,9 @@ class Agent:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
 
 def _timer_settings(settings: Settings) -> TimerSettings:

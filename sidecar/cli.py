@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DELEGATED = {
     "emulate": "run a local Edgegap API emulator (default http://127.0.0.1:9000)",
+    "demo": "the whole lifecycle on loopback, no account: emulator, sidecar, game and players",
 }
 
 
@@ -84,6 +85,10 @@ def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
         from sidecar import emulator
 
         emulator.add_arguments(parser)
+    elif command == "demo":
+        from sidecar import demo
+
+        demo.add_arguments(parser)
     return parser.parse_args(rest)
 
 
@@ -146,6 +151,10 @@ def _run_delegated(command: str, args: argparse.Namespace) -> int:
 
         asyncio.run(emulator.run_emulator(emulator.options_from_args(args)))
         return EXIT_OK
+    if command == "demo":
+        from sidecar import demo
+
+        return demo.main(args)
     raise UsageError(f"edgegap-sidecar: unknown command {command!r}")
 
 

@@ -52,7 +52,9 @@ class EventHub:
         try:
             while True:
                 try:
-                    event, data = await asyncio.wait_for(queue.get(), keepalive)
+                    # asyncio.timeout rather than wait_for: it never swallows a cancellation.
+                    async with asyncio.timeout(keepalive):
+                        event, data = await queue.get()
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue

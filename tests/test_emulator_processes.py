@@ -98,6 +98,14 @@ def gone(pid: int) -> bool:
         return True
 
 
+async def eventually_gone(pid: int, timeout: float = 5.0) -> bool:
+    """The game behind `sh -c` may finish exiting just after the shell: poll, bounded."""
+    async with asyncio.timeout(timeout):
+        while not gone(pid):
+            await asyncio.sleep(0.02)
+    return True
+
+
 async def raw_logs(emu: EmulatorServer, request_id: str) -> str:
     status, body = await emu.call("GET", f"/_emulator/deployments/{request_id}/logs", auth=False)
     return str(body or "") if status == 200 else ""
@@ -231,7 +239,7 @@ class TestSelfStop:
             pid = (await started(emu, request_id))["pid"]
             assert await emu.stop(request_id) == 200
             await emu.wait_for_status(request_id, "Status.TERMINATED", timeout=5)
-            assert gone(pid)
+            assert await eventually_gone(pid)
 
 
 class TestLogStorage:
@@ -419,7 +427,7 @@ class TestLifecycleIntegration:
         async with EmulatorServer(options(game)) as emu:
             request_id = await deploy_ready(emu)
             pid = (await started(emu, request_id))["pid"]
-        assert gone(pid)
+        assert await eventually_gone(pid)
 
     async def test_shutdown_during_startup_walk(self, game: Callable[[str], str]) -> None:
         """Leaving the harness while deployments are still starting ends cleanly."""
@@ -431,9 +439,14 @@ class TestLifecycleIntegration:
         """Metrics of a backed deployment report its real memory use."""
         request_id = await deploy_ready(emu)
         await started(emu, request_id)
-        status, body = await emu.call("GET", f"/v1/metrics/deployment/{request_id}")
-        assert status == 200
-        assert float(body["mem"]["datasets"][-1]) > 1.0
+
+        async def latest_mem() -> float:
+            status, body = await emu.call("GET", f"/v1/metrics/deployment/{request_id}")
+            assert status == 200
+            return float(body["mem"]["datasets"][-1])
+
+        # Under load the first samples may predate the interpreter's start (only the shell).
+        assert await eventually(latest_mem, lambda mb: mb > 1.0) > 1.0
 
     async def test_webhooks_receive_status_bodies(self, emu: EmulatorServer) -> None:
         """Ready and terminated webhooks are POSTed the status body."""

@@ -344,3 +344,35 @@ async def wait_http(http: aiohttp.ClientSession, url: str, timeout: float = 10.0
             except aiohttp.ClientConnectionError:
                 pass
             await asyncio.sleep(0.02)
+
+
+class TestServeSignals:
+    async def test_sigterm_exits_promptly_with_a_terminate_record(self) -> None:
+        """SIGTERM to `serve` writes the terminate record and exits 0 without a self-stop, well
+        within a platform's grace period (a regression: a swallowed cancellation once held
+        shutdown for 5 s)."""
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))},
+            "SIDECAR_PORT": str(port),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sidecar",
+            "serve",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                await wait_http(http, f"http://127.0.0.1:{port}/healthz")
+            proc.terminate()
+            stdout, _ = await asyncio.wait_for(proc.communicate(), 3)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0
+        assert stdout == b'{"event": "sidecar.terminate", "signal": "SIGTERM"}\n'

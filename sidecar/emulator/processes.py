@@ -75,13 +75,23 @@ class BackedProcess:
 
     async def terminate(self, grace_seconds: float) -> int:
         """SIGTERM the group, SIGKILL it after `grace_seconds`; returns the return code."""
-        if self.running:
+        if self.running or not all(reader.done() for reader in self._readers):
             self.signal_group(signal.SIGTERM)
             try:
-                return await asyncio.wait_for(asyncio.shield(self.wait()), grace_seconds)
+                await asyncio.wait_for(asyncio.shield(self._group_gone()), grace_seconds)
             except TimeoutError:
                 self.signal_group(signal.SIGKILL)
         return await self.wait()
+
+    async def _group_gone(self) -> None:
+        """The shell exited AND every process holding its output pipes closed them.
+
+        `sh -c 'game'` may exit on SIGTERM before the game does: like a container runtime,
+        a stop is only over when the game itself is gone, not just the shell in front of it.
+        """
+        await self._process.wait()
+        if self._readers:
+            await asyncio.wait(self._readers)
 
     def kill_now(self) -> None:
         """Last resort on cancellation: the emulator must never leave orphans behind."""

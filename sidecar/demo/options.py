@@ -1,0 +1,64 @@
+"""The `demo` command's flags and the options they build (plain data, checked once)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+from sidecar.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `edgegap-sidecar demo` was asked for; defaults match its flags."""
+
+    players: int = 4
+    rounds: int = 3
+    timeout: float = 60.0
+    quiet: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the `demo` flags on `parser`; values are checked by `options_from_args`."""
+    parser.add_argument("--players", default="4", help="simulated players, 1-32 (default 4)")
+    parser.add_argument(
+        "--rounds", default="3", help="scores each player sends before leaving, 1-100 (default 3)"
+    )
+    parser.add_argument(
+        "--timeout", default="60", help="give up after this many seconds (default 60)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only the outcome, not the timeline"
+    )
+
+
+def options_from_args(ns: argparse.Namespace) -> DemoOptions:
+    """Turn parsed `demo` flags into options; raises UsageError naming a bad flag."""
+    return DemoOptions(
+        players=_count("--players", getattr(ns, "players", "4"), 32),
+        # At least one round: the example game ends a match only once somebody has scored.
+        rounds=_count("--rounds", getattr(ns, "rounds", "3"), 100),
+        timeout=_timeout(getattr(ns, "timeout", "60")),
+        quiet=bool(getattr(ns, "quiet", False)),
+    )
+
+
+def _count(flag: str, value: object, maximum: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if not 1 <= number <= maximum:
+        raise UsageError(f"{flag}: expected a whole number from 1 to {maximum}, got {value!r}")
+    return number
+
+
+def _timeout(value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--timeout: expected a number of seconds > 0, got {value!r}")
+    return seconds

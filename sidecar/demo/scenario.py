@@ -1,0 +1,501 @@
+"""The demo scenario: drives one deployment from `POST /deployments` to Status.TERMINATED.
+
+`Demo.run()` is the whole walk under the --timeout cap. Every failure becomes a `DemoError`
+naming the step it happened in. The emulator, its HTTP API, the sidecar's event stream and the
+bots are all real; the only thing this module adds is the waiting and the printing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import secrets
+import signal
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from sidecar.demo.example import (
+    LOOPBACK,
+    ExampleGame,
+    backing_command,
+    deployment_env,
+    find_example_game,
+    load_run_bots,
+)
+from sidecar.demo.options import DemoOptions
+from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
+from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
+from sidecar.emulator.environment import pick_free_port
+
+APP_NAME = "demo-game"
+
+# Short enough that the walk takes about a second, long enough that polling GET /v1/status
+# every STATUS_POLL_SECONDS sees each status (a missed one is recovered from `last_status`).
+STATUS_STEP_SECONDS = 0.15
+STATUS_POLL_SECONDS = 0.05
+SSE_RETRY_SECONDS = 0.1
+# The emulator's SIGTERM → SIGKILL grace must outlast the sidecar's own (SIDECAR_TERM_GRACE),
+# so the sidecar gets to forward the signal and see the game exit cleanly.
+EMULATOR_STOP_GRACE_SECONDS = 5.0
+# Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
+LOG_CONTEXT_LINES = 3
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message names the step and what went wrong."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"failed while {step}: {' '.join(message.split())}")
+
+
+def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
+    """Index and content of the `sidecar.stop` JSON line in the container logs, if any."""
+    for index, line in enumerate(lines):
+        if '"sidecar.stop"' not in line:
+            continue
+        try:
+            record = json.loads(line[line.index("{") :])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == "sidecar.stop":
+            return index, record
+    return None
+
+
+async def sse_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events as (event name, JSON data); comments and non-JSON data are skipped."""
+    event = "message"
+    data: list[str] = []
+    async for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                try:
+                    payload = json.loads("\n".join(data))
+                except ValueError:
+                    payload = None
+                if isinstance(payload, dict):
+                    yield event, payload
+            event, data = "message", []
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+
+
+# ---- the scenario -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What a successful run reports in its last line."""
+
+    request_id: str
+    elapsed: float
+    stop_reason: str
+    log_lines: int
+
+
+class Demo:
+    """Runs the scenario once. Background watchers (deployment status, sidecar events, the bots)
+    are created by `_watch`, owned in `_tasks`, and cancelled and awaited in `_stop_watchers`.
+    The main flow waits on conditions over what they saw; each change wakes it through
+    `_changed`, and a watcher's failure becomes the failure of the step being waited on."""
+
+    def __init__(self, options: DemoOptions, timeline: Timeline) -> None:
+        self.options = options
+        self.timeline = timeline
+        self.step = "starting"
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self.reached: list[Status] = []
+        self.deployment: dict[str, Any] = {}
+        self.sidecar_states: list[str] = []
+        self.sidecar_status: dict[str, Any] = {}
+        self.bots_outcome: dict[str, Any] | None = None
+
+    async def run(self) -> DemoSummary:
+        """The whole scenario under the --timeout cap; every failure is a DemoError.
+
+        SIGTERM cancels the run like SIGINT does, so the emulator's cleanup still stops the
+        deployment's processes (they run in sessions of their own and would outlive us)."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        terminated = False
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            if main is not None:
+                main.cancel()
+
+        handled = False
+        # Not available off the main thread or on some platforms; SIGINT still works there.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+            handled = True
+        try:
+            return await self._run_capped()
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+            raise DemoError(self.step, "interrupted by SIGTERM") from None
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    async def _run_capped(self) -> DemoSummary:
+        deadline = asyncio.timeout(self.options.timeout)
+        try:
+            async with deadline:
+                return await self._run()
+        except TimeoutError as exc:
+            if deadline.expired():
+                message = f"timed out after {self.options.timeout:g}s (raise it with --timeout)"
+                raise DemoError(self.step, message) from None
+            raise DemoError(self.step, f"timed out: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DemoError(self.step, f"{type(exc).__name__}: {exc}") from None
+        except EmulatorError as exc:
+            raise DemoError(self.step, str(exc)) from None
+
+    async def _run(self) -> DemoSummary:
+        self.step = "locating the example game"
+        try:
+            game = find_example_game()
+            run_bots = load_run_bots(game.bots)
+        except (ImportError, FileNotFoundError) as exc:
+            raise DemoError(self.step, str(exc)) from None
+        self.step = "starting the emulator"
+        options = EmulatorOptions(
+            host=LOOPBACK,
+            port=0,
+            api_token=secrets.token_hex(16),
+            apps={APP_NAME: backing_command(game)},
+            # The platform's default. A sidecar that dies at start-up is caught from crash_data
+            # (and its last output line shown) long before the restart delay comes round.
+            restart_policy="always",
+            status_step_seconds=STATUS_STEP_SECONDS,
+            stop_grace_seconds=EMULATOR_STOP_GRACE_SECONDS,
+            game_port=0,
+        )
+        async with EmulatorServer(options) as emulator, aiohttp.ClientSession() as session:
+            self.timeline.event("emulator", f"Edgegap API emulator on {emulator.url}")
+            self.timeline.event(
+                "emulator",
+                f"app {APP_NAME}: edgegap-sidecar run -- python {game.server.name}",
+            )
+            try:
+                return await self._play(emulator, session, game, run_bots)
+            finally:
+                await self._stop_watchers()
+
+    async def _play(
+        self,
+        emulator: EmulatorServer,
+        session: aiohttp.ClientSession,
+        game: ExampleGame,
+        run_bots: Callable[..., dict[str, Any]],
+    ) -> DemoSummary:
+        self.step = f"deploying {APP_NAME} (POST /deployments)"
+        sidecar_port = pick_free_port(LOOPBACK)
+        api_token = secrets.token_hex(16)
+        env = deployment_env(game, sidecar_port, api_token)
+        request_id = await emulator.deploy(
+            APP_NAME,
+            environment_variables=[
+                {"key": key, "value": value, "is_hidden": key == "SIDECAR_API_TOKEN"}
+                for key, value in env.items()
+            ],
+        )
+        self.timeline.event("emulator", f"POST /deployments -> request_id {request_id}")
+        self._watch("deployment status watch", self._follow_status(emulator, request_id))
+
+        self.step = "waiting for Status.READY"
+        await self._wait_for(
+            lambda: Status.READY in self.reached or Status.ERROR in self.reached,
+            "deployment status watch",
+        )
+        if Status.ERROR in self.reached:
+            detail = self.deployment.get("error_detail")
+            raise DemoError(self.step, f"the deployment went to Status.ERROR: {detail}")
+        game_port = self._game_port()
+
+        self.step = f"connecting to the sidecar's event stream on {LOOPBACK}:{sidecar_port}"
+        sidecar_url = f"http://{LOOPBACK}:{sidecar_port}"
+        self._watch(
+            "sidecar event stream",
+            self._follow_sidecar(session, sidecar_url, api_token, emulator, request_id),
+        )
+        await self._wait_for(lambda: bool(self.sidecar_states), "sidecar event stream")
+        self.step = "waiting for the game to report ready"
+        await self._wait_for(lambda: self.sidecar_states[-1] != "starting", "sidecar event stream")
+
+        self.step = (
+            f"playing the match ({self.options.players} players x {self.options.rounds} rounds "
+            f"on udp {LOOPBACK}:{game_port})"
+        )
+        self._watch("bots", self._play_match(run_bots, game_port))
+        await self._wait_for(lambda: self.bots_outcome is not None, "bots")
+
+        self.step = "waiting for the game to end the match"
+        await self._wait_for(
+            lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
+        )
+        self._check_stop_reason()
+
+        self.step = "waiting for the sidecar's self-stop"
+        # The emulator's TERMINATING is the proof the stop was accepted: the sidecar itself may
+        # never show `stopped`, because the platform's SIGTERM can beat the 200 to it.
+        await self._wait_for(
+            lambda: "failed" in self.sidecar_states or Status.TERMINATING in self.reached,
+            "deployment status watch",
+        )
+        if "failed" in self.sidecar_states:
+            error = (self.sidecar_status.get("stop") or {}).get("last_error")
+            raise DemoError(self.step, f"the self-stop failed: {error}")
+        call = await self._self_stop_call(emulator, request_id)
+        if call is None:
+            raise DemoError(self.step, "the deployment is terminating without a self-stop call")
+        self.timeline.event("emulator", f"accepted the self-stop: {call}")
+
+        self.step = "waiting for Status.TERMINATED"
+        await self._wait_for(lambda: Status.TERMINATED in self.reached, "deployment status watch")
+
+        self.step = "reading the stored container logs"
+        lines = await self._stored_logs(emulator, request_id)
+        found = stop_record(lines)
+        if found is None:
+            raise DemoError(self.step, "the stored container logs have no sidecar.stop record")
+        index, record = found
+        self.timeline.event("result", describe_result(record))
+        shown = lines[max(0, index - LOG_CONTEXT_LINES) :]
+        self.timeline.line(
+            f"stored container logs of {request_id} (kept by container_log_storage=true), "
+            f"last {len(shown)} of {len(lines)} lines:"
+        )
+        for line in shown:
+            self.timeline.line(f"  | {line}")
+        return DemoSummary(
+            request_id, self.timeline.elapsed(), str(record.get("reason")), len(lines)
+        )
+
+    # ---- waiting ------------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        # Wake every waiter, then arm a fresh event for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _watch(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"demo-{name}")
+        task.add_done_callback(lambda _: self._notify())
+        self._tasks[name] = task
+
+    async def _wait_for(self, condition: Callable[[], bool], source: str) -> None:
+        """Wait until `condition()` holds; fail at once when a watcher failed or when `source`,
+        the watcher whose observations the condition reads, has ended without it holding."""
+        while True:
+            self._check_stop_reason()
+            if condition():
+                return
+            for task in self._tasks.values():
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    task.result()
+            if self._tasks[source].done():
+                sidecar_state = self.sidecar_states[-1] if self.sidecar_states else "not reached"
+                status = self.reached[-1] if self.reached else "unknown"
+                raise DemoError(
+                    self.step,
+                    f"the {source} ended first (sidecar {sidecar_state}, deployment {status})",
+                )
+            await self._changed.wait()
+
+    def _check_stop_reason(self) -> None:
+        """Fail as soon as the sidecar decides to stop for anything but the match's end: a
+        timer or a crash means the scenario went wrong, whatever step it is in."""
+        reason = self.sidecar_status.get("stop_reason")
+        if reason not in (None, "match_ended"):
+            detail = self.sidecar_status.get("stop_detail")
+            raise DemoError(
+                self.step, f"the sidecar is stopping for {reason} ({detail}), not match_ended"
+            )
+
+    async def _stop_watchers(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        # Watchers only await HTTP calls and the bots' future, so cancellation is prompt.
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- watchers -----------------------------------------------------------------------------
+
+    async def _follow_status(self, emulator: EmulatorServer, request_id: str) -> None:
+        """Poll `GET /v1/status/{id}` as a platform client would, printing each new status."""
+        while True:
+            code, body = await emulator.call("GET", f"/v1/status/{request_id}")
+            if code != 200 or not isinstance(body, dict):
+                raise DemoError(self.step, f"GET /v1/status/{request_id} answered {code}: {body}")
+            self.deployment = body
+            current = Status(body["current_status"])
+            if current not in self.reached:
+                last = body.get("last_status")
+                if last is not None and Status(last) not in self.reached:
+                    # Passed between two polls: still part of the walk the user should see.
+                    self._reached(Status(last), body)
+                self._reached(current, body)
+                self._notify()
+            if current is Status.TERMINATED:
+                return
+            await asyncio.sleep(STATUS_POLL_SECONDS)
+
+    def _reached(self, status: Status, body: dict[str, Any]) -> None:
+        self.reached.append(status)
+        note = ""
+        if status is Status.READY:
+            note = f"  (game port {self._port_text(body)})"
+        elif status is Status.ERROR:
+            note = f"  ({body.get('error_detail')})"
+        self.timeline.event("emulator", f"{status}{note}")
+
+    def _port_text(self, body: dict[str, Any]) -> str:
+        ports = body.get("ports") or {}
+        return ", ".join(
+            f"{port.get('protocol', '').lower()} {LOOPBACK}:{port.get('internal')}"
+            for port in ports.values()
+        )
+
+    def _game_port(self) -> int:
+        """The internal UDP port the game binds, from the deployment's ports mapping.
+
+        On Edgegap players reach the external port through the platform's proxy; locally
+        nothing forwards it, so the bots go straight to the internal port on loopback."""
+        for port in (self.deployment.get("ports") or {}).values():
+            if "UDP" in str(port.get("protocol", "")).upper():
+                return int(port["internal"])
+        raise DemoError(
+            self.step, f"the deployment has no UDP port: {self.deployment.get('ports')}"
+        )
+
+    async def _follow_sidecar(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        api_token: str,
+        emulator: EmulatorServer,
+        request_id: str,
+    ) -> None:
+        """Follow `GET /v1/events`, retrying until the sidecar serves; ends with the stream."""
+        headers = {"Authorization": f"Bearer {api_token}", "Accept": "text/event-stream"}
+        # The stream stays open for the whole match: no total timeout, only for connecting.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
+        while True:
+            try:
+                async with session.get(
+                    f"{url}/v1/events", headers=headers, timeout=timeout
+                ) as response:
+                    if response.status != 200:
+                        answer = f"{response.status}: {await response.text()}"
+                        raise DemoError(self.step, f"GET /v1/events answered {answer}")
+                    async for event, data in sse_events(response.content):
+                        if event == "state":
+                            self._on_sidecar_status(data)
+                return
+            except aiohttp.ClientError:
+                if self.sidecar_states:
+                    return  # the sidecar went away mid-stream: it exits after the stop
+            # Not serving yet. If its process already exited, waiting longer cannot help.
+            await self._check_not_exited(emulator, request_id)
+            await asyncio.sleep(SSE_RETRY_SECONDS)
+
+    async def _check_not_exited(self, emulator: EmulatorServer, request_id: str) -> None:
+        if Status.TERMINATED in self.reached:
+            raise DemoError(self.step, "the deployment terminated before its sidecar served")
+        code, body = await emulator.call("GET", f"/v1/deployment/{request_id}/container-logs")
+        if code != 200 or not isinstance(body, dict):
+            return
+        exit_code = (body.get("crash_data") or {}).get("exit_code")
+        if exit_code is not None:
+            output = str(body.get("logs") or "").strip().splitlines()
+            last = output[-1] if output else "(no output)"
+            raise DemoError(self.step, f"the sidecar exited with code {exit_code}: {last}")
+
+    def _on_sidecar_status(self, status: dict[str, Any]) -> None:
+        self.sidecar_status = status
+        state = str(status.get("state"))
+        if not self.sidecar_states or self.sidecar_states[-1] != state:
+            self.sidecar_states.append(state)
+            self.timeline.event("sidecar", describe_sidecar(status))
+        self._notify()
+
+    async def _play_match(self, run_bots: Callable[..., dict[str, Any]], port: int) -> None:
+        """Run the example's bots in a thread of their own (they block on UDP sockets)."""
+        done: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+        def play() -> None:
+            try:
+                done.set_result(
+                    run_bots(
+                        LOOPBACK,
+                        port,
+                        self.options.players,
+                        self.options.rounds,
+                        join_wait=5.0,
+                        log=self._bot_said,
+                    )
+                )
+            except BaseException as exc:
+                # Not handled here: carried to the awaiting coroutine, which fails the step.
+                done.set_exception(exc)
+
+        # A daemon thread rather than the loop's executor, whose shutdown would make a failed
+        # demo wait for bots still retrying against a server that is gone. (run_bots' own
+        # worker threads are still joined at interpreter exit: a few seconds at worst.)
+        threading.Thread(target=play, name="demo-bots", daemon=True).start()
+        try:
+            self.bots_outcome = await asyncio.wrap_future(done)
+        except Exception as exc:
+            # BotError lives in a module loaded by path, so it has no importable name here;
+            # whatever the bots raised, the match could not be played.
+            raise DemoError(self.step, f"{type(exc).__name__}: {exc}") from None
+        self._notify()
+
+    def _bot_said(self, line: str) -> None:
+        """A bot's log line (from its thread): joins, leaves and refusals go on the timeline."""
+        player, _, reply = line.partition(": ")
+        words = reply.split()
+        online = words[-1].partition("=")[2] if words and words[-1].startswith("players=") else "?"
+        if words[:2] == ["OK", "JOIN"]:
+            self.timeline.event("players", f"{player} joined over UDP ({online} online)")
+        elif words[:2] == ["OK", "LEAVE"]:
+            self.timeline.event("players", f"{player} left ({online} online)")
+        elif words[:1] == ["ERR"]:
+            self.timeline.event("players", f"{player}: the game answered {reply}")
+        # Individual scores are left out: the match result line sums them up.
+
+    async def _self_stop_call(self, emulator: EmulatorServer, request_id: str) -> str | None:
+        """The accepted self-stop call as the emulator recorded it (its token header left out)."""
+        path = f"/v1/self/stop/{request_id}/"
+        for entry in await emulator.requests(path_contains=path, method="DELETE"):
+            if 200 <= int(entry["status"]) < 300:
+                query = urllib.parse.urlencode(entry.get("query") or {})
+                return f"DELETE {entry['path']}{'?' + query if query else ''} -> {entry['status']}"
+        return None
+
+    async def _stored_logs(self, emulator: EmulatorServer, request_id: str) -> list[str]:
+        code, body = await emulator.call("GET", f"/v1/deployment/{request_id}/container-logs")
+        if code != 200 or not isinstance(body, dict):
+            raise DemoError(
+                self.step, f"GET /v1/deployment/{request_id}/container-logs answered {code}: {body}"
+            )
+        return str(body.get("logs") or "").splitlines()

@@ -1,0 +1,302 @@
+"""Run mode: the game as our child process, its output relay, its signals and its exit.
+
+Owns spawning the game, the two output relays (:mod:`sidecar.relay`), signalling the game's
+process group, and turning its wait status into a :class:`GameExit`. Reaping is delegated to
+:mod:`sidecar.reaper`, which owns every ``waitpid`` in the process.
+
+Why this shape
+--------------
+* The game is spawned with ``subprocess.Popen`` rather than ``asyncio.create_subprocess_exec``,
+  whose child watcher would race the reaper for the exit status. We never call the Popen's
+  ``wait``/``poll``: the reaper reaps the game and we hand the status back to the Popen object.
+  Popen reports exec failures as ``OSError`` at once (they become exit codes 127 / 126, as in a
+  shell), closes every inherited fd but the pipes, and gives the game back the SIGPIPE and
+  SIGXFSZ dispositions Python ignores. (``os.posix_spawn`` would leave glibc's two internal
+  signals, 32 and 33, ignored in the game.)
+* The game gets its own session (``setsid``), so it and everything it starts share a process
+  group we can signal as a whole, and a Ctrl-C on our terminal is not delivered to it twice.
+  It inherits our stdin (console commands, as under any init) and the environment given.
+* The command is looked up in the game's own ``PATH`` (as a shell given that environment would),
+  which also lets us tell "not found" (127) from "found but not executable" (126).
+* :meth:`GameProcess.wait` returns only after the game has exited *and* both relays have written
+  every byte: the agent writes its stop record to stdout right after, and it must come last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+from sidecar.errors import GameStartError
+from sidecar.reaper import Reaper
+from sidecar.relay import OutputRelay, merge_tails, open_output_pipe
+
+# After the game exits, an orphan it left behind may hold its output pipes open forever; wait at
+# most this long for end-of-file, then copy what is buffered and stop reading.
+DEFAULT_DRAIN_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class GameExit:
+    """How the game ended, as the lifecycle and the crash record need it."""
+
+    returncode: int | None  # exit status when the game exited on its own
+    signal: int | None  # signal number when it was killed by a signal
+    tail: tuple[str, ...] = ()  # last lines of its output (stdout and stderr, decoded leniently)
+
+    @classmethod
+    def from_wait_status(cls, status: int, tail: tuple[str, ...] = ()) -> GameExit:
+        """Decode a raw ``waitpid`` status."""
+        if os.WIFSIGNALED(status):
+            return cls(returncode=None, signal=os.WTERMSIG(status), tail=tail)
+        return cls(returncode=os.WEXITSTATUS(status), signal=None, tail=tail)
+
+    @property
+    def exit_code(self) -> int:
+        """The code a shell would report: the exit status, or 128 + the signal number."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.returncode or 0
+
+    @property
+    def crashed(self) -> bool:
+        """A non-zero exit or death by a signal (stop reason ``game_crashed``)."""
+        return self.signal is not None or bool(self.returncode)
+
+    @property
+    def signal_name(self) -> str | None:
+        """E.g. ``"SIGKILL"``; None when the game was not killed by a signal."""
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"SIG{self.signal}"
+
+
+class GameProcess:
+    """The supervised game: start it, relay its output, signal it, learn how it ended.
+
+    Use it from the event-loop thread. `reaper` is the process's :class:`Reaper` (the agent owns
+    one for its whole life in run mode, so orphans are reaped until the sidecar exits); without
+    one, the installed reaper is used, or a private one that lives until the game has exited.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout_fd: int = 1,
+        stderr_fd: int = 2,
+        tail_lines: int = 50,
+        reaper: Reaper | None = None,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    ) -> None:
+        if not argv:
+            raise ValueError("the game command is empty")
+        self.argv = tuple(argv)
+        self._env = dict(os.environ if env is None else env)
+        self._stdout_fd = stdout_fd
+        self._stderr_fd = stderr_fd
+        self._tail_lines = tail_lines
+        self._reaper = reaper
+        self._owns_reaper = False
+        self._drain_timeout = drain_timeout
+        self._pid: int | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._status: asyncio.Future[int] | None = None
+        self._relays: list[OutputRelay] = []
+        self._relays_done: list[asyncio.Future[None]] = []
+        self._exit_task: asyncio.Task[GameExit] | None = None
+        self._terminate_task: asyncio.Task[GameExit] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The game's pid once started (also its process group and session id)."""
+        return self._pid
+
+    def start(self) -> int:
+        """Spawn the game and start relaying; returns its pid.
+
+        Raises GameStartError with exit code 127 when the command is not found and 126 when it
+        cannot be executed. Must be called with the event loop running.
+        """
+        if self._pid is not None:
+            raise RuntimeError("the game was already started")
+        asyncio.get_running_loop()  # fail before spawning anything if there is no loop
+        path = _resolve_command(self.argv[0], self._env.get("PATH", os.defpath))
+        reaper = self._reaper or Reaper.active()
+        if reaper is None:
+            reaper = Reaper()
+            reaper.install()
+            self._owns_reaper = True
+        elif not reaper.installed:
+            raise RuntimeError("the Reaper given to GameProcess is not installed")
+        self._reaper = reaper
+
+        out_read, out_write = open_output_pipe()
+        err_read, err_write = open_output_pipe()
+        try:
+            self._popen = subprocess.Popen(
+                self.argv,
+                executable=path,
+                env=self._env,
+                stdout=out_write,
+                stderr=err_write,
+                start_new_session=True,
+            )
+        except BaseException as exc:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            if self._owns_reaper:
+                reaper.close()
+            if isinstance(exc, OSError):
+                raise _start_error(self.argv[0], path, exc) from exc
+            raise
+        finally:
+            # The game holds the write ends now; ours would keep end-of-file from ever coming.
+            os.close(out_write)
+            os.close(err_write)
+        pid = self._popen.pid
+        self._pid = pid
+        # Registered before the loop runs again, so the exit cannot be reaped unnoticed.
+        self._status = reaper.watch(pid)
+        sequence = itertools.count()
+        self._relays = [
+            OutputRelay(f"{pid} {name}", fd, dest, sequence=sequence, tail_lines=self._tail_lines)
+            for name, fd, dest in (
+                ("stdout", out_read, self._stdout_fd),
+                ("stderr", err_read, self._stderr_fd),
+            )
+        ]
+        self._relays_done = [relay.start() for relay in self._relays]
+        return pid
+
+    async def wait(self) -> GameExit:
+        """Wait for the exit and for every byte of output to be relayed."""
+        if self._exit_task is None:
+            self._exit_task = asyncio.ensure_future(self._wait_exit())
+        # Shielded: a cancelled waiter must not cancel the shared wait for the others.
+        return await asyncio.shield(self._exit_task)
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the game's process group; nothing happens once the game has been reaped."""
+        status = self._require_started()
+        if status.done():
+            # Its pid (= group id) may already belong to someone else.
+            return
+        assert self._pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._pid, sig)
+
+    async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit:
+        """Send `sig` to the group, SIGKILL it after `grace` seconds; returns the exit.
+
+        Idempotent: concurrent and later calls share the first call's escalation.
+        """
+        self._require_started()
+        if self._terminate_task is None:
+            self._terminate_task = asyncio.ensure_future(self._terminate(grace, sig))
+        return await asyncio.shield(self._terminate_task)
+
+    def pids(self) -> list[int]:
+        """The game and its live descendants, including orphans it left in its session.
+
+        Orphans are re-parented to us (PID 1 or subreaper), so they are found among our
+        descendants by the session the game opened.
+        """
+        if self._pid is None or self._status is None or self._status.done():
+            return []
+        try:
+            game = psutil.Process(self._pid)
+            tree = [self._pid, *(child.pid for child in game.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+        known = set(tree)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for process in psutil.Process().children(recursive=True):
+                if process.pid not in known and _session_of(process.pid) == self._pid:
+                    tree.append(process.pid)
+        return tree
+
+    def _require_started(self) -> asyncio.Future[int]:
+        if self._status is None:
+            raise RuntimeError("the game has not been started")
+        return self._status
+
+    async def _wait_exit(self) -> GameExit:
+        status = await asyncio.shield(self._require_started())
+        if self._popen is not None:
+            # Reaped by the reaper, not by Popen: tell it, or it would warn it is still running.
+            self._popen.returncode = os.waitstatus_to_exitcode(status)
+        _, pending = await asyncio.wait(self._relays_done, timeout=self._drain_timeout)
+        if pending:
+            # The game is dead but something it left behind still holds the pipe open.
+            for relay in self._relays:
+                relay.request_drain()
+            await asyncio.wait(pending)
+        if self._owns_reaper and self._reaper is not None:
+            self._reaper.close()
+        return GameExit.from_wait_status(status, merge_tails(self._relays, self._tail_lines))
+
+    async def _terminate(self, grace: float, sig: int) -> GameExit:
+        status = self._require_started()
+        self.send_signal(sig)
+        try:
+            await asyncio.wait_for(asyncio.shield(status), timeout=grace)
+        except TimeoutError:
+            self.send_signal(signal.SIGKILL)
+        return await self.wait()
+
+
+def _resolve_command(command: str, search_path: str) -> str:
+    """The file to execute for `command`, looked up in `search_path` when it has no slash."""
+    if "/" in command:
+        return command  # exec reports a missing or non-executable file precisely
+    not_executable = None
+    for directory in search_path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", command)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            not_executable = not_executable or candidate
+    if not_executable is not None:
+        raise GameStartError(f"cannot start the game: {not_executable} is not executable", 126)
+    raise GameStartError(
+        f"cannot start the game: {command!r} not found in PATH ({search_path})", 127
+    )
+
+
+def _start_error(command: str, path: str, exc: OSError) -> GameStartError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.isfile(path):
+            # The file exists, so what is missing is the interpreter of its "#!" line.
+            return GameStartError(
+                f"cannot start the game: {path} names an interpreter (#! line) that does not exist",
+                126,
+            )
+        return GameStartError(f"cannot start the game: {command!r} does not exist", 127)
+    if os.path.isdir(path):
+        return GameStartError(f"cannot start the game: {path} is a directory", 126)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return GameStartError(
+            f"cannot start the game: {path} is not executable (permission denied)", 126
+        )
+    return GameStartError(f"cannot start the game: {path}: {exc.strerror}", 126)
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None

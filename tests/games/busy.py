@@ -1,0 +1,7 @@
+"""Says ready, then burns CPU until killed."""
+
+from _ready import say
+
+say("ready")
+while True:
+    pass

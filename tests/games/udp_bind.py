@@ -1,0 +1,15 @@
+"""Binds a UDP socket (port 0 = any free port), says which port, waits to be killed."""
+
+import signal
+import socket
+import sys
+
+from _ready import say
+
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+sock = socket.socket(family, socket.SOCK_DGRAM)
+sock.bind((host, port))
+say("bound udp", sock.getsockname()[1])
+while True:
+    signal.pause()

@@ -1,0 +1,400 @@
+"""`edgegap-sidecar run -- GAME` and `serve --watch-*` as real processes, with real games
+(tests/games/) and the project's emulator as the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sidecar.emulator import EmulatorServer
+from tests.conftest import GAMES, free_port
+
+GAME = [sys.executable, "-u"]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
+    env.update(extra)
+    return env
+
+
+class Sidecar:
+    """A sidecar process whose stdout is read line by line as it arrives."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.stdout = bytearray()
+        self._grew = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(65536):
+            self.stdout += chunk
+            self._grew.set()
+
+    async def wait_output(self, needle: bytes, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while needle not in self.stdout:
+                self._grew.clear()
+                if self._reader.done():
+                    raise AssertionError(f"{needle!r} never printed: {bytes(self.stdout[-500:])!r}")
+                await self._grew.wait()
+
+    async def finish(self, timeout: float = 20.0) -> tuple[int, bytes, str]:
+        """Wait for exit; returns (code, stdout, stderr)."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            stderr = await self.proc.stderr.read()
+            await self._reader
+            code = await self.proc.wait()
+        return code, bytes(self.stdout), stderr.decode(errors="replace")
+
+    async def status(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/v1/status") as r:
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def wait_status(self, timeout: float = 10.0, **expected: Any) -> dict[str, Any]:
+        """Poll the real API until every expected field matches (bounded)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    status = await self.status()
+                    if all(status.get(k) == v for k, v in expected.items()):
+                        return status
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+@pytest.fixture
+async def launch() -> AsyncIterator[Any]:
+    started: list[Sidecar] = []
+
+    async def start(*argv: str, env: dict[str, str] | None = None, **variables: str) -> Sidecar:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sidecar",
+            *argv,
+            env=base_env(SIDECAR_PORT=str(port), **(env or {}), **variables),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        sidecar = Sidecar(proc, port)
+        started.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in started:
+        sidecar.kill()
+        await sidecar.proc.wait()
+        await asyncio.gather(sidecar._reader, return_exceptions=True)
+
+
+async def platform(emulator: EmulatorServer) -> dict[str, str]:
+    request_id = await emulator.deploy()
+    await emulator.wait_for_status(request_id, "Status.READY")
+    return await emulator.env(request_id)
+
+
+def stop_record(stdout: bytes) -> dict[str, Any]:
+    records = [
+        json.loads(line)
+        for line in stdout.splitlines()
+        if line.startswith(b'{"event": "sidecar.stop"')
+    ]
+    assert len(records) == 1, stdout[-2000:]
+    return records[0]
+
+
+class TestRelayAndExit:
+    async def test_output_is_relayed_in_order_then_the_stop_record(self, launch: Any) -> None:
+        """2k lines and a partial tail arrive in order, and the stop record comes after them."""
+        sc = await launch("run", "--", *GAME, str(GAMES / "chatty.py"), "--lines", "2000")
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        lines = stdout.split(b"\n")
+        expected = [b"out line %06d payload" % i for i in range(2000)]
+        assert lines[:2000] == expected
+        assert lines[2000] == b"partial tail without newline"
+        record = json.loads(lines[2001])
+        assert record["event"] == "sidecar.stop"
+        assert record["reason"] == "game_exited"
+        assert record["exit_code"] == 0
+
+    async def test_200k_lines_none_lost(self, launch: Any) -> None:
+        """200k lines on stdout and stderr are all relayed."""
+        sc = await launch(
+            "run", "--", *GAME, str(GAMES / "chatty.py"), "--lines", "200000", "--stream", "both"
+        )
+        code, stdout, stderr = await sc.finish(timeout=60)
+        assert code == 0
+        assert stdout.count(b"out line ") == 200_000
+        assert stderr.count("err line ") == 200_000
+        assert b"out line 199999 payload\n" in stdout
+
+    async def test_crash_is_game_crashed_with_error_storage_and_exit_code(
+        self, launch: Any, emulator: EmulatorServer
+    ) -> None:
+        """Exit 3 → game_crashed, SIDECAR_ERROR_LOG_STORAGE sent, last lines recorded, exit 3."""
+        env = await platform(emulator)
+        sc = await launch(
+            "run",
+            "--",
+            *GAME,
+            str(GAMES / "crash.py"),
+            "3",
+            "segfault in physics",
+            env=env,
+            SIDECAR_LOG_STORAGE="false",
+            SIDECAR_ERROR_LOG_STORAGE="crash-store",
+        )
+        code, stdout, _ = await sc.finish()
+        assert code == 3
+        record = stop_record(stdout)
+        assert record["reason"] == "game_crashed"
+        assert record["exit_code"] == 3
+        assert any("segfault in physics" in line for line in record["last_lines"])
+        (call,) = await emulator.requests(path_contains="/v1/self/stop/", method="DELETE")
+        assert call["query"] == {"container_log_storage": "crash-store"}
+
+    async def test_killed_game_exits_128_plus_signal(self, launch: Any) -> None:
+        """A game killed by SIGKILL → game_crashed with signal SIGKILL, sidecar exits 137."""
+        kill_self = "import os, signal; print('dying', flush=True); os.kill(os.getpid(), 9)"
+        sc = await launch("run", "--", sys.executable, "-c", kill_self)
+        code, stdout, _ = await sc.finish()
+        assert code == 137
+        record = stop_record(stdout)
+        assert (record["reason"], record["signal"], record["exit_code"]) == (
+            "game_crashed",
+            "SIGKILL",
+            137,
+        )
+
+    @pytest.mark.parametrize(("command", "code"), [("/nonexistent/game", 127), (__file__, 126)])
+    async def test_unstartable_game(self, launch: Any, command: str, code: int) -> None:
+        """A missing game exits 127 and a non-executable one 126, as game_crashed stops."""
+        sc = await launch("run", "--", command)
+        got, stdout, stderr = await sc.finish()
+        assert got == code
+        assert stop_record(stdout)["reason"] == "game_crashed"
+        assert command in stderr
+
+
+class TestSignals:
+    async def test_sigterm_is_forwarded_and_no_self_stop_is_made(
+        self, launch: Any, emulator: EmulatorServer
+    ) -> None:
+        """SIGTERM to the sidecar reaches the game, its shutdown output is relayed, no DELETE."""
+        env = await platform(emulator)
+        sc = await launch("run", "--", *GAME, str(GAMES / "term_handler.py"), "0", env=env)
+        await sc.wait_output(b"ready\n")
+        sc.proc.send_signal(signal.SIGTERM)
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        assert b"shutdown: SIGTERM received, saving state" in stdout
+        assert b'{"event": "sidecar.terminate", "signal": "SIGTERM"}' in stdout
+        assert b"sidecar.stop" not in stdout
+        assert await emulator.requests(path_contains="/v1/self/stop/") == []
+
+    async def test_game_ignoring_sigterm_is_killed_after_the_grace(self, launch: Any) -> None:
+        """SIDECAR_TERM_GRACE later the game gets SIGKILL; the sidecar exits 137."""
+        sc = await launch(
+            "run", "--", *GAME, str(GAMES / "ignore_term.py"), SIDECAR_TERM_GRACE="300ms"
+        )
+        await sc.wait_output(b"ready\n")
+        sent = time.monotonic()
+        sc.proc.send_signal(signal.SIGTERM)
+        code, _, _ = await sc.finish()
+        assert code == 137
+        assert time.monotonic() - sent >= 0.3
+
+    async def test_sigusr1_is_forwarded(self, launch: Any, tmp_path: Path) -> None:
+        """SIGUSR1 reaches the game unchanged."""
+        script = tmp_path / "usr1.py"
+        script.write_text(
+            "import signal, sys\n"
+            "def on(s, f):\n    print('got', signal.Signals(s).name, flush=True); sys.exit(0)\n"
+            "signal.signal(signal.SIGUSR1, on)\nprint('ready', flush=True)\n"
+            "while True: signal.pause()\n"
+        )
+        sc = await launch("run", "--", sys.executable, str(script))
+        await sc.wait_output(b"ready\n")
+        sc.proc.send_signal(signal.SIGUSR1)
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        assert b"got SIGUSR1" in stdout
+
+
+class TestIntegration:
+    async def test_game_uses_the_local_api_through_sidecar_port(
+        self, launch: Any, emulator: EmulatorServer, tmp_path: Path
+    ) -> None:
+        """The game finds the API via SIDECAR_PORT, ends its match, and the stop reaches the
+        platform with match_ended and the result; the platform's SIGTERM then ends the run."""
+        env = await platform(emulator)
+        script = tmp_path / "game.py"
+        script.write_text(
+            "import json, os, signal, sys, urllib.request\n"
+            "url = os.environ['SIDECAR_URL']\n"
+            "def post(path, body=None):\n"
+            "    data = json.dumps(body or {}).encode()\n"
+            "    req = urllib.request.Request(url + path, data=data, method='POST')\n"
+            "    return urllib.request.urlopen(req, timeout=5).status\n"
+            "signal.signal(signal.SIGTERM, lambda s, f: (print('bye', flush=True), sys.exit(0)))\n"
+            "print('api port', os.environ['SIDECAR_PORT'], post('/v1/ready'), flush=True)\n"
+            "post('/v1/players/connect', {'player_id': 'alice'})\n"
+            "post('/v1/match/end', {'result': {'winner': 'alice'}, 'grace_seconds': 0})\n"
+            "while True: signal.pause()\n"
+        )
+        sc = await launch("run", "--", sys.executable, str(script), env=env)
+        await sc.wait_status(state="stopped")
+        # This deployment is simulated (no process behind it), so the test plays the
+        # platform's part: SIGTERM after the accepted stop.
+        sc.proc.send_signal(signal.SIGTERM)
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        assert b"bye\n" in stdout
+        record = stop_record(stdout)
+        assert record["reason"] == "match_ended"
+        assert record["match_result"] == {"winner": "alice"}
+        assert record["players_peak"] == 1
+        assert f"api port {sc.port} 200".encode() in stdout
+
+    async def test_game_sees_platform_and_sidecar_variables(
+        self, launch: Any, emulator: EmulatorServer
+    ) -> None:
+        """The child's environment holds ARBITRIUM_* and SIDECAR_PORT, and its own session."""
+        env = await platform(emulator)
+        sc = await launch(
+            "run", "--", *GAME, str(GAMES / "introspect.py"), "ARBITRIUM_REQUEST_ID", env=env
+        )
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        info = json.loads(stdout.splitlines()[0])
+        assert info["variable"] == env["ARBITRIUM_REQUEST_ID"]
+        assert info["pid"] == info["pgid"]  # its own process group
+
+
+class TestPortReadiness:
+    async def test_udp_bind_makes_a_game_ready_and_player_timers_stay_off(
+        self, launch: Any
+    ) -> None:
+        """A game with no integration that binds UDP on 0.0.0.0 is ready by port and is not
+        stopped by the ready or player timers."""
+        sc = await launch(
+            "run",
+            "--",
+            *GAME,
+            str(GAMES / "udp_bind.py"),
+            "0.0.0.0",
+            "0",
+            SIDECAR_READY_TIMEOUT="1500ms",
+            SIDECAR_FIRST_PLAYER_TIMEOUT="200ms",
+        )
+        status = await sc.wait_status(state="ready")
+        assert status["ready_source"] == "port"
+        assert set(status["timers"]) <= {"health", "max_duration"}
+        async with asyncio.timeout(10):  # outlive both timers by a margin
+            while (await sc.status())["uptime_s"] < 2.0:
+                await asyncio.sleep(0.1)
+        final = await sc.status()
+        assert (final["state"], final["stop_reason"]) == ("ready", None)
+        assert final["game"]["rss_bytes"] > 0
+
+    async def test_loopback_bind_is_not_ready(self, launch: Any) -> None:
+        """Listening on 127.0.0.1 only is not a game port: the ready timeout still fires."""
+        sc = await launch(
+            "run",
+            "--",
+            *GAME,
+            str(GAMES / "udp_bind.py"),
+            "127.0.0.1",
+            "0",
+            SIDECAR_READY_TIMEOUT="700ms",
+        )
+        status = await sc.wait_status(state="stopped")
+        assert status["stop_reason"] == "ready_timeout"
+        sc.proc.send_signal(signal.SIGTERM)
+        code, stdout, _ = await sc.finish()
+        assert stop_record(stdout)["reason"] == "ready_timeout"
+        assert code == 128 + signal.SIGTERM  # the game died of the forwarded SIGTERM
+
+
+class TestWatchMode:
+    async def _idle_game(self, executable: str) -> subprocess.Popen[bytes]:
+        game = subprocess.Popen(
+            [executable, str(GAMES / "idle.py"), "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert game.stdout is not None
+        assert game.stdout.readline() == b"ready\n"
+        return game
+
+    async def test_watch_pid(self, launch: Any) -> None:
+        """serve --watch-pid stops with game_exited when that process exits."""
+        game = await self._idle_game(sys.executable)
+        try:
+            sc = await launch("serve", "--watch-pid", str(game.pid))
+            await sc.wait_status(state="starting")
+            assert game.stdin is not None
+            game.stdin.close()
+            game.wait(10)
+            code, stdout, _ = await sc.finish()
+        finally:
+            game.kill()
+            game.wait()
+            if game.stdout:
+                game.stdout.close()
+        assert code == 0
+        assert stop_record(stdout)["reason"] == "game_exited"
+
+    async def test_watch_name(self, launch: Any, tmp_path: Path) -> None:
+        """serve --watch-name finds the game by its process name."""
+        executable = tmp_path / "mygame-server"
+        executable.symlink_to(shutil.which("python3") or sys.executable)
+        game = await self._idle_game(str(executable))
+        try:
+            sc = await launch("serve", "--watch-name", "mygame-server")
+            status = await sc.wait_status(state="starting")
+            assert status["game"]["pid"] == game.pid
+            assert game.stdin is not None
+            game.stdin.close()
+            code, stdout, _ = await sc.finish()
+        finally:
+            game.kill()
+            game.wait()
+            if game.stdout:
+                game.stdout.close()
+        assert code == 0
+        assert stop_record(stdout)["reason"] == "game_exited"
+
+    async def test_watch_name_not_found_is_a_usage_error(self, launch: Any) -> None:
+        """An unknown --watch-name exits 2 with a message."""
+        sc = await launch("serve", "--watch-name", "no-such-game-xyz")
+        code, _, stderr = await sc.finish()
+        assert code == 2
+        assert "no-such-game-xyz" in stderr
