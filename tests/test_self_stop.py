@@ -376,3 +376,36 @@ class TestServeSignals:
                 await proc.wait()
         assert proc.returncode == 0
         assert stdout == b'{"event": "sidecar.terminate", "signal": "SIGTERM"}\n'
+
+    async def test_json_log_format_writes_one_object_per_line(self) -> None:
+        """SIDECAR_LOG_FORMAT=json: every stderr line is a JSON object with level and message."""
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))},
+            "SIDECAR_PORT": str(port),
+            "SIDECAR_LOG_FORMAT": "json",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sidecar",
+            "serve",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                await wait_http(http, f"http://127.0.0.1:{port}/healthz")
+                async with http.post(f"http://127.0.0.1:{port}/v1/ready") as response:
+                    assert response.status == 200
+            proc.terminate()
+            _, stderr = await asyncio.wait_for(proc.communicate(), 5)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        records = [json.loads(line) for line in stderr.decode().splitlines()]
+        assert {"ts", "level", "logger", "message"} <= set(records[0])
+        assert any(r["message"] == "state starting -> ready" for r in records)
+        assert any(r["level"] == "warning" and "dry-run" in r["message"] for r in records)
