@@ -1,9 +1,13 @@
-"""Shared fixtures: an in-process sidecar on a loopback port, and the project's own emulator."""
+"""Shared fixtures: an in-process sidecar on a loopback port, a real sidecar process, and the
+project's own emulator."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -77,6 +81,100 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
     options = EmulatorOptions(port=0, status_step_seconds=0.0)
     async with EmulatorServer(options) as emu:
         yield emu
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
+    env.update(extra)
+    return env
+
+
+class Sidecar:
+    """A sidecar process whose stdout is read line by line as it arrives."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.stdout = bytearray()
+        self._grew = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(65536):
+            self.stdout += chunk
+            self._grew.set()
+
+    async def wait_output(self, needle: bytes, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while needle not in self.stdout:
+                self._grew.clear()
+                if self._reader.done():
+                    raise AssertionError(f"{needle!r} never printed: {bytes(self.stdout[-500:])!r}")
+                await self._grew.wait()
+
+    async def finish(self, timeout: float = 20.0) -> tuple[int, bytes, str]:
+        """Wait for exit; returns (code, stdout, stderr)."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            stderr = await self.proc.stderr.read()
+            await self._reader
+            code = await self.proc.wait()
+        return code, bytes(self.stdout), stderr.decode(errors="replace")
+
+    async def status(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/v1/status") as r:
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def wait_status(self, timeout: float = 10.0, **expected: Any) -> dict[str, Any]:
+        """Poll the real API until every expected field matches (bounded)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    status = await self.status()
+                    if all(status.get(k) == v for k, v in expected.items()):
+                        return status
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+Launch = Callable[..., Awaitable["Sidecar"]]
+
+
+@pytest.fixture
+async def launch() -> AsyncIterator[Launch]:
+    """Factory: `await launch("run", "--", *game, env={...}, SIDECAR_X="1")` → a real sidecar
+    process on a free port, killed at teardown if still running."""
+    started: list[Sidecar] = []
+
+    async def start(*argv: str, env: dict[str, str] | None = None, **variables: str) -> Sidecar:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sidecar",
+            *argv,
+            env=base_env(SIDECAR_PORT=str(port), **(env or {}), **variables),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        sidecar = Sidecar(proc, port)
+        started.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in started:
+        sidecar.kill()
+        await sidecar.proc.wait()
+        await asyncio.gather(sidecar._reader, return_exceptions=True)
 
 
 def free_port() -> int:

@@ -5,112 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from sidecar.emulator import EmulatorServer
-from tests.conftest import GAMES, free_port
+from tests.conftest import GAMES, Launch
 
 GAME = [sys.executable, "-u"]
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
-    env.update(extra)
-    return env
-
-
-class Sidecar:
-    """A sidecar process whose stdout is read line by line as it arrives."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.stdout = bytearray()
-        self._grew = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := await self.proc.stdout.read(65536):
-            self.stdout += chunk
-            self._grew.set()
-
-    async def wait_output(self, needle: bytes, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while needle not in self.stdout:
-                self._grew.clear()
-                if self._reader.done():
-                    raise AssertionError(f"{needle!r} never printed: {bytes(self.stdout[-500:])!r}")
-                await self._grew.wait()
-
-    async def finish(self, timeout: float = 20.0) -> tuple[int, bytes, str]:
-        """Wait for exit; returns (code, stdout, stderr)."""
-        assert self.proc.stderr is not None
-        async with asyncio.timeout(timeout):
-            stderr = await self.proc.stderr.read()
-            await self._reader
-            code = await self.proc.wait()
-        return code, bytes(self.stdout), stderr.decode(errors="replace")
-
-    async def status(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(self.url + "/v1/status") as r:
-            body: dict[str, Any] = await r.json()
-            return body
-
-    async def wait_status(self, timeout: float = 10.0, **expected: Any) -> dict[str, Any]:
-        """Poll the real API until every expected field matches (bounded)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    status = await self.status()
-                    if all(status.get(k) == v for k, v in expected.items()):
-                        return status
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-
-@pytest.fixture
-async def launch() -> AsyncIterator[Any]:
-    started: list[Sidecar] = []
-
-    async def start(*argv: str, env: dict[str, str] | None = None, **variables: str) -> Sidecar:
-        port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sidecar",
-            *argv,
-            env=base_env(SIDECAR_PORT=str(port), **(env or {}), **variables),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        sidecar = Sidecar(proc, port)
-        started.append(sidecar)
-        return sidecar
-
-    yield start
-    for sidecar in started:
-        sidecar.kill()
-        await sidecar.proc.wait()
-        await asyncio.gather(sidecar._reader, return_exceptions=True)
 
 
 async def platform(emulator: EmulatorServer) -> dict[str, str]:
@@ -130,7 +38,7 @@ def stop_record(stdout: bytes) -> dict[str, Any]:
 
 
 class TestRelayAndExit:
-    async def test_output_is_relayed_in_order_then_the_stop_record(self, launch: Any) -> None:
+    async def test_output_is_relayed_in_order_then_the_stop_record(self, launch: Launch) -> None:
         """2k lines and a partial tail arrive in order, and the stop record comes after them."""
         sc = await launch("run", "--", *GAME, str(GAMES / "chatty.py"), "--lines", "2000")
         code, stdout, _ = await sc.finish()
@@ -144,7 +52,7 @@ class TestRelayAndExit:
         assert record["reason"] == "game_exited"
         assert record["exit_code"] == 0
 
-    async def test_200k_lines_none_lost(self, launch: Any) -> None:
+    async def test_200k_lines_none_lost(self, launch: Launch) -> None:
         """200k lines on stdout and stderr are all relayed."""
         sc = await launch(
             "run", "--", *GAME, str(GAMES / "chatty.py"), "--lines", "200000", "--stream", "both"
@@ -156,7 +64,7 @@ class TestRelayAndExit:
         assert b"out line 199999 payload\n" in stdout
 
     async def test_crash_is_game_crashed_with_error_storage_and_exit_code(
-        self, launch: Any, emulator: EmulatorServer
+        self, launch: Launch, emulator: EmulatorServer
     ) -> None:
         """Exit 3 → game_crashed, SIDECAR_ERROR_LOG_STORAGE sent, last lines recorded, exit 3."""
         env = await platform(emulator)
@@ -180,7 +88,7 @@ class TestRelayAndExit:
         (call,) = await emulator.requests(path_contains="/v1/self/stop/", method="DELETE")
         assert call["query"] == {"container_log_storage": "crash-store"}
 
-    async def test_killed_game_exits_128_plus_signal(self, launch: Any) -> None:
+    async def test_killed_game_exits_128_plus_signal(self, launch: Launch) -> None:
         """A game killed by SIGKILL → game_crashed with signal SIGKILL, sidecar exits 137."""
         kill_self = "import os, signal; print('dying', flush=True); os.kill(os.getpid(), 9)"
         sc = await launch("run", "--", sys.executable, "-c", kill_self)
@@ -194,7 +102,7 @@ class TestRelayAndExit:
         )
 
     @pytest.mark.parametrize(("command", "code"), [("/nonexistent/game", 127), (__file__, 126)])
-    async def test_unstartable_game(self, launch: Any, command: str, code: int) -> None:
+    async def test_unstartable_game(self, launch: Launch, command: str, code: int) -> None:
         """A missing game exits 127 and a non-executable one 126, as game_crashed stops."""
         sc = await launch("run", "--", command)
         got, stdout, stderr = await sc.finish()
@@ -205,7 +113,7 @@ class TestRelayAndExit:
 
 class TestSignals:
     async def test_sigterm_is_forwarded_and_no_self_stop_is_made(
-        self, launch: Any, emulator: EmulatorServer
+        self, launch: Launch, emulator: EmulatorServer
     ) -> None:
         """SIGTERM to the sidecar reaches the game, its shutdown output is relayed, no DELETE."""
         env = await platform(emulator)
@@ -219,7 +127,7 @@ class TestSignals:
         assert b"sidecar.stop" not in stdout
         assert await emulator.requests(path_contains="/v1/self/stop/") == []
 
-    async def test_game_ignoring_sigterm_is_killed_after_the_grace(self, launch: Any) -> None:
+    async def test_game_ignoring_sigterm_is_killed_after_the_grace(self, launch: Launch) -> None:
         """SIDECAR_TERM_GRACE later the game gets SIGKILL; the sidecar exits 137."""
         sc = await launch(
             "run", "--", *GAME, str(GAMES / "ignore_term.py"), SIDECAR_TERM_GRACE="300ms"
@@ -231,7 +139,7 @@ class TestSignals:
         assert code == 137
         assert time.monotonic() - sent >= 0.3
 
-    async def test_sigusr1_is_forwarded(self, launch: Any, tmp_path: Path) -> None:
+    async def test_sigusr1_is_forwarded(self, launch: Launch, tmp_path: Path) -> None:
         """SIGUSR1 reaches the game unchanged."""
         script = tmp_path / "usr1.py"
         script.write_text(
@@ -250,7 +158,7 @@ class TestSignals:
 
 class TestIntegration:
     async def test_game_uses_the_local_api_through_sidecar_port(
-        self, launch: Any, emulator: EmulatorServer, tmp_path: Path
+        self, launch: Launch, emulator: EmulatorServer, tmp_path: Path
     ) -> None:
         """The game finds the API via SIDECAR_PORT, ends its match, and the stop reaches the
         platform with match_ended and the result; the platform's SIGTERM then ends the run."""
@@ -284,7 +192,7 @@ class TestIntegration:
         assert f"api port {sc.port} 200".encode() in stdout
 
     async def test_game_sees_platform_and_sidecar_variables(
-        self, launch: Any, emulator: EmulatorServer
+        self, launch: Launch, emulator: EmulatorServer
     ) -> None:
         """The child's environment holds ARBITRIUM_* and SIDECAR_PORT, and its own session."""
         env = await platform(emulator)
@@ -300,7 +208,7 @@ class TestIntegration:
 
 class TestPortReadiness:
     async def test_udp_bind_makes_a_game_ready_and_player_timers_stay_off(
-        self, launch: Any
+        self, launch: Launch
     ) -> None:
         """A game with no integration that binds UDP on 0.0.0.0 is ready by port and is not
         stopped by the ready or player timers."""
@@ -324,7 +232,7 @@ class TestPortReadiness:
         assert (final["state"], final["stop_reason"]) == ("ready", None)
         assert final["game"]["rss_bytes"] > 0
 
-    async def test_loopback_bind_is_not_ready(self, launch: Any) -> None:
+    async def test_loopback_bind_is_not_ready(self, launch: Launch) -> None:
         """Listening on 127.0.0.1 only is not a game port: the ready timeout still fires."""
         sc = await launch(
             "run",
@@ -354,7 +262,7 @@ class TestWatchMode:
         assert game.stdout.readline() == b"ready\n"
         return game
 
-    async def test_watch_pid(self, launch: Any) -> None:
+    async def test_watch_pid(self, launch: Launch) -> None:
         """serve --watch-pid stops with game_exited when that process exits."""
         game = await self._idle_game(sys.executable)
         try:
@@ -372,7 +280,7 @@ class TestWatchMode:
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
 
-    async def test_watch_name(self, launch: Any, tmp_path: Path) -> None:
+    async def test_watch_name(self, launch: Launch, tmp_path: Path) -> None:
         """serve --watch-name finds the game by its process name."""
         executable = tmp_path / "mygame-server"
         executable.symlink_to(shutil.which("python3") or sys.executable)
@@ -392,7 +300,7 @@ class TestWatchMode:
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
 
-    async def test_watch_name_not_found_is_a_usage_error(self, launch: Any) -> None:
+    async def test_watch_name_not_found_is_a_usage_error(self, launch: Launch) -> None:
         """An unknown --watch-name exits 2 with a message."""
         sc = await launch("serve", "--watch-name", "no-such-game-xyz")
         code, _, stderr = await sc.finish()

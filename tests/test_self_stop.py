@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from sidecar.edgegap import StopOutcome, backoff_delay, classify, parse_retry_after, redact
 from sidecar.emulator import EmulatorServer
-from tests.conftest import SidecarFactory, SidecarHandle, free_port
+from tests.conftest import Launch, SidecarFactory, SidecarHandle, base_env, free_port
 
 
 async def deployed(emulator: EmulatorServer) -> tuple[str, dict[str, str]]:
@@ -262,7 +261,7 @@ class TestServeProcess:
     """The real `edgegap-sidecar serve` process, as a container would run it."""
 
     async def test_token_never_appears_in_anything_the_process_prints_or_serves(
-        self, emulator: EmulatorServer
+        self, emulator: EmulatorServer, launch: Launch
     ) -> None:
         """At debug level, through retries and a permanent failure, neither token leaks into
         stdout, stderr, status, metrics, deployment, events or check-config."""
@@ -271,66 +270,47 @@ class TestServeProcess:
         api_token = "api-token-9f8e7d6c5b4a"
         await emulator.add_fault(status=503, count=1)
         await emulator.add_fault(status=401, count=1)
-        port = free_port()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))},
             **platform_env,
-            "SIDECAR_PORT": str(port),
             "SIDECAR_API_TOKEN": api_token,
             "SIDECAR_LOG_LEVEL": "debug",
             "SIDECAR_ON_STOP_FAILURE": "stay",
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sidecar",
-            "serve",
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        sc = await launch("serve", env=env)
         served: list[str] = []
-        auth = {"Authorization": f"Bearer {api_token}"}
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession(headers=auth) as http:
-                await wait_http(http, base + "/healthz")
-                async with http.post(base + "/v1/shutdown", json={"grace_seconds": 0}) as r:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_token}"}) as http:
+            await wait_http(http, sc.url + "/healthz")
+            async with http.post(sc.url + "/v1/shutdown", json={"grace_seconds": 0}) as r:
+                served.append(await r.text())
+            async with asyncio.timeout(10):
+                while True:
+                    async with http.get(sc.url + "/v1/status") as r:
+                        body = await r.text()
+                    if json.loads(body)["state"] == "failed":
+                        break
+                    await asyncio.sleep(0.05)
+            served.append(body)
+            for path in ("/metrics", "/v1/deployment", "/v1/players"):
+                async with http.get(sc.url + path) as r:
                     served.append(await r.text())
-                async with asyncio.timeout(10):
-                    while True:
-                        async with http.get(base + "/v1/status") as r:
-                            body = await r.text()
-                        if json.loads(body)["state"] == "failed":
-                            break
-                        await asyncio.sleep(0.05)
-                served.append(body)
-                for path in ("/metrics", "/v1/deployment", "/v1/players"):
-                    async with http.get(base + path) as r:
-                        served.append(await r.text())
-                async with http.post(
-                    base + "/v1/ready", headers={"Authorization": "Bearer x"}
-                ) as r:
-                    served.append(await r.text())
-        finally:
-            proc.terminate()
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+            async with http.post(sc.url + "/v1/ready", headers={"Authorization": "Bearer x"}) as r:
+                served.append(await r.text())
+        sc.proc.terminate()
+        code, stdout, stderr = await sc.finish()
         check = subprocess.run(
             [sys.executable, "-m", "sidecar", "check-config"],
-            env=env,
+            env=base_env(**env),
             capture_output=True,
             text=True,
             timeout=30,
             check=True,
         )
-        everything = "\n".join(
-            [stdout.decode(), stderr.decode(), *served, check.stdout, check.stderr]
-        )
+        everything = "\n".join([stdout.decode(), stderr, *served, check.stdout, check.stderr])
         assert "HTTP 401" in everything  # the failure was logged...
         assert "sidecar.stop" in stdout.decode()
         assert delete_token not in everything  # ...without the token
         assert api_token not in everything
-        assert proc.returncode == 0
+        assert code == 0
 
 
 async def wait_http(http: aiohttp.ClientSession, url: str, timeout: float = 10.0) -> None:
@@ -347,65 +327,26 @@ async def wait_http(http: aiohttp.ClientSession, url: str, timeout: float = 10.0
 
 
 class TestServeSignals:
-    async def test_sigterm_exits_promptly_with_a_terminate_record(self) -> None:
+    async def test_sigterm_exits_promptly_with_a_terminate_record(self, launch: Launch) -> None:
         """SIGTERM to `serve` writes the terminate record and exits 0 without a self-stop, well
         within a platform's grace period (a regression: a swallowed cancellation once held
         shutdown for 5 s)."""
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))},
-            "SIDECAR_PORT": str(port),
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sidecar",
-            "serve",
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            async with aiohttp.ClientSession() as http:
-                await wait_http(http, f"http://127.0.0.1:{port}/healthz")
-            proc.terminate()
-            stdout, _ = await asyncio.wait_for(proc.communicate(), 3)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode == 0
+        sc = await launch("serve")
+        await sc.wait_status(state="starting")
+        sc.proc.terminate()
+        code, stdout, _ = await sc.finish(timeout=3)
+        assert code == 0
         assert stdout == b'{"event": "sidecar.terminate", "signal": "SIGTERM"}\n'
 
-    async def test_json_log_format_writes_one_object_per_line(self) -> None:
+    async def test_json_log_format_writes_one_object_per_line(self, launch: Launch) -> None:
         """SIDECAR_LOG_FORMAT=json: every stderr line is a JSON object with level and message."""
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))},
-            "SIDECAR_PORT": str(port),
-            "SIDECAR_LOG_FORMAT": "json",
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sidecar",
-            "serve",
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            async with aiohttp.ClientSession() as http:
-                await wait_http(http, f"http://127.0.0.1:{port}/healthz")
-                async with http.post(f"http://127.0.0.1:{port}/v1/ready") as response:
-                    assert response.status == 200
-            proc.terminate()
-            _, stderr = await asyncio.wait_for(proc.communicate(), 5)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        records = [json.loads(line) for line in stderr.decode().splitlines()]
+        sc = await launch("serve", SIDECAR_LOG_FORMAT="json")
+        await sc.wait_status(state="starting")
+        async with aiohttp.ClientSession() as http, http.post(sc.url + "/v1/ready") as response:
+            assert response.status == 200
+        sc.proc.terminate()
+        _, _, stderr = await sc.finish()
+        records = [json.loads(line) for line in stderr.splitlines()]
         assert {"ts", "level", "logger", "message"} <= set(records[0])
         assert any(r["message"] == "state starting -> ready" for r in records)
         assert any(r["level"] == "warning" and "dry-run" in r["message"] for r in records)
