@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check-config", help="validate the environment and print the effective settings"
     )
+    commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the local API answers /healthz (for a Docker HEALTHCHECK in images "
+        "without curl)",
+    )
     # emulate and demo own their flags (in their modules); they are parsed only when chosen,
     # so that `serve` and `run` never import the emulator.
     for name, help_text in _DELEGATED.items():
@@ -122,6 +127,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "check-config":
         return _check_config()
+    if command == "healthcheck":
+        return _healthcheck()
     watch_pid: int | None = None
     if args.watch_name is not None:
         from sidecar.watchers import find_pid_by_name
@@ -174,6 +181,26 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
             raise UsageError(f"--watch-pid: no process has PID {watch_pid}")
     agent = Agent(settings, game_argv=game, watch_pid=watch_pid)
     return asyncio.run(agent.run())
+
+
+def _healthcheck() -> int:
+    import http.client
+
+    from sidecar.config import load_settings
+
+    settings = load_settings()
+    # A wildcard bind is reached over loopback, like the game itself reaches it.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    connection = http.client.HTTPConnection(host, settings.port, timeout=2.0)
+    try:
+        connection.request("GET", "/healthz")
+        healthy = connection.getresponse().status == 200
+    except OSError as exc:
+        print(f"edgegap-sidecar healthcheck: {host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        connection.close()
+    return EXIT_OK if healthy else 1
 
 
 def _check_config() -> int:

@@ -350,3 +350,18 @@ class TestServeSignals:
         assert {"ts", "level", "logger", "message"} <= set(records[0])
         assert any(r["message"] == "state starting -> ready" for r in records)
         assert any(r["level"] == "warning" and "dry-run" in r["message"] for r in records)
+
+    async def test_healthcheck_command(self, launch: Launch) -> None:
+        """`healthcheck` exits 0 while the API answers and 1 when nothing listens."""
+        sc = await launch("serve")
+        await sc.wait_status(state="starting")
+        for port, expected in ((sc.port, 0), (free_port(), 1)):
+            check = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "sidecar",
+                "healthcheck",
+                env=base_env(SIDECAR_PORT=str(port)),
+                stderr=subprocess.DEVNULL,
+            )
+            assert await asyncio.wait_for(check.wait(), 10) == expected

@@ -58,6 +58,12 @@ class ExampleGame:
 def find_example_game() -> ExampleGame:
     """The example game shipped in the wheel (`sidecar/_examples/`), else the checkout's;
     FileNotFoundError when neither is there."""
+    if getattr(sys, "frozen", False):
+        # The standalone build has no Python to run the Python example game with.
+        raise FileNotFoundError(
+            "the demo runs the Python example game, and the standalone build has no Python: "
+            "pip install edgegap-sidecar, then run edgegap-sidecar demo"
+        )
     package = Path(sidecar.__file__).resolve().parent
     candidates = (
         (package / "_examples" / "python_game", None),

@@ -7,23 +7,16 @@ meet the same contract.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-import pytest
-from aiohttp import web
 
 from sidecar import __version__
 from sidecar.emulator import EmulatorServer
 from tests.conftest import GAMES, free_port
-from tests.e2e.conftest import StartSidecar
+from tests.e2e.conftest import FakePlatform, StartSidecar
 from tests.e2e.process import ROOT, clean_environ, json_records, sidecar_command
 
 
@@ -92,7 +85,7 @@ class TestServe:
         assert not any("Traceback" in line for line in sidecar.stderr)
 
     async def test_a_whole_match_over_http(self, start_sidecar: StartSidecar) -> None:
-        """Dry-run serve: healthz, status, ready → connect → match end → stopped; SIGTERM exits 0."""
+        """Dry-run serve: healthz, status, ready → connect → match end → stopped; SIGTERM → 0."""
         port = free_port()
         env = clean_environ(SIDECAR_PORT=str(port), SIDECAR_MATCH_END_GRACE="50ms")
         sidecar = await start_sidecar(["serve"], env, port)
@@ -150,45 +143,6 @@ class TestSelfStop:
         assert platform_env["ARBITRIUM_DELETE_TOKEN"] not in output
 
 
-class FakePlatform:
-    """A TLS endpoint on loopback that accepts self-stop calls and records their headers."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, str]] = []
-        self.url = ""
-
-    async def self_stop(self, request: web.Request) -> web.Response:
-        self.calls.append(dict(request.headers))
-        return web.json_response({"message": "Deployment is stopping"})
-
-
-@pytest.fixture
-async def https_platform(tmp_path: Path) -> AsyncIterator[tuple[FakePlatform, Path]]:
-    """A FakePlatform over HTTPS with a fresh self-signed certificate (returned as a path)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    platform = FakePlatform()
-    app = web.Application()
-    app.router.add_delete("/v1/self/stop/{request_id}/{access_point_id}", platform.self_stop)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    platform.url = f"https://127.0.0.1:{port}/v1/self/stop/abc123/ap1"
-    yield platform, cert
-    await runner.cleanup()
-
-
 class TestSelfStopOverHttps:
     async def test_trusted_certificate_accepts_the_stop(
         self, start_sidecar: StartSidecar, https_platform: tuple[FakePlatform, Path]
@@ -226,7 +180,7 @@ class TestSelfStopOverHttps:
         sidecar = await start_sidecar(["serve"], env, port)
         await sidecar.wait_healthy()
         assert (await sidecar.call("POST", "/v1/shutdown", {"grace_seconds": 0}))[0] == 202
-        final: dict[str, Any] = await sidecar.wait_state("stopped", "failed", timeout=20)
+        final = await sidecar.wait_state("stopped", "failed", timeout=20)
         assert final["state"] == "failed"
         assert "certificate" in str(final["stop"]["last_error"]).lower()
         assert platform.calls == []
