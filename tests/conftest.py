@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,11 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
+    """The test environment without platform or sidecar settings, plus `extra`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_", "MM_"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
 
@@ -175,6 +180,19 @@ async def launch() -> AsyncIterator[Launch]:
         sidecar.kill()
         await sidecar.proc.wait()
         await asyncio.gather(sidecar._reader, return_exceptions=True)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Synchronous tests: poll `predicate` until it returns something truthy (fail after
+    `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:

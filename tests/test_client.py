@@ -7,8 +7,6 @@ have sent. Waiting is always a poll or a blocking read under a deadline, never a
 from __future__ import annotations
 
 import ast
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,47 +24,22 @@ from sidecar.client import (
     SidecarClient,
     SidecarConnectionError,
 )
+from tests.conftest import base_env, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_STATES = {"draining", "stopping", "stopped"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def sidecar_env(port: int, **overrides: str) -> dict[str, str]:
     """The test process's environment minus platform and sidecar settings, plus `overrides`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ARBITRIUM_", "SIDECAR_", "MM_"))
-    }
-    env.update(SIDECAR_PORT=str(port), SIDECAR_HOST="127.0.0.1", PYTHONUNBUFFERED="1")
-    env.update(overrides)
-    return env
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    return base_env(SIDECAR_PORT=str(port), SIDECAR_HOST="127.0.0.1", **overrides)
 
 
 def stop_child(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL and reap the sidecar (reaped, so no ResourceWarning).
 
     Not SIGTERM: the sidecar's graceful shutdown is the subject of its own tests; here it only
-    has to go away, and waiting for it would add seconds per test.
+    has to go away.
     """
     if process.poll() is None:
         process.kill()

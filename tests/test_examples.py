@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from sidecar.client import SidecarClient, SidecarConnectionError
+from tests.conftest import base_env, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -54,26 +54,7 @@ def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """The test environment without platform or sidecar settings, plus `overrides`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ARBITRIUM_", "SIDECAR_", "MM_"))
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides)
-    return env
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    return base_env(**overrides)
 
 
 class Child:
