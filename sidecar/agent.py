@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
+import json
 import logging
 import os
 import signal
@@ -104,6 +106,11 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._signals_seen: list[int] = []
+        # GET /v1/status is what games poll: its encoded body is reused until something changes
+        # (`wake`/`touch` bump the version) or the clock moves to the next millisecond (every
+        # time in it is rounded to the millisecond).
+        self._status_version = 0
+        self._status_cache: tuple[tuple[int, int], bytes] | None = None
         self.lifecycle.subscribe(self._on_transition)
 
     # --- start-up ------------------------------------------------------------------------------
@@ -121,6 +128,8 @@ class Agent:
                 else "SIDECAR_DRY_RUN=true",
             )
         await self._start_api()
+        # Build the request models off the event loop now that /healthz answers (see api.py).
+        self._spawn(asyncio.to_thread(importlib.import_module, "sidecar.models"), "warm-models")
         if not self.dry_run:
             # One session for every attempt: connection reuse and one DNS cache.
             self._session = aiohttp.ClientSession(
@@ -226,7 +235,13 @@ class Agent:
         return self._exit_code if self._exit_code is not None else 0
 
     def wake(self) -> None:
+        """Something changed that may move a deadline: re-plan the timers."""
+        self._status_version += 1
         self._wake.set()
+
+    def touch(self) -> None:
+        """Something changed that status shows, but no timer needs re-planning now."""
+        self._status_version += 1
 
     def finish(self, exit_code: int) -> None:
         if self._exit_code is None:
@@ -327,6 +342,7 @@ class Agent:
         progress.attempts = attempt.attempt
         progress.last_status = attempt.status
         progress.last_error = attempt.error
+        self.touch()
         if attempt.retry_in is not None:
             log.warning(
                 "self-stop attempt %d: %s; retrying in %.2fs",
@@ -536,6 +552,15 @@ class Agent:
             if progress_error:
                 status["stop"]["last_error"] = redact(progress_error, self._secrets)
         return status
+
+    def status_body(self) -> bytes:
+        key = (self._status_version, int(self.clock() * 1000))
+        cached = self._status_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        body = json.dumps(self.status(), separators=(",", ":")).encode()
+        self._status_cache = (key, body)
+        return body
 
     def render_metrics(self) -> bytes:
         lc = self.lifecycle

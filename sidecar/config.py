@@ -1,10 +1,16 @@
 """Settings: every environment variable of SPEC §4, parsed once, frozen, with secrets kept secret.
 
 `load_settings()` is the only place that reads the environment; everything else receives a
-`Settings`. Tests build `Settings(...)` directly (keyword names are the field names).
+`Settings`. Tests build `Settings(...)` directly with typed values, or call
+`load_settings(mapping)` with the strings a user would set.
 
 Also here: the duration syntax (`90`, `90s`, `1500ms`, `5m`, `1h`), the dry-run rule, and
 `redacted_settings()` for `check-config`.
+
+A frozen dataclass with one small parser per variable, not pydantic(-settings): settings are
+needed before the local API can answer, and importing pydantic there cost ~60 ms of the
+sidecar's start (docs/benchmarks.md). Each parser raises ValueError with the expected form, and
+`load_settings` turns it into a ConfigError naming the variable.
 """
 
 from __future__ import annotations
@@ -12,20 +18,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Annotated, Any
-
-from pydantic import (
-    AliasChoices,
-    BeforeValidator,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any
 
 from sidecar.errors import ConfigError
 
@@ -61,16 +57,27 @@ def format_duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks."""
 
+    __slots__ = ("_value",)
 
-def _empty_is_unset(value: object) -> object:
-    """An empty variable (`FOO=`) means "not set", as in most container tooling."""
-    return None if isinstance(value, str) and value.strip() == "" else value
+    def __init__(self, value: str) -> None:
+        self._value = value
 
+    def get_secret_value(self) -> str:
+        return self._value
 
-OptionalText = Annotated[str | None, BeforeValidator(_empty_is_unset)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_unset)]
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 class StopFailurePolicy(StrEnum):
@@ -92,89 +99,52 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
-class Settings(BaseSettings):
-    """Effective configuration. Field `foo` is read from `SIDECAR_FOO` unless aliased."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SIDECAR_",
-        frozen=True,
-        extra="ignore",
-        populate_by_name=True,
-        case_sensitive=True,
-        # Settings come from the environment only: a stray .env file must not change a server.
-        env_file=None,
-    )
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration; `load_settings()` reads each field from ENV_NAMES[field]."""
 
     # --- platform variables (injected by Edgegap) ---------------------------------------------
-    delete_url: OptionalText = Field(
-        default=None, validation_alias=AliasChoices("ARBITRIUM_DELETE_URL", "delete_url")
-    )
-    delete_token: OptionalSecret = Field(
-        default=None, validation_alias=AliasChoices("ARBITRIUM_DELETE_TOKEN", "delete_token")
-    )
-
+    delete_url: str | None = None
+    delete_token: Secret | None = None
     # --- local API -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = Field(default=8787, ge=0, le=65535)
-    api_token: OptionalSecret = None
-
+    port: int = 8787
+    api_token: Secret | None = None
     # --- timers (seconds; 0 disables) ----------------------------------------------------------
-    ready_timeout: Duration = 300.0
-    first_player_timeout: Duration = 120.0
-    empty_timeout: Duration = 60.0
-    max_duration: Duration = 0.0
-    health_timeout: Duration = 30.0
-    match_end_grace: Duration = 5.0
-    network_idle_timeout: Duration = 0.0
-    network_idle_pps: float = Field(default=2.0, ge=0)
-
+    ready_timeout: float = 300.0
+    first_player_timeout: float = 120.0
+    empty_timeout: float = 60.0
+    max_duration: float = 0.0
+    health_timeout: float = 30.0
+    match_end_grace: float = 5.0
+    network_idle_timeout: float = 0.0
+    network_idle_pps: float = 2.0
     # --- self-stop -----------------------------------------------------------------------------
-    log_storage: OptionalText = None
-    error_log_storage: OptionalText = None
-    stop_retry_budget: Duration = 600.0
-    stop_attempt_timeout: Duration = 10.0
+    log_storage: str | None = None
+    error_log_storage: str | None = None
+    stop_retry_budget: float = 600.0
+    stop_attempt_timeout: float = 10.0
     on_stop_failure: StopFailurePolicy = StopFailurePolicy.EXIT
     # None = auto: dry-run exactly when the platform variables are missing.
     dry_run: bool | None = None
-
     # --- run mode ------------------------------------------------------------------------------
-    term_grace: Duration = 8.0
-
+    term_grace: float = 8.0
     # --- logging -------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.TEXT
     log_level: LogLevel = LogLevel.INFO
 
-    @field_validator("dry_run", mode="before")
-    @classmethod
-    def _dry_run_auto(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
-            return None
-        return value
-
-    @field_validator("on_stop_failure", "log_format", "log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("stop_attempt_timeout")
-    @classmethod
-    def _positive_attempt_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        return value
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
+    def __post_init__(self) -> None:
         if self.dry_run is False and not self.platform_configured:
-            raise ValueError(
-                "SIDECAR_DRY_RUN=false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN"
+            raise ConfigError(
+                "SIDECAR_DRY_RUN",
+                "false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN to be set",
             )
         if self.api_token is None and not _is_loopback(self.host):
-            raise ValueError(
-                f"SIDECAR_HOST={self.host} is not a loopback address: set SIDECAR_API_TOKEN"
-                " so that only the game can stop the deployment"
+            raise ConfigError(
+                "SIDECAR_HOST",
+                f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
+                "game can stop the deployment",
             )
-        return self
 
     # --- derived values ------------------------------------------------------------------------
     @property
@@ -198,16 +168,112 @@ class Settings(BaseSettings):
         return [v for v in values if v]
 
 
-# Field name → the variable a user sets, for error messages and check-config.
+# --- parsers: the string a user sets → the typed value, or ValueError with the expected form ---
+def _optional_text(value: str) -> str | None:
+    """An empty variable (`FOO=`) means "not set", as in most container tooling."""
+    return value.strip() or None
+
+
+def _optional_secret(value: str) -> Secret | None:
+    return Secret(value.strip()) if value.strip() else None
+
+
+def _host(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected an address such as 127.0.0.1, got an empty value")
+    return value.strip()
+
+
+def _port(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"expected a port number 0-65535, got {value!r}")
+    return int(text)
+
+
+def _rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number of packets per second, got {value!r}") from None
+    if not rate >= 0 or rate == float("inf"):
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return rate
+
+
+def _positive_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration greater than 0 (like 10s), got {value!r}")
+    return seconds
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _tri_state(value: str) -> bool | None:
+    text = value.strip().lower()
+    if text in ("", "auto"):
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true, false or auto, got {value!r}")
+
+
+def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
+    def parse(value: str) -> StrEnum:
+        try:
+            return enum(value.strip().lower())
+        except ValueError:
+            expected = ", ".join(member.value for member in enum)
+            raise ValueError(f"expected one of {expected}, got {value!r}") from None
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "delete_url": _optional_text,
+    "delete_token": _optional_secret,
+    "host": _host,
+    "port": _port,
+    "api_token": _optional_secret,
+    "network_idle_pps": _rate,
+    "log_storage": _optional_text,
+    "error_log_storage": _optional_text,
+    "stop_attempt_timeout": _positive_duration,
+    "on_stop_failure": _choice(StopFailurePolicy),
+    "dry_run": _tri_state,
+    "log_format": _choice(LogFormat),
+    "log_level": _choice(LogLevel),
+}
+_DURATION_FIELDS = frozenset(
+    {
+        "ready_timeout",
+        "first_player_timeout",
+        "empty_timeout",
+        "max_duration",
+        "health_timeout",
+        "match_end_grace",
+        "network_idle_timeout",
+        "stop_retry_budget",
+        "stop_attempt_timeout",
+        "term_grace",
+    }
+)
+_PARSERS.update(dict.fromkeys(_DURATION_FIELDS, parse_duration))
+_PARSERS["stop_attempt_timeout"] = _positive_duration  # an attempt needs some time
+
+# Field name → the variable a user sets, for parsing, error messages and check-config.
 ENV_NAMES: dict[str, str] = {
-    name: (
-        "ARBITRIUM_DELETE_URL"
-        if name == "delete_url"
-        else "ARBITRIUM_DELETE_TOKEN"
-        if name == "delete_token"
-        else f"SIDECAR_{name.upper()}"
+    field.name: (
+        f"ARBITRIUM_{field.name.upper()}"
+        if field.name in ("delete_url", "delete_token")
+        else f"SIDECAR_{field.name.upper()}"
     )
-    for name in Settings.model_fields
+    for field in fields(Settings)
 }
 
 
@@ -220,45 +286,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _config_error(error: ValidationError) -> ConfigError:
-    """Turn pydantic's first error into `VARIABLE: what was expected`."""
-    first = error.errors()[0]
-    loc = first.get("loc") or ()
-    field = str(loc[0]) if loc else ""
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if field in ENV_NAMES:
-        variable = ENV_NAMES[field]
-    elif field in ("ARBITRIUM_DELETE_URL", "ARBITRIUM_DELETE_TOKEN"):
-        variable = field
-    else:
-        # Cross-field checks name their variable at the start of the message.
-        variable = message.partition(" ")[0]
-        variable = variable.split("=")[0]
-        if variable.startswith(("SIDECAR_", "ARBITRIUM_")):
-            return ConfigError(variable, message)
-        return ConfigError("configuration", message)
-    if first.get("type") == "enum":
-        expected = first.get("ctx", {}).get("expected", "")
-        message = f"expected one of {expected}, got {first.get('input')!r}"
-    elif first.get("type") in ("int_parsing", "float_parsing", "bool_parsing"):
-        message = f"{message}, got {first.get('input')!r}"
-    return ConfigError(variable, message)
-
-
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read the environment once. Raises ConfigError naming the offending variable."""
+    """Read the environment once. Raises ConfigError naming the offending variable.
+
+    `overrides` are typed values by field name (for tests and embedders)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for field, variable in ENV_NAMES.items():
         if variable in env:
-            values[field] = env[variable]
+            try:
+                values[field] = _PARSERS[field](env[variable])
+            except ValueError as exc:
+                raise ConfigError(variable, str(exc)) from None
     values.update(overrides)
-    try:
-        # model_validate skips the settings sources: `env` above is the only input, which
-        # makes an explicit `environ` (tests, check-config) behave exactly like os.environ.
-        return Settings.model_validate(values)
-    except ValidationError as error:
-        raise _config_error(error) from None
+    return Settings(**values)
 
 
 def redacted_settings(settings: Settings) -> dict[str, str]:
@@ -266,7 +307,7 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
     rows: dict[str, str] = {}
     for field, variable in ENV_NAMES.items():
         value = getattr(settings, field)
-        if isinstance(value, SecretStr):
+        if isinstance(value, Secret):
             shown = "<redacted>"
         elif value is None:
             shown = "<unset>"
@@ -276,16 +317,9 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
                 shown = f"<same as SIDECAR_LOG_STORAGE: {settings.log_storage}>"
         elif isinstance(value, bool):
             shown = "true" if value else "false"
-        elif isinstance(value, float) and field in _DURATION_FIELDS:
+        elif field in _DURATION_FIELDS:
             shown = format_duration(value)
         else:
             shown = str(value)
         rows[variable] = shown
     return rows
-
-
-_DURATION_FIELDS = {
-    name
-    for name, info in Settings.model_fields.items()
-    if any(isinstance(m, BeforeValidator) and m.func is parse_duration for m in info.metadata)
-}

@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.config import (
     ENV_NAMES,
+    Secret,
     Settings,
     StopFailurePolicy,
     format_duration,
@@ -156,9 +157,24 @@ class TestLoading:
 
     def test_settings_can_be_built_directly(self) -> None:
         """Tests and embedders build Settings with field names."""
-        settings = Settings(empty_timeout="2m", delete_url="http://x/", delete_token="tok")
+        settings = Settings(empty_timeout=120.0, delete_url="http://x/", delete_token=Secret("t"))
         assert settings.empty_timeout == 120
         assert not settings.effective_dry_run
+
+    def test_every_variable_has_a_parser_and_round_trips_its_default(self) -> None:
+        """Each variable parses, and check-config shows durations in the accepted syntax."""
+        rows = redacted_settings(load_settings({}))
+        assert set(rows) == set(ENV_NAMES.values())
+        assert rows["SIDECAR_STOP_ATTEMPT_TIMEOUT"] == "10s"
+        assert rows["SIDECAR_READY_TIMEOUT"] == "5m"
+        reparsed = load_settings({"SIDECAR_READY_TIMEOUT": rows["SIDECAR_READY_TIMEOUT"]})
+        assert reparsed.ready_timeout == 300
+
+    def test_secrets_never_show_in_repr(self) -> None:
+        """A Secret's repr and str hide the value (tracebacks, debug logs)."""
+        settings = load_settings(PLATFORM)
+        assert PLATFORM["ARBITRIUM_DELETE_TOKEN"] not in repr(settings)
+        assert PLATFORM["ARBITRIUM_DELETE_TOKEN"] not in str(settings.delete_token)
 
     def test_redaction_hides_tokens(self) -> None:
         """Redacted settings never contain a token value."""
