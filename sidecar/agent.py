@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import importlib
 import json
@@ -675,15 +676,10 @@ class Agent:
 
 
 def _timer_settings(settings: Settings) -> TimerSettings:
+    """The core's timer lengths, taken by name from the settings (the core imports nothing of
+    ours, so it declares its own copy of these few fields)."""
     return TimerSettings(
-        ready_timeout=settings.ready_timeout,
-        first_player_timeout=settings.first_player_timeout,
-        empty_timeout=settings.empty_timeout,
-        max_duration=settings.max_duration,
-        health_timeout=settings.health_timeout,
-        match_end_grace=settings.match_end_grace,
-        network_idle_timeout=settings.network_idle_timeout,
-        network_idle_pps=settings.network_idle_pps,
+        **{field.name: getattr(settings, field.name) for field in dataclasses.fields(TimerSettings)}
     )
 
 
