@@ -15,10 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from games.harness import GameRunner
 
 from sidecar.agent import Agent
 from sidecar.config import load_settings
 from sidecar.emulator import EmulatorOptions, EmulatorServer
+from sidecar.reaper import Reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 GAMES = Path(__file__).resolve().parent / "games"
@@ -74,6 +76,17 @@ async def sidecar() -> AsyncIterator[SidecarFactory]:
     for handle in handles:
         await handle.http.close()
         await handle.agent.close()
+
+
+@pytest.fixture
+async def games() -> AsyncIterator[GameRunner]:
+    """Real game processes (tests/games/) under a reaper of their own."""
+    async with Reaper(orphan_grace=0.05) as reaper:
+        runner = GameRunner(reaper)
+        try:
+            yield runner
+        finally:
+            await runner.close()
 
 
 @pytest.fixture

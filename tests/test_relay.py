@@ -8,22 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 from games.harness import GameRunner
-
-from sidecar.reaper import Reaper
-
-
-@pytest.fixture
-async def games() -> AsyncIterator[GameRunner]:
-    async with Reaper(orphan_grace=0.05) as reaper:
-        runner = GameRunner(reaper)
-        try:
-            yield runner
-        finally:
-            await runner.close()
 
 
 def chatty_output(lines: int, name: str = "out") -> bytes:

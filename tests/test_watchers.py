@@ -11,12 +11,11 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from games.harness import GAMES, REPO, GameRunner, game_argv
 
-from sidecar.reaper import Reaper
 from sidecar.watchers import (
     ProcessTreeSampler,
     find_game_port,
@@ -24,16 +23,6 @@ from sidecar.watchers import (
     nic_packets_total,
     wait_for_exit,
 )
-
-
-@pytest.fixture
-async def games() -> AsyncIterator[GameRunner]:
-    async with Reaper(orphan_grace=0.05) as reaper:
-        runner = GameRunner(reaper)
-        try:
-            yield runner
-        finally:
-            await runner.close()
 
 
 class Spawned:
