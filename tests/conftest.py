@@ -158,9 +158,17 @@ class Sidecar:
                     pass
                 await asyncio.sleep(0.02)
 
-    def kill(self) -> None:
+    async def stop(self) -> None:
+        """End it as the platform would: SIGTERM (forwarded to its game, which it then waits
+        for), SIGKILL only if that fails. A SIGKILL first would orphan the game, which lives in
+        its own session."""
         if self.proc.returncode is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+        await self.proc.wait()
 
 
 Launch = Callable[..., Awaitable["Sidecar"]]
@@ -189,9 +197,8 @@ async def launch() -> AsyncIterator[Launch]:
         return sidecar
 
     yield start
+    await asyncio.gather(*(sidecar.stop() for sidecar in started))
     for sidecar in started:
-        sidecar.kill()
-        await sidecar.proc.wait()
         await asyncio.gather(sidecar._reader, return_exceptions=True)
 
 
