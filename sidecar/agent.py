@@ -396,33 +396,30 @@ class Agent:
     # --- the game ------------------------------------------------------------------------------
     async def _wait_game(self) -> None:
         assert self.game is not None
-        game_exit = await self.game.wait()  # returns after every byte was relayed
-        self.game_exit = game_exit
-        if self.lifecycle.state is State.TERMINATING:
-            return  # the platform is stopping us; run() handles the exit code
-        log.info(
-            "game exited: %s",
-            f"killed by {game_exit.signal_name}"
-            if game_exit.signal is not None
-            else f"code {game_exit.returncode}",
-        )
-        self.lifecycle.game_exited(game_exit.exit_code, game_exit.signal_name)
-        self.wake()
-        if self.lifecycle.state in (State.STOPPED, State.FAILED):
-            # The stop finished before the game went away (e.g. match ended, then the game quit).
-            await self._after_stop(ok=self.lifecycle.state is State.STOPPED)
+        # wait() returns only after every byte of the game's output was relayed.
+        await self._game_ended("game", await self.game.wait())
 
     async def _watch_process(self, pid: int) -> None:
         from sidecar.watchers import wait_for_exit
 
-        game_exit: GameExit = await wait_for_exit(pid)
+        await self._game_ended(f"watched process {pid}", await wait_for_exit(pid))
+
+    async def _game_ended(self, what: str, game_exit: GameExit) -> None:
+        """The game (child or watched process) is gone: decide the stop, or finish a run whose
+        stop already completed."""
         self.game_exit = game_exit
         if self.lifecycle.state is State.TERMINATING:
-            return
-        log.info("watched process %d exited (%s)", pid, game_exit.exit_code)
+            return  # the platform is stopping us; the signal path sets the exit code
+        how = (
+            f"killed by {game_exit.signal_name}"
+            if game_exit.signal is not None
+            else f"code {game_exit.returncode}"
+        )
+        log.info("%s exited: %s", what, how)
         self.lifecycle.game_exited(game_exit.exit_code, game_exit.signal_name)
         self.wake()
         if self.lifecycle.state in (State.STOPPED, State.FAILED):
+            # The stop finished before the game went away (e.g. match ended, then the game quit).
             await self._after_stop(ok=self.lifecycle.state is State.STOPPED)
 
     def _game_pids(self) -> list[int]:

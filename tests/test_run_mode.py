@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,31 +254,36 @@ class TestPortReadiness:
 
 
 class TestWatchMode:
-    async def _idle_game(self, executable: str) -> subprocess.Popen[bytes]:
+    @staticmethod
+    @contextlib.contextmanager
+    def _idle_game(executable: str) -> Iterator[subprocess.Popen[bytes]]:
+        """A game started by someone else (not the sidecar's child); it exits 0 when the test
+        closes its stdin, and is always reaped."""
         game = subprocess.Popen(
             [executable, str(GAMES / "idle.py"), "0"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert game.stdout is not None
-        assert game.stdout.readline() == b"ready\n"
-        return game
+        try:
+            assert game.stdout is not None
+            assert game.stdout.readline() == b"ready\n"
+            yield game
+        finally:
+            game.kill()
+            game.wait()
+            for pipe in (game.stdin, game.stdout):
+                if pipe is not None:
+                    pipe.close()
 
     async def test_watch_pid(self, launch: Launch) -> None:
         """serve --watch-pid stops with game_exited when that process exits."""
-        game = await self._idle_game(sys.executable)
-        try:
+        with self._idle_game(sys.executable) as game:
             sc = await launch("serve", "--watch-pid", str(game.pid))
             await sc.wait_status(state="starting")
             assert game.stdin is not None
             game.stdin.close()
             game.wait(10)
             code, stdout, _ = await sc.finish()
-        finally:
-            game.kill()
-            game.wait()
-            if game.stdout:
-                game.stdout.close()
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
 
@@ -284,19 +291,13 @@ class TestWatchMode:
         """serve --watch-name finds the game by its process name."""
         executable = tmp_path / "mygame-server"
         executable.symlink_to(shutil.which("python3") or sys.executable)
-        game = await self._idle_game(str(executable))
-        try:
+        with self._idle_game(str(executable)) as game:
             sc = await launch("serve", "--watch-name", "mygame-server")
             status = await sc.wait_status(state="starting")
             assert status["game"]["pid"] == game.pid
             assert game.stdin is not None
             game.stdin.close()
             code, stdout, _ = await sc.finish()
-        finally:
-            game.kill()
-            game.wait()
-            if game.stdout:
-                game.stdout.close()
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
 
