@@ -214,7 +214,8 @@ def _check_config() -> int:
     for name, value in rows.items():
         print(f"  {name:<{width}}  {value}")
     info = parse_deployment(os.environ)
-    print(f"  {'mode':<{width}}  {'dry-run' if settings.effective_dry_run else 'live'}")
+    mode = f"dry-run ({settings.dry_run_reason})" if settings.effective_dry_run else "live"
+    print(f"  {'mode':<{width}}  {mode}")
     for warning in info.warnings:
         print(f"  warning: {warning}")
     return EXIT_OK

@@ -15,7 +15,9 @@ sidecar's start (docs/benchmarks.md). Each parser raises ValueError with the exp
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -24,8 +26,16 @@ from enum import StrEnum
 from typing import Any
 
 from sidecar.errors import ConfigError
+from sidecar.redaction import redact_url
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+# re.ASCII: without it \d and IGNORECASE accept Unicode digits and letters (Arabic-Indic
+# five, the long s), which int()/float() would then happily convert.
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h)?", re.IGNORECASE | re.ASCII)
+_RATE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
+# Only ASCII whitespace is stripped: str.strip() would also eat NBSP and friends.
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+# Longer than any real timer; beyond it, deadlines and timeouts risk overflow downstream.
+MAX_DURATION_SECONDS = 10 * 365 * 86400.0
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DURATION_FORM = "a duration like 90, 90s, 1500ms, 5m or 1h (0 disables)"
 
@@ -35,15 +45,21 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected {DURATION_FORM}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # float(10**400)
+            seconds = math.inf
     else:
-        match = _DURATION.match(str(value))
+        text = str(value)
+        match = _DURATION.fullmatch(text.strip(_ASCII_SPACE)) if text.isascii() else None
         if match is None:
-            raise ValueError(f"expected {DURATION_FORM}, got {str(value)!r}")
+            raise ValueError(f"expected {DURATION_FORM}, got {text[:40]!r}")
         unit = match.group(2).lower() if match.group(2) else None
         seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
-    if seconds < 0:
-        raise ValueError(f"expected {DURATION_FORM}, got a negative value")
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"expected {DURATION_FORM}, got a negative or invalid value")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"expected {DURATION_FORM}, at most 10 years; got a larger value")
     return seconds
 
 
@@ -134,6 +150,11 @@ class Settings:
     log_level: LogLevel = LogLevel.INFO
 
     def __post_init__(self) -> None:
+        if self.dry_run is False and self.delete_url_problem is not None:
+            raise ConfigError(
+                "ARBITRIUM_DELETE_URL",
+                f"{self.delete_url_problem}; SIDECAR_DRY_RUN=false needs a usable URL",
+            )
         if self.dry_run is False and not self.platform_configured:
             raise ConfigError(
                 "SIDECAR_DRY_RUN",
@@ -148,8 +169,30 @@ class Settings:
 
     # --- derived values ------------------------------------------------------------------------
     @property
+    def delete_url_problem(self) -> str | None:
+        """Why ARBITRIUM_DELETE_URL is unusable (SPEC §11: then it counts as missing), or None."""
+        return delete_url_problem(self.delete_url) if self.delete_url else None
+
+    @property
     def platform_configured(self) -> bool:
-        return bool(self.delete_url) and self.delete_token is not None
+        return (
+            bool(self.delete_url)
+            and self.delete_url_problem is None
+            and self.delete_token is not None
+        )
+
+    @property
+    def dry_run_reason(self) -> str | None:
+        """The one-line reason for dry-run that agent.start logs; None when live."""
+        if not self.effective_dry_run:
+            return None
+        problem = self.delete_url_problem
+        if self.dry_run:
+            extra = f" (ARBITRIUM_DELETE_URL {problem})" if problem else ""
+            return f"SIDECAR_DRY_RUN=true{extra}"
+        if problem:
+            return f"ARBITRIUM_DELETE_URL {problem}, so it counts as unset"
+        return "ARBITRIUM_DELETE_URL/ARBITRIUM_DELETE_TOKEN are not set"
 
     @property
     def effective_dry_run(self) -> bool:
@@ -168,10 +211,66 @@ class Settings:
         return [v for v in values if v]
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
+
+
+@functools.lru_cache(maxsize=8)
+def delete_url_problem(url: str) -> str | None:
+    """Why aiohttp could not send DELETE to `url` (None when it can).
+
+    Parsed with yarl, as aiohttp does, plus the checks aiohttp only makes at request time
+    (scheme, host, IDNA encoding of the host, credentials that clash with the token header) and
+    the ones yarl is lenient about (`:+80`, Unicode-digit ports). Messages never quote the URL:
+    it may carry credentials."""
+    from urllib.parse import urlsplit
+
+    from yarl import URL
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "contains whitespace or control characters"
+    try:
+        netloc = urlsplit(url).netloc
+        parsed = URL(url)
+    except ValueError:
+        return "cannot be parsed as a URL (bad IPv6 address or port)"
+    if parsed.scheme not in ("http", "https"):
+        return "is not an http or https URL"
+    if not parsed.raw_host:
+        return "has no host"
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        return "carries credentials (user@host), which clash with ARBITRIUM_DELETE_TOKEN"
+    hostport = netloc.rpartition("@")[2]
+    after_host = hostport.partition("]")[2] if hostport.startswith("[") else hostport
+    port_text = after_host.partition(":")[2]
+    if port_text and not (
+        port_text.isascii() and port_text.isdigit() and 0 < int(port_text[:6]) <= 65535
+    ):
+        return "has a port that is not a number 1-65535"
+    host = parsed.raw_host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host.encode("idna")  # what the resolver does at request time
+        except UnicodeError:
+            return "has an invalid host name"
+        if not _HOST_NAME.fullmatch(host):
+            return "has an invalid host name"
+    else:
+        if "%" in host:
+            return "has an IPv6 zone id, which is not supported"
+    return None
+
+
 # --- parsers: the string a user sets → the typed value, or ValueError with the expected form ---
 def _optional_text(value: str) -> str | None:
     """An empty variable (`FOO=`) means "not set", as in most container tooling."""
     return value.strip() or None
+
+
+def _optional_url(value: str) -> str | None:
+    """Never an error: a malformed URL counts as missing (Settings.delete_url_problem)."""
+    return value.strip(_ASCII_SPACE) or None
 
 
 def _optional_secret(value: str) -> Secret | None:
@@ -185,19 +284,22 @@ def _host(value: str) -> str:
 
 
 def _port(value: str) -> int:
-    text = value.strip()
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"expected a port number 0-65535, got {value!r}")
+    text = value.strip(_ASCII_SPACE)
+    # isascii first: isdigit() is true for Unicode digits and superscripts; the length cap
+    # keeps int() cheap.
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or int(text) > 65535:
+        raise ValueError(f"expected a port number 0-65535, got {value[:40]!r}")
     return int(text)
 
 
 def _rate(value: str) -> float:
-    try:
-        rate = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number of packets per second, got {value!r}") from None
-    if not rate >= 0 or rate == float("inf"):
-        raise ValueError(f"expected a number >= 0, got {value!r}")
+    text = value.strip(_ASCII_SPACE)
+    # A plain decimal: float() would also take `inf`, `nan`, `1e999`, `1_0` and Unicode digits.
+    if not (text.isascii() and _RATE.fullmatch(text)):
+        raise ValueError(f"expected a number of packets per second >= 0, got {value[:40]!r}")
+    rate = float(text)
+    if not math.isfinite(rate):
+        raise ValueError("expected a number of packets per second >= 0, got a value too large")
     return rate
 
 
@@ -235,7 +337,7 @@ def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "delete_url": _optional_text,
+    "delete_url": _optional_url,
     "delete_token": _optional_secret,
     "host": _host,
     "port": _port,
@@ -296,7 +398,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if variable in env:
             try:
                 values[field] = _PARSERS[field](env[variable])
-            except ValueError as exc:
+            except (ValueError, ArithmeticError) as exc:
+                # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable, str(exc)) from None
     values.update(overrides)
     return Settings(**values)
@@ -309,6 +412,10 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
         value = getattr(settings, field)
         if isinstance(value, Secret):
             shown = "<redacted>"
+        elif field == "delete_url" and value is not None:
+            shown = redact_url(value) or "<unset>"
+            if settings.delete_url_problem:
+                shown += f"  (ignored: {settings.delete_url_problem})"
         elif value is None:
             shown = "<unset>"
             if field == "dry_run":

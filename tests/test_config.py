@@ -220,3 +220,132 @@ class TestCommandLine:
         result = cli("--version")
         assert result.returncode == 0
         assert result.stdout.startswith("edgegap-sidecar ")
+
+
+class TestAbsurdValues:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "\u0665",
+            "5\u00a0",
+            "\uff11\uff10s",
+            "90\u017f",
+            "9" * 400,
+            "1e400",
+            "nan",
+            "inf",
+            "3650000d",
+        ],
+    )
+    def test_durations_ascii_and_finite_only(self, text: str) -> None:
+        """Unicode digits, NBSP, the long s and overflowing numbers are not durations."""
+        with pytest.raises(ValueError, match="duration like"):
+            parse_duration(text)
+
+    def test_duration_over_ten_years_is_rejected(self) -> None:
+        """Ten years is the ceiling; one second more is an error, numbers included."""
+        assert parse_duration(f"{10 * 365 * 24}h") == 10 * 365 * 86400
+        for value in (f"{10 * 365 * 24 + 1}h", 10**400, float("nan")):
+            with pytest.raises(ValueError, match="duration like"):
+                parse_duration(value)
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("SIDECAR_PORT", "\u0665"),
+            ("SIDECAR_PORT", "\u00b2"),
+            ("SIDECAR_PORT", "8787\u00a0"),
+            ("SIDECAR_PORT", "65536"),
+            ("SIDECAR_PORT", "9" * 5000),
+            ("SIDECAR_STOP_ATTEMPT_TIMEOUT", "9" * 400),
+            ("SIDECAR_STOP_RETRY_BUDGET", "87601h"),
+            ("SIDECAR_NETWORK_IDLE_PPS", "inf"),
+            ("SIDECAR_NETWORK_IDLE_PPS", "1e999"),
+            ("SIDECAR_NETWORK_IDLE_PPS", "٢"),
+            ("SIDECAR_NETWORK_IDLE_PPS", "9" * 400),
+        ],
+    )
+    def test_absurd_numbers_name_the_variable(self, variable: str, value: str) -> None:
+        """Every numeric variable rejects non-ASCII digits and overflowing values."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({variable: value})
+        assert error.value.variable == variable
+
+    def test_ascii_whitespace_still_stripped(self) -> None:
+        """Plain spaces around numbers stay accepted."""
+        settings = load_settings({"SIDECAR_PORT": " 8080 ", "SIDECAR_NETWORK_IDLE_PPS": " 0.5"})
+        assert (settings.port, settings.network_idle_pps) == (8080, 0.5)
+
+
+BAD_URLS = [
+    "http://[::1",
+    "http://h:99999/x",
+    "http://h:abc/x",
+    "http://h:+80/x",
+    "http://h:\u0665/x",
+    "http://h:0/x",
+    "ftp://h/x",
+    "http:///x",
+    "h/x",
+    "http://u:p@h/x",
+    "http://a..b/x",
+    "http://exa mple/x",
+]
+
+
+class TestDeleteUrl:
+    @pytest.mark.parametrize("url", BAD_URLS)
+    def test_malformed_url_counts_as_missing(self, url: str) -> None:
+        """A malformed URL means dry-run with a reason naming ARBITRIUM_DELETE_URL."""
+        settings = load_settings({**PLATFORM, "ARBITRIUM_DELETE_URL": url})
+        assert not settings.platform_configured
+        assert settings.effective_dry_run
+        assert settings.dry_run_reason is not None
+        assert settings.dry_run_reason.startswith("ARBITRIUM_DELETE_URL ")
+
+    @pytest.mark.parametrize("url", BAD_URLS)
+    def test_malformed_url_with_dry_run_false_is_an_error(self, url: str) -> None:
+        """SIDECAR_DRY_RUN=false with a malformed URL is exit 2 naming the URL variable."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({**PLATFORM, "ARBITRIUM_DELETE_URL": url, "SIDECAR_DRY_RUN": "false"})
+        assert error.value.variable == "ARBITRIUM_DELETE_URL"
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://api.edgegap.com/v1/self/stop/abc/1",
+            "http://[::1]:9/x?sig=1",
+            "http://127.0.0.1:9000/v1/self/stop/a/1#f",
+        ],
+    )
+    def test_good_urls_are_live(self, url: str) -> None:
+        """Ordinary URLs stay usable."""
+        settings = load_settings({**PLATFORM, "ARBITRIUM_DELETE_URL": url})
+        assert settings.platform_configured
+        assert settings.dry_run_reason is None
+
+    def test_check_config_redacts_and_warns(self) -> None:
+        """check-config hides userinfo and query and explains the dry-run."""
+        url = "https://tokuser:hunter2pw@api.example.com/v1/stop?sig=qsecret99"
+        result = cli("check-config", env={**PLATFORM, "ARBITRIUM_DELETE_URL": url})
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        for secret in ("tokuser", "hunter2pw", "qsecret99"):
+            assert secret not in output
+        assert "dry-run (ARBITRIUM_DELETE_URL carries credentials" in result.stdout
+
+    def test_check_config_query_redacted_when_live(self) -> None:
+        """A valid URL with a query is live and printed without the query."""
+        url = "https://api.example.com/v1/stop?sig=qsecret99"
+        result = cli("check-config", env={**PLATFORM, "ARBITRIUM_DELETE_URL": url})
+        assert result.returncode == 0, result.stderr
+        assert "qsecret99" not in result.stdout
+        assert "https://api.example.com/v1/stop?<redacted>" in result.stdout
+
+    def test_check_config_huge_duration_exits_2(self) -> None:
+        """400 nines is a one-line exit 2, not a traceback."""
+        result = cli("check-config", env={"SIDECAR_STOP_ATTEMPT_TIMEOUT": "9" * 400})
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("edgegap-sidecar: SIDECAR_STOP_ATTEMPT_TIMEOUT")
+        assert len(result.stderr.strip().splitlines()) == 1
