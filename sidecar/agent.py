@@ -34,12 +34,13 @@ from sidecar import __version__
 from sidecar.api import LocalApi
 from sidecar.config import Settings, StopFailurePolicy
 from sidecar.deployment import DeploymentInfo, parse_deployment
-from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult, redact
+from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
 from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
 from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision, TimerSettings
 from sidecar.logs import write_record
 from sidecar.metrics import Exposition, RequestCounter
+from sidecar.redaction import redact, redact_url
 
 if TYPE_CHECKING:
     from sidecar.reaper import Reaper
@@ -48,7 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar")
 
+# Port readiness is polled every 0.5 s at first (a game usually listens within seconds), then
+# less often as the wait grows, up to every 5 s: a game that never listens (it reports ready
+# over the API, or not at all) must not cost a scan of its sockets twice a second forever.
 PORT_POLL_INTERVAL = 0.5
+PORT_POLL_MAX_INTERVAL = 5.0
+PORT_POLL_SLOWDOWN_AFTER = 10.0
 STATS_MAX_AGE = 2.0
 SHUTDOWN_STEP_TIMEOUT = 5.0
 
@@ -124,9 +130,7 @@ class Agent:
             log.warning(
                 "dry-run: %s; the sidecar will log the self-stop it would send instead of "
                 "sending it",
-                "ARBITRIUM_DELETE_URL/ARBITRIUM_DELETE_TOKEN are not set"
-                if not self.settings.platform_configured
-                else "SIDECAR_DRY_RUN=true",
+                self.settings.dry_run_reason,
             )
         await self._start_api()
         # Build the request models off the event loop now that /healthz answers (see api.py).
@@ -297,7 +301,7 @@ class Agent:
         if self.dry_run:
             log.warning(
                 "dry-run: would send DELETE %s%s (reason %s)",
-                self.settings.delete_url or "<ARBITRIUM_DELETE_URL unset>",
+                redact_url(self.settings.delete_url) or "<ARBITRIUM_DELETE_URL unset>",
                 f"?container_log_storage={storage}" if storage is not None else "",
                 decision.reason,
             )
@@ -315,7 +319,16 @@ class Agent:
             attempt_timeout=self.settings.stop_attempt_timeout,
             retry_budget=self.settings.stop_retry_budget,
         )
-        result: StopResult = await client.stop(storage, self._on_attempt)
+        try:
+            result: StopResult = await client.stop(storage, self._on_attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The client treats every attempt's failure as retryable and never raises; if it
+            # still did, this is a bug, and the fallback must run rather than the task die with
+            # the state stuck at `stopping` (SPEC §11).
+            log.error("self-stop client failed: %s", redact(repr(exc), self._secrets), exc_info=exc)
+            result = StopResult(StopOutcome.FAILED, self.stop_progress.attempts, None, repr(exc))
         self.stop_progress.outcome = result.outcome.value
         if result.ok:
             log.info(
@@ -440,6 +453,7 @@ class Agent:
         from sidecar.watchers import find_game_port
 
         ports = self.deployment.internal_ports
+        started = self.clock()
         while self.lifecycle.state is State.STARTING and self.lifecycle.ready_at is None:
             found = await asyncio.to_thread(find_game_port, self._game_pids(), ports)
             if found is not None and self.lifecycle.state is State.STARTING:
@@ -448,7 +462,7 @@ class Agent:
                 self.lifecycle.ready("port")
                 self.wake()
                 return
-            await asyncio.sleep(PORT_POLL_INTERVAL)
+            await asyncio.sleep(port_poll_interval(self.clock() - started))
 
     async def _network_sampler(self) -> None:
         from sidecar.watchers import nic_packets_total
@@ -678,6 +692,14 @@ def _timer_settings(settings: Settings) -> TimerSettings:
     return TimerSettings(
         **{field.name: getattr(settings, field.name) for field in dataclasses.fields(TimerSettings)}
     )
+
+
+def port_poll_interval(waited: float) -> float:
+    """The pause between two port scans after `waited` seconds without a game port: 0.5 s for
+    the first 10 s, then a tenth of the time waited so far, at most 5 s."""
+    if waited < PORT_POLL_SLOWDOWN_AFTER:
+        return PORT_POLL_INTERVAL
+    return min(PORT_POLL_MAX_INTERVAL, max(PORT_POLL_INTERVAL, waited / 20))
 
 
 def _url_host(host: str) -> str:
