@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from conftest import base_env, free_port
+from tests.conftest import base_env, free_port
 from hostile_platform import ACCEPTING, PERMANENT, HostilePlatform, refusing_then_serving
 
 HERE = Path(__file__).resolve().parent
