@@ -29,8 +29,9 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from tests.conftest import base_env, free_port
 from hostile_platform import ACCEPTING, PERMANENT, HostilePlatform, refusing_then_serving
+
+from tests.conftest import base_env, free_port
 
 HERE = Path(__file__).resolve().parent
 GAMES = HERE.parent / "games"
