@@ -89,19 +89,61 @@ def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def write_record(record: dict[str, Any], fd: int = 1) -> None:
-    """One JSON line on stdout, in a single write so it cannot interleave with relayed output."""
+# How long a record may wait for room on a stalled stdout: the self-stop waits for the record,
+# and SPEC §11 allows a broken or stalled stdout to delay it by at most 1 s.
+RECORD_WRITE_DEADLINE = 0.75
+# A pipe that polls writable takes this much without blocking (Linux: one page).
+_WRITE_STEP = 4096
+
+_record_warned = False
+
+
+def write_record(record: dict[str, Any], fd: int = 1) -> bool:
+    """One JSON line on stdout, never blocking for more than RECORD_WRITE_DEADLINE and never
+    raising: a closed, broken or stalled stdout must not cost the self-stop (SPEC §11).
+
+    Returns whether the whole record was written. Written in steps that a writable pipe takes
+    without blocking, so a reader that stopped reading cannot hold the event loop.
+    """
+    import select
+
     data = (json.dumps(record, default=str, separators=(", ", ": ")) + "\n").encode()
     view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except BlockingIOError:
-            # stdout is non-blocking and full: wait for room rather than lose the record.
-            import select
+    deadline = time.monotonic() + RECORD_WRITE_DEADLINE
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"stdout took no output for {RECORD_WRITE_DEADLINE:g}s")
+            events = poller.poll(left * 1000)
+            if not events:
+                continue
+            if any(
+                mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, mask in events
+            ):
+                raise BrokenPipeError("stdout is closed or broken")
+            try:
+                written = os.write(fd, view[:_WRITE_STEP])
+            except (InterruptedError, BlockingIOError):
+                continue
+            view = view[written:]
+    except (OSError, ValueError, TimeoutError) as exc:
+        _warn_record_lost(record, exc)
+        return False
+    return True
 
-            select.select([], [fd], [], 1.0)
-            continue
-        view = view[written:]
+
+def _warn_record_lost(record: dict[str, Any], exc: BaseException) -> None:
+    """Say once, on stderr, that records cannot reach stdout; the stop goes on regardless."""
+    global _record_warned
+    if _record_warned:
+        return
+    _record_warned = True
+    logging.getLogger("sidecar").warning(
+        "cannot write the %s record to stdout (%s); records are skipped from now on when "
+        "stdout does not take them",
+        record.get("event", "lifecycle"),
+        exc,
+    )
