@@ -27,6 +27,7 @@ from sidecar.lifecycle import State, StopReason
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Answers carry exactly these fields: a new one must be documented here (the fuzz run fails).
+NO_CONTROL_CHARACTERS = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 _exact = with_config(ConfigDict(extra="forbid"))
 
 
@@ -214,6 +215,25 @@ def _components() -> dict[str, Any]:
     ] + [(shape.__name__, "serialization", TypeAdapter(shape)) for shape in _RESPONSE_SHAPES]
     _, definitions = TypeAdapter.json_schemas(modes, ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = definitions["$defs"]
+    # Part of the printable rule (`str.isprintable`, which no portable regex spells out): no
+    # control characters. It keeps most generated ids valid.
+    for player_id in (
+        schemas["PlayerBody"]["properties"]["player_id"],
+        schemas["PlayersBody"]["properties"]["player_ids"]["anyOf"][0]["items"],
+    ):
+        player_id["pattern"] = NO_CONTROL_CHARACTERS
+    # The model's "exactly one of" validator, which pydantic cannot express: without it a
+    # generator takes `{}` for a valid roster (it is a 422).
+    schemas["PlayersBody"]["anyOf"] = [
+        {
+            "required": ["player_ids"],
+            "properties": {"player_ids": {"type": "array"}, "count": {"type": "null"}},
+        },
+        {
+            "required": ["count"],
+            "properties": {"count": {"type": "integer"}, "player_ids": {"type": "null"}},
+        },
+    ]
     for model, notes in _REQUEST_NOTES.items():
         for field_name, note in notes.items():
             target = schemas[model]["properties"][field_name] if field_name else schemas[model]

@@ -31,6 +31,14 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(item)
 
 
+def _without_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_patterns(v) for k, v in node.items() if k != "pattern"}
+    if isinstance(node, list):
+        return [_without_patterns(item) for item in node]
+    return node
+
+
 def _operations(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {
         (method.upper(), path)
@@ -61,18 +69,27 @@ class TestCoverage:
         assert _operations(openapi.document(token_required=True)) == registered
 
     def test_request_bodies_are_the_pydantic_models(self) -> None:
-        """A body's schema is the model's own `model_json_schema()`, prose aside."""
+        """Each body's schema is the model's own `model_json_schema()`, with only prose and the
+        rules pydantic cannot express added on top."""
         schemas = openapi.document(token_required=False)["components"]["schemas"]
-        for model in (models.PlayerBody, models.HoldBody, models.ShutdownBody):
+        for model in (
+            models.PlayerBody,
+            models.PlayersBody,
+            models.HoldBody,
+            models.MatchStartBody,
+            models.MatchEndBody,
+            models.ShutdownBody,
+        ):
             own = model.model_json_schema()
             documented = schemas[model.__name__]
             assert set(documented["properties"]) == set(own["properties"])
             assert documented.get("required") == own.get("required")
             assert documented["additionalProperties"] is False  # unknown fields are a 422
             for name, field in own["properties"].items():
-                assert {
+                mine = {
                     k: v for k, v in documented["properties"][name].items() if k != "description"
-                } == field
+                }
+                assert _without_patterns(mine) == field, name
 
     def test_lifecycle_answers_allow_what_the_spec_says(self) -> None:
         """202 for the idempotent stop calls, 409 for changes that no longer apply, 413/422
