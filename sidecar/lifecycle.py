@@ -111,7 +111,8 @@ class TransitionRefused(Exception):
 
 @dataclass(frozen=True)
 class TimerSettings:
-    """Timer lengths in seconds; 0 disables a timer."""
+    """Timer lengths in seconds; 0 disables a timer. The one definition of the timers: their
+    defaults are SPEC §4's, and config.Settings reads them from the environment."""
 
     ready_timeout: float = 300.0
     first_player_timeout: float = 120.0

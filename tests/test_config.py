@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from sidecar.config import (
     redacted_settings,
 )
 from sidecar.errors import ConfigError
+from sidecar.lifecycle import TimerSettings
 
 PLATFORM = {
     "ARBITRIUM_DELETE_URL": "http://127.0.0.1:9/v1/self/stop/abcdef123456/1",
@@ -160,6 +162,15 @@ class TestLoading:
         settings = Settings(empty_timeout=120.0, delete_url="http://x/", delete_token=Secret("t"))
         assert settings.empty_timeout == 120
         assert not settings.effective_dry_run
+
+    def test_every_timer_reaches_the_lifecycle(self) -> None:
+        """Each timer variable a user sets arrives in the lifecycle's TimerSettings."""
+        names = [field.name for field in dataclasses.fields(TimerSettings)]
+        env = {ENV_NAMES[name]: str(1001 + index) for index, name in enumerate(names)}
+        timers = load_settings(env).timer_settings()
+        assert [getattr(timers, name) for name in names] == [
+            1001.0 + index for index in range(len(names))
+        ]
 
     def test_every_variable_has_a_parser_and_round_trips_its_default(self) -> None:
         """Each variable parses, and check-config shows durations in the accepted syntax."""

@@ -25,18 +25,8 @@ class FakeClock:
 
 
 def make(clock: FakeClock, **timers: float) -> Lifecycle:
-    defaults = {
-        "ready_timeout": 300.0,
-        "first_player_timeout": 120.0,
-        "empty_timeout": 60.0,
-        "max_duration": 0.0,
-        "health_timeout": 30.0,
-        "match_end_grace": 5.0,
-        "network_idle_timeout": 0.0,
-        "network_idle_pps": 2.0,
-    }
-    defaults.update(timers)
-    return Lifecycle(TimerSettings(**defaults), clock)
+    """A lifecycle with SPEC §4's default timers (TimerSettings' own), but for `timers`."""
+    return Lifecycle(TimerSettings(**timers), clock)
 
 
 def run_until(lc: Lifecycle, clock: FakeClock, seconds: float) -> None:
