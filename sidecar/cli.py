@@ -203,11 +203,12 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
 def _healthcheck() -> int:
     import http.client
 
+    from sidecar.addresses import reachable_host
     from sidecar.config import load_settings
 
     settings = load_settings()
     # A wildcard bind is reached over loopback, like the game itself reaches it.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    host = reachable_host(settings.host)
     connection = http.client.HTTPConnection(host, settings.port, timeout=2.0)
     try:
         connection.request("GET", "/healthz")

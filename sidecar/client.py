@@ -74,6 +74,8 @@ def _base_url_from_env() -> str:
     host = os.environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1"
     port = os.environ.get("SIDECAR_PORT", "").strip() or "8787"
     # SIDECAR_HOST is the sidecar's *bind* address; a wildcard bind is reached over loopback.
+    # The rule of sidecar.addresses.local_url, copied so that this file stands alone
+    # (tests/test_client.py checks that the two agree).
     if host == "0.0.0.0":
         host = "127.0.0.1"
     elif host in ("::", "[::]"):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from sidecar.addresses import is_loopback
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import TimerSettings
 from sidecar.redaction import redact_url
@@ -166,7 +167,7 @@ class Settings:
                 "SIDECAR_DRY_RUN",
                 "false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN to be set",
             )
-        if self.api_token is None and not _is_loopback(self.host):
+        if self.api_token is None and not is_loopback(self.host):
             raise ConfigError(
                 "SIDECAR_HOST",
                 f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
@@ -398,15 +399,6 @@ ENV_NAMES: dict[str, str] = {
     )
     for field in fields(Settings)
 }
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.addresses import local_url
 from sidecar.client import (
     EventStream,
     Heartbeat,
@@ -331,3 +332,13 @@ class TestVendorable:
             if isinstance(node, ast.ImportFrom) and node.level == 0
         }
         assert modules <= set(sys.stdlib_module_names) | {"__future__"}
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "[::]", "::1", "10.1.2.3", ""])
+    def test_finds_the_sidecar_as_the_sidecar_tells_it(
+        self, host: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """From SIDECAR_HOST/SIDECAR_PORT the client builds the URL the sidecar's own rule gives
+        (client.py keeps a copy of sidecar.addresses.local_url so that it stays one file)."""
+        monkeypatch.setenv("SIDECAR_HOST", host)
+        monkeypatch.setenv("SIDECAR_PORT", "8787")
+        assert SidecarClient().base_url == local_url(host, 8787)

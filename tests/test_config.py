@@ -157,6 +157,19 @@ class TestLoading:
         assert error.value.variable == "SIDECAR_HOST"
         assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t"}).api_token
 
+    @pytest.mark.parametrize(
+        "host", ["localhost", "127.0.0.2", "::1", "[::1]", "::1%1", "::ffff:127.0.0.1"]
+    )
+    def test_loopback_host_in_any_spelling_needs_no_token(self, host: str) -> None:
+        """Every way of writing a loopback address binds without SIDECAR_API_TOKEN."""
+        assert load_settings({"SIDECAR_HOST": host}).host == host
+
+    @pytest.mark.parametrize("host", ["::", "10.0.0.1", "::ffff:10.0.0.1", "game.example"])
+    def test_other_hosts_need_a_token(self, host: str) -> None:
+        """A wildcard, a LAN address or a name other than localhost needs SIDECAR_API_TOKEN."""
+        with pytest.raises(ConfigError, match="not a loopback address"):
+            load_settings({"SIDECAR_HOST": host})
+
     def test_settings_can_be_built_directly(self) -> None:
         """Tests and embedders build Settings with field names."""
         settings = Settings(empty_timeout=120.0, delete_url="http://x/", delete_token=Secret("t"))
