@@ -19,6 +19,7 @@ import pytest
 
 from sidecar.addresses import local_url
 from sidecar.client import (
+    EventParser,
     EventStream,
     Heartbeat,
     SidecarAPIError,
@@ -290,6 +291,14 @@ class TestEvents:
         stream.close()
         with pytest.raises((StopIteration, SidecarConnectionError)):
             next(stream)
+
+    def test_stream_framing_follows_the_event_stream_rules(self) -> None:
+        """Named and unnamed events, multi-line data, comments and CRLF are read as browsers do."""
+        parser = EventParser()
+        lines = b': keep-alive\r\nevent: state\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+        lines += b"\n\ndata:plain\nid: 7\n\n"
+        events = [done for line in lines.splitlines(keepends=True) if (done := parser.feed(line))]
+        assert events == [("state", '{"a":\n1}'), ("message", "plain")]
 
     def test_events_need_the_token(self, start_sidecar: Callable[..., Sidecar]) -> None:
         """Subscribing without the token raises the 401 at once, before any iteration."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.client import EventParser
 from sidecar.demo.example import (
     LOOPBACK,
     ExampleGame,
@@ -71,26 +72,18 @@ def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
 
 async def sse_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Server-Sent Events as (event name, JSON data); comments and non-JSON data are skipped."""
-    event = "message"
-    data: list[str] = []
+    parser = EventParser()
     async for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                try:
-                    payload = json.loads("\n".join(data))
-                except ValueError:
-                    payload = None
-                if isinstance(payload, dict):
-                    yield event, payload
-            event, data = "message", []
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+        complete = parser.feed(raw)
+        if complete is None:
+            continue
+        event, text = complete
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(payload, dict):
+            yield event, payload
 
 
 # ---- the scenario -------------------------------------------------------------------------
