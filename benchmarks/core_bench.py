@@ -46,6 +46,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the emulator (section 4) runs in this process
+from sidecar.config import without_sidecar_variables  # noqa: E402
+
 PYTHON = sys.executable  # the real interpreter, never a pyenv shim: start-up is measured
 CONNECTIONS = 16
 
@@ -78,9 +80,7 @@ PYCACHE: str | None = None
 
 def child_env(extra: dict[str, str] | None = None, bytecode_cache: bool = True) -> dict[str, str]:
     """This environment without platform variables (dry-run unless `extra` sets them)."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ARBITRIUM_", "SIDECAR_", "MM_"))
-    }
+    env = without_sidecar_variables(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTHONPYCACHEPREFIX", None)
     if bytecode_cache and PYCACHE is not None:

@@ -401,6 +401,17 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
+# Every variable the sidecar reads starts with one of these: its own settings, and what the
+# platform injects (sidecar.deployment).
+VARIABLE_PREFIXES = ("SIDECAR_", "ARBITRIUM_", "MM_")
+
+
+def without_sidecar_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without any variable the sidecar reads: where tests and benchmarks start the
+    environment of a sidecar they launch, so that a developer's own exports cannot change it."""
+    return {key: value for key, value in environ.items() if not key.startswith(VARIABLE_PREFIXES)}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read the environment once. Raises ConfigError naming the offending variable.
 

@@ -18,6 +18,7 @@ from sidecar.config import (
     load_settings,
     parse_duration,
     redacted_settings,
+    without_sidecar_variables,
 )
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import TimerSettings
@@ -29,11 +30,9 @@ PLATFORM = {
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
-    base.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sidecar", *args],
-        env=base,
+        env={**without_sidecar_variables(os.environ), **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
