@@ -429,6 +429,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return Settings(**values)
 
 
+def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets as set in the environment (what Settings.secrets() holds once loaded), to
+    redact text written without a Settings: a crash before or outside `load_settings()`."""
+    env = os.environ if environ is None else environ
+    return [
+        env[variable].strip()
+        for field, variable in ENV_NAMES.items()
+        if _PARSERS[field] is _optional_secret and env.get(variable, "").strip()
+    ]
+
+
 def redacted_settings(settings: Settings) -> dict[str, str]:
     """Effective settings by variable name, secrets shown only as set/unset."""
     rows: dict[str, str] = {}

@@ -34,6 +34,7 @@ from sidecar.demo.options import DemoOptions
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
+from sidecar.errors import DemoError
 
 APP_NAME = "demo-game"
 
@@ -47,13 +48,6 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
-
-
-class DemoError(Exception):
-    """A step of the demo failed; the message names the step and what went wrong."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(f"failed while {step}: {' '.join(message.split())}")
 
 
 def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
