@@ -7,8 +7,8 @@
     N    run mode: the game's own exit code (128+signal when it was killed)
 
 `main` is the last-resort guard of errors.py, and this is the only module that prints usage
-errors. Heavy imports happen inside the commands, so
-`--version` and `check-config` stay instant and `serve` imports only what it serves.
+errors. Heavy imports happen inside the commands, so `--version` and `check-config` stay
+instant and `serve` imports only what it serves.
 """
 
 from __future__ import annotations
