@@ -239,6 +239,8 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         metrics_interval_seconds=60.0,
     )
     load = LoadSampler()
+    # Other work on the machine skews every figure: say how busy it was before we started.
+    baseline = psutil.cpu_percent(interval=2.0)
     wall_start = time.time()
     async with EmulatorServer(options) as emu, aiohttp.ClientSession() as http:
         sampler = asyncio.create_task(load.run())
@@ -289,7 +291,7 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for w in fleet_windows
         ],
         "request_log_dropped": request_log["dropped"],
-        "load": load.summary(),
+        "load": {**load.summary(), "cpu_before_pct": baseline},
         "deployments": results,
     }
 
@@ -461,7 +463,9 @@ def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
         if isinstance(parsed, dict) and parsed.get("event") == "sidecar.stop":
             records.append((number, parsed))
     if not records:
-        return False, "no sidecar.stop record in the stored logs"
+        warned = [line for line in lines if b"record" in line and b"stdout" in line]
+        said = f"; the sidecar said: {warned[0][-160:]!r}" if warned else ""
+        return False, "no sidecar.stop record in the stored logs" + said
     if len(records) > 1:
         return False, f"{len(records)} sidecar.stop records"
     number, record = records[0]
@@ -516,6 +520,14 @@ def analyse(
         zombie = max(0.0, beyond)
         if accepted is not None:
             beyond_rules = late - retry_rules_allowance(until_accept)
+    recovery_wait = None
+    if accepted is not None and due is not None:
+        refusals = [d for d in until_accept if injected_refusal(d)]
+        back = due
+        if refusals:
+            last = float(refusals[-1]["timestamp"])
+            back = max([due, last] + [w.end for w in windows if w.start <= last <= w.end])
+        recovery_wait = round(started_at(accepted) - back, 3)
     gaps = [
         started_at(later) - float(earlier["timestamp"])
         for earlier, later in itertools.pairwise(until_accept)
@@ -529,7 +541,7 @@ def analyse(
         "condition": deployment.condition.name,
         "request_id": deployment.request_id,
         "due": due,
-        "first_attempt_after_due_s": (
+        "first_attempt_s": (
             None if not deletes or due is None else round(started_at(deletes[0]) - due, 3)
         ),
         "accepted_at": accepted_at,
@@ -538,6 +550,7 @@ def analyse(
         "beyond_s": beyond,
         "beyond_rules_s": beyond_rules,
         "zombie_s": zombie,
+        "recovery_wait_s": recovery_wait,
         "deletes": len(deletes),
         "refused": sum(1 for d in deletes if injected_refusal(d)),
         "accepted": len(accepts),
@@ -566,6 +579,7 @@ def summarise_group(name: str, group: list[dict[str, Any]]) -> dict[str, Any]:
         "group": name,
         "n": len(group),
         "met_fault": sum(1 for d in group if d["met_fault"]),
+        "worst_first_attempt_s": _worst(values("first_attempt_s")),
         "worst_late_s": _worst(values("late_s")),
         "worst_beyond_s": _worst(values("beyond_s")),
         "worst_beyond_rules_s": _worst(values("beyond_rules_s")),
@@ -581,31 +595,56 @@ def summarise_group(name: str, group: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def failures_of(d: dict[str, Any]) -> list[str]:
+# What each kind of finding means, in the order the report lists them.
+FINDING_KINDS = {
+    "late_backoff": "late beyond window + outage, but within the retry rules + 1 s: after the "
+    "platform came back, the next attempt waited for the backoff step of SPEC 6 (0.5 s "
+    "doubling, cap 30 s, equal jitter), which after n refusals without Retry-After is "
+    "0.5 * 2^(n-1) s",
+    "late_sidecar": "late beyond window + outage AND beyond the retry rules + 1 s: the sidecar "
+    "itself was slow",
+    "never_accepted": "stop never accepted",
+    "no_due": "no due time (the game never got that far)",
+    "duplicate": "more than one accepted stop",
+    "record_lost": "record lost",
+    "retry_storm": "a retry sooner than 0.5 s after the previous answer",
+    "restarted": "restarted by the platform (the sidecar exited without stopping it)",
+    "orphan": "game still running after the deployment ended",
+    "not_terminated": "deployment never terminated",
+}
+
+
+def findings_of(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, text) for every target this deployment missed."""
     where = f"{d['mode']}/{d['condition']} #{d['index']} ({d['request_id']})"
     found = []
     if d["due"] is None:
-        found.append(f"{where}: no due time (the game never got that far)")
+        found.append(("no_due", where))
     elif d["accepted_at"] is None:
-        found.append(f"{where}: stop never accepted; DELETE answers {d['statuses']}")
+        found.append(("never_accepted", f"{where}: DELETE answers {d['statuses']}"))
     elif d["beyond_s"] > LATE_TARGET:
+        kind = "late_backoff" if d["beyond_rules_s"] <= LATE_TARGET else "late_sidecar"
         found.append(
-            f"{where}: accepted {d['late_s']:.2f} s after due, {d['beyond_s']:.2f} s beyond "
-            f"window + outage ({d['outage_s']:.2f} s); {d['beyond_rules_s']:.2f} s beyond the "
-            f"retry rules; answers {d['statuses']}"
+            (
+                kind,
+                f"{where}: accepted {d['late_s']:.2f} s after due, {d['beyond_s']:.2f} s beyond "
+                f"window + outage ({d['outage_s']:.2f} s); the accepting attempt came "
+                f"{d['recovery_wait_s']:.2f} s after the platform was back; "
+                f"{d['beyond_rules_s']:+.2f} s against the retry rules; answers {d['statuses']}",
+            )
         )
     if d["accepted"] > 1:
-        found.append(f"{where}: {d['accepted']} accepted stops {d['statuses']}")
+        found.append(("duplicate", f"{where}: {d['accepted']} accepted, {d['statuses']}"))
     if not d["record_kept"]:
-        found.append(f"{where}: record lost: {d['record_problem']}")
+        found.append(("record_lost", f"{where}: {d['record_problem']}"))
     if d["min_retry_gap_s"] is not None and d["min_retry_gap_s"] < MIN_RETRY - 0.01:
-        found.append(f"{where}: a retry {d['min_retry_gap_s']:.3f} s after the last answer")
+        found.append(("retry_storm", f"{where}: {d['min_retry_gap_s']:.3f} s"))
     if d["runs"] > 1:
-        found.append(f"{where}: restarted {d['runs'] - 1} time(s)")
+        found.append(("restarted", f"{where}: {d['runs'] - 1} time(s)"))
     if d["orphan_game_pids"]:
-        found.append(f"{where}: game still running {d['orphan_game_pids']}")
+        found.append(("orphan", f"{where}: pids {d['orphan_game_pids']}"))
     if not d["terminated"]:
-        found.append(f"{where}: deployment never terminated")
+        found.append(("not_terminated", where))
     return found
 
 
@@ -622,13 +661,16 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         if (group := [d for d in deployments if d["condition"] == condition.name])
     ]
     total = summarise_group("all", deployments)
-    failures = [failure for d in deployments for failure in failures_of(d)]
+    findings: dict[str, list[str]] = {}
+    for d in deployments:
+        for kind, text in findings_of(d):
+            findings.setdefault(kind, []).append(text)
     return {
         "by_mode": by_mode,
         "by_condition": by_condition,
         "total": total,
-        "failures": failures,
-        "ok": not failures,
+        "findings": {kind: findings[kind] for kind in FINDING_KINDS if kind in findings},
+        "ok": not findings,
     }
 
 
@@ -638,6 +680,7 @@ COLUMNS = [
     ("group", "mode"),
     ("n", "n"),
     ("met_fault", "met a fault"),
+    ("worst_first_attempt_s", "worst first DELETE after due s"),
     ("worst_late_s", "worst late s"),
     ("worst_beyond_s", "worst beyond window + outage s"),
     ("worst_beyond_rules_s", "worst beyond retry rules s"),
@@ -680,6 +723,8 @@ def conditions_table(args: argparse.Namespace) -> str:
 
 
 DEFINITIONS = (
+    "*first DELETE after due* = when the sidecar's first self-stop call reached the platform, "
+    "minus when the stop was due: the sidecar's own reaction, whatever the platform does. "
     "*late* = when the platform accepted the stop (the first real 2xx in the emulator's "
     "request log) minus when it was due. *outage* = the time, inside [due, accepted], that a "
     "refusing fault (503/429) applied to that deployment (its own and the fleet-wide one), plus "
@@ -698,16 +743,23 @@ DEFINITIONS = (
 )
 
 
-def report(result: dict[str, Any], summary: dict[str, Any], args: argparse.Namespace) -> str:
+def report(
+    result: dict[str, Any],
+    summary: dict[str, Any],
+    args: argparse.Namespace,
+    shown_per_kind: int = 8,
+) -> str:
     load = result["load"]
     windows = "; ".join(
         f"{w['label']} from {w['start_s']:g} s to {w['end_s']:g} s" for w in result["fleet_windows"]
     )
-    verdict = "met" if summary["ok"] else f"missed ({len(summary['failures'])} findings)"
+    misses = sum(len(texts) for texts in summary["findings"].values())
+    verdict = "met" if summary["ok"] else f"missed ({misses} findings)"
     lines = [
         f"{result['count']} sidecars in run mode launched at {result['rate']:g}/s "
         f"({result['launch_s']} s), whole run {result['wall_s']} s; machine CPU "
-        f"{load['cpu_mean_pct']} % mean, {load['cpu_max_pct']} % max; memory peak "
+        f"{load['cpu_mean_pct']} % mean, {load['cpu_max_pct']} % max during the run "
+        f"({load['cpu_before_pct']} % just before it, from other work); memory peak "
         f"{load['mem_peak_gib']} GiB.",
         "",
         *machine_lines(),
@@ -745,11 +797,11 @@ def report(result: dict[str, Any], summary: dict[str, Any], args: argparse.Names
         f"Target (every stop accepted within its window + {LATE_TARGET:g} s + outage, at most "
         f"one accepted stop each, no record lost, no game left running): **{verdict}**."
     )
-    if summary["failures"]:
-        lines += ["", "Findings:", ""]
-        lines += [f"* {failure}" for failure in summary["failures"][:40]]
-        if len(summary["failures"]) > 40:
-            lines.append(f"* ... and {len(summary['failures']) - 40} more (see `--json`)")
+    for kind, texts in summary["findings"].items():
+        lines += ["", f"{len(texts)} x {FINDING_KINDS[kind]}:", ""]
+        lines += [f"* {text}" for text in texts[:shown_per_kind]]
+        if len(texts) > shown_per_kind:
+            lines.append(f"* ... and {len(texts) - shown_per_kind} more (see `--json`)")
     return "\n".join(lines) + "\n"
 
 
