@@ -452,6 +452,22 @@ def retry_rules_allowance(attempts: list[dict[str, Any]]) -> float:
     return total
 
 
+def last_backoff(attempts: list[dict[str, Any]]) -> tuple[float | None, bool]:
+    """(the longest wait the rules allowed before the last attempt, whether that wait was a
+    backoff step that came after attempts paced by Retry-After). The backoff exponent counts
+    every attempt so far, paced or not, so a short-paced storm inflates the step after it."""
+    if len(attempts) < 2:
+        return None, False
+    number = len(attempts) - 1  # the attempt whose refusal the last wait followed
+    previous = attempts[-2]
+    retry_after = previous.get("retry_after")
+    if retry_after is not None and str(retry_after).isdigit():
+        return max(MIN_RETRY, float(retry_after)), False
+    step = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(number - 1, 16))
+    paced = any(entry.get("retry_after") is not None for entry in attempts[:-2])
+    return step, paced
+
+
 def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     """(kept, why not): the stored logs hold the stop record exactly once, on a line of its
     own, with the expected reason, and end with it (no game output after it but the game's
@@ -535,6 +551,7 @@ def analyse(
             last = float(refusals[-1]["timestamp"])
             back = max([due, last] + [w.end for w in windows if w.start <= last <= w.end])
         recovery_wait = round(started_at(accepted) - back, 3)
+    last_step, paced_before = last_backoff(until_accept)
     gaps = [
         started_at(later) - float(earlier["timestamp"])
         for earlier, later in itertools.pairwise(until_accept)
@@ -558,6 +575,8 @@ def analyse(
         "beyond_rules_s": beyond_rules,
         "zombie_s": zombie,
         "recovery_wait_s": recovery_wait,
+        "last_step_s": last_step,
+        "paced_before_last_step": paced_before,
         "deletes": len(deletes),
         "refused": sum(1 for d in deletes if injected_refusal(d)),
         "accepted": len(accepts),
@@ -611,9 +630,11 @@ def summarise_group(name: str, group: list[dict[str, Any]]) -> dict[str, Any]:
 # What each kind of finding means, in the order the report lists them.
 FINDING_KINDS = {
     "late_backoff": "late beyond window + outage, but within the retry rules + 1 s: after the "
-    "platform came back, the next attempt waited for the backoff step of SPEC 6 (0.5 s "
-    "doubling, cap 30 s, equal jitter), which after n refusals without Retry-After is "
-    "0.5 * 2^(n-1) s",
+    "platform came back, the next attempt waited out the backoff step of SPEC 6 (0.5 s "
+    "doubling, cap 30 s, equal jitter: after the n-th failed attempt the wait is between half "
+    "and all of 0.5 * 2^(n-1) s). An outage of T s leaves "
+    "the step near T, so the stop can come up to ~T s (at most 30 s) after the platform is "
+    "back; meeting +1 s would need retries at least once a second through an outage",
     "late_sidecar": "late beyond window + outage AND beyond the retry rules + 1 s: the sidecar "
     "itself was slow",
     "never_accepted": "stop never accepted",
@@ -815,10 +836,33 @@ def report(
     )
     for kind, texts in summary["findings"].items():
         lines += ["", f"{len(texts)} x {FINDING_KINDS[kind]}:", ""]
+        if kind == "late_backoff":
+            lines += [backoff_reading(result["deployments"]), ""]
         lines += [f"* {text}" for text in texts[:shown_per_kind]]
         if len(texts) > shown_per_kind:
             lines.append(f"* ... and {len(texts) - shown_per_kind} more (see `--json`)")
     return "\n".join(lines) + "\n"
+
+
+def backoff_reading(deployments: list[dict[str, Any]]) -> str:
+    late = [
+        d
+        for d in deployments
+        if d["beyond_s"] is not None
+        and d["beyond_s"] > LATE_TARGET
+        and d["beyond_rules_s"] is not None
+        and d["beyond_rules_s"] <= LATE_TARGET
+    ]
+    steps = [d["last_step_s"] for d in late if d["last_step_s"] is not None]
+    paced = [d for d in late if d["paced_before_last_step"]]
+    return (
+        f"In these {len(late)} stops the last wait allowed before the accepting attempt was a "
+        f"backoff step of {min(steps, default=0):g} to {max(steps, default=0):g} s (median "
+        f"{sorted(steps)[len(steps) // 2] if steps else 0:g} s); in {len(paced)} of them that "
+        "step followed attempts paced by Retry-After (a 429 storm, or an outage answering "
+        "Retry-After), which count towards the backoff exponent too, so the first refusal "
+        "without Retry-After after a storm waits as if every storm attempt had backed off."
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -71,6 +71,24 @@ class TestRetryRules:
         assert not fleet_sim.real_accept(refused(503, 5.0))
 
 
+class TestLastBackoff:
+    def test_storm_attempts_grow_the_step_after_them(self) -> None:
+        """Two 429s paced by Retry-After: 0, then a 503 without one: the wait before the 4th
+        attempt is the step of the 3rd (2 s), flagged as following paced attempts."""
+        attempts = [
+            refused(429, 1.0, retry_after="0"),
+            refused(429, 1.5, retry_after="0"),
+            refused(503, 2.0),
+            call(200, 4.0),
+        ]
+        assert fleet_sim.last_backoff(attempts) == (2.0, True)
+
+    def test_retry_after_sets_the_wait(self) -> None:
+        """After a refusal carrying Retry-After: 1 the allowed wait is 1 s, not a step."""
+        assert fleet_sim.last_backoff([refused(429, 1.0, "1"), call(200, 2.0)]) == (1.0, False)
+        assert fleet_sim.last_backoff([call(200, 2.0)]) == (None, False)
+
+
 class TestDueTime:
     def test_timer_from_sidecar_start(self) -> None:
         """never_ready is due its ready timeout after the sidecar started."""
