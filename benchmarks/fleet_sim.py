@@ -470,25 +470,35 @@ def last_backoff(attempts: list[dict[str, Any]]) -> tuple[float | None, bool]:
 
 def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     """(kept, why not): the stored logs hold the stop record exactly once, on a line of its
-    own, with the expected reason, and end with it (no game output after it but the game's
-    answer to SIGTERM); for a game exit, the game's last (unfinished) line precedes it."""
+    own (SPEC 11), with the expected reason, and end with it (no game output after it but the
+    game's answer to SIGTERM); for a game exit, the game's last (unfinished) line precedes it.
+
+    A record found only inside another line (spliced into a game line, or quoted in a log
+    warning) is complete but invisible to a one-object-per-line parser: it counts as lost, and
+    the reason says where it was."""
     if logs is None:
         return False, "no stored logs (discarded at the stop)"
     lines = logs.split(b"\n")
     records: list[tuple[int, dict[str, Any]]] = []
+    embedded: list[bytes] = []
     for number, line in enumerate(lines):
         if b'"sidecar.stop"' not in line:
             continue
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            return False, f"stop record not on a line of its own: {line[:100]!r}"
-        if isinstance(parsed, dict) and parsed.get("event") == "sidecar.stop":
-            records.append((number, parsed))
+        record = _json_object(line)
+        if record is not None and record.get("event") == "sidecar.stop":
+            records.append((number, record))
+        else:
+            embedded.append(line)
     if not records:
-        warned = [line for line in lines if b"record" in line and b"stdout" in line]
-        said = f"; the sidecar said: {warned[0][-160:]!r}" if warned else ""
-        return False, "no sidecar.stop record in the stored logs" + said
+        if embedded:
+            start = embedded[0].find(b"{")
+            inside = _json_object(embedded[0][start:]) if start >= 0 else None
+            whole = "complete" if inside is not None else "cut"
+            return False, (
+                f"the record is only inside another line ({whole}), not on a line of its "
+                f"own: {embedded[0][: max(start, 0) + 40]!r}..."
+            )
+        return False, "no sidecar.stop record in the stored logs"
     if len(records) > 1:
         return False, f"{len(records)} sidecar.stop records"
     number, record = records[0]
@@ -504,6 +514,16 @@ def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     if mode.game_exits and mode.name != "broken_stdout" and LAST_GAME_LINE not in lines[:number]:
         return False, "the game's last line is not on a line of its own before the record"
     return True, ""
+
+
+def _json_object(text: bytes) -> dict[str, Any] | None:
+    """`text` as one JSON object and nothing else (trailing whitespace aside), or None."""
+    stripped = text.decode("utf-8", "replace").strip()
+    try:
+        value, end = json.JSONDecoder().raw_decode(stripped)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and end == len(stripped) else None
 
 
 def pid_alive(pid: int) -> bool:

@@ -134,6 +134,16 @@ class TestStoredRecord:
         assert not kept
         assert "own" in why
 
+    def test_record_quoted_in_a_log_line_is_lost(self) -> None:
+        """A record only quoted inside a stderr warning is complete but not on a line of its
+        own: lost, and the reason says where it was."""
+        warning = b"2026-01-01T00:00:00Z WARNING sidecar.output: cannot write; record: "
+        logs = warning + stop_record("game_crashed") + b"\n"
+        kept, why = fleet_sim.check_record(MODES["broken_stdout"], logs)
+        assert not kept
+        assert "complete" in why
+        assert "WARNING sidecar.output" in why
+
     def test_game_output_after_the_record(self) -> None:
         """The logs must end with the record: game output after it (but its SIGTERM answer)
         means the record does not explain the end."""
