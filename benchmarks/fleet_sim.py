@@ -275,6 +275,9 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         results = []
         for deployment, done in zip(fleet, terminated, strict=True):
             logs = await raw_logs(http, emu.url, deployment.request_id)
+            if args.logs_dir is not None and logs is not None:
+                name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
+                (args.logs_dir / name).write_bytes(logs)
             results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, end))
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -914,7 +917,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where every deployment's figures go",
     )
     parser.add_argument("--doc", type=Path, help="write the 'Fleet simulation' section here")
+    parser.add_argument("--logs-dir", type=Path, help="keep every deployment's stored logs here")
     args = parser.parse_args(argv)
+    if args.logs_dir is not None:
+        args.logs_dir.mkdir(parents=True, exist_ok=True)
     if args.quick:
         args.count = 2 * len(MODES)
         args.rate = max(args.rate, 2.0)
