@@ -17,11 +17,11 @@ timer (so a due time is never later than the sidecar's own, and lateness is neve
 under-reported); see MODES for the rule of each.
 
 Platform conditions, one per deployment (rotating so that every mode meets every condition),
-each a fault scoped to that deployment's self-stop and timed to begin just before its stop is
-expected: an outage (503, no Retry-After) of `--outage` seconds, 429 storms of `--storm`
-seconds with `Retry-After: 0` (the floor of SPEC §11) and `Retry-After: 1`, slow answers (every
-call held `--slow` seconds, then processed) for `--storm` seconds, an outage answering
-`Retry-After: 2`, or nothing. On top, one fleet-wide outage of `--outage` seconds hits every
+each a fault scoped to that deployment's self-stop and timed so that its stop falls inside it:
+an outage (503, no Retry-After) of `--outage` seconds, 429 storms of `--storm` seconds with
+`Retry-After: 0` (the floor of SPEC §11) and `Retry-After: 1`, slow answers (every call held
+`--slow` seconds, then processed) for `--storm` seconds, an outage answering `Retry-After: 2`,
+or nothing. On top, one fleet-wide outage of `--outage` seconds hits every
 deployment whose stop falls in it, all retrying at once.
 
 Per deployment: the due time; when the platform accepted the stop (the first real 2xx in the
@@ -72,7 +72,7 @@ BROKEN = ROOT / "benchmarks" / "games" / "broken_stdout.py"
 LATE_TARGET = 1.0  # seconds beyond the stop's window + the platform's outage
 MIN_RETRY = 0.5  # SPEC §11: no retry sooner than this after the previous answer
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # SPEC §6
-# What the timing of scheduled faults assumes a sidecar and its game take to start.
+# Roughly what a sidecar and its game take to start (python, aiohttp, the API, the game).
 STARTUP_GUESS = 1.5
 PLAY = 4.0  # seconds of "match" in the modes that play one
 GRACE = 1.0  # match end / shutdown grace
@@ -160,7 +160,6 @@ CONDITIONS = [
     Condition("outage_ra2", lambda a: f"503 with Retry-After: 2 for {a.outage:g} s",
               503, "2", length=lambda a: a.outage),
 ]  # fmt: skip
-LEAD = 1.0  # a deployment's own fault starts this long before its stop is expected
 
 
 @dataclass
@@ -323,7 +322,9 @@ async def launch(
     )
     deployment = Deployment(index, mode, condition, request_id, events, launched)
     if condition.active:
-        starts_in = max(0.0, launched + STARTUP_GUESS + mode.nominal - LEAD - time.time())
+        # When the stop would be due if nothing took time to start: the real due time comes a
+        # start-up later (0.5-3 s, with the load), so the stop meets the fault inside it.
+        starts_in = max(0.0, launched + mode.nominal - time.time())
         deployment.windows.append(
             await add_window(
                 emu,
@@ -830,7 +831,8 @@ def report(
         modes_table(),
         "",
         "Platform conditions (one per deployment, rotating so every mode meets each; the fault "
-        f"starts {LEAD:g} s before the stop is expected):"
+        "starts when the stop would be due if the sidecar and the game took no time to start, "
+        "so the stop meets it a start-up time, 0.5-3 s, into it):"
         if result["faults"]
         else "Platform faults: none (`--no-faults`).",
         "",
