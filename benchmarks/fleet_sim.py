@@ -111,7 +111,7 @@ MODES = [
     Mode("crash", "game_crashed", "exit", 0.0,
          "game exit (code 3, mid-line)", PLAY, game_exits=True),
     Mode("hang", "unhealthy", "heartbeat", 3.0,
-         "last heartbeat sent + 3 s SIDECAR_HEALTH_TIMEOUT", PLAY + 3.0,
+         "last heartbeat sent + 3 s SIDECAR_HEALTH_TIMEOUT", PLAY - 0.5 + 3.0,
          {"SIDECAR_HEALTH_TIMEOUT": "3s"}),
     Mode("never_ready", "ready_timeout", "sidecar_start", 8.0,
          "sidecar start + 8 s SIDECAR_READY_TIMEOUT", 8.0, {"SIDECAR_READY_TIMEOUT": "8s"}),
