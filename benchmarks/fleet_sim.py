@@ -26,7 +26,8 @@ deployment whose stop falls in it, all retrying at once.
 
 Per deployment: the due time; when the platform accepted the stop (the first real 2xx in the
 request log); every DELETE; the time the platform made it lose (the refusing windows that
-apply to it, inside [due, accepted], plus the time the accepting call was held); whether its
+apply to it and the Retry-After waits it asked for, inside [due, accepted], plus the time the
+accepting call was held); whether its
 stored logs hold the `sidecar.stop` record (exactly once, on a line of its own, with the
 expected reason, no game output after it but the game's answer to SIGTERM). Exit 1 when a
 target is missed.
@@ -555,6 +556,13 @@ def analyse(
     accepted_at = float(accepted["timestamp"]) if accepted else None
     until_accept = deletes[: deletes.index(accepted) + 1] if accepted else deletes
     windows = [w for w in deployment.windows + fleet_windows if w.refusing]
+    # A refusal that says Retry-After: N keeps the platform closed to us for N s more: that
+    # wait is the platform's, not the sidecar's (the 0.5 s floor under it is the sidecar's).
+    windows += [
+        Window(float(d["timestamp"]), float(d["timestamp"]) + float(d["retry_after"]), "ra", True)
+        for d in until_accept
+        if injected_refusal(d) and str(d.get("retry_after")).isdigit()
+    ]
     met_fault = any(d.get("fault") is not None for d in deletes)
     late = outage = beyond = beyond_rules = zombie = None
     if due is not None:
@@ -786,8 +794,9 @@ DEFINITIONS = (
     "minus when the stop was due: the sidecar's own reaction, whatever the platform does. "
     "*late* = when the platform accepted the stop (the first real 2xx in the emulator's "
     "request log) minus when it was due. *outage* = the time, inside [due, accepted], that a "
-    "refusing fault (503/429) applied to that deployment (its own and the fleet-wide one), plus "
-    "the time a slow platform held the accepting call. *beyond window + outage* = late - "
+    "refusing fault (503/429) applied to that deployment (its own and the fleet-wide one) or "
+    "that the platform asked it to wait (the Retry-After of each refusal), plus the time a slow "
+    "platform held the accepting call. *beyond window + outage* = late - "
     f"outage; target <= {LATE_TARGET:g} s. *beyond retry rules* = late minus the longest the "
     "retry rules allow (each call's time at the platform, plus after each refusal its "
     "Retry-After floored at 0.5 s, else the full backoff step 0.5 s doubling, cap 30 s): over 0 "
