@@ -916,7 +916,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start of the fleet-wide outage, seconds after the first launch "
         "(default: 40%% of the launch span; negative: none)",
     )
-    parser.add_argument("--no-faults", dest="faults", action="store_false", help="no faults")
+    parser.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="no platform faults (faults: %(default)s)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=150.0, help="seconds after the last launch to give up"
     )
