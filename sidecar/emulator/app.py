@@ -45,7 +45,7 @@ from sidecar.emulator.environment import (
     external_port,
     pick_free_port,
 )
-from sidecar.emulator.faults import FaultQueue
+from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.locations import deployment_location, locations_view
 from sidecar.emulator.metrics import metrics_view, select_samples, zero_sample
@@ -121,8 +121,9 @@ async def _record_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path.startswith(control.PREFIX):
         return await handler(request)
     started = time.monotonic()
+    CURRENT_FAULT.set(None)
     response = await handler(request)
-    state_of(request).requests.record(request, response.status, started)
+    state_of(request).requests.record(request, response, started, CURRENT_FAULT.get())
     return response
 
 
@@ -145,8 +146,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def _fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    fault = state_of(request).faults.take(request.match_info.route.name)
+    fault = state_of(request).faults.take(
+        request.match_info.route.name, request.match_info.get("request_id")
+    )
     if fault is not None:
+        CURRENT_FAULT.set(fault)
         if fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         if fault.status is not None:

@@ -1,18 +1,29 @@
 """The control API under `/_emulator/`: fault injection, the request log and deployment
 internals, for tests and users' CI. It needs no authentication and its calls are not logged.
 
-    GET    /_emulator/faults                       {"faults": [pending faults]}
+    GET    /_emulator/faults                       {"faults": [pending faults, each with
+                                                    remaining, active, starts_in, ends_in]}
     POST   /_emulator/faults                       {"target": "self_stop", "status": 503,
                                                     "count": 2, "delay_seconds": 0.0,
-                                                    "retry_after": null} → 201
-           the next `count` calls of `target` wait `delay_seconds`, then answer `status`
-           (`{"message": "Injected fault"}`, `Retry-After` if set) or, with `status` null,
-           are processed normally; faults queue in order. `target` is a platform route name.
+                                                    "retry_after": null, "request_id": null,
+                                                    "starts_in_seconds": 0,
+                                                    "duration_seconds": null} → 201
+           the next `count` calls of `target` (null: every call while the fault lasts) wait
+           `delay_seconds`, then answer `status` (`{"message": "Injected fault"}`,
+           `Retry-After` if set) or, with `status` null, are processed normally; faults queue
+           in order. `target` is a platform route name; `request_id` limits the fault to one
+           deployment; it becomes active after `starts_in_seconds` and, with
+           `duration_seconds`, lapses that long after (faults.py).
     DELETE /_emulator/faults                       {"cleared": n}
     GET    /_emulator/requests?path_contains=&method=
                                                    {"requests": [{method, path, query, headers
-                                                    (authorization as sent), status, time,
-                                                    timestamp, duration_ms}]}
+                                                    (authorization as sent), status,
+                                                    retry_after (the Retry-After answered, or
+                                                    null), fault (the injected fault that
+                                                    answered or delayed it, or null), time,
+                                                    timestamp (answered, Unix seconds),
+                                                    duration_ms}], "dropped": n (oldest
+                                                    entries dropped by the log's bound)}
     DELETE /_emulator/requests                     {"cleared": n}
     GET    /_emulator/deployments/{request_id}/env  the ARBITRIUM_* (and deploy) variables of
                                                    that deployment, as a flat JSON object
@@ -57,6 +68,17 @@ def _platform_route_names(app: web.Application) -> set[str]:
     }
 
 
+def _per_deployment_route_names(app: web.Application) -> set[str]:
+    return {
+        route.name
+        for route in app.router.routes()
+        if route.name is not None
+        and not route.name.startswith("control_")
+        and route.resource is not None
+        and "{request_id}" in route.resource.canonical
+    }
+
+
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": state_of(request).faults.pending()})
 
@@ -68,12 +90,21 @@ async def add_fault(request: web.Request) -> web.Response:
         raise ApiError(422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)})
     if body.status is None and body.delay_seconds == 0:
         raise ApiError(422, "A fault needs a status, a delay_seconds > 0, or both")
+    # Either mistake would otherwise make a fault that silently never applies.
+    if body.request_id is not None:
+        if body.target not in _per_deployment_route_names(request.app):
+            raise ApiError(422, f"Calls of {body.target!r} are not about one deployment")
+        if state_of(request).store.get(body.request_id) is None:
+            raise ApiError(422, f"Unknown deployment {body.request_id!r}")
     spec = FaultSpec(
         target=body.target,
         status=body.status,
         count=body.count,
         delay_seconds=body.delay_seconds,
         retry_after=None if body.retry_after is None else str(body.retry_after),
+        request_id=body.request_id,
+        starts_in_seconds=body.starts_in_seconds,
+        duration_seconds=body.duration_seconds,
     )
     faults = state_of(request).faults
     faults.add(spec)
@@ -88,7 +119,8 @@ async def list_requests(request: web.Request) -> web.Response:
     entries = state_of(request).requests.entries(
         request.query.get("path_contains"), request.query.get("method")
     )
-    return web.json_response({"requests": entries})
+    log = state_of(request).requests
+    return web.json_response({"requests": entries, "dropped": log.dropped})
 
 
 async def clear_requests(request: web.Request) -> web.Response:
