@@ -253,6 +253,15 @@ def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def write_stderr_line(line: bytes) -> None:
+    """A ready-made line (a record stdout would not take) on stderr, in order with the log
+    lines; never blocks. Without configure_logging (an embedder), it goes through logging."""
+    if _writer is not None:
+        _writer.put(line if line.endswith(b"\n") else line + b"\n")
+    else:
+        logging.getLogger("sidecar.output").warning("%s", line.decode(errors="replace").rstrip())
+
+
 def flush_logs(timeout: float) -> bool:
     """At exit: wait up to `timeout` s for the queued log lines to reach stderr."""
     return _writer.flush(timeout) if _writer is not None else True
