@@ -69,11 +69,14 @@ def error_code(status: int) -> str:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, *, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or error_code(status)
         self.message = message
+        self.close = close  # end the connection after the answer
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -173,7 +176,8 @@ async def read_body(
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB") from None
     except TimeoutError:
-        raise ApiError(408, f"the body did not arrive within {timeout_s:g}s") from None
+        # Closed after the answer: aiohttp would otherwise wait up to 10 s more for the body.
+        raise ApiError(408, f"the body did not arrive within {timeout_s:g}s", close=True) from None
     if not raw.strip():
         if optional:
             return model()
@@ -243,6 +247,8 @@ class LocalApi:
                 response = await handler(request)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message)
+                if exc.close:
+                    response.force_close()
             except TransitionRefused as exc:
                 response = error_response(409, "conflict", str(exc))
             except RosterFull as exc:

@@ -8,6 +8,10 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
   (the self-stop then fails with "Too many open files").
 * Idle keep-alive connections close after `keepalive_timeout` (60 s; aiohttp's default is an
   hour).
+* Unread bodies: after an answer that did not read the whole body (a 408 or 413, a route that
+  takes no body), aiohttp reads and discards the rest before closing, so that the client sees
+  the answer rather than a reset. It does so for `lingering_time` (2 s here, 10 s by default):
+  a local client delivers a body in milliseconds, and longer only lets a trickle hold on.
 * Stalled writes: a connection whose peer has not taken our bytes for `write_stall_timeout`
   (10 s, measured while the transport is over its high-water mark) is aborted, so a client that
   sends requests and never reads the answers cannot pin a handler and its buffers.
@@ -40,6 +44,7 @@ log = logging.getLogger("sidecar.http")
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 60.0
 WRITE_STALL_TIMEOUT = 10.0
+LINGERING_TIME = 2.0
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # What asyncio's accept loop reports through the loop's exception handler when the process or
 # the system is out of descriptors or buffers (selector_events._accept_connection).
@@ -203,6 +208,7 @@ class ApiRunner(web.AppRunner):
         accept_error_interval: float = ACCEPT_ERROR_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("lingering_time", LINGERING_TIME)
         super().__init__(
             app, keepalive_timeout=keepalive_timeout, handler_cancellation=True, **kwargs
         )
