@@ -17,11 +17,13 @@ the JSON 404/405 answers come just as well from a catch-all route and a `*` rout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import math
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +43,10 @@ log = logging.getLogger("sidecar.api")
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 64
+# An event stream's kernel send buffer. Linux grows a socket's buffer to megabytes, which would
+# let a subscriber that never reads soak up dozens of events before any back-pressure reaches
+# the sidecar (and keep one of the 64 places); with 64 KiB it is found out after a few events.
+SSE_SEND_BUFFER = 64 * 1024
 BODY_TIMEOUT = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BodyT = TypeVar("BodyT", bound="BaseModel")
@@ -370,6 +376,10 @@ class LocalApi:
             )
         except TooManySubscribers as exc:
             raise ApiError(429, str(exc)) from None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SSE_SEND_BUFFER)
         try:
             response = web.StreamResponse(
                 headers={
