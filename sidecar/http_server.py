@@ -158,8 +158,11 @@ class GuardedRequestHandler(RequestHandler):
             log.error("error handling %s %s", request.method, request.path, exc_info=exc)
             text = "internal error" if status == 500 else "the request timed out"
         else:
-            log.debug("malformed request from %s: %s", request.remote, message or exc)
-            text = f"malformed HTTP request: {message or exc or 'bad request'}"
+            # %r: the parser's message quotes the client's bytes, newlines included.
+            log.debug("malformed request from %s: %r", request.remote, message or exc)
+            # One line: aiohttp's message points at the bad byte with a caret on a second line.
+            detail = " ".join(str(message or exc or "bad request").split())
+            text = f"malformed HTTP request: {detail}"
             if len(text) > _MAX_ERROR_MESSAGE:
                 text = text[: _MAX_ERROR_MESSAGE - 3] + "..."
         # Part of an answer already went out: there is no way to send another one.

@@ -232,6 +232,18 @@ class TestMalformedRequests:
         assert loud == []
         assert (await sc.call("GET", "/healthz"))[0] == 200
 
+    async def test_odd_methods_do_not_grow_the_metrics(self, sidecar: SidecarFactory) -> None:
+        """Requests with methods no route takes are counted under one OTHER label, so they
+        cannot grow the request counters and /metrics."""
+        sc = await sidecar()
+        # aiohttp's parser knows these methods; no route here takes them.
+        for method in ("PURGE", "PROPFIND", "MKCOL", "LINK", "UNLINK", "REPORT"):
+            assert (await sc.call(method, "/v1/status"))[0] == 405
+        async with sc.http.get(sc.url + "/metrics") as response:
+            text = await response.text()
+        assert "PURGE" not in text
+        assert 'method="OTHER"' in text
+
 
 # --- bodies -----------------------------------------------------------------------------------
 
