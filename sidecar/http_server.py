@@ -18,6 +18,11 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
 * aiohttp's own error answers (a malformed request line or header) are the JSON error
   envelope, logged at DEBUG: they are a client's mistake, and at ERROR with a traceback each one
   was 11 log lines.
+* A connection cap below the descriptor limit (`connection_cap`): a connection beyond it closes
+  the oldest one that is still waiting for its request headers (half-open, trickling or idle
+  keep-alive, which HTTP lets a server close at any time), or itself if every connection is in
+  a request. The header timeout alone frees descriptors every 10 s, but a client that keeps
+  reopening connections would keep them exhausted, and the self-stop needs one to connect.
 * A disconnecting client cancels its handler (`handler_cancellation`): an SSE subscriber that
   goes away is dropped at once instead of at its next keep-alive write.
 * Failures to accept (descriptor exhaustion) are logged at most once per 10 s: asyncio logs each
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +51,10 @@ HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 60.0
 WRITE_STALL_TIMEOUT = 10.0
 LINGERING_TIME = 2.0
+MAX_CONNECTIONS = 1024  # a game uses a handful; this only bounds a flood
+MIN_CONNECTIONS = 16
+ACCEPT_BURST = 128  # aiohttp's listen backlog, which asyncio also accepts per loop pass
+CAP_LOG_INTERVAL = 10.0
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 # What asyncio's accept loop reports through the loop's exception handler when the process or
 # the system is out of descriptors or buffers (selector_events._accept_connection).
@@ -76,6 +86,9 @@ class GuardedRequestHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._arm_header_timer()
+        manager = self._manager
+        if isinstance(manager, GuardedServer) and not manager.admit(self):
+            self.force_close()
 
     def data_received(self, data: bytes) -> None:
         # Bytes that arrive while the connection waits for its next request start that
@@ -87,6 +100,11 @@ class GuardedRequestHandler(RequestHandler):
         # `_request_count` counts messages whose headers the parser has completed.
         if self._request_count != requests_before:
             self._cancel_header_timer()
+
+    @property
+    def awaiting_headers(self) -> bool:
+        """Not in a request: headers not complete yet, or idle between requests."""
+        return self._header_timer is not None or self._waiting_for_request()
 
     def _waiting_for_request(self) -> bool:
         waiter = self._waiter
@@ -174,18 +192,25 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class GuardedServer(web.Server):
-    """aiohttp's low-level server, building `GuardedRequestHandler` connections."""
+    """aiohttp's low-level server, building `GuardedRequestHandler` connections and keeping
+    at most `max_connections` of them."""
 
     def __init__(
         self,
         *args: Any,
         header_timeout: float,
         write_stall_timeout: float,
+        max_connections: int,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
+        self.max_connections = max_connections
+        self._clock = clock
+        self._next_cap_log_at = -float("inf")
+        self.shed = 0  # connections closed to stay under the cap
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(
@@ -195,6 +220,55 @@ class GuardedServer(web.Server):
             write_stall_timeout=self._write_stall_timeout,
             **self._kwargs,
         )
+
+    def admit(self, newcomer: GuardedRequestHandler) -> bool:
+        """Called as each connection is made; False when the newcomer must close."""
+        if len(self._connections) <= self.max_connections:
+            return True
+        self.shed += 1
+        # Oldest first (the dict keeps connection order): it has had the longest to send.
+        victim = next(
+            (
+                handler
+                for handler in self._connections
+                if handler is not newcomer
+                and isinstance(handler, GuardedRequestHandler)
+                and handler.transport is not None
+                and handler.awaiting_headers
+            ),
+            None,
+        )
+        now = self._clock()
+        if now >= self._next_cap_log_at:
+            self._next_cap_log_at = now + CAP_LOG_INTERVAL
+            log.warning(
+                "the local API is at its cap of %d connections: closing %s (%d closed so far; "
+                "logged at most once per %gs)",
+                self.max_connections,
+                "the oldest one waiting for its request" if victim else "the new one",
+                self.shed,
+                CAP_LOG_INTERVAL,
+            )
+        if victim is None:
+            return False
+        victim.force_close()
+        return True
+
+
+def connection_cap(limit: int | None = None) -> int:
+    """The connection cap for a descriptor limit (RLIMIT_NOFILE's soft limit by default).
+
+    Kept free: a quarter of the limit (at least 32) for everything else the sidecar opens — the
+    self-stop's connection first — plus ACCEPT_BURST, because asyncio accepts up to the listen
+    backlog's worth of connections in one pass before any of them reaches `admit`. At least
+    MIN_CONNECTIONS (with a limit that low, exhaustion is handled by the header timeout and
+    the accept-error log instead), at most MAX_CONNECTIONS."""
+    if limit is None:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY or limit <= 0:
+        return MAX_CONNECTIONS
+    free = max(32, limit // 4) + ACCEPT_BURST
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, limit - free))
 
 
 class ApiRunner(web.AppRunner):
@@ -208,6 +282,7 @@ class ApiRunner(web.AppRunner):
         header_timeout: float = HEADER_TIMEOUT,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         write_stall_timeout: float = WRITE_STALL_TIMEOUT,
+        max_connections: int | None = None,
         accept_error_interval: float = ACCEPT_ERROR_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
@@ -217,6 +292,8 @@ class ApiRunner(web.AppRunner):
         )
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
+        # Fixed at start from the limit then in force (None: see connection_cap).
+        self._max_connections = max_connections
         self.accept_errors = AcceptErrorLog(accept_error_interval)
 
     async def _make_server(self) -> web.Server:
@@ -230,6 +307,9 @@ class ApiRunner(web.AppRunner):
             loop=asyncio.get_running_loop(),
             header_timeout=self._header_timeout,
             write_stall_timeout=self._write_stall_timeout,
+            max_connections=(
+                connection_cap() if self._max_connections is None else self._max_connections
+            ),
             **plain._kwargs,
         )
 

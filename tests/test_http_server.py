@@ -18,7 +18,7 @@ from aiohttp import web
 
 from sidecar import http_server
 from sidecar.api import LocalApi
-from sidecar.http_server import AcceptErrorLog, ApiRunner
+from sidecar.http_server import AcceptErrorLog, ApiRunner, connection_cap
 from tests.conftest import SidecarFactory
 
 SHORT = 0.3
@@ -191,6 +191,62 @@ class TestSlowClients:
             finally:
                 sock.close()
             assert (await sc.call("GET", "/healthz"))[0] == 200
+
+
+class TestConnectionCap:
+    async def test_a_connection_past_the_cap_closes_the_oldest_waiting_one(
+        self, sidecar: SidecarFactory
+    ) -> None:
+        """At the cap, a new connection closes the oldest one still waiting for its headers
+        and is served itself."""
+        sc = await sidecar()
+        async with serve(sc, max_connections=3) as (_, port):
+            waiting = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            for _, writer in waiting:
+                writer.write(b"GET /healthz HTTP/1.1\r\n")
+                await writer.drain()
+            probe = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(probe)
+            assert b'{"status":"ok"}' in await closed_by_server(reader, 5)
+            writer.close()
+            oldest = waiting[0][0]
+            assert await closed_by_server(oldest, 5) == b""
+            for still_open, _ in waiting[1:]:
+                assert not still_open.at_eof()
+            for _, w in waiting:
+                w.close()
+
+    async def test_when_every_connection_is_busy_the_newcomer_closes(
+        self, sidecar: SidecarFactory
+    ) -> None:
+        """Connections in a request (event streams) are never closed for the cap: the new
+        connection is closed instead, and the streams keep their events."""
+        sc = await sidecar()
+        async with serve(sc, max_connections=2) as (_, port):
+            streams = []
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                async with asyncio.timeout(5):
+                    await reader.readuntil(b'"state":"starting"')
+                streams.append((reader, writer))
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert await closed_by_server(reader, 5) == b""
+            writer.close()
+            await sc.call("POST", "/v1/ready")
+            for stream_reader, stream_writer in streams:
+                async with asyncio.timeout(5):
+                    await stream_reader.readuntil(b'"state":"ready"')
+                stream_writer.close()
+
+    def test_the_cap_leaves_descriptors_free(self) -> None:
+        """A quarter of the limit plus one accept burst stays free; bounded both ways."""
+        assert connection_cap(1024) == 1024 - 256 - 128
+        assert connection_cap(256) == 64
+        assert connection_cap(100) == 16
+        assert connection_cap(1_048_576) == 1024
 
 
 class TestAcceptErrors:
