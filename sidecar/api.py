@@ -65,8 +65,8 @@ _ERROR_CODES = {
     500: "internal_error",
     504: "timeout",
 }
-# Request counters are labelled by method: anything else a client makes up is one label, so
-# made-up methods cannot grow the counters (and /metrics) without bound.
+# Request counters are labelled by method: the other methods aiohttp's parser accepts (WebDAV's
+# and others, some thirty) share one label, so that they cannot multiply the counters.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
@@ -392,8 +392,9 @@ class LocalApi:
                 }
             )
             await response.prepare(request)
-            async for frame in subscription.frames():
-                await response.write(frame)
+            async with contextlib.aclosing(subscription.frames()) as frames:
+                async for frame in frames:
+                    await response.write(frame)
         except ConnectionError:
             log.debug("an events subscriber went away")
         finally:

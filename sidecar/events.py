@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 QUEUE_SIZE = 16
@@ -67,7 +67,7 @@ class Subscription:
         if self._on_overflow is not None:
             self._on_overflow()
 
-    async def frames(self, keepalive: float = KEEPALIVE_SECONDS) -> AsyncIterator[bytes]:
+    async def frames(self, keepalive: float = KEEPALIVE_SECONDS) -> AsyncGenerator[bytes, None]:
         """Yield frames until the subscription ends; a comment after `keepalive` seconds of
         silence keeps proxies from timing the stream out."""
         while True:

@@ -66,4 +66,4 @@ class TestEventHub:
         subscription = hub.subscribe()
         stream = subscription.frames(keepalive=0.01)
         assert await asyncio.wait_for(anext(stream), 5) == b": keepalive\n\n"
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
