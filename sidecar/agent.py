@@ -157,11 +157,13 @@ class Agent:
         self._spawn(self._timer_loop(), "timers")
 
     async def _start_api(self) -> None:
+        from sidecar.http_server import ApiRunner
+
         app = LocalApi(self).build_app()
-        # Short shutdown timeout: SSE streams are closed explicitly before cleanup.
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+        # Header, keep-alive and write-stall timeouts, JSON answers to malformed requests and
+        # rate-limited accept errors: see http_server. Short shutdown timeout: SSE streams are
+        # closed explicitly before cleanup.
+        self._runner = ApiRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
