@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from sidecar.errors import HttpError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import RosterFull, TransitionRefused
 
@@ -74,14 +75,14 @@ def error_code(status: int) -> str:
     return _ERROR_CODES.get(status, "error")
 
 
-class ApiError(Exception):
+class ApiError(HttpError):
+    """An error answer of the local API, rendered as SPEC §7's envelope."""
+
     def __init__(
         self, status: int, message: str, code: str | None = None, *, close: bool = False
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
         self.code = code or error_code(status)
-        self.message = message
         self.close = close  # end the connection after the answer
 
 

@@ -6,14 +6,16 @@
     ├── StartupError             cannot start (port in use, ...): exit 3
     ├── GameStartError           the game command cannot be started: the run ends 127 / 126
     ├── DemoError                a step of `edgegap-sidecar demo` failed: exit 1
+    ├── emulator.harness.EmulatorError  the in-process emulator answered unexpectedly
     └── HttpError                a request is answered with an error status
+        ├── api.ApiError                  ... in the local API's `{"error": {...}}` envelope
         ├── emulator.wire.PlatformError   ... in the platform's `{"message"}` shape
         └── emulator.fleets.FleetError    ... a fleet or policy the store refuses
 
-Outside it on purpose: `lifecycle.TransitionRefused` (the pure core imports nothing of ours)
-and `client.SidecarClientError` with its subclasses (client.py is one stdlib-only file that
-games copy). Still outside until the agent/API and emulator work of issue 9 lands:
-`api.ApiError` (to become an HttpError) and `emulator.harness.EmulatorError`.
+Outside it on purpose: `lifecycle.TransitionRefused` and `lifecycle.RosterFull` (the pure core
+imports nothing of ours), `events.TooManySubscribers` (the hub's own refusal, turned into a 429
+by the API) and `client.SidecarClientError` with its subclasses (client.py is one stdlib-only
+file that games copy).
 
 Who catches what: `cli.main` is the last-resort guard. It turns a SidecarError into its one-line
 message and exit code, and any other Exception (a bug) into a redacted traceback on stderr and

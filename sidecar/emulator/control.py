@@ -46,7 +46,7 @@ from sidecar.emulator.models import FaultBody
 from sidecar.emulator.state import state_of
 from sidecar.emulator.store import Deployment, Status
 from sidecar.emulator.views import status_view
-from sidecar.emulator.wire import ApiError, parse_body
+from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
 _MAX_WAIT_SECONDS = 60.0
@@ -56,7 +56,7 @@ def _deployment(request: web.Request) -> Deployment:
     request_id = request.match_info["request_id"]
     deployment = state_of(request).store.get(request_id)
     if deployment is None:
-        raise ApiError(404, f"Deployment {request_id} not found")
+        raise PlatformError(404, f"Deployment {request_id} not found")
     return deployment
 
 
@@ -87,15 +87,17 @@ async def add_fault(request: web.Request) -> web.Response:
     body = await parse_body(request, FaultBody)
     targets = _platform_route_names(request.app)
     if body.target not in targets:
-        raise ApiError(422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)})
+        raise PlatformError(
+            422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)}
+        )
     if body.status is None and body.delay_seconds == 0:
-        raise ApiError(422, "A fault needs a status, a delay_seconds > 0, or both")
+        raise PlatformError(422, "A fault needs a status, a delay_seconds > 0, or both")
     # Either mistake would otherwise make a fault that silently never applies.
     if body.request_id is not None:
         if body.target not in _per_deployment_route_names(request.app):
-            raise ApiError(422, f"Calls of {body.target!r} are not about one deployment")
+            raise PlatformError(422, f"Calls of {body.target!r} are not about one deployment")
         if state_of(request).store.get(body.request_id) is None:
-            raise ApiError(422, f"Unknown deployment {body.request_id!r}")
+            raise PlatformError(422, f"Unknown deployment {body.request_id!r}")
     spec = FaultSpec(
         target=body.target,
         status=body.status,
@@ -134,7 +136,7 @@ async def deployment_env(request: web.Request) -> web.Response:
 async def deployment_logs(request: web.Request) -> web.Response:
     deployment = _deployment(request)
     if deployment.logs is None:
-        raise ApiError(404, "Logs were discarded when the deployment stopped")
+        raise PlatformError(404, "Logs were discarded when the deployment stopped")
     return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
 
 
@@ -143,16 +145,16 @@ async def wait_for_status(request: web.Request) -> web.Response:
     try:
         status = Status(request.query.get("status", ""))
     except ValueError:
-        raise ApiError(400, "status must be one of " + ", ".join(Status)) from None
+        raise PlatformError(400, "status must be one of " + ", ".join(Status)) from None
     try:
         timeout = float(request.query.get("timeout", "10"))
     except ValueError:
-        raise ApiError(400, "timeout must be a number of seconds") from None
+        raise PlatformError(400, "timeout must be a number of seconds") from None
     if not 0 <= timeout <= _MAX_WAIT_SECONDS:
-        raise ApiError(400, f"timeout must be between 0 and {_MAX_WAIT_SECONDS:g} seconds")
+        raise PlatformError(400, f"timeout must be between 0 and {_MAX_WAIT_SECONDS:g} seconds")
     reached = await state_of(request).manager.wait_for_status(deployment, status, timeout)
     if not reached:
-        raise ApiError(408, f"Deployment is {deployment.status} and has not reached {status}")
+        raise PlatformError(408, f"Deployment is {deployment.status} and has not reached {status}")
     return web.json_response(status_view(deployment))
 
 

@@ -24,11 +24,12 @@ from aiohttp import web
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.server import start_site
 from sidecar.emulator.store import Status
+from sidecar.errors import SidecarError
 
 _DEFAULT_TOKEN = "emulator-test-token"
 
 
-class EmulatorError(Exception):
+class EmulatorError(SidecarError):
     """The emulator answered a harness call with an unexpected status."""
 
     def __init__(self, status: int, body: Any) -> None:

@@ -32,11 +32,6 @@ class PlatformError(HttpError):
         self.headers = headers or {}
 
 
-# The name app.py and control.py import until they move to PlatformError: `ApiError` is the
-# local API's own error (sidecar.api), whose body has another shape.
-ApiError = PlatformError
-
-
 def error_response(
     status: int,
     message: str,
