@@ -299,6 +299,15 @@ def _optional_secret(value: str) -> Secret | None:
     return Secret(value.strip()) if value.strip() else None
 
 
+def _api_token(value: str) -> Secret | None:
+    token = value.strip()
+    # The game sends it in an HTTP header, and SPEC §11 answers a non-ASCII Authorization
+    # header with 401: such a token could never be used.
+    if token and not (token.isascii() and token.isprintable()):
+        raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
+    return Secret(token) if token else None
+
+
 def _host(value: str) -> str:
     if not value.strip():
         raise ValueError("expected an address such as 127.0.0.1, got an empty value")
@@ -379,7 +388,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "delete_token": _optional_secret,
     "host": _host,
     "port": _port,
-    "api_token": _optional_secret,
+    "api_token": _api_token,
     "network_idle_pps": _rate,
     "log_storage": _optional_text,
     "error_log_storage": _optional_text,

@@ -286,6 +286,9 @@ class TestAbsurdValues:
             ("SIDECAR_NETWORK_IDLE_PPS", "1e999"),
             ("SIDECAR_NETWORK_IDLE_PPS", "٢"),
             ("SIDECAR_NETWORK_IDLE_PPS", "9" * 400),
+            # Sent in a header, which SPEC §11 refuses when it is not ASCII: it could never work.
+            ("SIDECAR_API_TOKEN", "caf\u00e9-token"),
+            ("SIDECAR_API_TOKEN", "two\nlines"),
         ],
     )
     def test_absurd_numbers_name_the_variable(self, variable: str, value: str) -> None:
