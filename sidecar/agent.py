@@ -37,7 +37,7 @@ from sidecar.deployment import DeploymentInfo, parse_deployment
 from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
 from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
-from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision
+from sidecar.lifecycle import TIMER_NAMES, Lifecycle, ReadySource, State, StopDecision
 from sidecar.metrics import Exposition, RequestCounter
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
@@ -469,7 +469,7 @@ class Agent:
             if found is not None and self.lifecycle.state is State.STARTING:
                 protocol, port = found
                 log.info("game is listening on %s port %d: ready", protocol, port)
-                self.lifecycle.ready("port")
+                self.lifecycle.ready(ReadySource.PORT)
                 self.wake()
                 return
             await asyncio.sleep(port_poll_interval(self.clock() - started))

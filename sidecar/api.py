@@ -31,7 +31,7 @@ from aiohttp import web
 
 from sidecar.errors import HttpError
 from sidecar.events import TooManySubscribers
-from sidecar.lifecycle import RosterFull, TransitionRefused
+from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused
 
 # pydantic is only imported with the request models, after start-up (see `_models`).
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class LocalApi:
         return web.Response(body=self.agent.status_body(), content_type="application/json")
 
     async def ready(self, request: web.Request) -> web.Response:
-        self.lifecycle.ready("api")
+        self.lifecycle.ready(ReadySource.API)
         return self._changed()
 
     async def health(self, request: web.Request) -> web.Response:

@@ -6,7 +6,12 @@ the clock is injected, and decisions come out:
 * `poll()` evaluates every deadline against the clock and returns the `StopDecision` exactly
   once, at the moment the self-stop call should begin (after the drain grace);
 * `next_deadline()` tells the runtime when to call `poll()` again, so an idle sidecar sleeps
-  instead of polling.
+  instead of polling;
+* the lifecycle announces its own changes: `subscribe` listeners hear every state change,
+  `on_change` listeners everything that moves the state, a deadline or what the status shows,
+  with `Change.TIMERS` when the runtime must re-plan its sleep. No adapter has to remember to
+  wake the timer loop, and one that only pushes a deadline later (a repeated heartbeat) does
+  not wake it.
 
 Rules (SPEC §5) that shape the code below:
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 
@@ -39,6 +44,20 @@ class State(StrEnum):
     STOPPED = "stopped"  # the platform accepted the stop; waiting for its SIGTERM
     FAILED = "failed"  # the self-stop failed for good; the fallback was applied
     TERMINATING = "terminating"  # SIGTERM/SIGINT received: shutting down, no self-stop
+
+
+class ReadySource(StrEnum):
+    """What made the game ready (status `ready_source`)."""
+
+    API = "api"  # the game called POST /v1/ready: it also reports its players
+    PORT = "port"  # the game listens on a game port (SPEC §5): nothing known about players
+
+
+class Change(Enum):
+    """What an `on_change` notification means for the runtime."""
+
+    TIMERS = "timers"  # a deadline may have come earlier, or a stop is due: re-plan the timers
+    STATUS = "status"  # what status shows changed; every deadline stayed or moved later
 
 
 class StopReason(StrEnum):
@@ -168,6 +187,7 @@ class Trigger:
 
 
 Listener = Callable[[State, State], None]
+ChangeListener = Callable[[Change], None]
 
 
 @dataclass
@@ -190,7 +210,7 @@ class Lifecycle:
         self._clock = clock
         self.started_at = clock()
         self.state = State.STARTING
-        self.ready_source: str | None = None
+        self.ready_source: ReadySource | None = None
         self.ready_at: float | None = None
         # A game "reports players" once it called ready itself or used a players route; only
         # then do the player timers run (a port-ready game with no integration has no count).
@@ -212,11 +232,17 @@ class Lifecycle:
         self.later_triggers: list[Trigger] = []
         self.terminate_signal: str | None = None
         self._listeners: list[Listener] = []
+        self._change_listeners: list[ChangeListener] = []
 
     # --- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(old, new)` after every state change."""
         self._listeners.append(listener)
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """Call `listener(change)` after every event that changed something (state, a deadline,
+        the roster, what status shows), once per event, after any `subscribe` listeners."""
+        self._change_listeners.append(listener)
 
     @property
     def now(self) -> float:
@@ -242,29 +268,34 @@ class Lifecycle:
         return self.now - self.started_at
 
     # --- game events ---------------------------------------------------------------------------
-    def ready(self, source: str = "api") -> None:
+    def ready(self, source: ReadySource = ReadySource.API) -> None:
         """The game is ready (`POST /v1/ready`, or its game port is listening)."""
         if self.state in _STOP_DECIDED or self.state is State.TERMINATING:
             raise TransitionRefused("mark ready", self.state)
-        if source == "api":
-            self.reports_players = True
-        if self.ready_at is not None:
-            return  # repeated ready is fine (200), the first one counts
-        self.ready_at = self.now
-        self.ready_source = source
-        self._idle_anchor = self.now
-        if self.state is State.STARTING:
-            self._transition(State.READY)
+        if source is ReadySource.API:
+            self.reports_players = True  # may arm the player timers, even on a repeated ready
+        if self.ready_at is None:  # repeated ready is fine (200), the first one counts
+            self.ready_at = self.now
+            self.ready_source = source
+            self._idle_anchor = self.now
+            if self.state is State.STARTING:
+                self._transition(State.READY)
+        self._changed(Change.TIMERS)
 
     def heartbeat(self) -> None:
         """A health ping; the first one arms the health timer."""
+        armed = self.last_heartbeat is not None
         self.last_heartbeat = self.now
+        # Once armed, a heartbeat only moves the health deadline later: the runtime finds the new
+        # one when it wakes at the old, so games heartbeating many times a second cost no wake-ups.
+        self._changed(Change.STATUS if armed else Change.TIMERS)
 
     def activity(self) -> None:
         """Postpone the idle timers as if a player had just left."""
         self._idle_anchor = self.now
         if self._network_anchor is not None:
             self._network_anchor = self.now
+        self._changed(Change.TIMERS)
 
     def player_connected(self, player_id: str) -> int:
         """Add a player (idempotent per id); `RosterFull` beyond ROSTER_CAP."""
@@ -275,6 +306,7 @@ class Lifecycle:
                 raise RosterFull(roster.count + 1)
             roster.ids[player_id] = None
             self._roster_changed(roster.count - 1)
+        self._changed(Change.TIMERS)
         return roster.count
 
     def player_disconnected(self, player_id: str) -> int:
@@ -288,6 +320,7 @@ class Lifecycle:
             roster.anonymous -= 1
         if roster.count != before:
             self._roster_changed(before)
+        self._changed(Change.TIMERS)
         return roster.count
 
     def set_players(self, ids: Iterable[str] | None = None, count: int | None = None) -> int:
@@ -303,12 +336,14 @@ class Lifecycle:
             raise RosterFull(roster.count)
         self._roster = roster
         self._roster_changed(before)
+        self._changed(Change.TIMERS)
         return self._roster.count
 
     def hold(self, seconds: float) -> None:
         """Suspend idle stops for `seconds`; 0 ends the hold now (idle windows restart)."""
         now = self.now
         self._hold_until = now + max(0.0, seconds)
+        self._changed(Change.TIMERS)  # ending a hold restarts the idle windows: maybe earlier
 
     def match_started(self, match_id: str | None = None) -> None:
         if self.state not in _PRE_STOP:
@@ -317,26 +352,31 @@ class Lifecycle:
             self.match_id = match_id
         if self.state is not State.ACTIVE:
             self._transition(State.ACTIVE)
+        self._changed(Change.TIMERS)
 
     def match_ended(self, result: Any = None, grace: float | None = None) -> bool:
         """Decide a `match_ended` stop. False when a stop was already decided (idempotent)."""
-        return self._decide(
+        decided = self._decide(
             StopReason.MATCH_ENDED,
             "the game ended the match",
             grace=self.timers.match_end_grace if grace is None else grace,
             match_result=result,
         )
+        self._changed(Change.TIMERS)
+        return decided
 
     def shutdown_requested(
         self, reason: str | None = None, grace: float | None = None, log_storage: str | None = None
     ) -> bool:
         """Decide a `shutdown_requested` stop. False when a stop was already decided."""
-        return self._decide(
+        decided = self._decide(
             StopReason.SHUTDOWN_REQUESTED,
             reason or "the game asked to shut down",
             grace=self.timers.match_end_grace if grace is None else grace,
             log_storage_override=log_storage,
         )
+        self._changed(Change.TIMERS)
+        return decided
 
     def game_exited(
         self, exit_code: int, signal_name: str | None = None, detail: str | None = None
@@ -356,6 +396,7 @@ class Lifecycle:
         if not decided and self.state is State.DRAINING:
             # Nobody is left to drain for: stop now, for the reason already decided.
             self._drain_until = self.now
+        self._changed(Change.TIMERS)
         return decided
 
     def network_sample(self, packets_total: int) -> None:
@@ -364,34 +405,37 @@ class Lifecycle:
         previous = self._network_sample
         self._network_sample = (now, packets_total)
         if previous is None:
-            self._network_anchor = now
-            return
-        elapsed = now - previous[0]
-        if elapsed <= 0:
-            return
-        rate = (packets_total - previous[1]) / elapsed
-        if rate >= self.timers.network_idle_pps:
-            self._network_anchor = now
+            self._network_anchor = now  # arms the network idle timer
+        elif now > previous[0]:
+            rate = (packets_total - previous[1]) / (now - previous[0])
+            if rate >= self.timers.network_idle_pps:
+                self._network_anchor = now
+        self._changed(Change.TIMERS)
 
     def terminating(self, signal_name: str) -> None:
         """The platform is stopping us (SIGTERM/SIGINT): no self-stop from now on."""
         self.terminate_signal = signal_name
         if self.state is not State.TERMINATING:
             self._transition(State.TERMINATING)
+        self._changed(Change.TIMERS)
 
     # --- the runtime's side of the stop --------------------------------------------------------
     def stop_accepted(self) -> None:
         if self.state is State.STOPPING:
             self._transition(State.STOPPED)
+            self._changed(Change.STATUS)
 
     def stop_failed(self) -> None:
         if self.state is State.STOPPING:
             self._transition(State.FAILED)
+            self._changed(Change.STATUS)
 
     def poll(self) -> StopDecision | None:
         """Apply every deadline that has passed. Returns the decision once, when the self-stop
         call should start (state → stopping)."""
         now = self.now
+        before = self.state
+        released = None
         if self.state in _PRE_STOP:
             due = self._earliest_due_timer(now)
             if due is not None:
@@ -405,8 +449,10 @@ class Lifecycle:
         ):
             self._stop_released = True
             self._transition(State.STOPPING)
-            return self.decision
-        return None
+            released = self.decision
+        if self.state is not before:
+            self._changed(Change.TIMERS)
+        return released
 
     def next_deadline(self) -> float | None:
         """The next time `poll()` can change something, or None when nothing is pending."""
@@ -538,6 +584,10 @@ class Lifecycle:
         self._drain_until = now + grace
         self._transition(State.DRAINING)
         return True
+
+    def _changed(self, change: Change) -> None:
+        for listener in self._change_listeners:
+            listener(change)
 
     def _transition(self, new: State) -> None:
         old = self.state

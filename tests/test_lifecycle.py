@@ -6,7 +6,9 @@ import pytest
 
 from sidecar.lifecycle import (
     ROSTER_CAP,
+    Change,
     Lifecycle,
+    ReadySource,
     RosterFull,
     State,
     StopReason,
@@ -85,7 +87,7 @@ class TestReady:
     def test_port_ready_game_gets_no_player_timers(self, clock: FakeClock) -> None:
         """A game ready only by its port is not stopped by first-player or empty timers."""
         lc = make(clock, first_player_timeout=10, empty_timeout=10)
-        lc.ready("port")
+        lc.ready(ReadySource.PORT)
         assert lc.ready_source == "port"
         run_until(lc, clock, 1000)
         assert lc.decision is None
@@ -281,7 +283,7 @@ class TestOtherTimers:
     def test_network_idle_fires_after_quiet_interfaces(self, clock: FakeClock) -> None:
         """Below the packets/s threshold for the timeout → network_idle."""
         lc = make(clock, network_idle_timeout=30, network_idle_pps=2)
-        lc.ready("port")
+        lc.ready(ReadySource.PORT)
         packets = 0
         for _ in range(20):  # busy: 10 packets/s
             packets += 10
@@ -303,7 +305,7 @@ class TestOtherTimers:
     def test_network_idle_respects_a_hold(self, clock: FakeClock) -> None:
         """network_idle is an idle reason: a hold suspends it."""
         lc = make(clock, network_idle_timeout=5)
-        lc.ready("port")
+        lc.ready(ReadySource.PORT)
         lc.network_sample(0)
         lc.hold(100)
         for _ in range(100):
@@ -505,3 +507,110 @@ class TestRosterCap:
         assert lc.set_players(count=ROSTER_CAP) == ROSTER_CAP
         with pytest.raises(RosterFull):
             lc.player_connected("one-more")
+
+
+class TestChangeAnnouncements:
+    """The lifecycle tells the runtime when to re-plan its sleep; no adapter has to."""
+
+    @staticmethod
+    def recorder(lc: Lifecycle) -> list[Change]:
+        seen: list[Change] = []
+        lc.on_change(seen.append)
+        return seen
+
+    def test_a_repeated_heartbeat_does_not_ask_for_a_replan(self, clock: FakeClock) -> None:
+        """The first heartbeat arms the health timer (re-plan); later ones only push its deadline
+        later, so a game heartbeating many times a second never wakes the timer loop."""
+        lc = make(clock)
+        seen = self.recorder(lc)
+        lc.heartbeat()
+        clock.advance(0.01)
+        lc.heartbeat()
+        lc.heartbeat()
+        assert seen == [Change.TIMERS, Change.STATUS, Change.STATUS]
+
+    def test_every_event_announces_exactly_one_change(self, clock: FakeClock) -> None:
+        """Each call that changes something is announced once, so a status cache or a facade
+        listening to `on_change` never misses one."""
+        lc = make(clock, network_idle_timeout=30)
+        seen = self.recorder(lc)
+        events = [
+            lambda: lc.ready(),
+            lambda: lc.ready(),
+            lambda: lc.heartbeat(),
+            lambda: lc.activity(),
+            lambda: lc.network_sample(0),
+            lambda: lc.player_connected("a"),
+            lambda: lc.set_players(ids=["a", "b"]),
+            lambda: lc.player_disconnected("a"),
+            lambda: lc.hold(10),
+            lambda: lc.match_started("m"),
+            lambda: lc.match_ended(grace=1),
+            lambda: lc.shutdown_requested(),
+            lambda: lc.game_exited(0),
+            lambda: lc.terminating("SIGTERM"),
+        ]
+        for number, event in enumerate(events, 1):
+            event()
+            assert len(seen) == number
+
+    def test_refused_events_announce_nothing(self, clock: FakeClock) -> None:
+        """A call refused with TransitionRefused or RosterFull changed nothing, and says so."""
+        lc = make(clock)
+        lc.set_players(ids=[f"p{i}" for i in range(ROSTER_CAP)])
+        lc.match_ended(grace=0)
+        seen = self.recorder(lc)
+        with pytest.raises(RosterFull):
+            lc.player_connected("one too many")
+        with pytest.raises(TransitionRefused):
+            lc.ready()
+        with pytest.raises(TransitionRefused):
+            lc.match_started()
+        assert seen == []
+
+    def test_poll_announces_only_what_it_changed(self, clock: FakeClock) -> None:
+        """`poll()` with nothing due is silent; a timer firing and the stop's release are each
+        announced."""
+        lc = make(clock, ready_timeout=5)
+        seen = self.recorder(lc)
+        lc.poll()
+        assert seen == []
+        clock.advance(5)
+        assert lc.poll() is not None  # decided with no grace, and released at once
+        assert seen == [Change.TIMERS]
+        lc.stop_accepted()
+        assert seen == [Change.TIMERS, Change.STATUS]
+
+    def test_an_earlier_deadline_is_always_announced_as_a_replan(self, clock: FakeClock) -> None:
+        """Whenever an event brings the next deadline forward (or arms the first one), its
+        announcement is TIMERS: the loop, asleep until the old deadline, would otherwise fire
+        late."""
+        lc = make(clock, network_idle_timeout=20, max_duration=900)
+        seen = self.recorder(lc)
+        events = [
+            lambda: lc.ready(),
+            lambda: lc.heartbeat(),
+            lambda: lc.heartbeat(),
+            lambda: lc.network_sample(0),
+            lambda: lc.network_sample(10_000),
+            lambda: lc.player_connected("a"),
+            lambda: lc.hold(300),
+            lambda: lc.player_disconnected("a"),
+            lambda: lc.heartbeat(),
+            lambda: lc.hold(0),
+            lambda: lc.activity(),
+            lambda: lc.heartbeat(),
+            lambda: lc.set_players(count=2),
+            lambda: lc.set_players(count=0),
+            lambda: lc.match_ended(grace=3),
+            lambda: lc.game_exited(1),
+        ]
+        for event in events:
+            before = lc.next_deadline()
+            count = len(seen)
+            event()
+            after = lc.next_deadline()
+            assert len(seen) == count + 1
+            if after is not None and (before is None or after < before):
+                assert seen[-1] is Change.TIMERS
+            clock.advance(0.5)
