@@ -1,12 +1,13 @@
-"""Wiring and order: the agent owns the lifecycle, the local API, the self-stop client, the game
-(run mode) or the watched process (watch mode), and every background task.
+"""Wiring and order: the agent owns the lifecycle, the local API, the self-stop, the game (any
+mode, through sidecar.game.Game) and every background task.
 
 Start-up:  bind the local API (port in use → StartupError) → start the game → background tasks.
-Main loop: `_timer_loop` sleeps until the lifecycle's next deadline or a wake-up; when `poll()`
-           releases the stop decision it starts the one self-stop task.
+Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until the lifecycle
+           announces a change that needs re-planning (`Change.TIMERS`); when `poll()` releases
+           the stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
            game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE streams, the runner
-           and the HTTP session — each step bounded.
+           and the HTTP session, and releases the game — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
 """
@@ -17,94 +18,76 @@ import asyncio
 import contextlib
 import errno
 import importlib
-import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from sidecar import __version__
 from sidecar.addresses import url_host
-from sidecar.api import LocalApi
+from sidecar.api import BODY_TIMEOUT, LocalApi
 from sidecar.config import Settings, StopFailurePolicy
 from sidecar.deployment import DeploymentInfo, parse_deployment
 from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
 from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
-from sidecar.lifecycle import TIMER_NAMES, Lifecycle, ReadySource, State, StopDecision
-from sidecar.metrics import Exposition, RequestCounter
+from sidecar.exit_codes import Ending, exit_code
+from sidecar.game import Game, GameExit, NoGame
+from sidecar.lifecycle import TIMER_NAMES, Change, Lifecycle, ReadySource, State, StopDecision
+from sidecar.metrics import RequestCounter
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
-
-if TYPE_CHECKING:
-    from sidecar.reaper import Reaper
-    from sidecar.supervisor import GameExit, GameProcess
-    from sidecar.watchers import GameStats, ProcessTreeSampler
+from sidecar.status import Outcome, StatusView, StopProgress
 
 log = logging.getLogger("sidecar")
 
-# Port readiness is polled every 0.5 s at first (a game usually listens within seconds), then
-# less often as the wait grows, up to every 5 s: a game that never listens (it reports ready
-# over the API, or not at all) must not cost a scan of its sockets twice a second forever.
-PORT_POLL_INTERVAL = 0.5
-PORT_POLL_MAX_INTERVAL = 5.0
-PORT_POLL_SLOWDOWN_AFTER = 10.0
-STATS_MAX_AGE = 2.0
 SHUTDOWN_STEP_TIMEOUT = 5.0
 
 
-@dataclass
-class StopProgress:
-    attempts: int = 0
-    last_error: str | None = None
-    last_status: int | None = None
-    outcome: str | None = None
-    log_storage: str | None = None
-
-
 class Agent:
-    """One sidecar: serve mode (no game), run mode (`game` given) or watch mode (`watch_pid`)."""
+    """One sidecar around one game: a child (run), a watched process, or none (serve)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
+        game: Game | None = None,
         environ: Mapping[str, str] | None = None,
-        game_argv: Sequence[str] | None = None,
-        watch_pid: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         handle_signals: bool = True,
     ) -> None:
         self.settings = settings
-        self.environ = dict(os.environ if environ is None else environ)
-        self.game_argv = list(game_argv) if game_argv else None
-        self.watch_pid = watch_pid
+        self.game: Game = game if game is not None else NoGame()
         self.clock = clock
         # Embedders and in-process tests keep their own signal handling.
         self.handle_signals = handle_signals
         self.lifecycle = Lifecycle(settings.timer_settings(), clock)
-        self.deployment: DeploymentInfo = parse_deployment(self.environ)
+        self.deployment: DeploymentInfo = parse_deployment(
+            os.environ if environ is None else environ
+        )
         self.events = EventHub()
         self.requests = RequestCounter()
-        self.stop_progress = StopProgress()
         self.dry_run = settings.effective_dry_run
         self.api_token = (
             settings.api_token.get_secret_value() if settings.api_token is not None else None
         )
         self._secrets = settings.secrets()
+        self.stop_progress = StopProgress()
+        self.status_view = StatusView(
+            self.lifecycle,
+            self.stop_progress,
+            self.game,
+            self.deployment,
+            dry_run=self.dry_run,
+            secrets=self._secrets,
+            clock=clock,
+        )
         self.port: int | None = None
-        self.game: GameProcess | None = None
-        self.game_exit: GameExit | None = None
-        self._sampler: ProcessTreeSampler | None = None
-        self._reaper: Reaper | None = None
-        self._stats: GameStats | None = None
-        self._stats_at = -1e9
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
         self._exit_code: int | None = None
@@ -113,16 +96,12 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._signals_seen: list[int] = []
-        # GET /v1/status is what games poll: its encoded body is reused until something changes
-        # (`wake`/`touch` bump the version) or the clock moves to the next millisecond (every
-        # time in it is rounded to the millisecond).
-        self._status_version = 0
-        self._status_cache: tuple[tuple[int, int], bytes] | None = None
         self.lifecycle.subscribe(self._on_transition)
+        self.lifecycle.on_change(self._on_change)
 
     # --- start-up ------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind the API, then start the game (run mode) and the background tasks."""
+        """Bind the API, then start the game and the background tasks."""
         loop = asyncio.get_running_loop()
         for warning in self.deployment.warnings:
             log.warning("platform variable ignored: %s", warning)
@@ -145,49 +124,57 @@ class Agent:
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.on_terminate_signal, sig)
-            if self.game_argv is not None:
-                for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-                    loop.add_signal_handler(sig, self._forward_signal, sig)
-        if self.game_argv is not None:
-            self._start_game()
-        elif self.watch_pid is not None:
-            self._spawn(self._watch_process(self.watch_pid), "watch")
-        if self.game_argv is not None or self.watch_pid is not None:
-            self._spawn(self._port_readiness(), "port-readiness")
+            for sig in self.game.forwarded_signals:
+                loop.add_signal_handler(sig, self.game.send_signal, sig)
+        self._start_game()
         if self.settings.network_idle_timeout > 0:
             self._spawn(self._network_sampler(), "network-idle")
         self._spawn(self._timer_loop(), "timers")
 
+    def local_api(self, *, body_timeout: float = BODY_TIMEOUT) -> LocalApi:
+        """The local API's routes over this agent's lifecycle, status and events."""
+        return LocalApi(
+            self.lifecycle,
+            self.status_view,
+            self.events,
+            self.requests,
+            token=self.api_token,
+            body_timeout=body_timeout,
+        )
+
     async def _start_api(self) -> None:
         from sidecar.http_server import ApiRunner
 
-        app = LocalApi(self).build_app()
         # Header, keep-alive and write-stall timeouts, JSON answers to malformed requests and
         # rate-limited accept errors: see http_server. Short shutdown timeout: SSE streams are
         # closed explicitly before cleanup.
-        self._runner = ApiRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = ApiRunner(
+            self.local_api().build_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        host, port = self.settings.host, self.settings.port
+        site = web.TCPSite(self._runner, host, port)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
                 raise StartupError(
-                    f"cannot listen on {self.settings.host}:{self.settings.port}: the port is "
-                    "already in use (set SIDECAR_PORT to a free port)"
+                    f"cannot listen on {host}:{port}: the port is already in use (set "
+                    "SIDECAR_PORT to a free port)"
                 ) from None
-            raise StartupError(
-                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
-            ) from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         addresses = self._runner.addresses
-        self.port = addresses[0][1] if addresses else self.settings.port
+        self.port = addresses[0][1] if addresses else port
         log.info(
             "edgegap-sidecar %s listening on http://%s:%s (%s)",
             __version__,
-            self.settings.host,
+            host,
             self.port,
-            "run mode" if self.game_argv else "watch mode" if self.watch_pid else "serve mode",
+            self.game.mode,
         )
 
     async def _warm_models(self) -> None:
@@ -197,37 +184,22 @@ class Agent:
             log.debug("could not load the request models ahead of use: %r", exc)
 
     def _start_game(self) -> None:
-        from sidecar.reaper import Reaper
-        from sidecar.supervisor import GameProcess
-
-        assert self.game_argv is not None
-        env = dict(self.environ)
-        # The game finds the local API through these, whatever port we ended up on.
-        env["SIDECAR_HOST"] = self.settings.host
-        env["SIDECAR_PORT"] = str(self.port)
-        env["SIDECAR_URL"] = f"http://{url_host(self.settings.host)}:{self.port}"
-        # One reaper for the agent's whole life: orphans of the game that die while the
-        # self-stop is still retrying (minutes) must be reaped too, not only the game.
-        if Reaper.active() is None:
-            self._reaper = Reaper()
-            self._reaper.install()
-        self.game = GameProcess(self.game_argv, env=env, reaper=Reaper.active())
+        host = self.settings.host
+        # A game we start finds the local API through these, whatever port we ended up on.
+        api_env = {
+            "SIDECAR_HOST": host,
+            "SIDECAR_PORT": str(self.port),
+            "SIDECAR_URL": f"http://{url_host(host)}:{self.port}",
+        }
         try:
-            pid = self.game.start()
+            self.game.start(api_env)
         except GameStartError as exc:
             log.error("%s", exc)
-            self.game = None
-            self._game_ended_without_process(exc)
+            self.lifecycle.game_exited(exc.exit_code, detail=str(exc))
             return
-        log.info("game started (pid %d): %s", pid, " ".join(self.game_argv))
-        self._spawn(self._wait_game(), "game")
-
-    def _game_ended_without_process(self, exc: GameStartError) -> None:
-        from sidecar.supervisor import GameExit
-
-        self.game_exit = GameExit(returncode=exc.exit_code, signal=None, tail=(str(exc),))
-        self.lifecycle.game_exited(exc.exit_code, detail=str(exc))
-        self.wake()
+        if self.game.pid is not None:
+            self._spawn(self._wait_game(), "game")
+            self._spawn(self._port_readiness(), "port-readiness")
 
     # --- main loop -----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -248,25 +220,23 @@ class Agent:
         await self._finished.wait()
         return self._exit_code if self._exit_code is not None else 0
 
-    def wake(self) -> None:
-        """Something changed that may move a deadline: re-plan the timers."""
-        self._status_version += 1
-        self._wake.set()
-
-    def touch(self) -> None:
-        """Something changed that status shows, but no timer needs re-planning now."""
-        self._status_version += 1
-
-    def finish(self, exit_code: int) -> None:
+    def finish(self, ending: Ending) -> None:
+        """Finish for `ending`; the first ending decides the exit code."""
         if self._exit_code is None:
-            self._exit_code = exit_code
+            ended = self.game.exit
+            self._exit_code = exit_code(ending, ended.exit_code if ended else None)
         self._finished.set()
+
+    def _on_change(self, change: Change) -> None:
+        if change is Change.TIMERS:
+            self._wake.set()
 
     async def _timer_loop(self) -> None:
         lifecycle = self.lifecycle
         while True:
-            self._wake.clear()
             decision = lifecycle.poll()
+            # After poll(): what poll() itself changed is planned for just below.
+            self._wake.clear()
             if decision is not None and self._stop_task is None:
                 self._stop_task = self._spawn(self._self_stop(decision), "self-stop")
             deadline = lifecycle.next_deadline()
@@ -290,8 +260,7 @@ class Agent:
             )
         else:
             log.info("state %s -> %s", old, new)
-        self.events.publish("state", self.status())
-        self.wake()
+        self.events.publish("state", self.status_view.to_json())
 
     # --- self-stop -----------------------------------------------------------------------------
     def _log_storage_for(self, decision: StopDecision) -> str | None:
@@ -315,7 +284,7 @@ class Agent:
                 f"?container_log_storage={storage}" if storage is not None else "",
                 decision.reason,
             )
-            self.stop_progress.outcome = "dry_run"
+            self.stop_progress.outcome = Outcome.DRY_RUN
             self.lifecycle.stop_accepted()
             await self._after_stop(ok=True)
             return
@@ -339,7 +308,7 @@ class Agent:
             # the state stuck at `stopping` (SPEC §11).
             log.error("self-stop client failed: %s", redact(repr(exc), self._secrets), exc_info=exc)
             result = StopResult(StopOutcome.FAILED, self.stop_progress.attempts, None, repr(exc))
-        self.stop_progress.outcome = result.outcome.value
+        self.stop_progress.outcome = Outcome(result.outcome.value)
         if result.ok:
             log.info(
                 "self-stop %s (HTTP %s after %d attempt%s)",
@@ -366,7 +335,7 @@ class Agent:
         progress.attempts = attempt.attempt
         progress.last_status = attempt.status
         progress.last_error = attempt.error
-        self.touch()
+        self.status_view.changed()
         if attempt.retry_in is not None:
             log.warning(
                 "self-stop attempt %d: %s; retrying in %.2fs",
@@ -374,25 +343,19 @@ class Agent:
                 attempt.error or f"HTTP {attempt.status}",
                 attempt.retry_in,
             )
-        self.events.publish("state", self.status())
+        self.events.publish("state", self.status_view.to_json())
 
     async def _after_stop(self, *, ok: bool) -> None:
         """Run mode ends once the game is gone; the fallback decides what a failure does."""
         failed_exit = not ok and self.settings.on_stop_failure is StopFailurePolicy.EXIT
-        if self.game_exit is not None and (ok or failed_exit):
-            code = self.game_exit.exit_code
-            self.finish(code if ok or code != 0 else 1)
-            return
-        if self.watch_pid is not None and self.game_exit is not None and (ok or failed_exit):
-            self.finish(0 if ok else 1)
+        if self.game.exit is not None and (ok or failed_exit):
+            self.finish(Ending.STOPPED if ok else Ending.STOP_FAILED)
             return
         if failed_exit:
-            if self.game is not None:
+            if self.game.ours:
                 log.error("terminating the game: the deployment could not stop itself")
-                game_exit = await self.game.terminate(self.settings.term_grace)
-                self.finish(game_exit.exit_code or 1)
-            else:
-                self.finish(1)
+                await self.game.terminate(self.settings.term_grace)
+            self.finish(Ending.STOP_FAILED)
         # ok (or failed with `stay`): wait for the platform's SIGTERM.
 
     def _stop_record(self, decision: StopDecision, storage: str | None) -> dict[str, Any]:
@@ -409,70 +372,42 @@ class Agent:
         }
         if self.lifecycle.later_triggers:
             record["later_triggers"] = [t.reason.value for t in self.lifecycle.later_triggers]
-        if self.game_exit is not None and decision.exit_code is not None:
-            record["exit_code"] = self.game_exit.exit_code
-            record["signal"] = self.game_exit.signal_name
-            if self.game_exit.crashed:
-                record["last_lines"] = list(self.game_exit.tail)
+        game_exit = self.game.exit
+        if game_exit is not None and decision.exit_code is not None:
+            record["exit_code"] = game_exit.exit_code
+            record["signal"] = game_exit.signal_name
+            if game_exit.crashed:
+                record["last_lines"] = list(game_exit.tail)
         return record
 
     # --- the game ------------------------------------------------------------------------------
     async def _wait_game(self) -> None:
-        assert self.game is not None
-        # wait() returns only after every byte of the game's output was relayed.
-        await self._game_ended("game", await self.game.wait())
-
-    async def _watch_process(self, pid: int) -> None:
-        from sidecar.watchers import wait_for_exit
-
-        await self._game_ended(f"watched process {pid}", await wait_for_exit(pid))
-
-    async def _game_ended(self, what: str, game_exit: GameExit) -> None:
-        """The game (child or watched process) is gone: decide the stop, or finish a run whose
-        stop already completed."""
-        self.game_exit = game_exit
+        # For our child, wait() returns only after every byte of its output was relayed.
+        game_exit = await self.game.wait()
+        self.status_view.changed()
         if self.lifecycle.state is State.TERMINATING:
-            return  # the platform is stopping us; the signal path sets the exit code
-        how = (
-            f"killed by {game_exit.signal_name}"
-            if game_exit.signal is not None
-            else f"code {game_exit.returncode}"
-        )
-        log.info("%s exited: %s", what, how)
+            return  # the platform is stopping us; the signal path finishes
+        log.info("%s exited: %s", self.game.name, game_exit.describe())
         self.lifecycle.game_exited(game_exit.exit_code, game_exit.signal_name)
-        self.wake()
         if self.lifecycle.state in (State.STOPPED, State.FAILED):
             # The stop finished before the game went away (e.g. match ended, then the game quit).
             await self._after_stop(ok=self.lifecycle.state is State.STOPPED)
 
-    def _game_pids(self) -> list[int]:
-        if self.game is not None:
-            return self.game.pids()
-        if self.watch_pid is not None:
-            import psutil
-
-            try:
-                root = psutil.Process(self.watch_pid)
-                return [root.pid, *(child.pid for child in root.children(recursive=True))]
-            except psutil.Error:
-                return []
-        return []
-
     async def _port_readiness(self) -> None:
-        """Poll the game's sockets until it listens on a game port (SPEC §5), then stop."""
-        from sidecar.watchers import find_game_port
+        """Watch the game's sockets until it listens on a game port (SPEC §5): ready."""
+        from sidecar.watchers import poll_game_port
 
-        ports = self.deployment.internal_ports
-        started = self.clock()
-        while self.lifecycle.state is State.STARTING and self.lifecycle.ready_at is None:
-            found = await asyncio.to_thread(find_game_port, self._game_pids(), ports)
-            if found is not None and self.lifecycle.state is State.STARTING:
-                protocol, port = found
-                log.info("game is listening on %s port %d: ready", protocol, port)
-                self.lifecycle.ready(ReadySource.PORT)
-                self.wake()
-                return
-            await asyncio.sleep(port_poll_interval(self.clock() - started))
+        lc = self.lifecycle
+        found = await poll_game_port(
+            self.game.pids,
+            self.deployment.internal_ports,
+            lambda: lc.state is State.STARTING and lc.ready_at is None,
+            self.clock,
+        )
+        if found is not None and lc.state is State.STARTING:
+            protocol, port = found
+            log.info("game is listening on %s port %d: ready", protocol, port)
+            lc.ready(ReadySource.PORT)
 
     async def _network_sampler(self) -> None:
         from sidecar.watchers import nic_packets_total
@@ -480,23 +415,7 @@ class Agent:
         interval = min(1.0, max(0.1, self.settings.network_idle_timeout / 10))
         while not self.lifecycle.stop_decided and self.lifecycle.state is not State.TERMINATING:
             self.lifecycle.network_sample(nic_packets_total())
-            self.wake()
             await asyncio.sleep(interval)
-
-    def game_stats(self) -> GameStats | None:
-        """CPU and memory of the game's process tree, sampled at most every STATS_MAX_AGE s."""
-        root = self.game.pid if self.game is not None else self.watch_pid
-        if root is None or self.game_exit is not None:
-            return None
-        now = self.clock()
-        if now - self._stats_at >= STATS_MAX_AGE:
-            from sidecar.watchers import ProcessTreeSampler
-
-            if self._sampler is None:
-                self._sampler = ProcessTreeSampler(root)
-            self._stats = self._sampler.sample()
-            self._stats_at = now
-        return self._stats
 
     # --- signals -------------------------------------------------------------------------------
     def on_terminate_signal(self, sig: int) -> None:
@@ -506,9 +425,9 @@ class Agent:
             # A signal must never be swallowed: whatever failed, the game still gets it and the
             # sidecar still finishes (SPEC §11).
             log.exception("handling signal %d failed; forwarding it and exiting", sig)
-            self._forward_signal(sig)
-            if self.game is None:
-                self.finish(0 if self.game_exit is None else self.game_exit.exit_code)
+            self.game.send_signal(sig)
+            if not self.game.ours:
+                self.finish(Ending.TERMINATED)
 
     def _on_terminate_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
@@ -516,9 +435,8 @@ class Agent:
         if self.lifecycle.state is State.TERMINATING:
             if sig == signal.SIGINT and self._signals_seen.count(signal.SIGINT) >= 2:
                 log.warning("second SIGINT: forcing exit")
-                if self.game is not None:
-                    self.game.send_signal(signal.SIGKILL)
-                self.finish(130)
+                self.game.send_signal(signal.SIGKILL)
+                self.finish(Ending.FORCED)
             return
         # Queued, never awaited or written here: a signal handler must not block on a stalled
         # stdout, nor raise on a broken one, or the signal would never reach the game.
@@ -527,130 +445,14 @@ class Agent:
         self.lifecycle.terminating(name)
         if self._stop_task is not None and not self._stop_task.done():
             self._stop_task.cancel()  # the deployment is stopping anyway
-        if self.game is not None:
+        if self.game.ours:
             self._spawn(self._terminate_game(sig), "terminate-game")
         else:
-            self.finish(0 if self.game_exit is None else self.game_exit.exit_code)
+            self.finish(Ending.TERMINATED)
 
     async def _terminate_game(self, sig: int) -> None:
-        assert self.game is not None
-        game_exit = await self.game.terminate(self.settings.term_grace, sig)
-        self.game_exit = game_exit
-        self.finish(game_exit.exit_code)
-
-    def _forward_signal(self, sig: int) -> None:
-        if self.game is not None:
-            self.game.send_signal(sig)
-
-    # --- status and metrics --------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        lc = self.lifecycle
-        decision = lc.decision
-        progress = self.stop_progress
-        status: dict[str, Any] = {
-            "state": lc.state.value,
-            "stop_reason": decision.reason.value if decision else None,
-            "stop_detail": decision.detail if decision else None,
-            "players": {"count": lc.player_count, "ids": lc.player_ids},
-            "players_peak": lc.players_peak,
-            "timers": {name: round(left, 3) for name, left in lc.timers_left().items()},
-            "uptime_s": round(lc.uptime(), 3),
-            "ready_source": lc.ready_source,
-            "match_id": lc.match_id,
-            "dry_run": self.dry_run,
-            "stop": {
-                "attempts": progress.attempts,
-                "last_error": progress.last_error,
-                "last_status": progress.last_status,
-                "outcome": progress.outcome,
-                "log_storage": progress.log_storage,
-            },
-            "deployment": self.deployment.summary(),
-        }
-        drain = lc.drain_deadline_in()
-        if drain is not None:
-            status["drain_deadline_s"] = round(drain, 3)
-            status["drain_deadline_unix"] = round(time.time() + drain, 3)
-        if self.game is not None or self.watch_pid is not None:
-            stats = self.game_stats()
-            status["game"] = {
-                "pid": self.game.pid if self.game is not None else self.watch_pid,
-                "running": self.game_exit is None,
-                "exit_code": self.game_exit.exit_code if self.game_exit else None,
-                "cpu_percent": stats.cpu_percent if stats else None,
-                "rss_bytes": stats.rss_bytes if stats else None,
-            }
-        if self._secrets:
-            # Belt and braces: nothing in status is built from a secret, but an error text from
-            # the platform could echo one back.
-            progress_error = status["stop"]["last_error"]
-            if progress_error:
-                status["stop"]["last_error"] = redact(progress_error, self._secrets)
-        return status
-
-    def status_body(self) -> bytes:
-        key = (self._status_version, int(self.clock() * 1000))
-        cached = self._status_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        body = json.dumps(self.status(), separators=(",", ":")).encode()
-        self._status_cache = (key, body)
-        return body
-
-    def render_metrics(self) -> bytes:
-        lc = self.lifecycle
-        page = Exposition()
-        page.family("info", "gauge", "Sidecar version.", [({"version": __version__}, 1)])
-        page.family(
-            "state",
-            "gauge",
-            "1 for the current lifecycle state.",
-            [({"state": s.value}, 1 if lc.state is s else 0) for s in State],
-        )
-        page.single("players", "gauge", "Connected players.", lc.player_count)
-        page.single("players_peak", "gauge", "Most players connected at once.", lc.players_peak)
-        page.single("uptime_seconds", "gauge", "Seconds since the sidecar started.", lc.uptime())
-        page.single("dry_run", "gauge", "1 when self-stop calls are only logged.", self.dry_run)
-        page.family(
-            "timer_seconds_left",
-            "gauge",
-            "Seconds left on each armed timer.",
-            [({"timer": name}, left) for name, left in lc.timers_left().items()],
-        )
-        decision = lc.decision
-        page.family(
-            "stop_decided",
-            "gauge",
-            "1 once a stop is decided, labelled with its reason.",
-            [({"reason": decision.reason.value}, 1)] if decision else [],
-        )
-        page.family(
-            "stop_attempts",
-            "counter",
-            "Self-stop HTTP attempts.",
-            [({}, self.stop_progress.attempts)],
-        )
-        outcome = self.stop_progress.outcome
-        page.family(
-            "stop_result",
-            "gauge",
-            "1 for the self-stop outcome (accepted, already_gone, failed, dry_run).",
-            [({"result": outcome}, 1)] if outcome else [],
-        )
-        page.family(
-            "http_requests",
-            "counter",
-            "Local API requests by route, method and status.",
-            [
-                ({"route": route, "method": method, "status": str(code)}, count)
-                for (route, method, code), count in sorted(self.requests.counts.items())
-            ],
-        )
-        stats = self.game_stats() if (self.game or self.watch_pid) else None
-        if stats is not None:
-            page.single("game_cpu_percent", "gauge", "Game process tree CPU %.", stats.cpu_percent)
-            page.single("game_rss_bytes", "gauge", "Game process tree RSS.", stats.rss_bytes)
-        return page.render()
+        await self.game.terminate(self.settings.term_grace, sig)
+        self.finish(Ending.TERMINATED)
 
     # --- tasks and shutdown --------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -671,24 +473,19 @@ class Agent:
                 redact(repr(exc), self._secrets),
                 exc_info=exc,
             )
-            self.finish(1)
+            self.finish(Ending.BUG)
 
     async def close(self) -> None:
         """Shut down in order, each step bounded."""
         if self.handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (
-                signal.SIGTERM,
-                signal.SIGINT,
-                signal.SIGHUP,
-                signal.SIGUSR1,
-                signal.SIGUSR2,
-            ):
+            for sig in (signal.SIGTERM, signal.SIGINT, *self.game.forwarded_signals):
                 loop.remove_signal_handler(sig)
-        if self.game is not None and self.game_exit is None:
+        game = self.game
+        if game.ours and game.exit is None:
             with contextlib.suppress(TimeoutError):
-                self.game_exit = await asyncio.wait_for(
-                    self.game.terminate(self.settings.term_grace),
+                await asyncio.wait_for(
+                    game.terminate(self.settings.term_grace),
                     self.settings.term_grace + SHUTDOWN_STEP_TIMEOUT,
                 )
         tasks = list(self._tasks)
@@ -704,18 +501,8 @@ class Agent:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._reaper is not None:
-            self._reaper.close()
-            self._reaper = None
-
-
-def port_poll_interval(waited: float) -> float:
-    """The pause between two port scans after `waited` seconds without a game port: 0.5 s for
-    the first 10 s, then a twentieth of the time waited so far, at most 5 s."""
-    if waited < PORT_POLL_SLOWDOWN_AFTER:
-        return PORT_POLL_INTERVAL
-    return min(PORT_POLL_MAX_INTERVAL, max(PORT_POLL_INTERVAL, waited / 20))
+        game.close()  # last: the reaper reaps the game's orphans until here
 
 
 # Re-exported for the CLI and tests that name timers.
-__all__ = ["TIMER_NAMES", "Agent"]
+__all__ = ["TIMER_NAMES", "Agent", "GameExit"]

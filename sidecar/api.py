@@ -8,6 +8,10 @@ non-ASCII `Authorization` header), a lifecycle change that no longer applies 409
 event subscribers 429. aiohttp's own answers to unparsable requests get the same envelope
 (http_server.py).
 
+`LocalApi` gets only what it uses: the lifecycle (its events are the commands), the status view,
+the event hub, the request counters and the token. The lifecycle announces its own changes, so
+no handler has to tell the timer loop anything.
+
 One wrapper (`_guarded`), applied to every handler when it is registered, owns that contract,
 the optional bearer token and the request counter. Not an aiohttp middleware: a middleware
 costs every request an extra layer of wrapping (measured at 4-7 µs, ~15% of a heartbeat), and
@@ -33,12 +37,17 @@ from sidecar.errors import HttpError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused
 
-# pydantic is only imported with the request models, after start-up (see `_models`).
+# pydantic is only imported with the request models, after start-up: building them costs ~70 ms,
+# which start-up (`/healthz` answering) should not wait for. Each handler that reads a body
+# imports its model (a dict lookup once loaded); the agent warms them up in a thread right after
+# the API is listening.
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from sidecar import models
-    from sidecar.agent import Agent
+    from sidecar.events import EventHub
+    from sidecar.lifecycle import Lifecycle
+    from sidecar.metrics import RequestCounter
+    from sidecar.status import StatusView
 
 log = logging.getLogger("sidecar.api")
 
@@ -107,15 +116,6 @@ def _pydantic_message(error: ValidationError) -> str:
             message = "unknown field"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
-
-
-def _models() -> Any:
-    """The request models, imported on first use: building the pydantic models costs ~70 ms,
-    which start-up (`/healthz` answering) should not wait for. The agent warms them up in a
-    thread right after the API is listening."""
-    from sidecar import models
-
-    return models
 
 
 class _NotJson(ValueError):
@@ -207,11 +207,23 @@ _HEARTBEAT_OK = b'{"ok":true}'
 
 
 class LocalApi:
-    """Routes bound to one agent."""
+    """The routes of SPEC §7 over one lifecycle."""
 
-    def __init__(self, agent: Agent, *, body_timeout: float = BODY_TIMEOUT) -> None:
-        self.agent = agent
-        self.lifecycle = agent.lifecycle
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        status: StatusView,
+        events: EventHub,
+        requests: RequestCounter,
+        *,
+        token: str | None,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.status_view = status
+        self.hub = events
+        self.requests = requests
+        self.token = token
         self.body_timeout = body_timeout
 
     def build_app(self) -> web.Application:
@@ -248,8 +260,8 @@ class LocalApi:
 
     # --- the guard ---------------------------------------------------------------------------
     def _guarded(self, label: str, handler: Handler, needs_token: bool) -> Handler:
-        token = self.agent.api_token if needs_token else None
-        counts = self.agent.requests.counts
+        token = self.token if needs_token else None
+        counts = self.requests.counts
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
@@ -297,92 +309,94 @@ class LocalApi:
         return _json({"status": "ok"})
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.agent.status_body(), content_type="application/json")
+        return web.Response(body=self.status_view.body(), content_type="application/json")
 
     async def ready(self, request: web.Request) -> web.Response:
         self.lifecycle.ready(ReadySource.API)
-        return self._changed()
+        return self._status_answer()
 
     async def health(self, request: web.Request) -> web.Response:
-        armed = self.lifecycle.last_heartbeat is not None
         self.lifecycle.heartbeat()
-        if armed:
-            # Only moves the health deadline later: the timer loop finds the new one when it
-            # wakes at the old, so games heartbeating many times a second cost no wake-ups.
-            self.agent.touch()
-        else:
-            self.agent.wake()  # arms a timer the loop does not know yet
         return web.Response(body=_HEARTBEAT_OK, content_type="application/json")
 
     async def activity(self, request: web.Request) -> web.Response:
         self.lifecycle.activity()
-        return self._changed()
+        return self._status_answer()
 
     async def connect(self, request: web.Request) -> web.Response:
-        body = await self._body(request, _models().PlayerBody)
-        count = self.lifecycle.player_connected(body.player_id)
-        self.agent.wake()
-        return _json({"count": count})
+        from sidecar.models import PlayerBody
+
+        body = await self._body(request, PlayerBody)
+        return _json({"count": self.lifecycle.player_connected(body.player_id)})
 
     async def disconnect(self, request: web.Request) -> web.Response:
-        body = await self._body(request, _models().PlayerBody)
-        count = self.lifecycle.player_disconnected(body.player_id)
-        self.agent.wake()
-        return _json({"count": count})
+        from sidecar.models import PlayerBody
+
+        body = await self._body(request, PlayerBody)
+        return _json({"count": self.lifecycle.player_disconnected(body.player_id)})
 
     async def set_players(self, request: web.Request) -> web.Response:
-        body: models.PlayersBody = await self._body(request, _models().PlayersBody)
+        from sidecar.models import PlayersBody
+
+        body = await self._body(request, PlayersBody)
         count = self.lifecycle.set_players(ids=body.player_ids, count=body.count)
-        self.agent.wake()
         return _json({"count": count, "ids": self.lifecycle.player_ids})
 
     async def players(self, request: web.Request) -> web.Response:
         return _json({"count": self.lifecycle.player_count, "ids": self.lifecycle.player_ids})
 
     async def hold(self, request: web.Request) -> web.Response:
-        body = await self._body(request, _models().HoldBody)
+        from sidecar.models import HoldBody
+
+        body = await self._body(request, HoldBody)
         self.lifecycle.hold(body.seconds)
-        return self._changed()
+        return self._status_answer()
 
     async def match_start(self, request: web.Request) -> web.Response:
-        body = await self._body(request, _models().MatchStartBody, optional=True)
+        from sidecar.models import MatchStartBody
+
+        body = await self._body(request, MatchStartBody, optional=True)
         self.lifecycle.match_started(body.match_id)
-        return self._changed()
+        return self._status_answer()
 
     async def match_end(self, request: web.Request) -> web.Response:
-        body: models.MatchEndBody = await self._body(request, _models().MatchEndBody, optional=True)
+        from sidecar.models import MatchEndBody
+
+        body = await self._body(request, MatchEndBody, optional=True)
         self.lifecycle.match_ended(body.result, body.grace_seconds)
-        return self._changed(202)
+        return self._status_answer(202)
 
     async def shutdown(self, request: web.Request) -> web.Response:
-        body: models.ShutdownBody = await self._body(request, _models().ShutdownBody, optional=True)
+        from sidecar.models import ShutdownBody
+
+        body = await self._body(request, ShutdownBody, optional=True)
         self.lifecycle.shutdown_requested(body.reason, body.grace_seconds, body.log_storage)
-        return self._changed(202)
+        return self._status_answer(202)
 
     async def deployment(self, request: web.Request) -> web.Response:
-        return _json(self.agent.deployment.to_json())
+        return _json(self.status_view.deployment.to_json())
 
     async def metrics(self, request: web.Request) -> web.Response:
-        from sidecar.metrics import CONTENT_TYPE
+        from sidecar.metrics import CONTENT_TYPE, render
 
-        response = web.Response(body=self.agent.render_metrics())
+        response = web.Response(body=render(self.status_view.snapshot(), self.requests))
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
 
     async def openapi(self, request: web.Request) -> web.Response:
         from sidecar.openapi import document_bytes  # pydantic work, paid on the first call
 
-        body = document_bytes(token_required=self.agent.api_token is not None)
+        body = document_bytes(token_required=self.token is not None)
         return web.Response(body=body, content_type="application/json")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
-        hub = self.agent.events
+        hub = self.hub
         try:
             # Registered before the first await, so the subscriber cap holds under a burst of
             # concurrent subscribers. A subscriber that falls 16 events behind is cut off.
             subscription = hub.subscribe(
-                first=("state", self.agent.status()),
+                first=("state", self.status_view.to_json()),
                 on_overflow=transport.abort if transport is not None else None,
             )
         except TooManySubscribers as exc:
@@ -410,10 +424,11 @@ class LocalApi:
             hub.unsubscribe(subscription)
         return response
 
-    def _changed(self, status: int = 200) -> web.Response:
-        self.agent.wake()
+    def _status_answer(self, status: int = 200) -> web.Response:
+        """A lifecycle call's answer: the status after it (the lifecycle already announced the
+        change, so the body is fresh)."""
         return web.Response(
-            body=self.agent.status_body(), status=status, content_type="application/json"
+            body=self.status_view.body(), status=status, content_type="application/json"
         )
 
 

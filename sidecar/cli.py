@@ -1,13 +1,12 @@
-"""Command line: argv → command, and the exit codes of SPEC §3.
+"""Command line: argv → command; errors → the exit codes of SPEC §3 (sidecar.exit_codes).
 
-    0    ok
     1    an unexpected error, i.e. a bug (SPEC §3 gives 2 and 3 their own meanings)
     2    invalid configuration or usage (one line naming the variable or flag, no traceback)
     3    cannot start (e.g. the local API port is in use)
-    N    run mode: the game's own exit code (128+signal when it was killed)
 
 `main` is the last-resort guard of errors.py, and this is the only module that prints usage
-errors. Heavy imports happen inside the commands, so `--version` and `check-config` stay
+errors. It also picks the agent's game: a child (`run`), a watched process (`serve --watch-*`)
+or none. Heavy imports happen inside the commands, so `--version` and `check-config` stay
 instant and `serve` imports only what it serves.
 """
 
@@ -21,11 +20,7 @@ from collections.abc import Sequence
 
 from sidecar import __version__
 from sidecar.errors import ConfigError, SidecarError, StartupError, UsageError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CANNOT_START = 3
+from sidecar.exit_codes import EXIT_CANNOT_START, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 # At exit, how long queued records and log lines may take to reach stdout and stderr.
 EXIT_FLUSH_SECONDS = 0.5
@@ -133,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgegap-sidecar: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         # The last resort (errors.py): a bug still ends in one line saying what happened and a
         # known exit code, never in a bare traceback that may carry a token.
@@ -211,13 +206,22 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
     configure_logging(settings.log_level.value, settings.log_format.value, settings.secrets())
 
     from sidecar.agent import Agent
+    from sidecar.game import Game, NoGame
 
-    if watch_pid is not None:
+    chosen: Game = NoGame()
+    if game is not None:
+        from sidecar.supervisor import ChildGame
+
+        chosen = ChildGame(game, os.environ)
+    elif watch_pid is not None:
         import psutil
+
+        from sidecar.watchers import WatchedProcess
 
         if not psutil.pid_exists(watch_pid):
             raise UsageError(f"--watch-pid: no process has PID {watch_pid}")
-    agent = Agent(settings, game_argv=game, watch_pid=watch_pid)
+        chosen = WatchedProcess(watch_pid)
+    agent = Agent(settings, game=chosen)
     try:
         return asyncio.run(agent.run())
     finally:

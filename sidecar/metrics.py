@@ -4,14 +4,18 @@ Hand-written rather than prometheus_client: the sidecar exposes a dozen fixed fa
 library would add start-up time and resident memory to every game container for no behaviour we
 need. The tests parse our output with prometheus_client's own parser to keep us honest.
 
-Counters on the request path are plain dict increments; everything else is read from the agent
-at scrape time.
+Counters on the request path are plain dict increments; everything else is read from a status
+snapshot (sidecar.status) at scrape time.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+
+from sidecar import __version__
+from sidecar.lifecycle import State
+from sidecar.status import Status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -69,3 +73,55 @@ class Exposition:
 
     def render(self) -> bytes:
         return ("\n".join(self._lines) + "\n").encode()
+
+
+def render(status: Status, requests: RequestCounter) -> bytes:
+    """The `/metrics` page for one snapshot and the request counters."""
+    page = Exposition()
+    page.family("info", "gauge", "Sidecar version.", [({"version": __version__}, 1)])
+    page.family(
+        "state",
+        "gauge",
+        "1 for the current lifecycle state.",
+        [({"state": s.value}, 1 if status.state is s else 0) for s in State],
+    )
+    page.single("players", "gauge", "Connected players.", status.player_count)
+    page.single("players_peak", "gauge", "Most players connected at once.", status.players_peak)
+    page.single("uptime_seconds", "gauge", "Seconds since the sidecar started.", status.uptime)
+    page.single("dry_run", "gauge", "1 when self-stop calls are only logged.", status.dry_run)
+    page.family(
+        "timer_seconds_left",
+        "gauge",
+        "Seconds left on each armed timer.",
+        [({"timer": name}, left) for name, left in status.timers_left.items()],
+    )
+    page.family(
+        "stop_decided",
+        "gauge",
+        "1 once a stop is decided, labelled with its reason.",
+        [({"reason": status.stop_reason.value}, 1)] if status.stop_reason else [],
+    )
+    page.family(
+        "stop_attempts", "counter", "Self-stop HTTP attempts.", [({}, status.stop.attempts)]
+    )
+    outcome = status.stop.outcome
+    page.family(
+        "stop_result",
+        "gauge",
+        "1 for the self-stop outcome (accepted, already_gone, failed, dry_run).",
+        [({"result": outcome.value}, 1)] if outcome else [],
+    )
+    page.family(
+        "http_requests",
+        "counter",
+        "Local API requests by route, method and status.",
+        [
+            ({"route": route, "method": method, "status": str(code)}, count)
+            for (route, method, code), count in sorted(requests.counts.items())
+        ],
+    )
+    stats = status.game.stats if status.game is not None else None
+    if stats is not None:
+        page.single("game_cpu_percent", "gauge", "Game process tree CPU %.", stats.cpu_percent)
+        page.single("game_rss_bytes", "gauge", "Game process tree RSS.", stats.rss_bytes)
+    return page.render()

@@ -1,8 +1,9 @@
 """Run mode: the game as our child process, its output relay, its signals and its exit.
 
 Owns spawning the game, the two output relays (:mod:`sidecar.relay`), signalling the game's
-process group, and turning its wait status into a :class:`GameExit`. Reaping is delegated to
-:mod:`sidecar.reaper`, which owns every ``waitpid`` in the process.
+process group, and turning its wait status into a :class:`~sidecar.game.GameExit`. Reaping is
+delegated to :mod:`sidecar.reaper`, which owns every ``waitpid`` in the process.
+:class:`ChildGame` is run mode's :class:`~sidecar.game.Game`, the agent's view of all this.
 
 Why this shape
 --------------
@@ -37,59 +38,25 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import psutil
 
 from sidecar.errors import GameStartError
+from sidecar.game import GameExit, GameStats
 from sidecar.output import OrderedOutput, stdout_output
 from sidecar.reaper import Reaper
 from sidecar.relay import OutputRelay, merge_tails, open_output_pipe
+from sidecar.watchers import RecentStats
 
 log = logging.getLogger(__name__)
+# The lines the agent logged before the game moved here keep the agent's logger name.
+lifecycle_log = logging.getLogger("sidecar")
 
 # After the game exits, an orphan it left behind may hold its output pipes open forever; wait at
 # most this long for end-of-file, then copy what is buffered and stop reading.
 DEFAULT_DRAIN_TIMEOUT = 1.0
-
-
-@dataclass(frozen=True)
-class GameExit:
-    """How the game ended, as the lifecycle and the crash record need it."""
-
-    returncode: int | None  # exit status when the game exited on its own
-    signal: int | None  # signal number when it was killed by a signal
-    tail: tuple[str, ...] = ()  # last lines of its output (stdout and stderr, decoded leniently)
-
-    @classmethod
-    def from_wait_status(cls, status: int, tail: tuple[str, ...] = ()) -> GameExit:
-        """Decode a raw ``waitpid`` status."""
-        if os.WIFSIGNALED(status):
-            return cls(returncode=None, signal=os.WTERMSIG(status), tail=tail)
-        return cls(returncode=os.WEXITSTATUS(status), signal=None, tail=tail)
-
-    @property
-    def exit_code(self) -> int:
-        """The code a shell would report: the exit status, or 128 + the signal number."""
-        if self.signal is not None:
-            return 128 + self.signal
-        return self.returncode or 0
-
-    @property
-    def crashed(self) -> bool:
-        """A non-zero exit or death by a signal (stop reason ``game_crashed``)."""
-        return self.signal is not None or bool(self.returncode)
-
-    @property
-    def signal_name(self) -> str | None:
-        """E.g. ``"SIGKILL"``; None when the game was not killed by a signal."""
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"SIG{self.signal}"
 
 
 class GameProcess:
@@ -287,6 +254,84 @@ class GameProcess:
         except TimeoutError:
             self.send_signal(signal.SIGKILL)
         return await self.wait()
+
+
+class ChildGame:
+    """Run mode's Game: the command as our child, with one reaper for the agent's whole life
+    (orphans of the game that die while the self-stop is still retrying, minutes, must be
+    reaped too, not only the game)."""
+
+    mode = "run mode"
+    name = "game"
+    forwarded_signals = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        environ: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.argv = tuple(argv)
+        self._environ = dict(environ)
+        self._process: GameProcess | None = None
+        self._exit: GameExit | None = None
+        self._reaper: Reaper | None = None
+        self._stats = RecentStats(clock)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def exit(self) -> GameExit | None:
+        return self._exit
+
+    @property
+    def ours(self) -> bool:
+        return self._process is not None
+
+    def start(self, api_env: Mapping[str, str]) -> None:
+        if Reaper.active() is None:
+            self._reaper = Reaper()
+            self._reaper.install()
+        process = GameProcess(self.argv, env={**self._environ, **api_env}, reaper=Reaper.active())
+        try:
+            pid = process.start()
+        except GameStartError as exc:
+            self._exit = GameExit(returncode=exc.exit_code, signal=None, tail=(str(exc),))
+            raise
+        self._process = process
+        lifecycle_log.info("game started (pid %d): %s", pid, " ".join(self.argv))
+
+    async def wait(self) -> GameExit:
+        if self._process is None:
+            raise RuntimeError("the game has not been started")
+        self._exit = await self._process.wait()
+        return self._exit
+
+    def pids(self) -> list[int]:
+        return self._process.pids() if self._process is not None else []
+
+    def stats(self) -> GameStats | None:
+        if self._process is None or self._process.pid is None or self._exit is not None:
+            return None
+        return self._stats.sample(self._process.pid)
+
+    def send_signal(self, sig: int) -> None:
+        if self._process is not None:
+            self._process.send_signal(sig)
+
+    async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
+        if self._process is None:
+            return self._exit
+        self._exit = await self._process.terminate(grace, sig)
+        return self._exit
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
 
 def _resolve_command(command: str, search_path: str) -> str:

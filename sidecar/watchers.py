@@ -1,5 +1,7 @@
 """psutil adapters: the game's port readiness, its CPU and memory, a watched process, NIC traffic.
 
+:class:`WatchedProcess` is watch mode's :class:`~sidecar.game.Game` (serve ``--watch-*``).
+
 Owns every question the sidecar asks the operating system about processes and interfaces, so the
 lifecycle can stay pure and the agent only schedules these calls. Each function is a snapshot
 (cheap, synchronous, never raises for a process that vanished), except :func:`wait_for_exit`.
@@ -21,14 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import psutil
 
 from sidecar.addresses import is_loopback
-from sidecar.supervisor import GameExit
+from sidecar.game import GameExit, GameStats
+
+# Status and metrics may be asked for thousands of times a second; a sample of the game's tree
+# costs a few system calls per process, so a sample is reused for this long.
+STATS_MAX_AGE = 2.0
 
 
 def find_game_port(pids: Iterable[int], ports: Collection[int] | None) -> tuple[str, int] | None:
@@ -65,13 +72,37 @@ def find_game_port(pids: Iterable[int], ports: Collection[int] | None) -> tuple[
     return None
 
 
-@dataclass(frozen=True)
-class GameStats:
-    """One sample of the game's process tree."""
+# Port readiness is polled every 0.5 s at first (a game usually listens within seconds), then
+# less often as the wait grows, up to every 5 s: a game that never listens (it reports ready
+# over the API, or not at all) must not cost a scan of its sockets twice a second forever.
+PORT_POLL_INTERVAL = 0.5
+PORT_POLL_MAX_INTERVAL = 5.0
+PORT_POLL_SLOWDOWN_AFTER = 10.0
 
-    cpu_percent: float  # summed over the tree; 100 = one core busy
-    rss_bytes: int
-    processes: int
+
+def port_poll_interval(waited: float) -> float:
+    """The pause between two port scans after `waited` seconds without a game port: 0.5 s for
+    the first 10 s, then a twentieth of the time waited so far, at most 5 s."""
+    if waited < PORT_POLL_SLOWDOWN_AFTER:
+        return PORT_POLL_INTERVAL
+    return min(PORT_POLL_MAX_INTERVAL, max(PORT_POLL_INTERVAL, waited / 20))
+
+
+async def poll_game_port(
+    pids: Callable[[], Iterable[int]],
+    ports: Collection[int] | None,
+    keep_waiting: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[str, int] | None:
+    """Scan the game's sockets (in a thread) until `find_game_port` finds a game port, or
+    `keep_waiting()` turns false (then None); paced by `port_poll_interval`."""
+    started = clock()
+    while keep_waiting():
+        found = await asyncio.to_thread(find_game_port, list(pids()), ports)
+        if found is not None:
+            return found
+        await asyncio.sleep(port_poll_interval(clock() - started))
+    return None
 
 
 class ProcessTreeSampler:
@@ -113,6 +144,74 @@ class ProcessTreeSampler:
             known[process.pid] = process
         self._known = known
         return GameStats(cpu_percent=cpu, rss_bytes=rss, processes=len(known))
+
+
+class RecentStats:
+    """A process tree's stats, sampled at most every STATS_MAX_AGE seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._sampler: ProcessTreeSampler | None = None
+        self._stats: GameStats | None = None
+        self._at = -1e9
+
+    def sample(self, root_pid: int) -> GameStats | None:
+        now = self._clock()
+        if now - self._at >= STATS_MAX_AGE:
+            if self._sampler is None:
+                self._sampler = ProcessTreeSampler(root_pid)
+            self._stats = self._sampler.sample()
+            self._at = now
+        return self._stats
+
+
+class WatchedProcess:
+    """Watch mode's Game: a process someone else started. Its exit is the game's exit; it is
+    never signalled."""
+
+    mode = "watch mode"
+    forwarded_signals: tuple[signal.Signals, ...] = ()
+    ours = False
+
+    def __init__(self, pid: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._pid = pid
+        self.name = f"watched process {pid}"
+        self._exit: GameExit | None = None
+        self._stats = RecentStats(clock)
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def exit(self) -> GameExit | None:
+        return self._exit
+
+    def start(self, api_env: Mapping[str, str]) -> None:
+        pass  # already running; it found the local API on its own
+
+    async def wait(self) -> GameExit:
+        self._exit = await wait_for_exit(self._pid)
+        return self._exit
+
+    def pids(self) -> list[int]:
+        try:
+            root = psutil.Process(self._pid)
+            return [root.pid, *(child.pid for child in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def stats(self) -> GameStats | None:
+        return None if self._exit is not None else self._stats.sample(self._pid)
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
+        return self._exit
+
+    def close(self) -> None:
+        pass
 
 
 async def wait_for_exit(

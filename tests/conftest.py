@@ -53,7 +53,7 @@ class SidecarHandle:
             while self.agent.lifecycle.state.value not in states:
                 changed.clear()
                 await changed.wait()
-        return self.agent.status()
+        return self.agent.status_view.to_json()
 
 
 SidecarFactory = Callable[..., Awaitable[SidecarHandle]]

@@ -79,7 +79,7 @@ class TestRoutes:
         assert (await sc.call("POST", "/v1/activity"))[0] == 200
         status, _ = await sc.call("POST", "/v1/health")
         assert status == 200
-        assert "health" in sc.agent.status()["timers"]
+        assert "health" in sc.agent.status_view.to_json()["timers"]
 
     async def test_deployment_parses_platform_variables(self, sidecar: SidecarFactory) -> None:
         """GET /v1/deployment parses ports (name or number keys), location, tags, matchmaker."""

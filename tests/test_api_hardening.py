@@ -430,7 +430,7 @@ class TestEventSubscribers:
             await wait_until(lambda: hub.subscribers == 2, 2, "both subscribed")
             published = 0
             while hub.subscribers == 2 and published < 500:
-                hub.publish("state", sc.agent.status())
+                hub.publish("state", sc.agent.status_view.to_json())
                 published += 1
                 await asyncio.sleep(0.002)  # let the handlers write what they can
             assert hub.subscribers == 1, f"still subscribed after {published} events"

@@ -17,7 +17,6 @@ import pytest
 from aiohttp import web
 
 from sidecar import http_server
-from sidecar.api import LocalApi
 from sidecar.http_server import AcceptErrorLog, ApiRunner, connection_cap
 from tests.conftest import SidecarFactory
 
@@ -30,7 +29,7 @@ async def serve(
 ) -> AsyncIterator[tuple[ApiRunner, int]]:
     """The sidecar's own routes (its LocalApi app) on an ApiRunner with these timeouts."""
     runner = ApiRunner(
-        LocalApi(sc.agent, body_timeout=body_timeout).build_app(), access_log=None, **options
+        sc.agent.local_api(body_timeout=body_timeout).build_app(), access_log=None, **options
     )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

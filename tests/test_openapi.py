@@ -13,7 +13,6 @@ import pytest
 import schemathesis
 
 from sidecar import models, openapi
-from sidecar.api import LocalApi
 from tests.conftest import SidecarFactory
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
@@ -58,7 +57,7 @@ class TestCoverage:
         """Every route the app registers is documented, and nothing else is (HEAD and the
         JSON 404/405 catch-alls aside)."""
         sc = await sidecar()
-        app = LocalApi(sc.agent).build_app()
+        app = sc.agent.local_api().build_app()
         registered = {
             (route.method, route.resource.canonical)
             for route in app.router.routes()

@@ -20,8 +20,9 @@ import pytest
 from games.harness import GAMES, REPO, GameRunner, game_argv
 
 from sidecar.errors import GameStartError
+from sidecar.game import GameExit
 from sidecar.reaper import Reaper
-from sidecar.supervisor import GameExit, GameProcess
+from sidecar.supervisor import GameProcess
 
 
 @pytest.fixture

@@ -1,0 +1,156 @@
+"""The game as the agent sees it, whichever mode found it: the `Game` interface, how a game ended
+(`GameExit`), what it uses (`GameStats`), and `NoGame` for serve mode.
+
+    run                     supervisor.ChildGame      our child: we start, signal and end it
+    serve --watch-pid/name  watchers.WatchedProcess   someone else's process: we only watch it
+    serve                   NoGame                    nothing to watch
+
+The agent talks to this interface only, so it never branches on the mode. This module imports
+nothing of ours and no third-party package: both implementations import it, and watch mode
+must not import run mode.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GameExit:
+    """How the game ended, as the lifecycle and the crash record need it."""
+
+    returncode: int | None  # exit status when the game exited on its own
+    signal: int | None  # signal number when it was killed by a signal
+    tail: tuple[str, ...] = ()  # last lines of its output (stdout and stderr, decoded leniently)
+
+    @classmethod
+    def from_wait_status(cls, status: int, tail: tuple[str, ...] = ()) -> GameExit:
+        """Decode a raw ``waitpid`` status."""
+        if os.WIFSIGNALED(status):
+            return cls(returncode=None, signal=os.WTERMSIG(status), tail=tail)
+        return cls(returncode=os.WEXITSTATUS(status), signal=None, tail=tail)
+
+    @property
+    def exit_code(self) -> int:
+        """The code a shell would report: the exit status, or 128 + the signal number."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.returncode or 0
+
+    @property
+    def crashed(self) -> bool:
+        """A non-zero exit or death by a signal (stop reason ``game_crashed``)."""
+        return self.signal is not None or bool(self.returncode)
+
+    @property
+    def signal_name(self) -> str | None:
+        """E.g. ``"SIGKILL"``; None when the game was not killed by a signal."""
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"SIG{self.signal}"
+
+    def describe(self) -> str:
+        """How it ended, for the log: ``killed by SIGKILL`` or ``code 3``."""
+        if self.signal is not None:
+            return f"killed by {self.signal_name}"
+        return f"code {self.returncode}"
+
+
+@dataclass(frozen=True)
+class GameStats:
+    """One sample of the game's process tree."""
+
+    cpu_percent: float  # summed over the tree; 100 = one core busy
+    rss_bytes: int
+    processes: int
+
+
+class Game(Protocol):
+    """The game process the lifecycle follows, in any mode."""
+
+    @property
+    def mode(self) -> str:
+        """``run mode``, ``watch mode`` or ``serve mode``, for the start-up line."""
+
+    @property
+    def name(self) -> str:
+        """What the exit line calls it: ``game`` or ``watched process 1234``."""
+
+    @property
+    def forwarded_signals(self) -> tuple[signal.Signals, ...]:
+        """The signals the sidecar passes on to the game (besides SIGTERM and SIGINT)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The game's pid; None when there is no process (serve mode, or it could not start)."""
+
+    @property
+    def exit(self) -> GameExit | None:
+        """How the game ended, once it has (or once it failed to start)."""
+
+    @property
+    def ours(self) -> bool:
+        """Whether the sidecar started the process, so signals it and ends it on the way out."""
+
+    def start(self, api_env: Mapping[str, str]) -> None:
+        """Start or find the game; `api_env` tells a game we start where the local API is.
+        Raises GameStartError when the command cannot be started (`exit` is set then)."""
+
+    async def wait(self) -> GameExit:
+        """Wait until the game has ended (for our child: with every byte of output relayed)."""
+
+    def pids(self) -> list[int]:
+        """The game and its live descendants (for the port-readiness scan)."""
+
+    def stats(self) -> GameStats | None:
+        """CPU and memory of the game's tree, at most a couple of seconds old; None once it
+        ended or when there is none."""
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the game, if it is ours and still running; otherwise nothing."""
+
+    async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
+        """End the game if it is ours (`sig`, then SIGKILL after `grace`); returns how it
+        ended, or None when it is not ours to end and has not ended."""
+
+    def close(self) -> None:
+        """Release what the game held (the reaper in run mode); the last step of shutdown."""
+
+
+class NoGame:
+    """Serve mode without a watched process: there is no game to follow."""
+
+    mode = "serve mode"
+    name = "game"
+    forwarded_signals: tuple[signal.Signals, ...] = ()
+    pid: int | None = None
+    exit: GameExit | None = None
+    ours = False
+
+    def start(self, api_env: Mapping[str, str]) -> None:
+        pass
+
+    async def wait(self) -> GameExit:
+        raise RuntimeError("serve mode has no game to wait for")
+
+    def pids(self) -> list[int]:
+        return []
+
+    def stats(self) -> GameStats | None:
+        return None
+
+    def send_signal(self, sig: int) -> None:
+        pass
+
+    async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
+        return None
+
+    def close(self) -> None:
+        pass
