@@ -38,8 +38,8 @@ from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResu
 from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
 from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision, TimerSettings
-from sidecar.logs import write_record
 from sidecar.metrics import Exposition, RequestCounter
+from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 
 if TYPE_CHECKING:
@@ -296,8 +296,9 @@ class Agent:
         storage = self._log_storage_for(decision)
         self.stop_progress.log_storage = storage
         # In run mode a game-exit decision is only made after wait() drained the relay, so this
-        # record comes after every byte of the game's output.
-        write_record(self._stop_record(decision, storage))
+        # record comes after every byte of the game's output. A stdout that is broken or stalled
+        # costs at most output.RECORD_TIMEOUT here; the record then goes to stderr (SPEC §11).
+        await write_record(self._stop_record(decision, storage))
         if self.dry_run:
             log.warning(
                 "dry-run: would send DELETE %s%s (reason %s)",
@@ -490,6 +491,17 @@ class Agent:
 
     # --- signals -------------------------------------------------------------------------------
     def on_terminate_signal(self, sig: int) -> None:
+        try:
+            self._on_terminate_signal(sig)
+        except Exception:
+            # A signal must never be swallowed: whatever failed, the game still gets it and the
+            # sidecar still finishes (SPEC §11).
+            log.exception("handling signal %d failed; forwarding it and exiting", sig)
+            self._forward_signal(sig)
+            if self.game is None:
+                self.finish(0 if self.game_exit is None else self.game_exit.exit_code)
+
+    def _on_terminate_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         self._signals_seen.append(sig)
         if self.lifecycle.state is State.TERMINATING:
@@ -499,7 +511,9 @@ class Agent:
                     self.game.send_signal(signal.SIGKILL)
                 self.finish(130)
             return
-        write_record({"event": "sidecar.terminate", "signal": name})
+        # Queued, never awaited or written here: a signal handler must not block on a stalled
+        # stdout, nor raise on a broken one, or the signal would never reach the game.
+        submit_record({"event": "sidecar.terminate", "signal": name})
         log.info("%s received: the platform is stopping the deployment", name)
         self.lifecycle.terminating(name)
         if self._stop_task is not None and not self._stop_task.done():

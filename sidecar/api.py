@@ -125,6 +125,7 @@ class LocalApi:
         routes: dict[str, dict[str, Handler]] = {
             "/healthz": {"GET": self.healthz},
             "/metrics": {"GET": self.metrics},
+            "/openapi.json": {"GET": self.openapi},
             "/v1/status": {"GET": self.status},
             "/v1/ready": {"POST": self.ready},
             "/v1/health": {"POST": self.health},
@@ -263,6 +264,12 @@ class LocalApi:
         response = web.Response(body=self.agent.render_metrics())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from sidecar.openapi import document_bytes  # pydantic work, paid on the first call
+
+        body = document_bytes(token_required=self.agent.api_token is not None)
+        return web.Response(body=body, content_type="application/json")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(

@@ -24,6 +24,9 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CANNOT_START = 3
 
+# At exit, how long queued records and log lines may take to reach stdout and stderr.
+EXIT_FLUSH_SECONDS = 0.5
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors raise instead of exiting so main() owns the exit code."""
@@ -98,6 +101,11 @@ def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything opens a file: a closed fd 1 would otherwise be reused by the next file we
+    # open, and the stop record written into it.
+    from sidecar.output import reserve_stdio
+
+    reserve_stdio()
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         # Everything after `run` belongs to the game, and `emulate`/`demo` parse their own
@@ -180,7 +188,16 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
         if not psutil.pid_exists(watch_pid):
             raise UsageError(f"--watch-pid: no process has PID {watch_pid}")
     agent = Agent(settings, game_argv=game, watch_pid=watch_pid)
-    return asyncio.run(agent.run())
+    try:
+        return asyncio.run(agent.run())
+    finally:
+        # Records and log lines are written by threads; give them a moment to get out, but never
+        # let a stalled stdout or stderr keep the process from exiting (SPEC §11).
+        from sidecar.logs import flush_logs
+        from sidecar.output import flush_records
+
+        flush_records(EXIT_FLUSH_SECONDS)
+        flush_logs(EXIT_FLUSH_SECONDS)
 
 
 def _healthcheck() -> int:

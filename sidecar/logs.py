@@ -1,11 +1,20 @@
-"""The sidecar's own output: log lines on stderr (text or JSON) and lifecycle records on stdout.
-
-Records (`{"event": "sidecar.stop", ...}`) go to stdout because that is what ends up in the
-stored container logs next to the game's own output. They are written with one `os.write` on
-fd 1 so they can never interleave with the relay's writes of the game's output.
+"""The sidecar's own log lines on stderr (text or JSON). Lifecycle records go to stdout through
+:mod:`sidecar.output`.
 
 Every line passes through a redaction filter holding the secrets (delete token, API token):
 whatever a library or an exception message contains, a secret never reaches the output.
+
+Why this shape
+--------------
+* Log calls never write: they put the formatted line on a bounded queue that one daemon thread
+  writes to fd 2. A stderr nobody reads (a stalled log collector, a full pipe) would otherwise
+  block the event loop on the first log call, and with it the self-stop and signal handling
+  (SPEC §11). When the queue is full, lines are dropped and counted; the count is written as
+  soon as stderr takes output again. A broken stderr is given up on silently (there is nowhere
+  left to say it).
+* Text lines escape control characters in the values interpolated into a message: a shutdown
+  `reason` or a player id with a newline in it cannot forge a log line (SPEC §11). JSON lines are
+  escaped by the encoder.
 """
 
 from __future__ import annotations
@@ -13,11 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
+import re
+import select
+import threading
 import time
+from collections import deque
 from typing import Any
 
-LOGGER_NAME = "sidecar"
+# Lines waiting for stderr; past this, a stalled stderr costs dropped lines, never a blocked loop.
+MAX_QUEUED_LINES = 10_000
 
 
 class RedactingFilter(logging.Filter):
@@ -64,6 +77,55 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape_control(text: str) -> str:
+    """`text` with every control character written as an escape (\\n, \\t, \\x1b, ...)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class _Escaped:
+    """An interpolated value whose str() and repr() have their control characters escaped."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return escape_control(str(self.value))
+
+    def __repr__(self) -> str:
+        return escape_control(repr(self.value))
+
+
+class EscapingFilter(logging.Filter):
+    """Text format only: wraps every interpolated value that holds a control character.
+
+    The message template is ours and is left as it is; tracebacks (multi-line on purpose) are
+    kept too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(_escape_arg(arg) for arg in args)
+        elif isinstance(args, dict):
+            record.args = {key: _escape_arg(value) for key, value in args.items()}
+        return True
+
+
+def _escape_arg(arg: object) -> object:
+    if isinstance(arg, (int, float)):
+        return arg
+    try:
+        text = arg if isinstance(arg, str) else str(arg)
+    except Exception:  # a value whose str() fails is logging's problem, reported as usual
+        return arg
+    return _Escaped(arg) if _CONTROL.search(text) else arg
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -75,10 +137,112 @@ class TextFormatter(logging.Formatter):
         )
 
 
+class StderrWriter:
+    """The one thread that writes log lines to fd 2, fed by a bounded buffer.
+
+    When the buffer is full the *oldest* line goes: the newest lines are the ones that explain
+    why the deployment stopped.
+    """
+
+    def __init__(self, fd: int = 2, max_queued: int = MAX_QUEUED_LINES) -> None:
+        self.fd = fd
+        self._lines: deque[bytes] = deque()
+        self._max_queued = max_queued
+        self._changed = threading.Condition()  # guards every field below
+        self._dropped = 0
+        self._writing = False
+        self._broken = False
+        self._thread = threading.Thread(target=self._run, name="stderr-log", daemon=True)
+        self._thread.start()
+
+    def put(self, line: bytes) -> None:
+        """Queue one line; never blocks on stderr, never raises."""
+        with self._changed:
+            if self._broken:
+                return
+            if len(self._lines) >= self._max_queued:
+                self._lines.popleft()
+                self._dropped += 1
+            self._lines.append(line)
+            self._changed.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the queued lines to be written; True if they all were."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while (self._lines or self._writing) and not self._broken:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._lines:
+                    self._changed.wait()
+                line = self._lines.popleft()
+                dropped, self._dropped = self._dropped, 0
+                self._writing = True
+            if dropped:
+                notice = f"(stderr was not being read: {dropped} log lines were dropped)\n"
+                line = notice.encode() + line
+            broken = not self._write(line)
+            with self._changed:
+                self._writing = False
+                if broken:
+                    self._broken = True
+                    self._lines.clear()
+                self._changed.notify_all()
+
+    def _write(self, data: bytes) -> bool:
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    view = view[os.write(self.fd, view) :]
+                except BlockingIOError:
+                    # A shared open file someone set O_NONBLOCK: wait for room, keep the flag.
+                    poller = select.poll()
+                    poller.register(self.fd, select.POLLOUT)
+                    poller.poll()
+        except OSError:
+            return False  # stderr is gone; there is nowhere left to say so
+        return True
+
+
+class QueuedStderrHandler(logging.Handler):
+    """Formats on the caller's thread (redacted, escaped) and hands the line to StderrWriter."""
+
+    def __init__(self, writer: StderrWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        self.writer.put(line.encode("utf-8", "backslashreplace"))
+
+
+_writer: StderrWriter | None = None
+
+
 def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
-    """Send every log record (ours and libraries') to stderr, redacted."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every log record (ours and libraries') to stderr, redacted, without ever blocking."""
+    global _writer
+    if _writer is None:
+        _writer = StderrWriter()
+    # A failing handler prints its own traceback to stderr; with stderr broken that is noise at
+    # best, and it must never raise into the caller.
+    logging.raiseExceptions = False
+    handler = QueuedStderrHandler(_writer)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if fmt != "json":
+        handler.addFilter(EscapingFilter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -89,61 +253,6 @@ def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-# How long a record may wait for room on a stalled stdout: the self-stop waits for the record,
-# and SPEC §11 allows a broken or stalled stdout to delay it by at most 1 s.
-RECORD_WRITE_DEADLINE = 0.75
-# A pipe that polls writable takes this much without blocking (Linux: one page).
-_WRITE_STEP = 4096
-
-_record_warned = False
-
-
-def write_record(record: dict[str, Any], fd: int = 1) -> bool:
-    """One JSON line on stdout, never blocking for more than RECORD_WRITE_DEADLINE and never
-    raising: a closed, broken or stalled stdout must not cost the self-stop (SPEC §11).
-
-    Returns whether the whole record was written. Written in steps that a writable pipe takes
-    without blocking, so a reader that stopped reading cannot hold the event loop.
-    """
-    import select
-
-    data = (json.dumps(record, default=str, separators=(", ", ": ")) + "\n").encode()
-    view = memoryview(data)
-    deadline = time.monotonic() + RECORD_WRITE_DEADLINE
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        while view:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"stdout took no output for {RECORD_WRITE_DEADLINE:g}s")
-            events = poller.poll(left * 1000)
-            if not events:
-                continue
-            if any(
-                mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, mask in events
-            ):
-                raise BrokenPipeError("stdout is closed or broken")
-            try:
-                written = os.write(fd, view[:_WRITE_STEP])
-            except (InterruptedError, BlockingIOError):
-                continue
-            view = view[written:]
-    except (OSError, ValueError, TimeoutError) as exc:
-        _warn_record_lost(record, exc)
-        return False
-    return True
-
-
-def _warn_record_lost(record: dict[str, Any], exc: BaseException) -> None:
-    """Say once, on stderr, that records cannot reach stdout; the stop goes on regardless."""
-    global _record_warned
-    if _record_warned:
-        return
-    _record_warned = True
-    logging.getLogger("sidecar").warning(
-        "cannot write the %s record to stdout (%s); records are skipped from now on when "
-        "stdout does not take them",
-        record.get("event", "lifecycle"),
-        exc,
-    )
+def flush_logs(timeout: float) -> bool:
+    """At exit: wait up to `timeout` s for the queued log lines to reach stderr."""
+    return _writer.flush(timeout) if _writer is not None else True

@@ -13,6 +13,9 @@ Why this shape
   blocks in a system call releases the GIL, so it costs the loop nothing.
 * The game's pipe gets a 1 MiB buffer (``F_SETPIPE_SZ``) so bursts do not stall the game while
   the relay is between reads.
+* When the destination is our stdout, chunks go through :class:`sidecar.output.OrderedOutput`,
+  which keeps the agent's records out of the middle of the game's lines; elsewhere (stderr, a
+  test's pipe) the relay writes the fd itself.
 * The relay ends at end-of-file. A last line without a newline is flushed as it is, then given
   one, so that the stop record the agent writes next starts on a line of its own.
 * If the game is dead but an orphan it left behind still holds the pipe open, end-of-file never
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import itertools
 import logging
 import os
@@ -37,7 +41,9 @@ import struct
 import termios
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from sidecar.output import OrderedOutput, write_all
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +89,18 @@ class OutputRelay:
         *,
         sequence: itertools.count[int],
         tail_lines: int = 50,
+        output: OrderedOutput | None = None,
     ) -> None:
+        """`output`, when given, is the writer for `dest_fd` shared with the agent's records."""
         self.name = name
         self._source_fd = source_fd
         self._dest_fd = dest_fd
         self._sequence = sequence
         self._tail_lines = tail_lines
+        self._write: Callable[[bytes], None] = (
+            # partial, not a method: one call less per chunk on the hot path.
+            output.write_game if output is not None else functools.partial(write_all, dest_fd)
+        )
         # (sequence number, chunk), newest on the right: the raw material of the tail.
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._chunks_bytes = 0
@@ -124,7 +136,10 @@ class OutputRelay:
         lines: list[tuple[int, str]] = []
         partial = b""
         skip_first = self._cut_mid_line  # that line lost its beginning: leave it out
-        for seq, chunk in self._chunks:
+        # A snapshot (list() of a deque is atomic under the GIL): the relay thread may still be
+        # appending if it was given up on while stuck writing to a stalled stdout.
+        chunks = list(self._chunks)
+        for seq, chunk in chunks:
             pieces = (partial + chunk).split(b"\n")
             partial = pieces.pop()
             for piece in pieces:
@@ -132,8 +147,8 @@ class OutputRelay:
                     skip_first = False
                     continue
                 lines.append((seq, _decode_line(piece)))
-        if partial and self._chunks:
-            lines.append((self._chunks[-1][0], _decode_line(partial)))
+        if partial and chunks:
+            lines.append((chunks[-1][0], _decode_line(partial)))
         return lines[-self._tail_lines :] if self._tail_lines > 0 else []
 
     def _run(self) -> None:
@@ -142,7 +157,7 @@ class OutputRelay:
             if self._mid_line and self._dest_error is None:
                 # The game's last line had no newline. It is flushed as is; the newline only
                 # keeps what we write next (the stop record) off the end of that line.
-                self._write_all(b"\n")
+                self._write_checked(b"\n")
         except OSError as exc:
             # Reading our own pipe should not fail; if it does, treat it as end-of-file so the
             # game's exit is still reported instead of hanging the supervisor.
@@ -186,7 +201,7 @@ class OutputRelay:
 
     def _deliver(self, chunk: bytes) -> None:
         if self._dest_error is None:
-            self._write_all(chunk)
+            self._write_checked(chunk)
         self.bytes_relayed += len(chunk)
         self._mid_line = not chunk.endswith(b"\n")
         # Keep the newest TAIL_BYTES (plus one chunk) for the tail; no scanning of the chunk here,
@@ -198,30 +213,20 @@ class OutputRelay:
             self._chunks_bytes -= len(oldest)
             self._cut_mid_line = not oldest.endswith(b"\n")
 
-    def _write_all(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            try:
-                written = os.write(self._dest_fd, view)
-            except BlockingIOError:
-                # Our fd is non-blocking (its open file may be shared with another process
-                # that set O_NONBLOCK): wait for room instead of spinning or dropping bytes.
-                writable = select.poll()
-                writable.register(self._dest_fd, select.POLLOUT)
-                writable.poll()
-                continue
-            except OSError as exc:
-                # Our stdout is gone (EPIPE, EIO...). Keep reading so the game never blocks on
-                # a full pipe, but stop writing; the tail is still kept for the crash record.
-                self._dest_error = exc
-                log.warning(
-                    "cannot write game %s to fd %d (%s); discarding further output",
-                    self.name,
-                    self._dest_fd,
-                    exc,
-                )
-                return
-            view = view[written:]
+    def _write_checked(self, chunk: bytes) -> None:
+        try:
+            self._write(chunk)
+        except OSError as exc:
+            # Our stdout is gone (EPIPE, EIO...). Keep reading so the game never blocks on
+            # a full pipe, but stop writing; the tail is still kept for the crash record.
+            # (write_all waits for room on a non-blocking fd instead of spinning or dropping.)
+            self._dest_error = exc
+            log.warning(
+                "cannot write game %s to fd %d (%s); discarding further output",
+                self.name,
+                self._dest_fd,
+                exc,
+            )
 
     def _notify_done(self) -> None:
         done = self._done

@@ -20,6 +20,11 @@ Why this shape
   which also lets us tell "not found" (127) from "found but not executable" (126).
 * :meth:`GameProcess.wait` returns only after the game has exited *and* both relays have written
   every byte: the agent writes its stop record to stdout right after, and it must come last.
+  The one exception is a relay stuck writing to our stalled stdout: after the drain timeout
+  twice over it is given up on (it keeps running), because a stalled log reader must never keep
+  the sidecar from stopping (SPEC §11).
+* When the game's stdout goes to our fd 1, the relay writes it through the process's
+  :class:`sidecar.output.OrderedOutput`, so that the agent's records keep to lines of their own.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import contextlib
 import errno
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -37,8 +43,11 @@ from dataclasses import dataclass
 import psutil
 
 from sidecar.errors import GameStartError
+from sidecar.output import OrderedOutput, stdout_output
 from sidecar.reaper import Reaper
 from sidecar.relay import OutputRelay, merge_tails, open_output_pipe
+
+log = logging.getLogger(__name__)
 
 # After the game exits, an orphan it left behind may hold its output pipes open forever; wait at
 # most this long for end-of-file, then copy what is buffered and stop reading.
@@ -101,7 +110,10 @@ class GameProcess:
         tail_lines: int = 50,
         reaper: Reaper | None = None,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        stdout_writer: OrderedOutput | None = None,
     ) -> None:
+        """`stdout_writer` orders the game's stdout with records; by default the process's own
+        when `stdout_fd` is 1, none otherwise."""
         if not argv:
             raise ValueError("the game command is empty")
         self.argv = tuple(argv)
@@ -112,6 +124,9 @@ class GameProcess:
         self._reaper = reaper
         self._owns_reaper = False
         self._drain_timeout = drain_timeout
+        if stdout_writer is None and stdout_fd == 1:
+            stdout_writer = stdout_output()
+        self._stdout_writer = stdout_writer
         self._pid: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._status: asyncio.Future[int] | None = None
@@ -173,10 +188,17 @@ class GameProcess:
         self._status = reaper.watch(pid)
         sequence = itertools.count()
         self._relays = [
-            OutputRelay(f"{pid} {name}", fd, dest, sequence=sequence, tail_lines=self._tail_lines)
-            for name, fd, dest in (
-                ("stdout", out_read, self._stdout_fd),
-                ("stderr", err_read, self._stderr_fd),
+            OutputRelay(
+                f"{pid} {name}",
+                fd,
+                dest,
+                sequence=sequence,
+                tail_lines=self._tail_lines,
+                output=output,
+            )
+            for name, fd, dest, output in (
+                ("stdout", out_read, self._stdout_fd, self._stdout_writer),
+                ("stderr", err_read, self._stderr_fd, None),
             )
         ]
         self._relays_done = [relay.start() for relay in self._relays]
@@ -244,7 +266,15 @@ class GameProcess:
             # The game is dead but something it left behind still holds the pipe open.
             for relay in self._relays:
                 relay.request_drain()
-            await asyncio.wait(pending)
+            _, stuck = await asyncio.wait(pending, timeout=self._drain_timeout)
+            if stuck:
+                # Not reading: a relay stuck in a write to our stdout or stderr, which nobody
+                # reads. Waiting for it could take forever; the tail is kept all the same.
+                log.warning(
+                    "game output still not written after %.3gs: our stdout/stderr is not being "
+                    "read; going on without it",
+                    2 * self._drain_timeout,
+                )
         if self._owns_reaper and self._reaper is not None:
             self._reaper.close()
         return GameExit.from_wait_status(status, merge_tails(self._relays, self._tail_lines))
