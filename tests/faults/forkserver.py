@@ -93,6 +93,8 @@ def serve(control: socket.socket) -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd
 
+    live: set[int] = set()
+
     def send(message: dict[str, Any]) -> None:
         control.sendall(json.dumps(message).encode())
 
@@ -104,6 +106,7 @@ def serve(control: socket.socket) -> None:
                 return
             if pid == 0:
                 return
+            live.discard(pid)
             send({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
     while True:
@@ -119,11 +122,15 @@ def serve(control: socket.socket) -> None:
         if control in ready:
             message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
             if not message:
+                # The test is gone (finished, or killed mid-run): so are its sidecars.
+                for pid in live:
+                    os.kill(pid, signal.SIGKILL)
                 return
             request = json.loads(message)
             pid = os.fork()
             if pid == 0:
                 run_child(request, fds, [control.fileno(), wake_read, wake_write])
+            live.add(pid)
             for fd in fds:
                 os.close(fd)
             send({"id": request["id"], "pid": pid})
