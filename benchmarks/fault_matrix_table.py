@@ -39,13 +39,17 @@ def load(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def entry(cell: dict[str, Any]) -> str:
     """`pass / 2 / stopped / 0`: result, DELETEs that reached the platform (+ attempts refused
-    before reaching it), final state, exit code."""
+    before reaching it), final state (`stopping > terminating`: where the SIGTERM found the stop
+    path, then where it ended), exit code."""
     result = "pass" if not cell["problems"] else "**FAIL**"
     deletes = str(cell["deletes"])
     refused = (cell["attempts"] or 0) - cell["deletes"]
     if cell["answer"] == "connection refused" and refused > 0:
         deletes += f" (+{refused} refused)"
-    return f"{result} / {deletes} / {cell['state']} / {cell['exit_code']}"
+    state = cell["state"]
+    if cell.get("state_at_sigterm"):
+        state = f"{cell['state_at_sigterm']} > {state}"  # where the SIGTERM found it
+    return f"{result} / {deletes} / {state} / {cell['exit_code']}"
 
 
 def render(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
@@ -68,7 +72,8 @@ def render(meta: dict[str, Any], cells: list[dict[str, Any]]) -> str:
         out.append("")
     out.append(
         f"**{len(cells) - len(failed)} of {len(cells)} cells pass.** "
-        "Each entry: result / DELETEs that reached the platform / final state / exit code."
+        "Each entry: result / DELETEs that reached the platform / final state (during SIGTERM: "
+        "the state the signal found > the final one) / exit code."
     )
     out.append("")
     out.append("| moment | " + " | ".join(MODES) + " |")
