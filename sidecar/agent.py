@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import importlib
 import json
@@ -31,13 +30,14 @@ import aiohttp
 from aiohttp import web
 
 from sidecar import __version__
+from sidecar.addresses import url_host
 from sidecar.api import LocalApi
 from sidecar.config import Settings, StopFailurePolicy
 from sidecar.deployment import DeploymentInfo, parse_deployment
 from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
 from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
-from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision, TimerSettings
+from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision
 from sidecar.metrics import Exposition, RequestCounter
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
@@ -88,7 +88,7 @@ class Agent:
         self.clock = clock
         # Embedders and in-process tests keep their own signal handling.
         self.handle_signals = handle_signals
-        self.lifecycle = Lifecycle(_timer_settings(settings), clock)
+        self.lifecycle = Lifecycle(settings.timer_settings(), clock)
         self.deployment: DeploymentInfo = parse_deployment(self.environ)
         self.events = EventHub()
         self.requests = RequestCounter()
@@ -134,7 +134,9 @@ class Agent:
             )
         await self._start_api()
         # Build the request models off the event loop now that /healthz answers (see api.py).
-        self._spawn(asyncio.to_thread(importlib.import_module, "sidecar.models"), "warm-models")
+        # Best effort: the models load on first use anyway, so a failure here (descriptors
+        # exhausted at start-up) must not count as a failed task and end the sidecar.
+        self._spawn(self._warm_models(), "warm-models")
         if not self.dry_run:
             # One session for every attempt: connection reuse and one DNS cache.
             self._session = aiohttp.ClientSession(
@@ -157,11 +159,13 @@ class Agent:
         self._spawn(self._timer_loop(), "timers")
 
     async def _start_api(self) -> None:
+        from sidecar.http_server import ApiRunner
+
         app = LocalApi(self).build_app()
-        # Short shutdown timeout: SSE streams are closed explicitly before cleanup.
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
+        # Header, keep-alive and write-stall timeouts, JSON answers to malformed requests and
+        # rate-limited accept errors: see http_server. Short shutdown timeout: SSE streams are
+        # closed explicitly before cleanup.
+        self._runner = ApiRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         try:
@@ -176,9 +180,8 @@ class Agent:
             raise StartupError(
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
             ) from None
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        addresses = self._runner.addresses
+        self.port = addresses[0][1] if addresses else self.settings.port
         log.info(
             "edgegap-sidecar %s listening on http://%s:%s (%s)",
             __version__,
@@ -186,6 +189,12 @@ class Agent:
             self.port,
             "run mode" if self.game_argv else "watch mode" if self.watch_pid else "serve mode",
         )
+
+    async def _warm_models(self) -> None:
+        try:
+            await asyncio.to_thread(importlib.import_module, "sidecar.models")
+        except Exception as exc:
+            log.debug("could not load the request models ahead of use: %r", exc)
 
     def _start_game(self) -> None:
         from sidecar.reaper import Reaper
@@ -196,7 +205,7 @@ class Agent:
         # The game finds the local API through these, whatever port we ended up on.
         env["SIDECAR_HOST"] = self.settings.host
         env["SIDECAR_PORT"] = str(self.port)
-        env["SIDECAR_URL"] = f"http://{_url_host(self.settings.host)}:{self.port}"
+        env["SIDECAR_URL"] = f"http://{url_host(self.settings.host)}:{self.port}"
         # One reaper for the agent's whole life: orphans of the game that die while the
         # self-stop is still retrying (minutes) must be reaped too, not only the game.
         if Reaper.active() is None:
@@ -700,24 +709,12 @@ class Agent:
             self._reaper = None
 
 
-def _timer_settings(settings: Settings) -> TimerSettings:
-    """The core's timer lengths, taken by name from the settings (the core imports nothing of
-    ours, so it declares its own copy of these few fields)."""
-    return TimerSettings(
-        **{field.name: getattr(settings, field.name) for field in dataclasses.fields(TimerSettings)}
-    )
-
-
 def port_poll_interval(waited: float) -> float:
     """The pause between two port scans after `waited` seconds without a game port: 0.5 s for
-    the first 10 s, then a tenth of the time waited so far, at most 5 s."""
+    the first 10 s, then a twentieth of the time waited so far, at most 5 s."""
     if waited < PORT_POLL_SLOWDOWN_AFTER:
         return PORT_POLL_INTERVAL
     return min(PORT_POLL_MAX_INTERVAL, max(PORT_POLL_INTERVAL, waited / 20))
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 # Re-exported for the CLI and tests that name timers.

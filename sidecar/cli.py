@@ -1,12 +1,14 @@
 """Command line: argv → command, and the exit codes of SPEC §3.
 
     0    ok
+    1    an unexpected error, i.e. a bug (SPEC §3 gives 2 and 3 their own meanings)
     2    invalid configuration or usage (one line naming the variable or flag, no traceback)
     3    cannot start (e.g. the local API port is in use)
     N    run mode: the game's own exit code (128+signal when it was killed)
 
-This is the only module that prints usage errors. Heavy imports happen inside the commands, so
-`--version` and `check-config` stay instant and `serve` imports only what it serves.
+`main` is the last-resort guard of errors.py, and this is the only module that prints usage
+errors. Heavy imports happen inside the commands, so `--version` and `check-config` stay
+instant and `serve` imports only what it serves.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import sys
 from collections.abc import Sequence
 
 from sidecar import __version__
-from sidecar.errors import ConfigError, GameStartError, StartupError, UsageError
+from sidecar.errors import ConfigError, SidecarError, StartupError, UsageError
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANNOT_START = 3
 
@@ -124,11 +127,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"edgegap-sidecar: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
-    except GameStartError as exc:
+    except SidecarError as exc:
+        # Raised on purpose, so its message is the whole explanation. (GameStartError never
+        # gets here: the agent turns it into the game's exit, 127 or 126.)
         print(f"edgegap-sidecar: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # The last resort (errors.py): a bug still ends in one line saying what happened and a
+        # known exit code, never in a bare traceback that may carry a token.
+        _report_bug(exc)
+        return EXIT_FAILED
+
+
+def _report_bug(exc: Exception) -> None:
+    """One line naming the error, then its traceback, on stderr through the sidecar's logging
+    (JSON when SIDECAR_LOG_FORMAT=json) with every secret redacted."""
+    import logging
+    import traceback
+
+    from sidecar.config import environ_secrets
+    from sidecar.logs import flush_logs
+    from sidecar.redaction import redact
+
+    secrets = environ_secrets()
+    summary = redact(f"{type(exc).__name__}: {exc}", secrets)
+    trace = redact("".join(traceback.format_exception(exc)).rstrip(), secrets)
+    # The text as the message, without arguments: the text format escapes control characters
+    # in arguments, which would fold the traceback into one line.
+    message = f"edgegap-sidecar: unexpected error (a bug; exit {EXIT_FAILED}): {summary}\n{trace}"
+    logging.getLogger("sidecar.cli").critical(message)
+    flush_logs(EXIT_FLUSH_SECONDS)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -203,11 +233,12 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
 def _healthcheck() -> int:
     import http.client
 
+    from sidecar.addresses import reachable_host
     from sidecar.config import load_settings
 
     settings = load_settings()
     # A wildcard bind is reached over loopback, like the game itself reaches it.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    host = reachable_host(settings.host)
     connection = http.client.HTTPConnection(host, settings.port, timeout=2.0)
     try:
         connection.request("GET", "/healthz")

@@ -35,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "EventParser",
     "EventStream",
     "Heartbeat",
     "SidecarAPIError",
@@ -74,6 +75,8 @@ def _base_url_from_env() -> str:
     host = os.environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1"
     port = os.environ.get("SIDECAR_PORT", "").strip() or "8787"
     # SIDECAR_HOST is the sidecar's *bind* address; a wildcard bind is reached over loopback.
+    # The rule of sidecar.addresses.local_url, copied so that this file stands alone
+    # (tests/test_client.py checks that the two agree).
     if host == "0.0.0.0":
         host = "127.0.0.1"
     elif host in ("::", "[::]"):
@@ -297,12 +300,41 @@ class SidecarClient:
             return SidecarAPIError(status, f"http_{status}", text or http.client.responses[status])
 
 
+class EventParser:
+    """Server-Sent Events framing by the WHATWG event-stream rules, one line at a time.
+
+    `feed(line)` returns `(event, data)` when the line completes an event: `event:` names it
+    (default `message`), `data:` lines are joined with newlines, comment lines (keep-alives)
+    are skipped. Shared by EventStream and the demo's asyncio reader, so both read alike.
+    """
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, raw_line: bytes) -> tuple[str, str] | None:
+        line = raw_line.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            event, data = self._event or "message", self._data
+            self._event, self._data = "", []
+            return (event, "\n".join(data)) if data else None
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            self._event = value
+        elif field == "data":
+            self._data.append(value)
+        # `id` and `retry` only matter to auto-reconnecting browsers; ignored here.
+        return None
+
+
 class EventStream:
     """An open Server-Sent Events subscription: iterate for `(event, data)` pairs.
 
-    Parsing follows the WHATWG event-stream rules: `event:` names the event (default
-    `message`), `data:` lines are joined with newlines and decoded as JSON (a non-object value
-    arrives as `{"data": value}`), comment lines (keep-alives) are skipped.
+    Parsed by EventParser; the data is decoded as JSON (a non-object value arrives as
+    `{"data": value}`).
     """
 
     def __init__(
@@ -311,13 +343,12 @@ class EventStream:
         self._conn = conn
         self._response = response
         self._source = source
+        self._parser = EventParser()
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> tuple[str, JSONDict]:
-        event = ""
-        data_lines: list[str] = []
         while True:
             try:
                 raw_line = self._response.readline()
@@ -330,21 +361,10 @@ class EventStream:
             if not raw_line:
                 self.close()
                 raise StopIteration
-            line = raw_line.decode("utf-8", "replace").rstrip("\r\n")
-            if not line:
-                if data_lines:
-                    return event or "message", _decode_event_data("\n".join(data_lines))
-                event = ""
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                event = value
-            elif field == "data":
-                data_lines.append(value)
-            # `id` and `retry` only matter to auto-reconnecting browsers; ignored here.
+            complete = self._parser.feed(raw_line)
+            if complete is not None:
+                event, data = complete
+                return event, _decode_event_data(data)
 
     def close(self) -> None:
         """Drop the connection; iteration then ends."""

@@ -25,7 +25,9 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from sidecar.addresses import is_loopback
 from sidecar.errors import ConfigError
+from sidecar.lifecycle import TimerSettings
 from sidecar.redaction import redact_url
 
 # re.ASCII: without it \d and IGNORECASE accept Unicode digits and letters (Arabic-Indic
@@ -115,6 +117,11 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+# The timers' names and defaults are the lifecycle's (the one definition); Settings reads them
+# from the environment and hands them over in `timer_settings()`.
+_TIMERS = TimerSettings()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Effective configuration; `load_settings()` reads each field from ENV_NAMES[field]."""
@@ -126,15 +133,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     api_token: Secret | None = None
-    # --- timers (seconds; 0 disables) ----------------------------------------------------------
-    ready_timeout: float = 300.0
-    first_player_timeout: float = 120.0
-    empty_timeout: float = 60.0
-    max_duration: float = 0.0
-    health_timeout: float = 30.0
-    match_end_grace: float = 5.0
-    network_idle_timeout: float = 0.0
-    network_idle_pps: float = 2.0
+    # --- timers (seconds; 0 disables): lifecycle.TimerSettings, see timer_settings() ----------
+    ready_timeout: float = _TIMERS.ready_timeout
+    first_player_timeout: float = _TIMERS.first_player_timeout
+    empty_timeout: float = _TIMERS.empty_timeout
+    max_duration: float = _TIMERS.max_duration
+    health_timeout: float = _TIMERS.health_timeout
+    match_end_grace: float = _TIMERS.match_end_grace
+    network_idle_timeout: float = _TIMERS.network_idle_timeout
+    network_idle_pps: float = _TIMERS.network_idle_pps
     # --- self-stop -----------------------------------------------------------------------------
     log_storage: str | None = None
     error_log_storage: str | None = None
@@ -160,7 +167,7 @@ class Settings:
                 "SIDECAR_DRY_RUN",
                 "false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN to be set",
             )
-        if self.api_token is None and not _is_loopback(self.host):
+        if self.api_token is None and not is_loopback(self.host):
             raise ConfigError(
                 "SIDECAR_HOST",
                 f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
@@ -168,6 +175,21 @@ class Settings:
             )
 
     # --- derived values ------------------------------------------------------------------------
+    def timer_settings(self) -> TimerSettings:
+        """The lifecycle's timers. Spelled out field by field, not copied by name: a timer
+        renamed on either side then fails the type checker instead of the start-up (a timer
+        added to TimerSettings and not here fails tests/test_config.py)."""
+        return TimerSettings(
+            ready_timeout=self.ready_timeout,
+            first_player_timeout=self.first_player_timeout,
+            empty_timeout=self.empty_timeout,
+            max_duration=self.max_duration,
+            health_timeout=self.health_timeout,
+            match_end_grace=self.match_end_grace,
+            network_idle_timeout=self.network_idle_timeout,
+            network_idle_pps=self.network_idle_pps,
+        )
+
     @property
     def delete_url_problem(self) -> str | None:
         """Why ARBITRIUM_DELETE_URL is unusable (SPEC §11: then it counts as missing), or None."""
@@ -277,6 +299,15 @@ def _optional_secret(value: str) -> Secret | None:
     return Secret(value.strip()) if value.strip() else None
 
 
+def _api_token(value: str) -> Secret | None:
+    token = value.strip()
+    # The game sends it in an HTTP header, and SPEC §11 answers a non-ASCII Authorization
+    # header with 401: such a token could never be used.
+    if token and not (token.isascii() and token.isprintable()):
+        raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
+    return Secret(token) if token else None
+
+
 def _host(value: str) -> str:
     if not value.strip():
         raise ValueError("expected an address such as 127.0.0.1, got an empty value")
@@ -336,21 +367,6 @@ def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
     return parse
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "delete_url": _optional_url,
-    "delete_token": _optional_secret,
-    "host": _host,
-    "port": _port,
-    "api_token": _optional_secret,
-    "network_idle_pps": _rate,
-    "log_storage": _optional_text,
-    "error_log_storage": _optional_text,
-    "stop_attempt_timeout": _positive_duration,
-    "on_stop_failure": _choice(StopFailurePolicy),
-    "dry_run": _tri_state,
-    "log_format": _choice(LogFormat),
-    "log_level": _choice(LogLevel),
-}
 _DURATION_FIELDS = frozenset(
     {
         "ready_timeout",
@@ -365,8 +381,23 @@ _DURATION_FIELDS = frozenset(
         "term_grace",
     }
 )
-_PARSERS.update(dict.fromkeys(_DURATION_FIELDS, parse_duration))
-_PARSERS["stop_attempt_timeout"] = _positive_duration  # an attempt needs some time
+# Every duration takes parse_duration unless the table below gives it a stricter parser.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    **dict.fromkeys(_DURATION_FIELDS, parse_duration),
+    "delete_url": _optional_url,
+    "delete_token": _optional_secret,
+    "host": _host,
+    "port": _port,
+    "api_token": _api_token,
+    "network_idle_pps": _rate,
+    "log_storage": _optional_text,
+    "error_log_storage": _optional_text,
+    "stop_attempt_timeout": _positive_duration,  # an attempt needs some time
+    "on_stop_failure": _choice(StopFailurePolicy),
+    "dry_run": _tri_state,
+    "log_format": _choice(LogFormat),
+    "log_level": _choice(LogLevel),
+}
 
 # Field name → the variable a user sets, for parsing, error messages and check-config.
 ENV_NAMES: dict[str, str] = {
@@ -379,13 +410,15 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+# Every variable the sidecar reads starts with one of these: its own settings, and what the
+# platform injects (sidecar.deployment).
+VARIABLE_PREFIXES = ("SIDECAR_", "ARBITRIUM_", "MM_")
+
+
+def without_sidecar_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without any variable the sidecar reads: where tests and benchmarks start the
+    environment of a sidecar they launch, so that a developer's own exports cannot change it."""
+    return {key: value for key, value in environ.items() if not key.startswith(VARIABLE_PREFIXES)}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -403,6 +436,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 raise ConfigError(variable, str(exc)) from None
     values.update(overrides)
     return Settings(**values)
+
+
+def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets as set in the environment (what Settings.secrets() holds once loaded), to
+    redact text written without a Settings: a crash before or outside `load_settings()`."""
+    env = os.environ if environ is None else environ
+    return [
+        env[variable].strip()
+        for field, variable in ENV_NAMES.items()
+        if _PARSERS[field] is _optional_secret and env.get(variable, "").strip()
+    ]
 
 
 def redacted_settings(settings: Settings) -> dict[str, str]:

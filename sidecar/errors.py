@@ -4,9 +4,24 @@
     ├── ConfigError              a setting is invalid: the CLI prints it and exits 2
     ├── UsageError               a command-line flag or argument is invalid: exit 2
     ├── StartupError             cannot start (port in use, ...): exit 3
-    └── GameStartError           the game command cannot be started: exit 127 / 126
+    ├── GameStartError           the game command cannot be started: the run ends 127 / 126
+    ├── DemoError                a step of `edgegap-sidecar demo` failed: exit 1
+    ├── emulator.harness.EmulatorError  the in-process emulator answered unexpectedly
+    └── HttpError                a request is answered with an error status
+        ├── api.ApiError                  ... in the local API's `{"error": {...}}` envelope
+        ├── emulator.wire.PlatformError   ... in the platform's `{"message"}` shape
+        └── emulator.fleets.FleetError    ... a fleet or policy the store refuses
 
-Only `cli.main` catches `Exception` at large; everything else catches what it can handle.
+Outside it on purpose: `lifecycle.TransitionRefused` and `lifecycle.RosterFull` (the pure core
+imports nothing of ours), `events.TooManySubscribers` (the hub's own refusal, turned into a 429
+by the API) and `client.SidecarClientError` with its subclasses (client.py is one stdlib-only
+file that games copy).
+
+Who catches what: `cli.main` is the last-resort guard. It turns a SidecarError into its one-line
+message and exit code, and any other Exception (a bug) into a redacted traceback on stderr and
+exit 1. Elsewhere `except Exception` stands only at an isolation boundary (one request, one
+self-stop attempt, a signal handler, a log record, another thread's result), with a comment
+saying why; everything else catches what it can handle.
 """
 
 from __future__ import annotations
@@ -38,3 +53,20 @@ class GameStartError(SidecarError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class DemoError(SidecarError):
+    """A step of the demo failed; the message names the step and what went wrong."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"failed while {step}: {' '.join(message.split())}")
+
+
+class HttpError(SidecarError):
+    """An error answer to a request: `status` and a message for the body. Each server renders
+    it in its own shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -100,6 +100,21 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+# The most players the roster holds, named or anonymous (SPEC §11: documented, at least 10,000).
+# Every status, event and metrics scrape carries the ids: unbounded, 50k ids made a 6.2 MB status.
+ROSTER_CAP = 10_000
+
+
+class RosterFull(Exception):
+    """A roster change that would exceed ROSTER_CAP (the API answers 422)."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__(
+            f"the roster holds at most {ROSTER_CAP} players; this change would make it {wanted}"
+        )
+        self.wanted = wanted
+
+
 class TransitionRefused(Exception):
     """A lifecycle change that no longer applies (the API answers 409)."""
 
@@ -111,7 +126,8 @@ class TransitionRefused(Exception):
 
 @dataclass(frozen=True)
 class TimerSettings:
-    """Timer lengths in seconds; 0 disables a timer."""
+    """Timer lengths in seconds; 0 disables a timer. The one definition of the timers: their
+    defaults are SPEC §4's, and config.Settings reads them from the environment."""
 
     ready_timeout: float = 300.0
     first_player_timeout: float = 120.0
@@ -251,9 +267,12 @@ class Lifecycle:
             self._network_anchor = self.now
 
     def player_connected(self, player_id: str) -> int:
+        """Add a player (idempotent per id); `RosterFull` beyond ROSTER_CAP."""
         self._reports_players()
         roster = self._roster
         if player_id not in roster.ids:
+            if roster.count >= ROSTER_CAP:
+                raise RosterFull(roster.count + 1)
             roster.ids[player_id] = None
             self._roster_changed(roster.count - 1)
         return roster.count
@@ -272,13 +291,17 @@ class Lifecycle:
         return roster.count
 
     def set_players(self, ids: Iterable[str] | None = None, count: int | None = None) -> int:
-        """Replace the whole roster: exactly these ids, or `count` anonymous players."""
+        """Replace the whole roster: exactly these ids, or `count` anonymous players;
+        `RosterFull` (and no change) beyond ROSTER_CAP."""
         self._reports_players()
         before = self._roster.count
         if ids is not None:
-            self._roster = _Roster(ids=dict.fromkeys(ids))
+            roster = _Roster(ids=dict.fromkeys(ids))
         else:
-            self._roster = _Roster(anonymous=max(0, count or 0))
+            roster = _Roster(anonymous=max(0, count or 0))
+        if roster.count > ROSTER_CAP:
+            raise RosterFull(roster.count)
+        self._roster = roster
         self._roster_changed(before)
         return self._roster.count
 

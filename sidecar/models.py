@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from sidecar.lifecycle import ROSTER_CAP
+
 MAX_RESULT_BYTES = 16 * 1024
 
 
@@ -40,8 +42,9 @@ class PlayerBody(_Body):
 
 
 class PlayersBody(_Body):
-    player_ids: list[PlayerId] | None = Field(default=None, max_length=10_000)
-    count: int | None = Field(default=None, ge=0, le=1_000_000)
+    # The roster cap, here too so that the request schema states it.
+    player_ids: list[PlayerId] | None = Field(default=None, max_length=ROSTER_CAP)
+    count: int | None = Field(default=None, ge=0, le=ROSTER_CAP)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PlayersBody:

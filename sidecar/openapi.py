@@ -269,10 +269,11 @@ def _body_errors(required: bool) -> dict[str, Any]:
     malformed = "Malformed JSON (NaN and Infinity are not JSON)"
     return {
         "400": _error(malformed + (", or no body." if required else ".")),
+        "408": _error("The body did not arrive within 10 s; the connection is closed."),
         "413": _error("The body is larger than 64 KiB."),
         "422": _error(
             "Valid JSON of the wrong shape: not an object, an unknown field, a value out of "
-            "range, nesting deeper than 64 levels."
+            "range, nesting deeper than 64 levels, or a roster over its cap of 10,000 ids."
         ),
     }
 

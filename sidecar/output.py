@@ -9,7 +9,8 @@ Why this shape
 * Records are written by a small daemon thread, never on the event loop: our stdout may be
   broken (EPIPE), closed, or stalled (a log collector that stops reading). The agent awaits a
   record for at most :data:`RECORD_TIMEOUT` and then carries on with the self-stop whatever
-  happened (SPEC §11); a record that could not be written is logged to stderr instead, once.
+  happened (SPEC §11); a record that could not be written goes to stderr instead, on a line of
+  its own (one warning says why).
   Signal handlers use :func:`submit_record`, which never waits.
 * The hand-off to the thread is a bounded queue, not the lock: the relay thread may hold the
   lock for as long as a write to a stalled stdout blocks, and the loop must never wait on it.
@@ -41,6 +42,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from sidecar.logs import write_stderr_line
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +162,7 @@ class OrderedOutput:
     async def write_record(self, record: Mapping[str, Any], wait: float = RECORD_TIMEOUT) -> bool:
         """Write `record` as one line; True once written. Never raises, waits at most `wait` s.
 
-        When it cannot be written in time the record is logged to stderr instead and skipped.
+        When it cannot be written in time the record goes to stderr instead and is skipped here.
         """
         loop = asyncio.get_running_loop()
         written: asyncio.Future[bool] = loop.create_future()
@@ -177,13 +180,7 @@ class OrderedOutput:
                 return await written
         except TimeoutError:
             item.abandoned = True
-            log.warning(
-                "stdout did not take the %s record within %.2gs (stalled?); it is logged here "
-                "instead: %s",
-                record.get("event", "sidecar"),
-                wait,
-                item.data.decode().rstrip("\n"),
-            )
+            _to_stderr(item, f"stdout did not take a record within {wait:.2g}s (stalled?)")
             return False
 
     def submit_record(self, record: Mapping[str, Any]) -> None:
@@ -191,15 +188,27 @@ class OrderedOutput:
         self._submit(record, None)
 
     def flush(self, timeout: float) -> bool:
-        """Wait up to `timeout` for the records queued so far; True if they are all out."""
+        """Wait up to `timeout` for the records queued so far; True if they are all out.
+
+        At exit: records still queued when the time is up go to stderr, so a stalled stdout
+        costs the stored logs no record.
+        """
         if self._thread is None:
             return True
         done = threading.Event()
         try:
             self._queue.put(_Record(b"", lambda ok: done.set()), timeout=timeout)
         except queue.Full:
-            return False
-        return done.wait(timeout)
+            pass
+        else:
+            if done.wait(timeout):
+                return True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                item.abandoned = True
+                _to_stderr(item, "stdout did not take the last records before exit")
+        return False
 
     def _submit(
         self, record: Mapping[str, Any], on_done: Callable[[bool], None] | None
@@ -214,7 +223,7 @@ class OrderedOutput:
             self._queue.put_nowait(item)
         except (queue.Full, RuntimeError) as exc:
             reason = "too many records queued" if isinstance(exc, queue.Full) else repr(exc)
-            _log_dropped(item, reason)
+            _to_stderr(item, reason)
             return None
         return item
 
@@ -267,15 +276,27 @@ class OrderedOutput:
                         self._error = exc
                 if self._error is not None:
                     ok = False
-                    _log_dropped(item, f"cannot write to stdout: {self._error}")
+                    _to_stderr(item, f"cannot write to stdout ({self._error})")
             if item.on_done is not None:
                 item.on_done(ok)
 
 
-def _log_dropped(item: _Record, reason: str) -> None:
+_warned = False
+_warned_lock = threading.Lock()
+
+
+def _to_stderr(item: _Record, reason: str) -> None:
+    """The stderr log is the stored logs' other half: the record goes there, on a line of its
+    own so that a one-object-per-line parser still finds it; the reason is said once."""
+    global _warned
     if item.data:
-        # The stderr log is the stored logs' other half: the explanation survives there.
-        log.warning("%s; record: %s", reason, item.data.decode().rstrip("\n"))
+        with _warned_lock:
+            first, _warned = not _warned, True
+        if first:
+            log.warning(
+                "%s: records are written to stderr instead, each on a line of its own", reason
+            )
+        write_stderr_line(item.data)
     if item.on_done is not None:
         item.on_done(False)
 

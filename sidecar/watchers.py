@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import socket
 from collections.abc import Collection, Iterable
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from sidecar.addresses import is_loopback
 from sidecar.supervisor import GameExit
 
 
@@ -59,21 +59,10 @@ def find_game_port(pids: Iterable[int], ports: Collection[int] | None) -> tuple[
             host, port = conn.laddr.ip, conn.laddr.port
             if wanted and port not in wanted:
                 continue
-            if _is_loopback(host):
+            if is_loopback(host):
                 continue
             return protocol, port
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # ::ffff:127.0.0.1 is loopback, but only the IPv4 view of it says so.
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pytest
 from games.harness import GameRunner
 
 from sidecar.agent import Agent
-from sidecar.config import load_settings
+from sidecar.config import load_settings, without_sidecar_variables
 from sidecar.emulator import EmulatorOptions, EmulatorServer
 from sidecar.reaper import Reaper
 
@@ -99,9 +99,7 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
 
 def base_env(**extra: str) -> dict[str, str]:
     """The test environment without platform or sidecar settings, plus `extra`."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_", "MM_"))
-    }
+    env = without_sidecar_variables(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,13 @@ async def test_self_stop_survives_a_bad_stdout(emulator: EmulatorServer, how: st
         async with asyncio.timeout(10):
             code = await proc.wait()
         assert code == 0
+        # The explanation survives in the stored logs' other half: the record on a stderr line
+        # of its own, where a one-object-per-line parser finds it.
+        assert proc.stderr is not None
+        stderr = (await proc.stderr.read()).decode()
+        records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        assert [r["event"] for r in records] == ["sidecar.stop", "sidecar.terminate"]
+        assert stderr.count("records are written to stderr instead") == 1
         deletes = await emulator.requests(path_contains="/v1/self/stop/", method="DELETE")
         assert len(deletes) == 1
         assert request_id in deletes[0]["path"]

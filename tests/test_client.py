@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from sidecar.addresses import local_url
 from sidecar.client import (
+    EventParser,
     EventStream,
     Heartbeat,
     SidecarAPIError,
@@ -290,6 +292,14 @@ class TestEvents:
         with pytest.raises((StopIteration, SidecarConnectionError)):
             next(stream)
 
+    def test_stream_framing_follows_the_event_stream_rules(self) -> None:
+        """Named and unnamed events, multi-line data, comments and CRLF are read as browsers do."""
+        parser = EventParser()
+        lines = b': keep-alive\r\nevent: state\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+        lines += b"\n\ndata:plain\nid: 7\n\n"
+        events = [done for line in lines.splitlines(keepends=True) if (done := parser.feed(line))]
+        assert events == [("state", '{"a":\n1}'), ("message", "plain")]
+
     def test_events_need_the_token(self, start_sidecar: Callable[..., Sidecar]) -> None:
         """Subscribing without the token raises the 401 at once, before any iteration."""
         sidecar = start_sidecar(SIDECAR_API_TOKEN="tok")
@@ -331,3 +341,13 @@ class TestVendorable:
             if isinstance(node, ast.ImportFrom) and node.level == 0
         }
         assert modules <= set(sys.stdlib_module_names) | {"__future__"}
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "[::]", "::1", "10.1.2.3", ""])
+    def test_finds_the_sidecar_as_the_sidecar_tells_it(
+        self, host: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """From SIDECAR_HOST/SIDECAR_PORT the client builds the URL the sidecar's own rule gives
+        (client.py keeps a copy of sidecar.addresses.local_url so that it stays one file)."""
+        monkeypatch.setenv("SIDECAR_HOST", host)
+        monkeypatch.setenv("SIDECAR_PORT", "8787")
+        assert SidecarClient().base_url == local_url(host, 8787)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from sidecar.config import (
     load_settings,
     parse_duration,
     redacted_settings,
+    without_sidecar_variables,
 )
 from sidecar.errors import ConfigError
+from sidecar.lifecycle import TimerSettings
 
 PLATFORM = {
     "ARBITRIUM_DELETE_URL": "http://127.0.0.1:9/v1/self/stop/abcdef123456/1",
@@ -27,11 +30,9 @@ PLATFORM = {
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "ARBITRIUM_"))}
-    base.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sidecar", *args],
-        env=base,
+        env={**without_sidecar_variables(os.environ), **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
@@ -155,11 +156,33 @@ class TestLoading:
         assert error.value.variable == "SIDECAR_HOST"
         assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t"}).api_token
 
+    @pytest.mark.parametrize(
+        "host", ["localhost", "127.0.0.2", "::1", "[::1]", "::1%1", "::ffff:127.0.0.1"]
+    )
+    def test_loopback_host_in_any_spelling_needs_no_token(self, host: str) -> None:
+        """Every way of writing a loopback address binds without SIDECAR_API_TOKEN."""
+        assert load_settings({"SIDECAR_HOST": host}).host == host
+
+    @pytest.mark.parametrize("host", ["::", "10.0.0.1", "::ffff:10.0.0.1", "game.example"])
+    def test_other_hosts_need_a_token(self, host: str) -> None:
+        """A wildcard, a LAN address or a name other than localhost needs SIDECAR_API_TOKEN."""
+        with pytest.raises(ConfigError, match="not a loopback address"):
+            load_settings({"SIDECAR_HOST": host})
+
     def test_settings_can_be_built_directly(self) -> None:
         """Tests and embedders build Settings with field names."""
         settings = Settings(empty_timeout=120.0, delete_url="http://x/", delete_token=Secret("t"))
         assert settings.empty_timeout == 120
         assert not settings.effective_dry_run
+
+    def test_every_timer_reaches_the_lifecycle(self) -> None:
+        """Each timer variable a user sets arrives in the lifecycle's TimerSettings."""
+        names = [field.name for field in dataclasses.fields(TimerSettings)]
+        env = {ENV_NAMES[name]: str(1001 + index) for index, name in enumerate(names)}
+        timers = load_settings(env).timer_settings()
+        assert [getattr(timers, name) for name in names] == [
+            1001.0 + index for index in range(len(names))
+        ]
 
     def test_every_variable_has_a_parser_and_round_trips_its_default(self) -> None:
         """Each variable parses, and check-config shows durations in the accepted syntax."""
@@ -263,6 +286,9 @@ class TestAbsurdValues:
             ("SIDECAR_NETWORK_IDLE_PPS", "1e999"),
             ("SIDECAR_NETWORK_IDLE_PPS", "٢"),
             ("SIDECAR_NETWORK_IDLE_PPS", "9" * 400),
+            # Sent in a header, which SPEC §11 refuses when it is not ASCII: it could never work.
+            ("SIDECAR_API_TOKEN", "caf\u00e9-token"),
+            ("SIDECAR_API_TOKEN", "two\nlines"),
         ],
     )
     def test_absurd_numbers_name_the_variable(self, variable: str, value: str) -> None:

@@ -14,18 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sidecar.config import without_sidecar_variables
+
 ROOT = Path(__file__).resolve().parents[1]
 # Well inside pytest's 60 s: a hung demo fails here with its output rather than by the timeout.
 RUN_TIMEOUT = 50.0
 
 
 def run_demo(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ARBITRIUM_", "SIDECAR_", "MM_"))
-    }
-    env.update(extra_env)
+    env = {**without_sidecar_variables(os.environ), **extra_env}
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "demo", *args],
         cwd=ROOT,

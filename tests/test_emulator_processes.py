@@ -313,6 +313,39 @@ class TestLogStorage:
         assert "got SIGTERM" in (await emu.logs(request_id))["logs"]
 
 
+SPLIT_LINES = """
+import os, signal, time
+os.write(1, b"half a ")
+time.sleep(0.1)  # separate reads: the stderr line arrives while the stdout line is open
+os.write(2, b"an error line\\n")
+time.sleep(0.1)
+os.write(1, b"line\\nno newline at the end")
+signal.pause()
+"""
+
+
+class TestLogMerging:
+    async def test_streams_merge_line_by_line(self, tmp_path: Path) -> None:
+        """A stdout line written in two pieces is not cut by a stderr line written between
+        them, and a last line without a newline is kept when the process ends."""
+        script = tmp_path / "split.py"
+        script.write_text(SPLIT_LINES)
+        command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+        settings = EmulatorOptions(
+            port=0, status_step_seconds=0.0, game_port=0, apps={"split": command}
+        )
+        async with EmulatorServer(settings) as emu:
+            request_id = await deploy_ready(emu, "split")
+            text = await eventually(
+                lambda: raw_logs(emu, request_id), lambda t: "half a line\n" in t
+            )
+            assert text == "an error line\nhalf a line\n"
+            env = await emu.env(request_id)
+            assert (await self_stop(emu, env, container_log_storage="true"))[0] == 200
+            await emu.wait_for_status(request_id, "Status.TERMINATED", timeout=5)
+            assert await raw_logs(emu, request_id) == text + "no newline at the end"
+
+
 class TestRestartPolicy:
     async def test_always_restarts_a_crashing_process(self, emu: EmulatorServer) -> None:
         """With `always` a crash restarts: restart_count grows, exit code and crash logs kept."""

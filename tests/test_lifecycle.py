@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sidecar.lifecycle import (
+    ROSTER_CAP,
     Lifecycle,
+    RosterFull,
     State,
     StopReason,
     TimerSettings,
@@ -25,18 +27,8 @@ class FakeClock:
 
 
 def make(clock: FakeClock, **timers: float) -> Lifecycle:
-    defaults = {
-        "ready_timeout": 300.0,
-        "first_player_timeout": 120.0,
-        "empty_timeout": 60.0,
-        "max_duration": 0.0,
-        "health_timeout": 30.0,
-        "match_end_grace": 5.0,
-        "network_idle_timeout": 0.0,
-        "network_idle_pps": 2.0,
-    }
-    defaults.update(timers)
-    return Lifecycle(TimerSettings(**defaults), clock)
+    """A lifecycle with SPEC §4's default timers (TimerSettings' own), but for `timers`."""
+    return Lifecycle(TimerSettings(**timers), clock)
 
 
 def run_until(lc: Lifecycle, clock: FakeClock, seconds: float) -> None:
@@ -484,3 +476,32 @@ class TestDrainAndStop:
         lc.player_disconnected("a")
         lc.set_players(count=1)
         assert lc.players_peak == 3
+
+
+class TestRosterCap:
+    def test_connect_beyond_the_cap_is_refused_without_change(self, clock: FakeClock) -> None:
+        """The ROSTER_CAP+1-th distinct id raises RosterFull and changes nothing; known ids
+        and disconnects still work at the cap."""
+        lc = make(clock)
+        lc.set_players(ids=[f"p{i}" for i in range(ROSTER_CAP)])
+        with pytest.raises(RosterFull, match="at most 10000"):
+            lc.player_connected("new")
+        assert lc.player_count == ROSTER_CAP
+        assert "new" not in lc.player_ids
+        assert lc.player_connected("p0") == ROSTER_CAP
+        assert lc.player_disconnected("p0") == ROSTER_CAP - 1
+        assert lc.player_connected("new") == ROSTER_CAP
+
+    def test_set_players_beyond_the_cap_keeps_the_old_roster(self, clock: FakeClock) -> None:
+        """Replacing the roster with too many ids or too large a count raises RosterFull and
+        keeps the roster as it was; the cap counts anonymous players too."""
+        lc = make(clock)
+        lc.set_players(ids=["a", "b"])
+        with pytest.raises(RosterFull):
+            lc.set_players(ids=[str(i) for i in range(ROSTER_CAP + 1)])
+        with pytest.raises(RosterFull):
+            lc.set_players(count=ROSTER_CAP + 1)
+        assert lc.player_ids == ["a", "b"]
+        assert lc.set_players(count=ROSTER_CAP) == ROSTER_CAP
+        with pytest.raises(RosterFull):
+            lc.player_connected("one-more")

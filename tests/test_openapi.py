@@ -92,11 +92,23 @@ class TestCoverage:
                 assert _without_patterns(mine) == field, name
 
     def test_lifecycle_answers_allow_what_the_spec_says(self) -> None:
-        """202 for the idempotent stop calls, 409 for changes that no longer apply, 413/422
+        """202 for the idempotent stop calls, 409 for changes that no longer apply, 408/413/422
         for every body, and the error envelope on every 4xx."""
         paths = openapi.document(token_required=False)["paths"]
-        assert set(paths["/v1/match/end"]["post"]["responses"]) == {"202", "400", "413", "422"}
-        assert set(paths["/v1/shutdown"]["post"]["responses"]) == {"202", "400", "413", "422"}
+        assert set(paths["/v1/match/end"]["post"]["responses"]) == {
+            "202",
+            "400",
+            "408",
+            "413",
+            "422",
+        }
+        assert set(paths["/v1/shutdown"]["post"]["responses"]) == {
+            "202",
+            "400",
+            "408",
+            "413",
+            "422",
+        }
         assert set(paths["/v1/ready"]["post"]["responses"]) == {"200", "409"}
         assert "409" in paths["/v1/match/start"]["post"]["responses"]
         assert "text/event-stream" in paths["/v1/events"]["get"]["responses"]["200"]["content"]

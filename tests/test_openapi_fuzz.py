@@ -257,14 +257,6 @@ EDGES = {
     "unknown-field": Edge("POST", "/v1/hold", b'{"seconds": 1, "minutes": 2}'),
     "control-character-id": Edge("POST", "/v1/players/connect", b'{"player_id": "a\\u0007"}'),
 }
-# Why each fails on this branch; the api-hardening branch fixes api.py (issue 8, items 8, 10).
-FAILING_HERE = {
-    "nesting-1000-levels": "500 today: RecursionError in json.loads, the match end is lost",
-    "nesting-65-levels": "202 today: no depth limit (SPEC 11: deeper than 64 levels is a 422)",
-    "nan-is-not-json": "422 today: json.loads takes NaN (SPEC 11: 400)",
-    "infinity-is-not-json": "202 today: -Infinity lands in the match result (SPEC 11: 400)",
-    "non-ascii-bearer": "500 today: UnicodeEncodeError in api._authorize (SPEC 11: 401)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -276,12 +268,7 @@ def edge_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSidec
 class TestEdges:
     @pytest.mark.parametrize(
         "name",
-        [
-            pytest.param(name, marks=pytest.mark.xfail(reason=FAILING_HERE[name]))
-            if name in FAILING_HERE
-            else name
-            for name in EDGES
-        ],
+        list(EDGES),
     )
     def test_edges_get_their_4xx_inside_the_document(
         self, edge_sidecar: LiveSidecar, name: str

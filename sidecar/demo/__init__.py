@@ -25,7 +25,8 @@ Modules, one responsibility each:
 
 from sidecar.demo.command import main
 from sidecar.demo.options import DemoOptions, add_arguments, options_from_args
-from sidecar.demo.scenario import Demo, DemoError, DemoSummary
+from sidecar.demo.scenario import Demo, DemoSummary
+from sidecar.errors import DemoError
 
 __all__ = [
     "Demo",

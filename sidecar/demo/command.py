@@ -7,8 +7,9 @@ import asyncio
 import sys
 
 from sidecar.demo.options import options_from_args
-from sidecar.demo.scenario import Demo, DemoError
+from sidecar.demo.scenario import Demo
 from sidecar.demo.timeline import Timeline
+from sidecar.errors import DemoError
 
 EXIT_FAILED = 1
 

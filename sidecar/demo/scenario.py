@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.client import EventParser
 from sidecar.demo.example import (
     LOOPBACK,
     ExampleGame,
@@ -33,6 +34,7 @@ from sidecar.demo.options import DemoOptions
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
+from sidecar.errors import DemoError
 
 APP_NAME = "demo-game"
 
@@ -46,13 +48,6 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
-
-
-class DemoError(Exception):
-    """A step of the demo failed; the message names the step and what went wrong."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(f"failed while {step}: {' '.join(message.split())}")
 
 
 def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
@@ -71,26 +66,18 @@ def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
 
 async def sse_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Server-Sent Events as (event name, JSON data); comments and non-JSON data are skipped."""
-    event = "message"
-    data: list[str] = []
+    parser = EventParser()
     async for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                try:
-                    payload = json.loads("\n".join(data))
-                except ValueError:
-                    payload = None
-                if isinstance(payload, dict):
-                    yield event, payload
-            event, data = "message", []
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+        complete = parser.feed(raw)
+        if complete is None:
+            continue
+        event, text = complete
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(payload, dict):
+            yield event, payload
 
 
 # ---- the scenario -------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from sidecar.emulator.environment import (
     external_port,
     pick_free_port,
 )
-from sidecar.emulator.faults import FaultQueue
+from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.locations import deployment_location, locations_view
 from sidecar.emulator.metrics import metrics_view, select_samples, zero_sample
@@ -73,7 +73,7 @@ from sidecar.emulator.views import (
     tag_view,
 )
 from sidecar.emulator.wire import (
-    ApiError,
+    PlatformError,
     error_response,
     log_storage_choice,
     parse_body,
@@ -121,8 +121,9 @@ async def _record_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path.startswith(control.PREFIX):
         return await handler(request)
     started = time.monotonic()
+    CURRENT_FAULT.set(None)
     response = await handler(request)
-    state_of(request).requests.record(request, response.status, started)
+    state_of(request).requests.record(request, response, started, CURRENT_FAULT.get())
     return response
 
 
@@ -130,7 +131,7 @@ async def _record_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
+    except PlatformError as exc:
         return error_response(exc.status, exc.message, exc.extra, exc.headers)
     except FleetError as exc:
         return error_response(exc.status, exc.message)
@@ -145,8 +146,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def _fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    fault = state_of(request).faults.take(request.match_info.route.name)
+    fault = state_of(request).faults.take(
+        request.match_info.route.name, request.match_info.get("request_id")
+    )
     if fault is not None:
+        CURRENT_FAULT.set(fault)
         if fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         if fault.status is not None:
@@ -164,7 +168,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.headers.get("authorization"), state_of(request).options.api_token
         )
         if problem is not None:
-            raise ApiError(401, problem)
+            raise PlatformError(401, problem)
     return await handler(request)
 
 
@@ -175,7 +179,7 @@ def _deployment(request: web.Request) -> Deployment:
     request_id = request.match_info["request_id"]
     deployment = state_of(request).store.get(request_id)
     if deployment is None:
-        raise ApiError(404, f"Deployment {request_id} not found")
+        raise PlatformError(404, f"Deployment {request_id} not found")
     return deployment
 
 
@@ -196,7 +200,7 @@ def _create_deployment(
     try:
         internal = options.game_port or pick_free_port()
     except OSError:
-        raise ApiError(503, "Couldn't Allocate Server") from None
+        raise PlatformError(503, "Couldn't Allocate Server") from None
     now = utcnow()
     deployment = Deployment(
         request_id=state.store.new_request_id(),
@@ -258,7 +262,7 @@ async def deploy_v2(request: web.Request) -> web.Response:
 async def deploy_v1(request: web.Request) -> web.Response:
     body = await parse_body(request, DeployV1)
     if not body.ip_list and not body.geo_ip_list:
-        raise ApiError(422, "One of ip_list or geo_ip_list is required")
+        raise PlatformError(422, "One of ip_list or geo_ip_list is required")
     storage = body.container_log_storage
     deployment = _create_deployment(
         request,
@@ -297,7 +301,7 @@ async def stop(request: web.Request) -> web.Response:
     keep, storage = log_storage_choice(request)
     outcome = state_of(request).manager.request_stop(deployment, keep, storage)
     if outcome is StopOutcome.GONE:
-        raise ApiError(410, "Instance Already terminated")
+        raise PlatformError(410, "Instance Already terminated")
     status = 200 if outcome is StopOutcome.ACCEPTED else 202
     return web.json_response(stop_view(deployment), status=status)
 
@@ -305,14 +309,14 @@ async def stop(request: web.Request) -> web.Response:
 async def self_stop(request: web.Request) -> web.Response:
     deployment = _deployment(request)
     if request.match_info["access_point_id"] != str(deployment.access_point_id):
-        raise ApiError(404, "Access point not found")
+        raise PlatformError(404, "Access point not found")
     if not raw_token_matches(request.headers.get("authorization"), deployment.delete_token):
-        raise ApiError(401, "Unauthorized")
+        raise PlatformError(401, "Unauthorized")
     keep, storage = log_storage_choice(request)
     outcome = state_of(request).manager.request_stop(deployment, keep, storage)
     if outcome is StopOutcome.GONE:
         # The reference lists no 410 for self-stop: a terminated deployment is simply not found.
-        raise ApiError(404, f"Deployment {deployment.request_id} not found")
+        raise PlatformError(404, f"Deployment {deployment.request_id} not found")
     if outcome is StopOutcome.ACCEPTED:
         return web.json_response(stop_view(deployment))
     return web.json_response(
@@ -340,7 +344,7 @@ def _filter_value(deployment: Deployment, field: str) -> list[str]:
         "continent": [str(deployment.location["continent"])],
     }
     if field not in values:
-        raise ApiError(400, f"Unsupported filter field {field!r}")
+        raise PlatformError(400, f"Unsupported filter field {field!r}")
     return values[field]
 
 
@@ -392,7 +396,7 @@ async def container_logs(request: web.Request) -> web.Response:
     link = None
     if deployment.terminated:
         if not deployment.logs_kept or deployment.logs is None:
-            raise ApiError(
+            raise PlatformError(
                 404, "Logs are not available: the deployment is terminated and logs were not kept"
             )
         base = state_of(request).base_url or str(request.url.origin())
@@ -412,7 +416,7 @@ def _query_time(request: web.Request, name: str) -> datetime | None:
             return datetime.strptime(text, layout).replace(tzinfo=UTC)
         except ValueError:
             continue
-    raise ApiError(400, f"{name} should match %Y-%m-%d %H:%M:%S.%f")
+    raise PlatformError(400, f"{name} should match %Y-%m-%d %H:%M:%S.%f")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -420,12 +424,12 @@ async def metrics(request: web.Request) -> web.Response:
     start = _query_time(request, "start_time") or deployment.created_at
     end = _query_time(request, "end_time") or utcnow()
     if end <= start:
-        raise ApiError(422, "end_time must be greater than start_time")
+        raise PlatformError(422, "end_time must be greater than start_time")
     step = None
     if steps := request.query.get("steps"):
         match = _STEP.match(steps)
         if match is None or int(match.group(1)) == 0:
-            raise ApiError(400, "steps should look like 30s, 1m, 5m, 10m or 1h")
+            raise PlatformError(400, "steps should look like 30s, 1m, 5m, 10m or 1h")
         unit = {"s": 1, "m": 60, "h": 3600}[match.group(2)]
         step = timedelta(seconds=int(match.group(1)) * unit)
     manager = state_of(request).manager
@@ -441,11 +445,11 @@ async def metrics(request: web.Request) -> web.Response:
 async def context(request: web.Request) -> web.Response:
     deployment = _deployment(request)
     if request.match_info["number"] != str(deployment.context_number):
-        raise ApiError(404, "Context not found")
+        raise PlatformError(404, "Context not found")
     if not raw_token_matches(request.headers.get("authorization"), deployment.context_token):
-        raise ApiError(401, "Unauthorized")
+        raise PlatformError(401, "Unauthorized")
     if deployment.terminated:
-        raise ApiError(404, f"Deployment {deployment.request_id} not found")
+        raise PlatformError(404, f"Deployment {deployment.request_id} not found")
     return web.json_response(context_view(deployment))
 
 
@@ -455,7 +459,7 @@ async def context(request: web.Request) -> web.Response:
 def _tag(deployment: Deployment, name: str) -> Tag:
     tag = deployment.tags.get(name)
     if tag is None:
-        raise ApiError(404, f"Tag {name} not found")
+        raise PlatformError(404, f"Tag {name} not found")
     return tag
 
 
@@ -474,7 +478,7 @@ async def create_tag(request: web.Request) -> web.Response:
     deployment = _deployment(request)
     body = await parse_body(request, TagBody)
     if body.name in deployment.tags:
-        raise ApiError(409, f"Tag {body.name} already exists")
+        raise PlatformError(409, f"Tag {body.name} already exists")
     now = utcnow()
     tag = deployment.tags[body.name] = Tag(body.name, now, now)
     return web.json_response(tag_view(tag))
@@ -486,7 +490,7 @@ async def update_tag(request: web.Request) -> web.Response:
     body = await parse_body(request, TagBody)
     if body.name != tag.name:
         if body.name in deployment.tags:
-            raise ApiError(409, f"Tag {body.name} already exists")
+            raise PlatformError(409, f"Tag {body.name} already exists")
         # Rebuild the mapping so the renamed tag keeps its place in the order.
         deployment.tags = {
             (body.name if name == tag.name else name): item

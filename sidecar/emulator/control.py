@@ -1,18 +1,29 @@
 """The control API under `/_emulator/`: fault injection, the request log and deployment
 internals, for tests and users' CI. It needs no authentication and its calls are not logged.
 
-    GET    /_emulator/faults                       {"faults": [pending faults]}
+    GET    /_emulator/faults                       {"faults": [pending faults, each with
+                                                    remaining, active, starts_in, ends_in]}
     POST   /_emulator/faults                       {"target": "self_stop", "status": 503,
                                                     "count": 2, "delay_seconds": 0.0,
-                                                    "retry_after": null} → 201
-           the next `count` calls of `target` wait `delay_seconds`, then answer `status`
-           (`{"message": "Injected fault"}`, `Retry-After` if set) or, with `status` null,
-           are processed normally; faults queue in order. `target` is a platform route name.
+                                                    "retry_after": null, "request_id": null,
+                                                    "starts_in_seconds": 0,
+                                                    "duration_seconds": null} → 201
+           the next `count` calls of `target` (null: every call while the fault lasts) wait
+           `delay_seconds`, then answer `status` (`{"message": "Injected fault"}`,
+           `Retry-After` if set) or, with `status` null, are processed normally; faults queue
+           in order. `target` is a platform route name; `request_id` limits the fault to one
+           deployment; it becomes active after `starts_in_seconds` and, with
+           `duration_seconds`, lapses that long after (faults.py).
     DELETE /_emulator/faults                       {"cleared": n}
     GET    /_emulator/requests?path_contains=&method=
                                                    {"requests": [{method, path, query, headers
-                                                    (authorization as sent), status, time,
-                                                    timestamp, duration_ms}]}
+                                                    (authorization as sent), status,
+                                                    retry_after (the Retry-After answered, or
+                                                    null), fault (the injected fault that
+                                                    answered or delayed it, or null), time,
+                                                    timestamp (answered, Unix seconds),
+                                                    duration_ms}], "dropped": n (oldest
+                                                    entries dropped by the log's bound)}
     DELETE /_emulator/requests                     {"cleared": n}
     GET    /_emulator/deployments/{request_id}/env  the ARBITRIUM_* (and deploy) variables of
                                                    that deployment, as a flat JSON object
@@ -35,7 +46,7 @@ from sidecar.emulator.models import FaultBody
 from sidecar.emulator.state import state_of
 from sidecar.emulator.store import Deployment, Status
 from sidecar.emulator.views import status_view
-from sidecar.emulator.wire import ApiError, parse_body
+from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
 _MAX_WAIT_SECONDS = 60.0
@@ -45,7 +56,7 @@ def _deployment(request: web.Request) -> Deployment:
     request_id = request.match_info["request_id"]
     deployment = state_of(request).store.get(request_id)
     if deployment is None:
-        raise ApiError(404, f"Deployment {request_id} not found")
+        raise PlatformError(404, f"Deployment {request_id} not found")
     return deployment
 
 
@@ -57,6 +68,17 @@ def _platform_route_names(app: web.Application) -> set[str]:
     }
 
 
+def _per_deployment_route_names(app: web.Application) -> set[str]:
+    return {
+        route.name
+        for route in app.router.routes()
+        if route.name is not None
+        and not route.name.startswith("control_")
+        and route.resource is not None
+        and "{request_id}" in route.resource.canonical
+    }
+
+
 async def list_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": state_of(request).faults.pending()})
 
@@ -65,15 +87,26 @@ async def add_fault(request: web.Request) -> web.Response:
     body = await parse_body(request, FaultBody)
     targets = _platform_route_names(request.app)
     if body.target not in targets:
-        raise ApiError(422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)})
+        raise PlatformError(
+            422, f"Unknown fault target {body.target!r}", {"targets": sorted(targets)}
+        )
     if body.status is None and body.delay_seconds == 0:
-        raise ApiError(422, "A fault needs a status, a delay_seconds > 0, or both")
+        raise PlatformError(422, "A fault needs a status, a delay_seconds > 0, or both")
+    # Either mistake would otherwise make a fault that silently never applies.
+    if body.request_id is not None:
+        if body.target not in _per_deployment_route_names(request.app):
+            raise PlatformError(422, f"Calls of {body.target!r} are not about one deployment")
+        if state_of(request).store.get(body.request_id) is None:
+            raise PlatformError(422, f"Unknown deployment {body.request_id!r}")
     spec = FaultSpec(
         target=body.target,
         status=body.status,
         count=body.count,
         delay_seconds=body.delay_seconds,
         retry_after=None if body.retry_after is None else str(body.retry_after),
+        request_id=body.request_id,
+        starts_in_seconds=body.starts_in_seconds,
+        duration_seconds=body.duration_seconds,
     )
     faults = state_of(request).faults
     faults.add(spec)
@@ -88,7 +121,8 @@ async def list_requests(request: web.Request) -> web.Response:
     entries = state_of(request).requests.entries(
         request.query.get("path_contains"), request.query.get("method")
     )
-    return web.json_response({"requests": entries})
+    log = state_of(request).requests
+    return web.json_response({"requests": entries, "dropped": log.dropped})
 
 
 async def clear_requests(request: web.Request) -> web.Response:
@@ -102,7 +136,7 @@ async def deployment_env(request: web.Request) -> web.Response:
 async def deployment_logs(request: web.Request) -> web.Response:
     deployment = _deployment(request)
     if deployment.logs is None:
-        raise ApiError(404, "Logs were discarded when the deployment stopped")
+        raise PlatformError(404, "Logs were discarded when the deployment stopped")
     return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
 
 
@@ -111,16 +145,16 @@ async def wait_for_status(request: web.Request) -> web.Response:
     try:
         status = Status(request.query.get("status", ""))
     except ValueError:
-        raise ApiError(400, "status must be one of " + ", ".join(Status)) from None
+        raise PlatformError(400, "status must be one of " + ", ".join(Status)) from None
     try:
         timeout = float(request.query.get("timeout", "10"))
     except ValueError:
-        raise ApiError(400, "timeout must be a number of seconds") from None
+        raise PlatformError(400, "timeout must be a number of seconds") from None
     if not 0 <= timeout <= _MAX_WAIT_SECONDS:
-        raise ApiError(400, f"timeout must be between 0 and {_MAX_WAIT_SECONDS:g} seconds")
+        raise PlatformError(400, f"timeout must be between 0 and {_MAX_WAIT_SECONDS:g} seconds")
     reached = await state_of(request).manager.wait_for_status(deployment, status, timeout)
     if not reached:
-        raise ApiError(408, f"Deployment is {deployment.status} and has not reached {status}")
+        raise PlatformError(408, f"Deployment is {deployment.status} and has not reached {status}")
     return web.json_response(status_view(deployment))
 
 

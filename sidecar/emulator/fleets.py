@@ -12,13 +12,11 @@ from typing import Any
 
 from sidecar.emulator.models import FleetCreate, FleetPatch, PolicyCreate, PolicyPatch
 from sidecar.emulator.store import format_time, utcnow
+from sidecar.errors import HttpError
 
 
-class FleetError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class FleetError(HttpError):
+    """A fleet or policy request the store refuses (an unknown name, a duplicate)."""
 
 
 @dataclass

@@ -24,11 +24,12 @@ from aiohttp import web
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.server import start_site
 from sidecar.emulator.store import Status
+from sidecar.errors import SidecarError
 
 _DEFAULT_TOKEN = "emulator-test-token"
 
 
-class EmulatorError(Exception):
+class EmulatorError(SidecarError):
     """The emulator answered a harness call with an unexpected status."""
 
     def __init__(self, status: int, body: Any) -> None:
@@ -174,11 +175,17 @@ class EmulatorServer:
     async def add_fault(
         self,
         status: int | None = 503,
-        count: int = 1,
+        count: int | None = 1,
         delay: float = 0.0,
         target: str = "self_stop",
         retry_after: str | int | None = None,
+        *,
+        request_id: str | None = None,
+        starts_in: float = 0.0,
+        duration: float | None = None,
     ) -> None:
+        """Queue a fault (see sidecar/emulator/faults.py); `count=None` with a `duration` is
+        an outage: every matching call fails while it lasts."""
         await self._expect(
             201,
             "POST",
@@ -190,6 +197,9 @@ class EmulatorServer:
                 "count": count,
                 "delay_seconds": delay,
                 "retry_after": retry_after,
+                "request_id": request_id,
+                "starts_in_seconds": starts_in,
+                "duration_seconds": duration,
             },
         )
 

@@ -143,10 +143,14 @@ class PolicyPatch(_Body):
 
 
 class FaultBody(_Body):
-    """`POST /_emulator/faults`."""
+    """`POST /_emulator/faults` (see faults.py for what each field does)."""
 
     target: str = "self_stop"
     status: int | None = Field(default=None, ge=200, le=599)
-    count: int = Field(default=1, ge=1, le=10_000)
+    # null: every matching call while the fault lasts. The bound only keeps the number an int.
+    count: int | None = Field(default=1, ge=1, le=10**12)
     delay_seconds: float = Field(default=0.0, ge=0.0, le=600.0)
     retry_after: str | int | None = None
+    request_id: str | None = Field(default=None, min_length=1, max_length=256)
+    starts_in_seconds: float = Field(default=0.0, ge=0.0, le=86_400.0, allow_inf_nan=False)
+    duration_seconds: float | None = Field(default=None, gt=0.0, le=86_400.0, allow_inf_nan=False)

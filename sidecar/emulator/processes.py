@@ -1,7 +1,10 @@
 """Backing processes: one run of a deployment's shell command, its output and its stop.
 
 The command runs through the shell in its own session (so its process group holds the game and
-anything it spawns), with stdin closed and stdout/stderr captured as raw bytes in arrival order.
+anything it spawns), with stdin closed and stdout/stderr captured as raw bytes. The container
+logs merge the two streams line by line, as a container runtime's log driver does: a line of one
+stream is never cut by the other's output, however the writes were split (a line longer than
+16 KiB is passed on in pieces; a last line without a newline is kept when the stream ends).
 Stopping sends SIGTERM to the whole group, then SIGKILL once the grace period is over, as a
 container runtime does. `terminate()` is idempotent.
 """
@@ -17,6 +20,9 @@ from collections.abc import Callable
 # After the process exits, a grandchild may still hold the pipes open; stop reading after this.
 _DRAIN_TIMEOUT = 1.0
 _READ_CHUNK = 65536
+# Docker's log driver splits lines at 16 KiB too; holding more would let a chatty stream that
+# never ends a line grow without bound.
+_MAX_PARTIAL_LINE = 16 * 1024
 
 
 class BackedProcess:
@@ -25,7 +31,7 @@ class BackedProcess:
     def __init__(self, process: asyncio.subprocess.Process, on_output: Callable[[bytes], None]):
         self._process = process
         self._on_output = on_output
-        self.output = bytearray()  # this run's output only, for crash_logs
+        self.output = bytearray()  # this run's raw output only, for crash_logs
         self._readers = [
             asyncio.create_task(self._read(stream))
             for stream in (process.stdout, process.stderr)
@@ -56,9 +62,22 @@ class BackedProcess:
         return self._process.returncode is None
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(_READ_CHUNK):
-            self.output += chunk
-            self._on_output(chunk)
+        pending = b""  # the start of a line not yet ended, held back from the logs
+        try:
+            while chunk := await stream.read(_READ_CHUNK):
+                self.output += chunk
+                pending += chunk
+                cut = pending.rfind(b"\n") + 1
+                if not cut:
+                    if len(pending) < _MAX_PARTIAL_LINE:
+                        continue
+                    cut = len(pending)
+                self._on_output(pending[:cut])
+                pending = pending[cut:]
+        finally:
+            # End of stream, or the drain timeout cancelled us: what was said is kept.
+            if pending:
+                self._on_output(pending)
 
     async def wait(self) -> int:
         """Wait for the exit, then for the output to drain; returns asyncio's return code."""

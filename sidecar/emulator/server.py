@@ -13,6 +13,7 @@ import signal
 
 from aiohttp import web
 
+from sidecar.addresses import url_host
 from sidecar.emulator.app import create_app
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.state import STATE_KEY
@@ -32,8 +33,7 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
             f"emulator cannot listen on {host}:{port}: {exc.strerror or exc}"
         ) from None
     bound_host, bound_port = runner.addresses[0][:2]
-    url_host = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-    base_url = f"http://{url_host}:{bound_port}"
+    base_url = f"http://{url_host(str(bound_host))}:{bound_port}"
     app[STATE_KEY].base_url = base_url
     return runner, base_url
 

@@ -1,5 +1,6 @@
 """HTTP plumbing shared by the platform and control routes: the `{"message"}` error shape,
-JSON body parsing into models, and query-string parsing. Bad input becomes `ApiError` (4xx).
+JSON body parsing into models, and query-string parsing. Bad input becomes `PlatformError`
+(4xx).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from sidecar.errors import HttpError
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class ApiError(Exception):
-    """An error answer: `status` with body `{"message": message, **extra}`."""
+class PlatformError(HttpError):
+    """An error answer in the platform's shape: `status` with body
+    `{"message": message, **extra}`, and `headers`."""
 
     def __init__(
         self,
@@ -23,9 +27,7 @@ class ApiError(Exception):
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
         self.extra = extra or {}
         self.headers = headers or {}
 
@@ -45,7 +47,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         data = json.loads(raw) if raw else {}
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "Request body is not valid JSON") from None
+        raise PlatformError(400, "Request body is not valid JSON") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -53,7 +55,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
             {"field": ".".join(str(part) for part in error["loc"]), "error": error["msg"]}
             for error in exc.errors()
         ]
-        raise ApiError(422, "Request body is invalid", {"details": details}) from None
+        raise PlatformError(422, "Request body is invalid", {"details": details}) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -63,9 +65,9 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     try:
         value = int(text)
     except ValueError:
-        raise ApiError(400, f"Query parameter {name} must be an integer") from None
+        raise PlatformError(400, f"Query parameter {name} must be an integer") from None
     if not low <= value <= high:
-        raise ApiError(400, f"Query parameter {name} must be between {low} and {high}")
+        raise PlatformError(400, f"Query parameter {name} must be between {low} and {high}")
     return value
 
 

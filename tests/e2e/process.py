@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.config import without_sidecar_variables
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,11 +36,7 @@ def sidecar_command() -> list[str]:
 
 def clean_environ(**variables: str) -> dict[str, str]:
     """This process's environment without platform or sidecar settings, plus `variables`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ARBITRIUM_", "SIDECAR_", "MM_"))
-    }
+    env = without_sidecar_variables(os.environ)
     # `python -m sidecar` must import this checkout; the binary ignores PYTHONPATH.
     env["PYTHONPATH"] = str(ROOT)
     env.update(variables)

@@ -1,0 +1,384 @@
+"""HTTP server plumbing for the local API: the connection rules of SPEC §11 ("The local API
+stays up") that aiohttp's defaults leave open to a client on the port. Routes live in api.py.
+
+* Header timeout: a connection must complete its request headers within `header_timeout`
+  (10 s) of connecting, or of the first byte of its next request on a kept-alive connection;
+  otherwise it is closed. aiohttp has no such timer: a half-open or trickling connection
+  otherwise holds a descriptor for ever, and enough of them exhaust the process's descriptors
+  (the self-stop then fails with "Too many open files").
+* Idle keep-alive connections close after `keepalive_timeout` (60 s; aiohttp's default is an
+  hour).
+* Unread bodies: after an answer that did not read the whole body (a 408 or 413, a route that
+  takes no body), aiohttp reads and discards the rest before closing, so that the client sees
+  the answer rather than a reset. It does so for `lingering_time` (2 s here, 10 s by default):
+  a local client delivers a body in milliseconds, and longer only lets a trickle hold on.
+* Stalled writes: a connection whose peer has not taken our bytes for `write_stall_timeout`
+  (10 s, measured while the transport is over its high-water mark) is aborted, so a client that
+  sends requests and never reads the answers cannot pin a handler and its buffers.
+* aiohttp's own error answers (a malformed request line or header) are the JSON error
+  envelope, logged at DEBUG: they are a client's mistake, and at ERROR with a traceback each one
+  was 11 log lines.
+* A connection cap below the descriptor limit (`connection_cap`): a connection beyond it closes
+  the oldest one that is still waiting for its request headers (half-open, trickling or idle
+  keep-alive, which HTTP lets a server close at any time), or itself if every connection is in
+  a request. The header timeout alone frees descriptors every 10 s, but a client that keeps
+  reopening connections would keep them exhausted, and the self-stop needs one to connect.
+* A disconnecting client cancels its handler (`handler_cancellation`): an SSE subscriber that
+  goes away is dropped at once instead of at its next keep-alive write.
+* Failures to accept (descriptor exhaustion) are logged at most once per 10 s: asyncio logs each
+  failed `accept()` with a traceback, about a hundred a second while the limit is reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from sidecar.api import error_code, error_response
+
+log = logging.getLogger("sidecar.http")
+
+HEADER_TIMEOUT = 10.0
+KEEPALIVE_TIMEOUT = 60.0
+WRITE_STALL_TIMEOUT = 10.0
+LINGERING_TIME = 2.0
+MAX_CONNECTIONS = 1024  # a game uses a handful; this only bounds a flood
+MIN_CONNECTIONS = 16
+ACCEPT_BURST = 128  # aiohttp's listen backlog, which asyncio also accepts per loop pass
+CAP_LOG_INTERVAL = 10.0
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
+# What asyncio's accept loop reports through the loop's exception handler when the process or
+# the system is out of descriptors or buffers (selector_events._accept_connection).
+_ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_MAX_ERROR_MESSAGE = 200
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection protocol plus the header timer, the write-stall timer and JSON
+    error answers."""
+
+    __slots__ = ("_header_timeout", "_header_timer", "_stall_timer", "_write_stall_timeout")
+
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        header_timeout: float,
+        write_stall_timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_timeout = header_timeout
+        self._write_stall_timeout = write_stall_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
+
+    # --- the header timer ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+        manager = self._manager
+        if isinstance(manager, GuardedServer) and not manager.admit(self):
+            self.force_close()
+
+    def data_received(self, data: bytes) -> None:
+        # Bytes that arrive while the connection waits for its next request start that
+        # request's header window; body bytes arrive while a request is in progress (no waiter).
+        if self._header_timer is None and data and self._waiting_for_request():
+            self._arm_header_timer()
+        requests_before = self._request_count
+        super().data_received(data)
+        # `_request_count` counts messages whose headers the parser has completed.
+        if self._request_count != requests_before:
+            self._cancel_header_timer()
+
+    @property
+    def awaiting_headers(self) -> bool:
+        """Not in a request: headers not complete yet, or idle between requests."""
+        return self._header_timer is not None or self._waiting_for_request()
+
+    def _waiting_for_request(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timeout > 0 and self.transport is not None:
+            self._header_timer = self._loop.call_later(self._header_timeout, self._headers_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport is not None:
+            log.debug(
+                "closing a connection from %s: no complete request headers within %gs",
+                self.peername,
+                self._header_timeout,
+            )
+            self.force_close()
+
+    # --- the write-stall timer -----------------------------------------------------------------
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall_timer is None and self._write_stall_timeout > 0:
+            self._stall_timer = self._loop.call_later(
+                self._write_stall_timeout, self._write_stalled
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _write_stalled(self) -> None:
+        self._stall_timer = None
+        transport = self.transport
+        if transport is not None:
+            log.debug(
+                "aborting a connection from %s: it has not read our answer for %gs",
+                self.peername,
+                self._write_stall_timeout,
+            )
+            transport.abort()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_timer()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        super().connection_lost(exc)
+
+    # --- aiohttp's own error answers -----------------------------------------------------------
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The JSON envelope for the errors aiohttp answers itself: 400 for a request it
+        cannot parse, 500 for an exception that escaped a handler (a bug: logged with its
+        traceback), 504 for a handler's TimeoutError."""
+        if status >= 500:
+            log.error("error handling %s %s", request.method, request.path, exc_info=exc)
+            text = "internal error" if status == 500 else "the request timed out"
+        else:
+            # %r: the parser's message quotes the client's bytes, newlines included.
+            log.debug("malformed request from %s: %r", request.remote, message or exc)
+            # One line: aiohttp's message points at the bad byte with a caret on a second line.
+            detail = " ".join(str(message or exc or "bad request").split())
+            text = f"malformed HTTP request: {detail}"
+            if len(text) > _MAX_ERROR_MESSAGE:
+                text = text[: _MAX_ERROR_MESSAGE - 3] + "..."
+        # Part of an answer already went out: there is no way to send another one.
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer has started; cannot send the error answer")
+        response = error_response(status, error_code(status), text)
+        response.force_close()
+        return response
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server, building `GuardedRequestHandler` connections and keeping
+    at most `max_connections` of them."""
+
+    def __init__(
+        self,
+        *args: Any,
+        header_timeout: float,
+        write_stall_timeout: float,
+        max_connections: int,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timeout = header_timeout
+        self._write_stall_timeout = write_stall_timeout
+        self.max_connections = max_connections
+        self._clock = clock
+        self._next_cap_log_at = -float("inf")
+        self.shed = 0  # connections closed to stay under the cap
+
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(
+            self,
+            loop=self._loop,
+            header_timeout=self._header_timeout,
+            write_stall_timeout=self._write_stall_timeout,
+            **self._kwargs,
+        )
+
+    def admit(self, newcomer: GuardedRequestHandler) -> bool:
+        """Called as each connection is made; False when the newcomer must close."""
+        if len(self._connections) <= self.max_connections:
+            return True
+        self.shed += 1
+        # Oldest first (the dict keeps connection order): it has had the longest to send.
+        victim = next(
+            (
+                handler
+                for handler in self._connections
+                if handler is not newcomer
+                and isinstance(handler, GuardedRequestHandler)
+                and handler.transport is not None
+                and handler.awaiting_headers
+            ),
+            None,
+        )
+        now = self._clock()
+        if now >= self._next_cap_log_at:
+            self._next_cap_log_at = now + CAP_LOG_INTERVAL
+            log.warning(
+                "the local API is at its cap of %d connections: closing %s (%d closed so far; "
+                "logged at most once per %gs)",
+                self.max_connections,
+                "the oldest one waiting for its request" if victim else "the new one",
+                self.shed,
+                CAP_LOG_INTERVAL,
+            )
+        if victim is None:
+            return False
+        victim.force_close()
+        return True
+
+
+def connection_cap(limit: int | None = None) -> int:
+    """The connection cap for a descriptor limit (RLIMIT_NOFILE's soft limit by default).
+
+    Kept free: a quarter of the limit (at least 32) for everything else the sidecar opens — the
+    self-stop's connection first — plus ACCEPT_BURST, because asyncio accepts up to the listen
+    backlog's worth of connections in one pass before any of them reaches `admit`. At least
+    MIN_CONNECTIONS (with a limit that low, exhaustion is handled by the header timeout and
+    the accept-error log instead), at most MAX_CONNECTIONS."""
+    if limit is None:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY or limit <= 0:
+        return MAX_CONNECTIONS
+    free = max(32, limit // 4) + ACCEPT_BURST
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, limit - free))
+
+
+class ApiRunner(web.AppRunner):
+    """An AppRunner whose connections follow the rules in this module's docstring, and which
+    rate-limits accept-failure logs on its loop while it runs."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        write_stall_timeout: float = WRITE_STALL_TIMEOUT,
+        max_connections: int | None = None,
+        accept_error_interval: float = ACCEPT_ERROR_LOG_INTERVAL,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("lingering_time", LINGERING_TIME)
+        super().__init__(
+            app, keepalive_timeout=keepalive_timeout, handler_cancellation=True, **kwargs
+        )
+        self._header_timeout = header_timeout
+        self._write_stall_timeout = write_stall_timeout
+        # Fixed at start from the limit then in force (None: see connection_cap).
+        self._max_connections = max_connections
+        self.accept_errors = AcceptErrorLog(accept_error_interval)
+
+    async def _make_server(self) -> web.Server:
+        # AppRunner's own server runs the application's start-up and carries its request
+        # handler and factory; rebuild it as a GuardedServer with the same arguments.
+        plain = await super()._make_server()
+        return GuardedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            header_timeout=self._header_timeout,
+            write_stall_timeout=self._write_stall_timeout,
+            max_connections=(
+                connection_cap() if self._max_connections is None else self._max_connections
+            ),
+            **plain._kwargs,
+        )
+
+    async def setup(self) -> None:
+        self.accept_errors.install(asyncio.get_running_loop())
+        await super().setup()
+
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            self.accept_errors.uninstall()
+
+
+class AcceptErrorLog:
+    """A loop exception handler that logs failed `accept()` calls at most once per `interval`
+    (with the count of those it did not log) and hands every other context to the handler
+    that was installed before it, or to the loop's default one."""
+
+    def __init__(
+        self,
+        interval: float = ACCEPT_ERROR_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+        self._next_log_at = -float("inf")
+        self.failures = 0
+        self._unlogged = 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None:
+            return
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def uninstall(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.get_exception_handler() is self:
+            loop.set_exception_handler(self._previous)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if (
+            isinstance(exc, OSError)
+            and exc.errno in _ACCEPT_ERRNOS
+            and str(context.get("message", "")).startswith("socket.accept()")
+        ):
+            self._accept_failed(exc)
+        elif self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self.failures += 1
+        now = self._clock()
+        if now < self._next_log_at:
+            self._unlogged += 1
+            return
+        unlogged, self._unlogged = self._unlogged, 0
+        self._next_log_at = now + self.interval
+        log.error(
+            "the local API cannot accept connections: %s (%s); asyncio retries every second. "
+            "Logged at most once per %gs",
+            exc.strerror or exc,
+            f"{unlogged} more since the last message" if unlogged else "first failure",
+            self.interval,
+        )

@@ -1,0 +1,71 @@
+"""The CLI's last-resort guard: an error nobody planned for still ends in one clear line, a
+redacted traceback and exit 1 (the usage, configuration and start-up codes are in
+test_config.py and test_run_mode.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from sidecar.config import without_sidecar_variables
+
+TOKEN = "tok-planted-4711"
+# The guard only ever sees bugs, so the test has to plant one: `broken` replaces the named
+# function (module:attribute) in a fresh interpreter, then the CLI runs as usual.
+PLANT = """
+import importlib, os, sys
+module, _, attribute = sys.argv[1].partition(":")
+owner = importlib.import_module(module)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+def broken(*args, **kwargs):
+    raise RuntimeError("planted bug holding " + os.environ["SIDECAR_API_TOKEN"])
+setattr(owner, name, broken)
+from sidecar.cli import main
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+def run_with_bug(target: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PLANT, target, *args],
+        env={**without_sidecar_variables(os.environ), "SIDECAR_API_TOKEN": TOKEN, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+class TestLastResort:
+    def test_bug_before_logging_exits_1_with_one_line_and_redacted_traceback(self) -> None:
+        """A bug in check-config exits 1: a line naming the error, then the traceback, and no
+        token anywhere."""
+        result = run_with_bug(
+            "sidecar.cli:_check_config", "check-config", ARBITRIUM_DELETE_TOKEN="delete-secret"
+        )
+        assert result.returncode == 1
+        first, *rest = result.stderr.splitlines()
+        assert first == (
+            "edgegap-sidecar: unexpected error (a bug; exit 1): "
+            "RuntimeError: planted bug holding <redacted>"
+        )
+        assert rest[0] == "Traceback (most recent call last):"
+        assert TOKEN not in result.stderr + result.stdout
+        assert "delete-secret" not in result.stderr + result.stdout
+
+    def test_bug_while_serving_is_logged_in_the_configured_format(self) -> None:
+        """With SIDECAR_LOG_FORMAT=json, a bug in serve is one JSON log line carrying the
+        redacted traceback, and the exit is 1."""
+        result = run_with_bug("sidecar.agent:Agent.run", "serve", SIDECAR_LOG_FORMAT="json")
+        assert result.returncode == 1
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        crash = records[-1]
+        assert crash["level"] == "critical"
+        assert crash["message"].startswith("edgegap-sidecar: unexpected error (a bug; exit 1)")
+        assert "Traceback (most recent call last):" in crash["message"]
+        assert "<redacted>" in crash["message"]
+        assert TOKEN not in result.stderr + result.stdout
