@@ -212,6 +212,10 @@ class SelfStopClient:
             return StopResult(StopOutcome.FAILED, 0, None, f"unusable delete URL: {exc}")
         budget_ends = self._clock() + self._retry_budget
         attempt = 0
+        # The backoff grows only with the failures the platform gave no Retry-After for: waits
+        # it asked for (a 429 storm) are its pacing, not a reason to wait up to 30 s after the
+        # next plain 503 (measured by the fleet simulation: up to 30 s late after a storm).
+        unpaced_failures = 0
         while True:
             attempt += 1
             status, error, retry_after = await self._attempt(url)
@@ -219,7 +223,9 @@ class SelfStopClient:
             remaining = budget_ends - self._clock()
             delay = None
             if outcome is None and remaining > 0:
-                delay = retry_delay(attempt, retry_after, remaining, self._rng)
+                if retry_after is None:
+                    unpaced_failures += 1
+                delay = retry_delay(unpaced_failures, retry_after, remaining, self._rng)
             self._report(on_attempt, AttemptResult(attempt, status, error, delay))
             if outcome is not None:
                 return StopResult(outcome, attempt, status, error)

@@ -128,6 +128,21 @@ class TestClientOnSeams:
         assert min(fake.sleeps) >= MIN_RETRY_DELAY
         assert result.attempts == len(fake.sleeps) + 1 <= 10.0 / MIN_RETRY_DELAY + 1
 
+    async def test_paced_retries_do_not_grow_the_backoff(
+        self, http: aiohttp.ClientSession, emulator: EmulatorServer
+    ) -> None:
+        """Eight 429s paced by `Retry-After: 1`, then a plain 503: the 503's retry is the first
+        backoff step (0.5 s), not the eighth (30 s). Found by the fleet simulation: after a 429
+        storm, stops came up to 30 s after the platform had recovered."""
+        url, token = await _delete_url(emulator)
+        await emulator.add_fault(status=429, count=8, retry_after="1")
+        await emulator.add_fault(status=503, count=2)
+        fake = FakeTime()
+        result = await _client(http, url, token, fake).stop(None)
+        assert result.outcome is StopOutcome.ACCEPTED
+        # rng() == 1.0: each backoff step is its full length (0.5, 1.0, ...).
+        assert fake.sleeps == [1.0] * 8 + [0.5, 1.0]
+
     async def test_past_date_is_floored(
         self, http: aiohttp.ClientSession, emulator: EmulatorServer
     ) -> None:
