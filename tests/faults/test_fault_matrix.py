@@ -88,6 +88,13 @@ DRAIN_GRACE = 0.4
 # this guards against, a resend or a storm, comes within milliseconds).
 ARRIVAL_SLACK = 0.2
 RETRY_FLOOR = 0.5 - ARRIVAL_SLACK
+# The first DELETE after the stop is due (the shutdown call, plus the grace): SPEC §11 lets a
+# slow stdout hold it back 1 s at most; 1 s more for a loaded machine (measured: under 0.2 s on
+# an idle 2-core machine, 0.8 s with ten busy loops competing for its cores).
+FIRST_DELETE_LIMIT = 2.0
+# The sidecar's peak memory once it met the answer (~40 MiB; a 300 MB body read whole was
+# ~390 MiB): SPEC §11 reads at most 64 KiB of an answer.
+RSS_LIMIT_MIB = 150
 # How long a settled sidecar is watched for exiting by itself when it should wait for SIGTERM.
 STAYS_UP_WINDOW = 0.3
 # A cell that has not ended by then is reported as hung (with what it saw), not waited for.
@@ -131,6 +138,8 @@ class CellResult:
     accepted: int = 0
     record_ok: bool = False
     token_leaked: bool = False
+    first_delete_s: float | None = None  # the first DELETE, seconds after the stop was due
+    rss_mib: float | None = None  # the sidecar's peak memory, once it met the answer
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     stderr_tail: str = ""  # the sidecar's last log lines, kept for a cell that failed
@@ -413,7 +422,7 @@ class CellRun:
         # DELETEs that arrived once the sidecar had written its `sidecar.terminate` record,
         # i.e. sent after it handled the SIGTERM.
         self.after_terminate: list[Request] = []
-        self.drain_decided_at = 0.0
+        self.decided_at = 0.0
         self.stdout = OutputPipe()
         self.stderr = OutputPipe(on_data=self._on_stderr)
         self._port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -526,12 +535,12 @@ class CellRun:
             await self.stderr.closed.wait()
 
     async def _decide_stop(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.decided_at = asyncio.get_running_loop().time()  # no later than the sidecar decides
         if self.cell.moment != DRAIN:
             async with http.post(url + "/v1/shutdown", json={"reason": "fault matrix"}) as r:
                 if r.status != 202 and r.status != 200:
                     self.result.problems.append(f"POST /v1/shutdown answered {r.status}")
             return
-        self.drain_decided_at = asyncio.get_running_loop().time()
         body = {"reason": "drain", "grace_seconds": DRAIN_GRACE}
         async with http.post(url + "/v1/shutdown", json=body) as r:
             if r.status not in (200, 202):
@@ -604,6 +613,14 @@ class CellRun:
         return False
 
     async def _fetch_api(self, http: aiohttp.ClientSession, url: str) -> None:
+        """Status and metrics for the token check, and the sidecar's memory once the stop path
+        has met the answer."""
+        assert self.proc is not None
+        rss = _peak_rss_mib(self.proc.pid)
+        if rss is not None:
+            self.result.rss_mib = round(rss, 1)
+            if rss > RSS_LIMIT_MIB:
+                self.result.problems.append(f"peak RSS {rss:.0f} MiB")
         for path in ("/v1/status", "/metrics"):
             async with http.get(url + path) as response:
                 self.api_bodies.append(await response.read())
@@ -686,10 +703,14 @@ class CellRun:
                 problems.append(f"a retry {gap:.3f}s after the previous attempt")
             if before.answer == "429 Retry-After 1" and gap < 1.0 - ARRIVAL_SLACK:
                 problems.append(f"Retry-After: 1 not honoured (next attempt after {gap:.3f}s)")
-        if self.cell.moment == DRAIN and requests:
-            early = self.drain_decided_at + DRAIN_GRACE - requests[0].arrived
-            if early > 0.01:
-                problems.append(f"the first DELETE came {early:.3f}s before the grace ended")
+        if requests:
+            grace = DRAIN_GRACE if self.cell.moment == DRAIN else 0.0
+            late = requests[0].arrived - (self.decided_at + grace)
+            self.result.first_delete_s = round(late, 3)
+            if late < -0.01:
+                problems.append(f"the first DELETE came {-late:.3f}s before the grace ended")
+            if late > FIRST_DELETE_LIMIT and self.cell.answer != REFUSED:
+                problems.append(f"the first DELETE came {late:.3f}s after the stop was due")
 
     def _check_record(self) -> None:
         """One stop record, whole on its own line, on stdout before the first DELETE arrived."""
@@ -750,6 +771,16 @@ class CellRun:
         lines = err.count(b"\n")
         if lines > 200:
             self.result.problems.append(f"stderr flooded ({lines} lines)")
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    """The process's peak resident memory so far (Linux: VmHWM), or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else None
 
 
 def _is_record(line: bytes) -> bool:
