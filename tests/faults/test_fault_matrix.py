@@ -138,6 +138,9 @@ class CellResult:
     accepted: int = 0
     record_ok: bool = False
     token_leaked: bool = False
+    # Watch mode: the watched game still running once the sidecar had exited (not a check: see
+    # docs/reliability.md, open findings).
+    watched_left_running: bool | None = None
     first_delete_s: float | None = None  # the first DELETE, seconds after the stop was due
     rss_mib: float | None = None  # the sidecar's peak memory, once it met the answer
     seconds: float = 0.0
@@ -531,6 +534,8 @@ class CellRun:
             else:
                 await self._until_settled(http, url)
             self.result.exit_code = await self.proc.wait()
+            if self.watched is not None:
+                self.result.watched_left_running = self.watched.returncode is None
             await self.stdout.closed.wait()
             await self.stderr.closed.wait()
 
