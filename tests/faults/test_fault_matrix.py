@@ -147,10 +147,6 @@ class CellResult:
     problems: list[str] = field(default_factory=list)
     stderr_tail: str = ""  # the sidecar's last log lines, kept for a cell that failed
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
 
 def script_for(cell: Cell) -> list[str]:
     """What the platform answers attempt 1, 2, …; a plain 200 after that."""
@@ -237,6 +233,7 @@ class OutputPipe:
             os.close(self.write_fd)
             self.write_fd = -1
         self.closed.set()
+        self._grew.set()  # wakes a waiter for output that will never come
 
 
 class Events:
