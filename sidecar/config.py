@@ -438,6 +438,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return Settings(**values)
 
 
+# The parsers of the variables that hold secrets.
+_SECRET_PARSERS = (_optional_secret, _api_token)
+
+
 def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The secrets as set in the environment (what Settings.secrets() holds once loaded), to
     redact text written without a Settings: a crash before or outside `load_settings()`."""
@@ -445,7 +449,7 @@ def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return [
         env[variable].strip()
         for field, variable in ENV_NAMES.items()
-        if _PARSERS[field] is _optional_secret and env.get(variable, "").strip()
+        if _PARSERS[field] in _SECRET_PARSERS and env.get(variable, "").strip()
     ]
 
 
