@@ -5,8 +5,8 @@ JSON 400 (`NaN` and `Infinity` too: they are not JSON), wrong shape or unknown f
 JSON nested deeper than 64 levels, and a roster over its cap), body over 64 KiB 413, a body not
 sent within 10 s 408, unknown path 404, wrong method 405, missing/bad token 401 (also a
 non-ASCII `Authorization` header), a lifecycle change that no longer applies 409, more than 64
-event subscribers 429. aiohttp's own answers to unparsable requests get the same envelope
-(http_server.py).
+event subscribers 429. The envelope, strict JSON and the body limits are api_wire.py's;
+aiohttp's own answers to unparsable requests get the same envelope (http_server.py).
 
 `LocalApi` gets only what it uses: the lifecycle (its events are the commands), the status view,
 the event hub, the request counters and the token. The lifecycle announces its own changes, so
@@ -22,28 +22,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
-import json
+import importlib
 import logging
-import math
-import re
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sidecar.errors import HttpError
+from sidecar.api_wire import (
+    BODY_TIMEOUT,
+    MAX_BODY_BYTES,
+    ApiError,
+    BodyT,
+    error_response,
+    json_response,
+    read_body,
+)
+from sidecar.errors import StartupError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused
 
 # pydantic is only imported with the request models, after start-up: building them costs ~70 ms,
 # which start-up (`/healthz` answering) should not wait for. Each handler that reads a body
-# imports its model (a dict lookup once loaded); the agent warms them up in a thread right after
-# the API is listening.
+# imports its model (a dict lookup once loaded); `warm_up` loads them in a thread right after the
+# API is listening.
 if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
-
     from sidecar.events import EventHub
     from sidecar.lifecycle import Lifecycle
     from sidecar.metrics import RequestCounter
@@ -51,157 +57,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar.api")
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 64
 # An event stream's kernel send buffer. Linux grows a socket's buffer to megabytes, which would
 # let a subscriber that never reads soak up dozens of events before any back-pressure reaches
 # the sidecar (and keep one of the 64 places); with 64 KiB it is found out after a few events.
 SSE_SEND_BUFFER = 64 * 1024
-BODY_TIMEOUT = 10.0
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-BodyT = TypeVar("BodyT", bound="BaseModel")
-
-_ERROR_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_body",
-    429: "too_many_subscribers",
-    500: "internal_error",
-    504: "timeout",
-}
 # Request counters are labelled by method: the other methods aiohttp's parser accepts (WebDAV's
 # and others, some thirty) share one label, so that they cannot multiply the counters.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-
-def error_code(status: int) -> str:
-    return _ERROR_CODES.get(status, "error")
-
-
-class ApiError(HttpError):
-    """An error answer of the local API, rendered as SPEC §7's envelope."""
-
-    def __init__(
-        self, status: int, message: str, code: str | None = None, *, close: bool = False
-    ) -> None:
-        super().__init__(status, message)
-        self.code = code or error_code(status)
-        self.close = close  # end the connection after the answer
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return _json({"error": {"code": code, "message": message}}, status)
-
-
-def _pydantic_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item.get("loc", ())) or "body"
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        if item.get("type") == "extra_forbidden":
-            message = "unknown field"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
-
-
-class _NotJson(ValueError):
-    """A JSON extension Python's parser accepts and JSON does not."""
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not JSON (send null or a string instead)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 parses as infinity
-        raise _NotJson(f"{text[:40]} does not fit a finite number")
-    return value
-
-
-# Strings (skipped whole, possessive: linear time on any input) and brackets.
-_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
-
-
-def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether the JSON text nests arrays/objects deeper than `limit`, found by one
-    iterative pass over the text (never recursion), before any parser recurses into it."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False  # the common case: too few brackets to be that deep
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(raw):
-        first = match.group()[0]
-        if first in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif first in b"]}":
-            depth -= 1
-    return False
-
-
-# Built once: json.loads with keyword arguments builds a decoder per call (+1.4 us a body).
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
-
-
-def parse_json(raw: bytes) -> Any:
-    """Strict JSON: `ApiError` 400 for malformed text, `NaN`, `Infinity` or an overflowing
-    number; 422 for nesting deeper than MAX_JSON_DEPTH."""
-    if json_depth_exceeds(raw):
-        raise ApiError(422, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        # As json.loads does for bytes: UTF-8, -16 or -32 by the first bytes.
-        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
-    except ValueError as exc:  # also _NotJson, UnicodeDecodeError, an int over 4300 digits
-        raise ApiError(400, f"malformed JSON: {exc}") from None
-    except RecursionError:  # unreachable after the depth check; kept so it can never be a 500
-        raise ApiError(422, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
-
-
-async def read_body(
-    request: web.Request,
-    model: type[BodyT],
-    optional: bool = False,
-    timeout_s: float = BODY_TIMEOUT,
-) -> BodyT:
-    try:
-        # A client that sent its headers but trickles (or never sends) the body would hold
-        # the connection and this handler for ever.
-        async with asyncio.timeout(timeout_s):
-            raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB") from None
-    except TimeoutError:
-        # Closed after the answer: aiohttp would otherwise wait up to 10 s more for the body.
-        raise ApiError(408, f"the body did not arrive within {timeout_s:g}s", close=True) from None
-    if not raw.strip():
-        if optional:
-            return model()
-        raise ApiError(400, "a JSON body is required")
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise ApiError(422, "the body must be a JSON object")
-    from pydantic import ValidationError  # already loaded with the models: a dict lookup
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, _pydantic_message(exc)) from None
-
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HEARTBEAT_OK = b'{"ok":true}'
 
@@ -225,6 +88,49 @@ class LocalApi:
         self.requests = requests
         self.token = token
         self.body_timeout = body_timeout
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve on `host:port` (port 0 picks one); returns the port bound. StartupError when it
+        cannot be bound (in use, or not an address of this machine)."""
+        from sidecar.http_server import ApiRunner
+
+        # Header, keep-alive and write-stall timeouts, JSON answers to malformed requests and
+        # rate-limited accept errors: see http_server. Short shutdown timeout: SSE streams are
+        # closed explicitly before cleanup.
+        runner = ApiRunner(
+            self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"cannot listen on {host}:{port}: the port is already in use (set "
+                    "SIDECAR_PORT to a free port)"
+                ) from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        self._runner = runner
+        addresses = runner.addresses
+        return int(addresses[0][1]) if addresses else port
+
+    async def close(self) -> None:
+        """Stop serving. Close the event hub first: its open streams would hold this up."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @staticmethod
+    async def warm_up() -> None:
+        """Build the request models off the event loop, once `/healthz` answers. Best effort:
+        they load on first use anyway, so a failure here (descriptors exhausted at start-up)
+        must not count as a failed task and end the sidecar."""
+        try:
+            await asyncio.to_thread(importlib.import_module, "sidecar.models")
+        except Exception as exc:
+            log.debug("could not load the request models ahead of use: %r", exc)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -306,7 +212,7 @@ class LocalApi:
 
     # --- routes ----------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def status(self, request: web.Request) -> web.Response:
         return web.Response(body=self.status_view.body(), content_type="application/json")
@@ -327,23 +233,25 @@ class LocalApi:
         from sidecar.models import PlayerBody
 
         body = await self._body(request, PlayerBody)
-        return _json({"count": self.lifecycle.player_connected(body.player_id)})
+        return json_response({"count": self.lifecycle.player_connected(body.player_id)})
 
     async def disconnect(self, request: web.Request) -> web.Response:
         from sidecar.models import PlayerBody
 
         body = await self._body(request, PlayerBody)
-        return _json({"count": self.lifecycle.player_disconnected(body.player_id)})
+        return json_response({"count": self.lifecycle.player_disconnected(body.player_id)})
 
     async def set_players(self, request: web.Request) -> web.Response:
         from sidecar.models import PlayersBody
 
         body = await self._body(request, PlayersBody)
         count = self.lifecycle.set_players(ids=body.player_ids, count=body.count)
-        return _json({"count": count, "ids": self.lifecycle.player_ids})
+        return json_response({"count": count, "ids": self.lifecycle.player_ids})
 
     async def players(self, request: web.Request) -> web.Response:
-        return _json({"count": self.lifecycle.player_count, "ids": self.lifecycle.player_ids})
+        return json_response(
+            {"count": self.lifecycle.player_count, "ids": self.lifecycle.player_ids}
+        )
 
     async def hold(self, request: web.Request) -> web.Response:
         from sidecar.models import HoldBody
@@ -374,7 +282,7 @@ class LocalApi:
         return self._status_answer(202)
 
     async def deployment(self, request: web.Request) -> web.Response:
-        return _json(self.status_view.deployment.to_json())
+        return json_response(self.status_view.deployment.to_json())
 
     async def metrics(self, request: web.Request) -> web.Response:
         from sidecar.metrics import CONTENT_TYPE, render

@@ -43,7 +43,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from sidecar.api import error_code, error_response
+from sidecar.api_wire import error_code, error_response
 
 log = logging.getLogger("sidecar.http")
 

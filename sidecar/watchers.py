@@ -1,6 +1,8 @@
 """psutil adapters: the game's port readiness, its CPU and memory, a watched process, NIC traffic.
 
-:class:`WatchedProcess` is watch mode's :class:`~sidecar.game.Game` (serve ``--watch-*``).
+:class:`WatchedProcess` is watch mode's :class:`~sidecar.game.Game` (serve ``--watch-*``);
+:func:`watch_port_readiness` and :func:`feed_network_samples` are the background tasks that
+turn these snapshots into lifecycle events.
 
 Owns every question the sidecar asks the operating system about processes and interfaces, so the
 lifecycle can stay pure and the agent only schedules these calls. Each function is a snapshot
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -31,7 +34,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 import psutil
 
 from sidecar.addresses import is_loopback
-from sidecar.game import GameExit, GameStats
+from sidecar.game import Game, GameExit, GameStats
+from sidecar.lifecycle import Lifecycle, ReadySource, State
+
+# The lines the agent logged before they moved here keep the agent's logger name.
+lifecycle_log = logging.getLogger("sidecar")
 
 # Status and metrics may be asked for thousands of times a second; a sample of the game's tree
 # costs a few system calls per process, so a sample is reused for this long.
@@ -88,21 +95,34 @@ def port_poll_interval(waited: float) -> float:
     return min(PORT_POLL_MAX_INTERVAL, max(PORT_POLL_INTERVAL, waited / 20))
 
 
-async def poll_game_port(
-    pids: Callable[[], Iterable[int]],
+async def watch_port_readiness(
+    lifecycle: Lifecycle,
+    game: Game,
     ports: Collection[int] | None,
-    keep_waiting: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,
-) -> tuple[str, int] | None:
-    """Scan the game's sockets (in a thread) until `find_game_port` finds a game port, or
-    `keep_waiting()` turns false (then None); paced by `port_poll_interval`."""
+) -> None:
+    """Scan the game's sockets (in a thread), paced by `port_poll_interval`, until it listens on
+    a game port: then it is ready (SPEC §5). Stops as soon as it is ready, or no longer
+    starting, some other way."""
     started = clock()
-    while keep_waiting():
-        found = await asyncio.to_thread(find_game_port, list(pids()), ports)
-        if found is not None:
-            return found
+    while lifecycle.state is State.STARTING and lifecycle.ready_at is None:
+        found = await asyncio.to_thread(find_game_port, game.pids(), ports)
+        if found is not None and lifecycle.state is State.STARTING:
+            protocol, port = found
+            lifecycle_log.info("game is listening on %s port %d: ready", protocol, port)
+            lifecycle.ready(ReadySource.PORT)
+            return
         await asyncio.sleep(port_poll_interval(clock() - started))
-    return None
+
+
+async def feed_network_samples(lifecycle: Lifecycle, idle_timeout: float) -> None:
+    """Give the lifecycle the interfaces' packet counter (the network idle timer) ten times per
+    timeout, between every 0.1 s and every 1 s, until a stop is decided or the platform stops
+    us."""
+    interval = min(1.0, max(0.1, idle_timeout / 10))
+    while not lifecycle.stop_decided and lifecycle.state is not State.TERMINATING:
+        lifecycle.network_sample(nic_packets_total())
+        await asyncio.sleep(interval)
 
 
 class ProcessTreeSampler:

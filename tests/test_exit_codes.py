@@ -1,10 +1,13 @@
-"""The exit code of a finished sidecar (SPEC §3), one pure rule checked on a table."""
+"""The exit code of a finished sidecar (SPEC §3) and what it does once the stop is over: pure
+rules checked on tables."""
 
 from __future__ import annotations
 
 import pytest
 
+from sidecar.config import StopFailurePolicy
 from sidecar.exit_codes import Ending, exit_code
+from sidecar.stop import after_stop
 
 # (why it finishes, the game's exit code or None when there is none or it is still running,
 #  the process's exit code, what a user sees)
@@ -39,3 +42,28 @@ def test_exit_code_table(ending: Ending, game_code: int | None, expected: int, c
 def test_every_ending_is_in_the_table() -> None:
     """A new way of finishing cannot be added without its row."""
     assert {row[0] for row in TABLE} == set(Ending)
+
+
+# (the stop ok, SIDECAR_ON_STOP_FAILURE, the game gone, what the agent does, when)
+AFTER_STOP = [
+    (True, StopFailurePolicy.EXIT, True, Ending.STOPPED, "run: the game quit, the stop was taken"),
+    (True, StopFailurePolicy.EXIT, False, None, "serve, or the game still runs: wait for SIGTERM"),
+    (True, StopFailurePolicy.STAY, True, Ending.STOPPED, "the policy only concerns failures"),
+    (False, StopFailurePolicy.EXIT, True, Ending.STOP_FAILED, "failed, the game is gone: exit"),
+    (False, StopFailurePolicy.EXIT, False, Ending.STOP_FAILED, "failed: end the game, then exit"),
+    (False, StopFailurePolicy.STAY, True, None, "failed with `stay`: keep serving"),
+    (False, StopFailurePolicy.STAY, False, None, "failed with `stay`, game running: keep going"),
+]
+
+
+@pytest.mark.parametrize(
+    ("ok", "policy", "game_gone", "expected", "case"),
+    AFTER_STOP,
+    ids=[row[4] for row in AFTER_STOP],
+)
+def test_after_stop_table(
+    ok: bool, policy: StopFailurePolicy, game_gone: bool, expected: Ending | None, case: str
+) -> None:
+    """Once the stop is over, the sidecar finishes, ends the game first, or keeps serving until
+    the platform's SIGTERM, as SIDECAR_ON_STOP_FAILURE says (SPEC §4)."""
+    assert after_stop(ok, policy, game_gone=game_gone) is expected

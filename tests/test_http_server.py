@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from sidecar import http_server
+from sidecar.api import LocalApi
 from sidecar.http_server import AcceptErrorLog, ApiRunner, connection_cap
 from tests.conftest import SidecarFactory
 
@@ -28,9 +29,16 @@ async def serve(
     sc: Any, *, body_timeout: float = 10.0, **options: float
 ) -> AsyncIterator[tuple[ApiRunner, int]]:
     """The sidecar's own routes (its LocalApi app) on an ApiRunner with these timeouts."""
-    runner = ApiRunner(
-        sc.agent.local_api(body_timeout=body_timeout).build_app(), access_log=None, **options
+    agent = sc.agent
+    api = LocalApi(
+        agent.lifecycle,
+        agent.status_view,
+        agent.events,
+        agent.requests,
+        token=agent.api.token,
+        body_timeout=body_timeout,
     )
+    runner = ApiRunner(api.build_app(), access_log=None, **options)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

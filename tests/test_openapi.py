@@ -57,7 +57,7 @@ class TestCoverage:
         """Every route the app registers is documented, and nothing else is (HEAD and the
         JSON 404/405 catch-alls aside)."""
         sc = await sidecar()
-        app = sc.agent.local_api().build_app()
+        app = sc.agent.api.build_app()
         registered = {
             (route.method, route.resource.canonical)
             for route in app.router.routes()

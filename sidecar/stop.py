@@ -1,0 +1,187 @@
+"""The stop sequence, from the released decision to what the agent does next (SPEC §6, §11).
+
+    record    the `sidecar.stop` record on stdout, after every byte of the game's output
+    dry-run   no delete URL or token (or SIDECAR_DRY_RUN): log the DELETE, count it accepted
+    DELETE    edgegap.SelfStopClient and its retry policy; every attempt lands in StopProgress
+    outcome   `stopped` or `failed` in the lifecycle, the outcome in StopProgress
+    fallback  `after_stop`: finish now, end the game first, or wait for the platform's SIGTERM
+
+The retry policy itself (what is retried, backoff, Retry-After, the budget) is edgegap.py's; this
+module decides nothing about HTTP. Its log lines keep the `sidecar` logger they always had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+
+from sidecar import __version__
+from sidecar.config import Settings, StopFailurePolicy
+from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
+from sidecar.exit_codes import Ending
+from sidecar.game import GameExit
+from sidecar.lifecycle import Lifecycle, StopDecision
+from sidecar.output import write_record
+from sidecar.redaction import redact, redact_url
+from sidecar.status import Outcome, StopProgress
+
+log = logging.getLogger("sidecar")
+
+
+def after_stop(ok: bool, policy: StopFailurePolicy, *, game_gone: bool) -> Ending | None:
+    """What the agent does once the stop is over: finish with this ending, or None to keep
+    serving until the platform's SIGTERM. With STOP_FAILED and the game still running, the
+    agent ends the game first (when it is ours)."""
+    if ok:
+        return Ending.STOPPED if game_gone else None
+    return Ending.STOP_FAILED if policy is StopFailurePolicy.EXIT else None
+
+
+class StopSequence:
+    """Runs the one self-stop of a sidecar; `on_progress` hears every change to its progress."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        lifecycle: Lifecycle,
+        progress: StopProgress,
+        *,
+        request_id: str | None,
+        on_progress: Callable[[], None],
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self._settings = settings
+        self._lifecycle = lifecycle
+        self.progress = progress
+        self._request_id = request_id
+        self._on_progress = on_progress
+        self._secrets = list(secrets)
+        self._session: aiohttp.ClientSession | None = None
+
+    def open(self) -> None:
+        """Open the HTTP session, unless in dry-run: one for every attempt (connection reuse and
+        one DNS cache), opened at start-up so the stop itself waits for nothing."""
+        if not self._settings.effective_dry_run:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": f"edgegap-sidecar/{__version__}"}
+            )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def log_storage_for(self, decision: StopDecision) -> str | None:
+        """The `container_log_storage` of this stop: the game's choice, else the error or the
+        normal setting."""
+        if decision.log_storage_override is not None:
+            return decision.log_storage_override
+        if decision.abnormal:
+            return self._settings.effective_error_log_storage
+        return self._settings.log_storage
+
+    async def run(self, decision: StopDecision, game_exit: GameExit | None) -> bool:
+        """Record, then stop (or only log it in dry-run); True when the platform took it."""
+        settings = self._settings
+        storage = self.log_storage_for(decision)
+        self.progress.log_storage = storage
+        # In run mode a game-exit decision is only made after wait() drained the relay, so this
+        # record comes after every byte of the game's output. A stdout that is broken or stalled
+        # costs at most output.RECORD_TIMEOUT here; the record then goes to stderr (SPEC §11).
+        await write_record(self.record(decision, storage, game_exit))
+        if settings.effective_dry_run:
+            log.warning(
+                "dry-run: would send DELETE %s%s (reason %s)",
+                redact_url(settings.delete_url) or "<ARBITRIUM_DELETE_URL unset>",
+                f"?container_log_storage={storage}" if storage is not None else "",
+                decision.reason,
+            )
+            self.progress.outcome = Outcome.DRY_RUN
+            self._lifecycle.stop_accepted()
+            return True
+        session = self._session
+        assert session is not None, "open() first"
+        assert settings.delete_url is not None
+        assert settings.delete_token is not None
+        client = SelfStopClient(
+            session,
+            settings.delete_url,
+            settings.delete_token.get_secret_value(),
+            attempt_timeout=settings.stop_attempt_timeout,
+            retry_budget=settings.stop_retry_budget,
+        )
+        try:
+            result: StopResult = await client.stop(storage, self._on_attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The client treats every attempt's failure as retryable and never raises; if it
+            # still did, this is a bug, and the fallback must run rather than the task die with
+            # the state stuck at `stopping` (SPEC §11).
+            log.error("self-stop client failed: %s", redact(repr(exc), self._secrets), exc_info=exc)
+            result = StopResult(StopOutcome.FAILED, self.progress.attempts, None, repr(exc))
+        self.progress.outcome = Outcome(result.outcome.value)
+        plural = "" if result.attempts == 1 else "s"
+        if result.ok:
+            log.info(
+                "self-stop %s (HTTP %s after %d attempt%s)",
+                "accepted" if result.outcome is StopOutcome.ACCEPTED else "found it already gone",
+                result.status,
+                result.attempts,
+                plural,
+            )
+            self._lifecycle.stop_accepted()
+        else:
+            self.progress.last_error = result.error
+            log.error(
+                "self-stop failed for good after %d attempt%s: %s (SIDECAR_ON_STOP_FAILURE=%s)",
+                result.attempts,
+                plural,
+                result.error,
+                settings.on_stop_failure,
+            )
+            self._lifecycle.stop_failed()
+        return result.ok
+
+    def _on_attempt(self, attempt: AttemptResult) -> None:
+        progress = self.progress
+        progress.attempts = attempt.attempt
+        progress.last_status = attempt.status
+        progress.last_error = attempt.error
+        if attempt.retry_in is not None:
+            log.warning(
+                "self-stop attempt %d: %s; retrying in %.2fs",
+                attempt.attempt,
+                attempt.error or f"HTTP {attempt.status}",
+                attempt.retry_in,
+            )
+        self._on_progress()
+
+    def record(
+        self, decision: StopDecision, storage: str | None, game_exit: GameExit | None
+    ) -> dict[str, Any]:
+        """The `sidecar.stop` record (SPEC §6)."""
+        lc = self._lifecycle
+        record: dict[str, Any] = {
+            "event": "sidecar.stop",
+            "reason": decision.reason.value,
+            "detail": decision.detail,
+            "match_result": decision.match_result,
+            "uptime_s": round(lc.uptime(), 3),
+            "players_peak": lc.players_peak,
+            "log_storage": storage,
+            "dry_run": self._settings.effective_dry_run,
+            "request_id": self._request_id,
+        }
+        if lc.later_triggers:
+            record["later_triggers"] = [t.reason.value for t in lc.later_triggers]
+        if game_exit is not None and decision.exit_code is not None:
+            record["exit_code"] = game_exit.exit_code
+            record["signal"] = game_exit.signal_name
+            if game_exit.crashed:
+                record["last_lines"] = list(game_exit.tail)
+        return record
