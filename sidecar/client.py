@@ -20,6 +20,8 @@ Errors:
     SidecarClientError            base of everything this module raises
     ├── SidecarConnectionError    the sidecar could not be reached (refused, timeout, reset)
     └── SidecarAPIError           the sidecar answered with an HTTP error and an error body
+
+Over 400 lines on purpose: games copy this one stdlib-only file, so it cannot be split.
 """
 
 from __future__ import annotations

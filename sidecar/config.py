@@ -11,6 +11,8 @@ A frozen dataclass with one small parser per variable, not pydantic(-settings): 
 needed before the local API can answer, and importing pydantic there cost ~60 ms of the
 sidecar's start (docs/benchmarks.md). Each parser raises ValueError with the expected form, and
 `load_settings` turns it into a ConfigError naming the variable.
+
+Over 400 lines on purpose: every variable, its parser and its rule stand in this one file.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ The document describes the sidecar it is served by: with `SIDECAR_API_TOKEN` set
 operation requires the bearer scheme and may answer 401; without it, neither appears. It is
 built once per variant and cached as bytes (~30 ms of imports and pydantic work, paid by the
 first request, not by start-up).
+
+Over 400 lines on purpose: the whole document (shapes, prose, per-route answers) in one place.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 `Demo.run()` is the whole walk under the --timeout cap. Every failure becomes a `DemoError`
 naming the step it happened in. The emulator, its HTTP API, the sidecar's event stream and the
 bots are all real; the only thing this module adds is the waiting and the printing.
+
+Over 400 lines on purpose: the walk reads top to bottom in the order the demo prints it.
 """
 
 from __future__ import annotations
