@@ -226,8 +226,10 @@ class Agent:
         """Run mode ends once the game is gone; the fallback decides what a failure does."""
         game = self.game
         ending = after_stop(ok, self.settings.on_stop_failure, game_gone=game.exit is not None)
-        if ending is Ending.STOP_FAILED and game.exit is None and game.ours:
-            log.error("terminating the game: the deployment could not stop itself")
+        if ending is Ending.STOP_FAILED and game.exit is None and game.pid is not None:
+            # SPEC §4: `exit` terminates the game, a watched one too: beside it the sidecar is
+            # not the container's main process, and exiting alone would leave it billing.
+            log.error("terminating the %s: the deployment could not stop itself", game.kind)
             await game.terminate(self.settings.term_grace)
         if ending is not None:
             self.finish(ending)

@@ -2,7 +2,7 @@
 (`GameExit`), what it uses (`GameStats`), and `NoGame` for serve mode.
 
     run                     supervisor.ChildGame      our child: we start, signal and end it
-    serve --watch-pid/name  watchers.WatchedProcess   someone else's process: we only watch it
+    serve --watch-pid/name  watchers.WatchedProcess   someone else's: ended only if the stop fails
     serve                   NoGame                    nothing to watch
 
 The agent talks to this interface only, so it never branches on the mode. This module imports
@@ -84,6 +84,10 @@ class Game(Protocol):
         """What the exit line calls it: ``game`` or ``watched process 1234``."""
 
     @property
+    def kind(self) -> str:
+        """What the line about ending it calls it: ``game`` or ``watched game``."""
+
+    @property
     def forwarded_signals(self) -> tuple[signal.Signals, ...]:
         """The signals the sidecar passes on to the game (besides SIGTERM and SIGINT)."""
 
@@ -117,8 +121,8 @@ class Game(Protocol):
         """Signal the game, if it is ours and still running; otherwise nothing."""
 
     async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
-        """End the game if it is ours (`sig`, then SIGKILL after `grace`); returns how it
-        ended, or None when it is not ours to end and has not ended."""
+        """End the game: `sig`, then SIGKILL after `grace`. The agent ends a game that is not
+        ours only when the stop failed for good (SPEC §4). Returns how it ended, when known."""
 
     def close(self) -> None:
         """Release what the game held (the reaper in run mode); the last step of shutdown."""
@@ -129,6 +133,7 @@ class NoGame:
 
     mode = "serve mode"
     name = "game"
+    kind = "game"
     forwarded_signals: tuple[signal.Signals, ...] = ()
     pid: int | None = None
     exit: GameExit | None = None

@@ -282,6 +282,7 @@ class ChildGame:
 
     mode = "run mode"
     name = "game"
+    kind = "game"
     forwarded_signals = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(

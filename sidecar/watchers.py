@@ -187,15 +187,18 @@ class RecentStats:
 
 class WatchedProcess:
     """Watch mode's Game: a process someone else started. Its exit is the game's exit; it is
-    never signalled."""
+    signalled only to end it when the stop fails for good (SPEC §4: beside a watched game the
+    sidecar is not the container's main process, and exiting alone would leave it billing)."""
 
     mode = "watch mode"
+    kind = "watched game"
     forwarded_signals: tuple[signal.Signals, ...] = ()
     ours = False
 
     def __init__(self, pid: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._pid = pid
         self.name = f"watched process {pid}"
+        self._process: psutil.Process | None = None
         self._exit: GameExit | None = None
         self._stats = RecentStats(clock)
 
@@ -208,7 +211,10 @@ class WatchedProcess:
         return self._exit
 
     def start(self, api_env: Mapping[str, str]) -> None:
-        pass  # already running; it found the local API on its own
+        # Already running; it found the local API on its own. Its Process is taken now, while it
+        # runs: terminating it later must never hit a reused pid.
+        with contextlib.suppress(psutil.Error):
+            self._process = psutil.Process(self._pid)
 
     async def wait(self) -> GameExit:
         self._exit = await wait_for_exit(self._pid)
@@ -228,6 +234,8 @@ class WatchedProcess:
         pass
 
     async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
+        if self._process is not None and self._exit is None:
+            await terminate_process(self._process, grace, sig)
         return self._exit
 
     def close(self) -> None:
@@ -260,6 +268,29 @@ async def wait_for_exit(
         if pidfd is not None:
             os.close(pidfd)
     return _collect_exit(pid)
+
+
+async def terminate_process(
+    process: psutil.Process, grace: float, sig: int = signal.SIGTERM
+) -> None:
+    """Send `sig` to `process`, SIGKILL it after `grace` seconds; nothing when it is gone.
+
+    `process` must be the object taken while it ran: psutil checks its creation time before
+    signalling, so a pid the kernel has since reused for another process is never signalled.
+    """
+    try:
+        if not process.is_running():
+            return
+        process.send_signal(sig)
+    except psutil.Error:
+        return
+    try:
+        await asyncio.to_thread(process.wait, grace)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    except psutil.Error:
+        pass
 
 
 def _collect_exit(pid: int) -> GameExit:
