@@ -3,8 +3,8 @@ mode, through sidecar.game.Game) and every background task.
 
 Start-up:  bind the local API (port in use → StartupError) → start the game → background tasks.
 Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until the lifecycle
-           announces a change that needs re-planning (`Change.TIMERS`); when `poll()` releases
-           the stop decision it starts the one self-stop task.
+           announces a change that needs re-planning (`on_replan`); when `poll()` releases the
+           stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
            game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE streams, the runner
            and the HTTP session, and releases the game — each step bounded.
@@ -32,7 +32,7 @@ from sidecar.errors import GameStartError
 from sidecar.events import EventHub
 from sidecar.exit_codes import Ending, exit_code
 from sidecar.game import Game, GameExit, NoGame
-from sidecar.lifecycle import TIMER_NAMES, Change, Lifecycle, State, StopDecision
+from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision
 from sidecar.metrics import RequestCounter
 from sidecar.output import submit_record
 from sidecar.redaction import redact
@@ -94,7 +94,7 @@ class Agent:
         self._stop_task: asyncio.Task[None] | None = None
         self._signals_seen: list[int] = []
         self.lifecycle.subscribe(self._on_transition)
-        self.lifecycle.on_change(self._on_change)
+        self.lifecycle.on_replan(self._wake.set)
 
     # --- start-up ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,10 +177,6 @@ class Agent:
             ended = self.game.exit
             self._exit_code = exit_code(ending, ended.exit_code if ended else None)
         self._finished.set()
-
-    def _on_change(self, change: Change) -> None:
-        if change is Change.TIMERS:
-            self._wake.set()
 
     async def _timer_loop(self) -> None:
         lifecycle = self.lifecycle

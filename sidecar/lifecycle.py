@@ -9,9 +9,9 @@ the clock is injected, and decisions come out:
   instead of polling;
 * the lifecycle announces its own changes: `subscribe` listeners hear every state change,
   `on_change` listeners everything that moves the state, a deadline or what the status shows,
-  with `Change.TIMERS` when the runtime must re-plan its sleep. No adapter has to remember to
-  wake the timer loop, and one that only pushes a deadline later (a repeated heartbeat) does
-  not wake it.
+  and `on_replan` listeners (the runtime's timer loop) only what may bring a deadline earlier
+  (`Change.TIMERS`). No adapter has to remember to wake the timer loop, and one that only
+  pushes a deadline later (a repeated heartbeat) does not wake it.
 
 Rules (SPEC §5) that shape the code below:
 
@@ -59,6 +59,9 @@ class Change(Enum):
 
     TIMERS = "timers"  # a deadline may have come earlier, or a stop is due: re-plan the timers
     STATUS = "status"  # what status shows changed; every deadline stayed or moved later
+
+
+_STATUS = Change.STATUS
 
 
 class StopReason(StrEnum):
@@ -189,6 +192,7 @@ class Trigger:
 
 Listener = Callable[[State, State], None]
 ChangeListener = Callable[[Change], None]
+ReplanListener = Callable[[], object]
 
 
 @dataclass
@@ -234,6 +238,7 @@ class Lifecycle:
         self.terminate_signal: str | None = None
         self._listeners: list[Listener] = []
         self._change_listeners: list[ChangeListener] = []
+        self._replan_listeners: list[ReplanListener] = []
 
     # --- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -244,6 +249,13 @@ class Lifecycle:
         """Call `listener(change)` after every event that changed something (state, a deadline,
         the roster, what status shows), once per event, after any `subscribe` listeners."""
         self._change_listeners.append(listener)
+
+    def on_replan(self, listener: ReplanListener) -> None:
+        """Call `listener()` after the `on_change` listeners whenever the change is
+        `Change.TIMERS`: a deadline may have come earlier, so whoever sleeps until
+        `next_deadline()` must look again. Kept apart so that the hot path (a heartbeat that
+        only pushes its deadline later) calls nobody who has nothing to do."""
+        self._replan_listeners.append(listener)
 
     @property
     def now(self) -> float:
@@ -285,11 +297,17 @@ class Lifecycle:
 
     def heartbeat(self) -> None:
         """A health ping; the first one arms the health timer."""
-        armed = self.last_heartbeat is not None
-        self.last_heartbeat = self.now
+        if self.last_heartbeat is None:
+            self.last_heartbeat = self._clock()
+            self._changed(Change.TIMERS)
+            return
         # Once armed, a heartbeat only moves the health deadline later: the runtime finds the new
-        # one when it wakes at the old, so games heartbeating many times a second cost no wake-ups.
-        self._changed(Change.STATUS if armed else Change.TIMERS)
+        # one when it wakes at the old, so games heartbeating many times a second cost it no
+        # wake-ups. The measured hot path (docs/benchmarks.md): the STATUS announcement is made
+        # inline, with the member looked up once at import.
+        self.last_heartbeat = self._clock()
+        for listener in self._change_listeners:
+            listener(_STATUS)
 
     def activity(self) -> None:
         """Postpone the idle timers as if a player had just left."""
@@ -589,6 +607,9 @@ class Lifecycle:
     def _changed(self, change: Change) -> None:
         for listener in self._change_listeners:
             listener(change)
+        if change is Change.TIMERS:
+            for replan in self._replan_listeners:
+                replan()
 
     def _transition(self, new: State) -> None:
         old = self.state

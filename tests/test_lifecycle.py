@@ -529,6 +529,22 @@ class TestChangeAnnouncements:
         lc.heartbeat()
         assert seen == [Change.TIMERS, Change.STATUS, Change.STATUS]
 
+    def test_replan_listeners_hear_only_what_may_bring_a_deadline_earlier(
+        self, clock: FakeClock
+    ) -> None:
+        """`on_replan` (the timer loop) is called for TIMERS changes only: repeated heartbeats
+        call nobody but the `on_change` listeners."""
+        lc = make(clock)
+        seen = self.recorder(lc)
+        replans: list[None] = []
+        lc.on_replan(lambda: replans.append(None))
+        lc.heartbeat()
+        for _ in range(5):
+            lc.heartbeat()
+        lc.ready()
+        assert len(seen) == 7
+        assert len(replans) == 2
+
     def test_every_event_announces_exactly_one_change(self, clock: FakeClock) -> None:
         """Each call that changes something is announced once, so a status cache or a facade
         listening to `on_change` never misses one."""
