@@ -31,8 +31,8 @@ from sidecar.deployment import parse_deployment
 from sidecar.errors import GameStartError
 from sidecar.events import EventHub
 from sidecar.exit_codes import Ending, exit_code
-from sidecar.game import Game, GameExit, NoGame
-from sidecar.lifecycle import TIMER_NAMES, Lifecycle, State, StopDecision
+from sidecar.game import Game, NoGame
+from sidecar.lifecycle import Lifecycle, State, StopDecision
 from sidecar.metrics import RequestCounter
 from sidecar.output import submit_record
 from sidecar.redaction import redact
@@ -310,7 +310,3 @@ class Agent:
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         await self._stop.close()
         game.close()  # last: the reaper reaps the game's orphans until here
-
-
-# Re-exported for the CLI and tests that name timers.
-__all__ = ["TIMER_NAMES", "Agent", "GameExit"]
