@@ -21,14 +21,27 @@ import logging
 import os
 import signal
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 
-from sidecar.emulator.metrics import ProcessSampler
+from sidecar.emulator.environment import GAME_PORT_NAME, build_env, external_port, pick_free_port
+from sidecar.emulator.errors import PlatformError
+from sidecar.emulator.locations import deployment_location
+from sidecar.emulator.metrics import ProcessSampler, Sample, select_samples, zero_sample
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.processes import BackedProcess, exit_description
-from sidecar.emulator.store import STARTUP_WALK, Deployment, Status, utcnow
+from sidecar.emulator.store import (
+    STARTUP_WALK,
+    Deployment,
+    DeploymentStore,
+    PortMapping,
+    Status,
+    Tag,
+    utcnow,
+)
 from sidecar.emulator.views import status_view
 
 log = logging.getLogger(__name__)
@@ -45,15 +58,31 @@ class StopOutcome(enum.Enum):
     GONE = "gone"  # already TERMINATED
 
 
-class DeploymentManager:
-    """Runs deployments; the only writer of a deployment's status."""
+@dataclass(frozen=True)
+class DeploymentRequest:
+    """What a deploy call asks for, whichever API version it came through."""
 
-    def __init__(self, options: EmulatorOptions) -> None:
+    app_name: str
+    app_version: str
+    env_vars: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    # event ("ready" | "error" | "terminated") -> webhook URL
+    webhooks: dict[str, str] = field(default_factory=dict)
+    default_keep_logs: bool = False
+    container_command: str = ""
+    container_arguments: str = ""
+
+
+class DeploymentManager:
+    """Creates and runs deployments; the only writer of a deployment's status."""
+
+    def __init__(self, options: EmulatorOptions, store: DeploymentStore) -> None:
         self._options = options
+        self._store = store
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._stop_events: dict[str, asyncio.Event] = {}
         self._processes: dict[str, BackedProcess] = {}
-        self.samplers: dict[str, ProcessSampler] = {}
+        self._samplers: dict[str, ProcessSampler] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -84,6 +113,46 @@ class DeploymentManager:
             await asyncio.wait(side_tasks, timeout=_CLOSE_TIMEOUT)
         if self._session is not None:
             await self._session.close()
+
+    # ---- creation -------------------------------------------------------------------------
+
+    def create(self, request: DeploymentRequest, base_url: str) -> Deployment:
+        """Mint, place and start a deployment; `base_url` is where its container calls back."""
+        options = self._options
+        try:
+            internal = options.game_port or pick_free_port()
+        except OSError:
+            raise PlatformError(503, "Couldn't Allocate Server") from None
+        credentials = self._store.mint()
+        now = utcnow()
+        deployment = Deployment(
+            request_id=credentials.request_id,
+            app_name=request.app_name,
+            app_version=request.app_version,
+            access_point_id=credentials.access_point_id,
+            delete_token=credentials.delete_token,
+            context_number=credentials.context_number,
+            context_token=credentials.context_token,
+            public_ip=options.public_ip,
+            ports={
+                GAME_PORT_NAME: PortMapping(
+                    GAME_PORT_NAME, internal, external_port(), options.game_port_protocol
+                )
+            },
+            location=deployment_location(),
+            created_at=now,
+            user_env=dict(request.env_vars),
+            command=options.apps.get(request.app_name),
+            default_keep_logs=request.default_keep_logs,
+            webhooks=dict(request.webhooks),
+            tags={name: Tag(name, now, now) for name in dict.fromkeys(request.tags)},
+            container_command=request.container_command,
+            container_arguments=request.container_arguments,
+        )
+        deployment.env = build_env(deployment, base_url)
+        self._store.add(deployment)
+        self.launch(deployment)
+        return deployment
 
     # ---- status changes -------------------------------------------------------------------
 
@@ -145,7 +214,7 @@ class DeploymentManager:
         request_id = deployment.request_id
         self._stop_events[request_id] = asyncio.Event()
         if deployment.command is not None:
-            self.samplers[request_id] = ProcessSampler()
+            self._samplers[request_id] = ProcessSampler()
         self._runners[request_id] = asyncio.create_task(
             self._run(deployment), name=f"emulator-deployment-{request_id}"
         )
@@ -268,7 +337,7 @@ class DeploymentManager:
         task.add_done_callback(self._side_tasks.discard)
 
     def _start_sampling(self, deployment: Deployment) -> None:
-        sampler = self.samplers.get(deployment.request_id)
+        sampler = self._samplers.get(deployment.request_id)
         process = self._processes.get(deployment.request_id)
         if sampler is None or process is None:
             return
@@ -279,12 +348,18 @@ class DeploymentManager:
             sampler.sample(process.pid)
             await asyncio.sleep(self._options.metrics_interval_seconds)
 
-    def sample_now(self, deployment: Deployment) -> None:
-        """Take a fresh sample so a metrics read always reflects the process as it is."""
-        sampler = self.samplers.get(deployment.request_id)
+    def metrics(
+        self, deployment: Deployment, start: datetime, end: datetime, step: timedelta | None
+    ) -> list[Sample]:
+        """The samples in [start, end] (one per `step`), a fresh one first when the process
+        runs, so a read always reflects it as it is; one zero sample when simulated."""
+        sampler = self._samplers.get(deployment.request_id)
+        if sampler is None:
+            return [zero_sample()]
         process = self._processes.get(deployment.request_id)
-        if sampler is not None and process is not None and process.running:
+        if process is not None and process.running:
             sampler.sample(process.pid)
+        return select_samples(list(sampler.samples), start, end, step)
 
     def _fire_webhook(self, deployment: Deployment, event: str) -> None:
         url = deployment.webhooks.get(event)

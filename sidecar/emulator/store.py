@@ -1,8 +1,9 @@
 """Deployment records: the emulator's in-memory state of every deployment it has created.
 
 This module is data only (no I/O, no tasks): the status strings of the platform, one
-`Deployment` record per request id, and the `DeploymentStore` that indexes them. The
-behaviour that moves a deployment through its statuses lives in `deployments.py`.
+`Deployment` record per request id with the rules of its tags, and the `DeploymentStore` that
+indexes them and mints ids and tokens. The behaviour that moves a deployment through its
+statuses lives in `deployments.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from sidecar.emulator.errors import PlatformError
 
 # The platform formats every timestamp like this (UTC, microseconds).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -129,6 +132,45 @@ class Deployment:
     def terminated(self) -> bool:
         return self.status is Status.TERMINATED
 
+    # ---- tags: names are unique per deployment; a rename keeps the tag's place -------------
+
+    def tag(self, name: str) -> Tag:
+        tag = self.tags.get(name)
+        if tag is None:
+            raise PlatformError(404, f"Tag {name} not found")
+        return tag
+
+    def add_tag(self, name: str) -> Tag:
+        if name in self.tags:
+            raise PlatformError(409, f"Tag {name} already exists")
+        now = utcnow()
+        tag = self.tags[name] = Tag(name, now, now)
+        return tag
+
+    def rename_tag(self, old: str, new: str) -> Tag:
+        tag = self.tag(old)
+        if new != old:
+            if new in self.tags:
+                raise PlatformError(409, f"Tag {new} already exists")
+            self.tags = {(new if name == old else name): item for name, item in self.tags.items()}
+            tag.name = new
+        tag.last_updated = utcnow()
+        return tag
+
+    def remove_tag(self, name: str) -> None:
+        del self.tags[self.tag(name).name]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the platform mints for a new deployment: its ids and its two raw tokens."""
+
+    request_id: str
+    access_point_id: int
+    delete_token: str
+    context_number: int
+    context_token: str
+
 
 class DeploymentStore:
     """Deployments by request id, in creation order."""
@@ -136,11 +178,19 @@ class DeploymentStore:
     def __init__(self) -> None:
         self._by_id: dict[str, Deployment] = {}
 
-    def new_request_id(self) -> str:
+    def mint(self) -> Credentials:
+        """Fresh ids and tokens in the platform's formats (12-hex id, 32-hex tokens)."""
         while True:
             request_id = secrets.token_hex(6)
             if request_id not in self._by_id:
-                return request_id
+                break
+        return Credentials(
+            request_id=request_id,
+            access_point_id=100000 + secrets.randbelow(900000),
+            delete_token=secrets.token_hex(16),
+            context_number=100000 + secrets.randbelow(900000),
+            context_token=secrets.token_hex(16),
+        )
 
     def add(self, deployment: Deployment) -> None:
         self._by_id[deployment.request_id] = deployment

@@ -1,6 +1,6 @@
 """HTTP plumbing shared by the platform and control routes: the `{"message"}` error shape,
-JSON body parsing into models, and query-string parsing. Bad input becomes `PlatformError`
-(4xx).
+JSON body parsing into models, and query-string parsing (pages, the log-storage choice). Bad
+input becomes `PlatformError` (4xx), re-exported here for the routes.
 """
 
 from __future__ import annotations
@@ -11,25 +11,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from sidecar.errors import HttpError
+from sidecar.emulator.errors import PlatformError
+from sidecar.emulator.views import paginate
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class PlatformError(HttpError):
-    """An error answer in the platform's shape: `status` with body
-    `{"message": message, **extra}`, and `headers`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, message)
-        self.extra = extra or {}
-        self.headers = headers or {}
+T = TypeVar("T")
 
 
 def error_response(
@@ -82,3 +68,23 @@ def log_storage_choice(request: web.Request) -> tuple[bool | None, str | None]:
     if lowered == "false":
         return False, None
     return True, value.strip()
+
+
+MAX_PAGE_SIZE = 1000
+
+
+def page_of(request: web.Request, items: list[T]) -> tuple[list[T], dict[str, Any]]:
+    """The page `?page=&limit=` asks for (default 1 and 10) and its `pagination` object."""
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    limit = query_int(request, "limit", 10, 1, MAX_PAGE_SIZE)
+    return paginate(items, page, limit)
+
+
+__all__ = [
+    "PlatformError",
+    "error_response",
+    "log_storage_choice",
+    "page_of",
+    "parse_body",
+    "query_int",
+]

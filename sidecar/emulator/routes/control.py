@@ -43,21 +43,13 @@ from aiohttp import web
 
 from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.models import FaultBody
-from sidecar.emulator.state import state_of
-from sidecar.emulator.store import Deployment, Status
+from sidecar.emulator.state import deployment_of, state_of
+from sidecar.emulator.store import Status
 from sidecar.emulator.views import status_view
 from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
 _MAX_WAIT_SECONDS = 60.0
-
-
-def _deployment(request: web.Request) -> Deployment:
-    request_id = request.match_info["request_id"]
-    deployment = state_of(request).store.get(request_id)
-    if deployment is None:
-        raise PlatformError(404, f"Deployment {request_id} not found")
-    return deployment
 
 
 def _platform_route_names(app: web.Application) -> set[str]:
@@ -130,18 +122,18 @@ async def clear_requests(request: web.Request) -> web.Response:
 
 
 async def deployment_env(request: web.Request) -> web.Response:
-    return web.json_response(_deployment(request).env)
+    return web.json_response(deployment_of(request).env)
 
 
 async def deployment_logs(request: web.Request) -> web.Response:
-    deployment = _deployment(request)
+    deployment = deployment_of(request)
     if deployment.logs is None:
         raise PlatformError(404, "Logs were discarded when the deployment stopped")
     return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
 
 
 async def wait_for_status(request: web.Request) -> web.Response:
-    deployment = _deployment(request)
+    deployment = deployment_of(request)
     try:
         status = Status(request.query.get("status", ""))
     except ValueError:
