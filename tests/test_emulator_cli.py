@@ -34,6 +34,7 @@ class TestFlags:
         assert options.game_port == 7777
         assert options.apps == {}
         assert options.faults == ()
+        assert options.show_tokens is False
 
     def test_all_flags(self) -> None:
         """Every flag lands in the options."""
@@ -53,7 +54,9 @@ class TestFlags:
             "--self-stop-fault=429",
             "--self-stop-retry-after=4",
             "--self-stop-delay=1.5x3",
+            "--show-tokens",
         )
+        assert options.show_tokens is True
         assert options.apps == {"game": "./server --port 7777", "other": "sleep 100"}
         assert (options.port, options.game_port, options.api_token) == (0, 0, "t")
         assert options.restart_policy == "never"

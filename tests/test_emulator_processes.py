@@ -402,7 +402,8 @@ class TestFaults:
         assert (await self_stop(emu, env))[0] == 200
         calls = await emu.requests(path_contains="/v1/self/stop/")
         assert [call["status"] for call in calls] == [503, 503, 200]
-        assert calls[0]["headers"]["Authorization"] == env["ARBITRIUM_DELETE_TOKEN"]
+        assert calls[0]["headers"]["Authorization"] == "<redacted>"
+        assert calls[0]["authorized"] is True
         await emu.wait_for_status(request_id, "Status.TERMINATED", timeout=5)
 
     async def test_retry_after_header(self, emu: EmulatorServer) -> None:

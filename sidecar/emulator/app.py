@@ -2,13 +2,15 @@
 
 Every platform call passes, in order:
 
-    record    logs the call and its answer in the request log (not /_emulator/ calls)
+    record    logs the call and its answer in the request log (not /_emulator/ calls), with
+              its tokens redacted unless `show_tokens`
     errors    turns PlatformError / FleetError / aiohttp errors into `{"message"}` bodies,
               and a bug into a logged 500 (the top-level guard of one request)
-    faults    plays back an injected fault for the call's route
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
               wrong token → 401)
+    faults    plays back an injected fault for the call's route: after auth, so a call the
+              platform would refuse (a wrong delete token) neither meets nor uses up a fault
 
 The routes are in `routes/` (one module per resource of the reference, and the control API);
 the platform rules they call are in the manager (`deployments.py`) and the stores.
@@ -28,6 +30,7 @@ from sidecar.emulator.deployments import DeploymentManager
 from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
+from sidecar.emulator.recorder import AUTHORIZED_KEY
 from sidecar.emulator.routes import add_platform_routes, control
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
@@ -48,7 +51,7 @@ _RAW_TOKEN_ROUTES = {
 def create_app(options: EmulatorOptions) -> web.Application:
     """A fresh emulator (its own state and tasks) ready to be served by any aiohttp runner."""
     app = web.Application(
-        middlewares=[_record_middleware, _error_middleware, _fault_middleware, _auth_middleware]
+        middlewares=[_record_middleware, _error_middleware, _auth_middleware, _fault_middleware]
     )
     store = DeploymentStore()
     app[STATE_KEY] = EmulatorState(
@@ -77,7 +80,10 @@ async def _record_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.monotonic()
     CURRENT_FAULT.set(None)
     response = await handler(request)
-    state_of(request).requests.record(request, response, started, CURRENT_FAULT.get())
+    state = state_of(request)
+    state.requests.record(
+        request, response, started, CURRENT_FAULT.get(), show_tokens=state.options.show_tokens
+    )
     return response
 
 
@@ -120,6 +126,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     if name is None or name.startswith("control_"):
         return await handler(request)
     header = request.headers.get("authorization")
+    request[AUTHORIZED_KEY] = False
     if name in _RAW_TOKEN_ROUTES:
         segment, attribute, token = _RAW_TOKEN_ROUTES[name]
         deployment = deployment_of(request)
@@ -133,6 +140,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         problem = management_error(header, state_of(request).options.api_token)
         if problem is not None:
             raise PlatformError(401, problem)
+    request[AUTHORIZED_KEY] = True
     return await handler(request)
 
 

@@ -44,6 +44,8 @@ class EmulatorOptions:
     public_ip: str = "127.0.0.1"
     metrics_interval_seconds: float = 1.0
     faults: tuple[FaultSpec, ...] = ()
+    # Show tokens as sent in /_emulator/requests (default: redacted, so a CI log can print it).
+    show_tokens: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--status-step", default="0.2", help="seconds per deployment status step (default 0.2)"
+    )
+    parser.add_argument(
+        "--show-tokens",
+        action="store_true",
+        help="show authorization headers as sent in /_emulator/requests (default: redacted)",
     )
     parser.add_argument(
         "--self-stop-fault",
@@ -125,6 +132,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         status_step_seconds=_seconds("--status-step", getattr(ns, "status_step", "0.2")),
         game_port=_port("--game-port", getattr(ns, "game_port", "7777")),
         faults=tuple(faults),
+        show_tokens=bool(getattr(ns, "show_tokens", False)),
     )
 
 
