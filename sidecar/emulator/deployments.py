@@ -1,15 +1,25 @@
-"""Deployment behaviour: the status walk, backing processes, restart policy, stops, webhooks.
+"""Deployment behaviour: creation, the status walk, backing processes, restart policy, stops,
+webhooks: the platform's rules about a deployment's life.
 
 `DeploymentManager` owns every background task of the emulator's deployments: one runner task
 per deployment (created in `launch`, cancelled and awaited in `close`), a metrics sampler per
 backed deployment and the fire-and-forget webhook posts. A runner walks
-INITIALIZING → SEEKING → SEEKED → SCANNING → DEPLOYING → READY, one `status_step_seconds` per
-step, then either waits for a stop (simulated deployment) or supervises the backing process
-under the restart policy, and finally TERMINATING → TERMINATED.
+INITIALIZING → SEEKING → SEEKED → SCANNING → DEPLOYING, one `status_step_seconds` per step;
+then:
 
-Stops follow the platform's rules: accepted at once when READY or ERROR, deferred until READY
-otherwise, and whether the logs survive is decided at TERMINATED from the stop's
-`container_log_storage` choice or the deployment's default.
+* simulated (no process): READY one step later, then waits for a stop;
+* backed: sets up the deployment's network (network.py), starts the process and runs the
+  platform's port readiness check: READY once the process listens on every port `to_check`;
+  ERROR (with `error_detail`, and `webhook_on_error`) when it cannot start (exit 127/126), exits
+  before it is ready and may not be restarted, or is not ready within the app version's
+  `time_to_deploy`. A process in ERROR keeps running (its logs stay readable) until stopped.
+  Then it is supervised under the app version's restart policy until a stop;
+
+and finally TERMINATING → TERMINATED.
+
+Stops follow the platform's rules: accepted at once when READY or ERROR, deferred until one of
+them is reached otherwise; the first stop's `container_log_storage` choice decides, at
+TERMINATED, whether the logs survive (storage.py).
 """
 
 from __future__ import annotations
@@ -31,8 +41,16 @@ from sidecar.emulator.environment import GAME_PORT_NAME, build_env, external_por
 from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.locations import deployment_location
 from sidecar.emulator.metrics import ProcessSampler, Sample, select_samples, zero_sample
+from sidecar.emulator.network import (
+    ApiSite,
+    DeploymentNetwork,
+    Isolation,
+    PortAllocator,
+    resolve_isolation,
+)
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.processes import BackedProcess, exit_description
+from sidecar.emulator.storage import EndpointStorages, LogChoice
 from sidecar.emulator.store import (
     STARTUP_WALK,
     Deployment,
@@ -49,11 +67,14 @@ log = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 # Upper bound of each shutdown step; the stop grace is capped at it too, so exit is prompt.
 _CLOSE_TIMEOUT = 5.0
+# How often the port readiness check looks at the process's sockets.
+_READINESS_POLL_SECONDS = 0.05
+_CANNOT_START = {127: "command not found", 126: "command not executable"}
 
 
 class StopOutcome(enum.Enum):
     ACCEPTED = "accepted"  # READY/ERROR: termination started now
-    DEFERRED = "deferred"  # not READY yet: carried out when READY is reached
+    DEFERRED = "deferred"  # not READY yet: carried out when READY or ERROR is reached
     IN_PROGRESS = "in_progress"  # already stopping (or already deferred)
     GONE = "gone"  # already TERMINATED
 
@@ -68,7 +89,8 @@ class DeploymentRequest:
     tags: tuple[str, ...] = ()
     # event ("ready" | "error" | "terminated") -> webhook URL
     webhooks: dict[str, str] = field(default_factory=dict)
-    default_keep_logs: bool = False
+    # Legacy deploy `container_log_storage`: (enabled, endpoint_storage); None when absent.
+    legacy_log_storage: tuple[bool, str | None] | None = None
     container_command: str = ""
     container_arguments: str = ""
 
@@ -79,6 +101,19 @@ class DeploymentManager:
     def __init__(self, options: EmulatorOptions, store: DeploymentStore) -> None:
         self._options = options
         self._store = store
+        named = [
+            version.endpoint_storage
+            for version in options.app_versions.values()
+            if version.endpoint_storage
+        ]
+        self.storages = EndpointStorages([*options.endpoint_storages, *named])
+        self.isolation = Isolation.PORTS
+        self.isolation_note = "not started"
+        self._ports = PortAllocator(Isolation.PORTS, options.public_ip)
+        self._networks: dict[str, DeploymentNetwork] = {}
+        # Set by the server once it serves the app: serves the API on a listening socket (a
+        # namespace's), so ARBITRIUM_DELETE_URL works from inside one.
+        self.api_site: ApiSite | None = None
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._stop_events: dict[str, asyncio.Event] = {}
         self._processes: dict[str, BackedProcess] = {}
@@ -88,6 +123,14 @@ class DeploymentManager:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        if self._options.apps:
+            # Only backed deployments have a network to isolate; probing costs a namespace.
+            self.isolation, self.isolation_note = await asyncio.to_thread(
+                resolve_isolation, self._options.isolation
+            )
+        else:
+            self.isolation_note = "no backed applications (--app): nothing to isolate"
+        self._ports = PortAllocator(self.isolation, self._options.public_ip)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS)
         )
@@ -99,13 +142,16 @@ class DeploymentManager:
             stop.set()
         runners = list(self._runners.values())
         if runners:
-            grace = min(self._options.stop_grace_seconds, _CLOSE_TIMEOUT)
+            grace = max((deployment.app.grace_seconds for deployment in self._store), default=0.0)
             # A runner's cancellation handler SIGKILLs its process, so nothing outlives us.
-            _, pending = await asyncio.wait(runners, timeout=grace + 1.0)
+            _, pending = await asyncio.wait(runners, timeout=min(grace, _CLOSE_TIMEOUT) + 1.0)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT)
+        for network in list(self._networks.values()):
+            await network.close()
+        self._networks.clear()
         side_tasks = list(self._side_tasks)
         for task in side_tasks:
             task.cancel()
@@ -119,8 +165,14 @@ class DeploymentManager:
     def create(self, request: DeploymentRequest, base_url: str) -> Deployment:
         """Mint, place and start a deployment; `base_url` is where its container calls back."""
         options = self._options
+        app = options.app_version(request.app_name)
+        network: DeploymentNetwork | None = None
         try:
-            internal = options.game_port or pick_free_port()
+            if app.command is None:
+                ports = self._simulated_ports(app.ports[0].protocol)
+            else:
+                network = self._ports.allocate(app.ports)
+                ports = network.ports
         except OSError:
             raise PlatformError(503, "Couldn't Allocate Server") from None
         credentials = self._store.mint()
@@ -134,25 +186,34 @@ class DeploymentManager:
             context_number=credentials.context_number,
             context_token=credentials.context_token,
             public_ip=options.public_ip,
-            ports={
-                GAME_PORT_NAME: PortMapping(
-                    GAME_PORT_NAME, internal, external_port(), options.game_port_protocol
-                )
-            },
+            ports=ports,
             location=deployment_location(),
             created_at=now,
             user_env=dict(request.env_vars),
-            command=options.apps.get(request.app_name),
-            default_keep_logs=request.default_keep_logs,
+            app=app,
             webhooks=dict(request.webhooks),
             tags={name: Tag(name, now, now) for name in dict.fromkeys(request.tags)},
             container_command=request.container_command,
             container_arguments=request.container_arguments,
+            isolation=None if network is None else str(network.isolation),
         )
-        deployment.env = build_env(deployment, base_url)
+        if request.legacy_log_storage is not None:
+            enabled, name = request.legacy_log_storage
+            deployment.default_logs = self.storages.default(enabled, name, app)
+        deployment.env = build_env(deployment, base_url, None if network is None else network.env)
         self._store.add(deployment)
-        self.launch(deployment)
+        if network is not None:
+            self._networks[deployment.request_id] = network
+        self.launch(deployment, base_url)
         return deployment
+
+    def _simulated_ports(self, protocol: str) -> dict[str, PortMapping]:
+        # Nothing runs, so nothing listens: the ports are only described.
+        internal = self._options.game_port or pick_free_port()
+        return {GAME_PORT_NAME: PortMapping(GAME_PORT_NAME, internal, external_port(), protocol)}
+
+    def network_of(self, deployment: Deployment) -> DeploymentNetwork | None:
+        return self._networks.get(deployment.request_id)
 
     # ---- status changes -------------------------------------------------------------------
 
@@ -169,6 +230,11 @@ class DeploymentManager:
         event = {Status.READY: "ready", Status.ERROR: "error", Status.TERMINATED: "terminated"}
         if status in event:
             self._fire_webhook(deployment, event[status])
+
+    def _fail(self, deployment: Deployment, detail: str) -> None:
+        log.info("%s: %s", deployment.request_id, detail)
+        deployment.error_detail = detail
+        self._set_status(deployment, Status.ERROR)
 
     async def wait_for_status(self, deployment: Deployment, status: Status, within: float) -> bool:
         """True once `deployment` has reached `status` (now or earlier); False if `within`
@@ -187,14 +253,13 @@ class DeploymentManager:
 
     # ---- stops ----------------------------------------------------------------------------
 
-    def request_stop(
-        self, deployment: Deployment, keep_logs: bool | None, storage_name: str | None = None
-    ) -> StopOutcome:
+    def request_stop(self, deployment: Deployment, choice: LogChoice | None = None) -> StopOutcome:
         if deployment.terminated:
             return StopOutcome.GONE
-        if keep_logs is not None:
-            deployment.keep_logs_choice = keep_logs
-            deployment.log_storage_name = storage_name
+        if not deployment.stop_requested:
+            # The first stop decides what happens to the logs; a later one cannot undo it.
+            deployment.stop_requested = True
+            deployment.stop_logs = choice or LogChoice()
         if deployment.status is Status.TERMINATING or deployment.stop_pending:
             return StopOutcome.IN_PROGRESS
         if deployment.status in (Status.READY, Status.ERROR):
@@ -208,47 +273,127 @@ class DeploymentManager:
         self._set_status(deployment, Status.TERMINATING)
         self._stop_events[deployment.request_id].set()
 
+    def _reached(self, deployment: Deployment, status: Status) -> None:
+        """READY or ERROR: a stop that waited for one of them is carried out now."""
+        self._set_status(deployment, status)
+        if deployment.stop_pending:
+            self._begin_terminating(deployment)
+
     # ---- the runner -----------------------------------------------------------------------
 
-    def launch(self, deployment: Deployment) -> None:
+    def launch(self, deployment: Deployment, base_url: str = "") -> None:
         request_id = deployment.request_id
         self._stop_events[request_id] = asyncio.Event()
         if deployment.command is not None:
             self._samplers[request_id] = ProcessSampler()
         self._runners[request_id] = asyncio.create_task(
-            self._run(deployment), name=f"emulator-deployment-{request_id}"
+            self._run(deployment, base_url), name=f"emulator-deployment-{request_id}"
         )
 
     async def _step(self) -> None:
         await asyncio.sleep(self._options.status_step_seconds)
 
-    async def _run(self, deployment: Deployment) -> None:
+    async def _run(self, deployment: Deployment, base_url: str) -> None:
         request_id = deployment.request_id
         stop = self._stop_events[request_id]
         try:
             for status in STARTUP_WALK[1:]:
                 await self._step()
                 self._set_status(deployment, status)
-            if deployment.command is not None and not await self._start_process(deployment):
-                self._set_status(deployment, Status.ERROR)
-                if deployment.stop_pending:
-                    self._begin_terminating(deployment)
+            if deployment.command is None:
+                await self._step()
+                self._reached(deployment, Status.READY)
                 await stop.wait()
             else:
-                await self._step()
-                self._set_status(deployment, Status.READY)
-                if deployment.stop_pending:
-                    self._begin_terminating(deployment)
-                if deployment.command is None:
-                    await stop.wait()
-                else:
-                    await self._supervise(deployment, stop)
+                await self._run_backed(deployment, base_url, stop)
             await self._finish(deployment)
         except asyncio.CancelledError:
             process = self._processes.pop(request_id, None)
             if process is not None:
                 process.kill_now()
             raise
+        finally:
+            network = self._networks.pop(request_id, None)
+            if network is not None:
+                self._ports.release(network)
+                await network.close()
+
+    async def _run_backed(self, deployment: Deployment, base_url: str, stop: asyncio.Event) -> None:
+        network = self._networks[deployment.request_id]
+        try:
+            await network.start(base_url, self.api_site)
+        except OSError as exc:
+            self._fail(deployment, f"Network setup failed: {exc.strerror or exc}")
+            self._reached(deployment, Status.ERROR)
+            await stop.wait()
+            return
+        if not await self._start_process(deployment):
+            self._reached(deployment, Status.ERROR)
+            await stop.wait()
+            return
+        problem = await self._await_readiness(deployment, network, stop)
+        if problem is not None:
+            self._fail(deployment, problem)
+        self._reached(deployment, Status.ERROR if problem else Status.READY)
+        if deployment.request_id in self._processes:
+            await self._supervise(deployment, stop)
+        else:
+            await stop.wait()
+
+    async def _await_readiness(
+        self, deployment: Deployment, network: DeploymentNetwork, stop: asyncio.Event
+    ) -> str | None:
+        """The platform's port readiness check; None once ready, else the `error_detail`."""
+        loop = asyncio.get_running_loop()
+        budget = deployment.app.time_to_deploy
+        deadline = loop.time() + budget
+        while True:
+            process = self._processes[deployment.request_id]
+            missing = network.listening(process.pid)
+            if not missing:
+                return None
+            if not process.running:
+                problem = await self._exited_before_ready(deployment, process, deadline, stop)
+                if problem is not None:
+                    return problem
+                continue
+            if loop.time() >= deadline:
+                names = ", ".join(
+                    f"{name} ({deployment.ports[name].protocol} {deployment.ports[name].internal})"
+                    for name in missing
+                )
+                return (
+                    f"Port readiness check failed: nothing listening on {names} "
+                    f"within time_to_deploy ({budget:g} s)"
+                )
+            await asyncio.sleep(min(_READINESS_POLL_SECONDS, max(0.0, deadline - loop.time())))
+
+    async def _exited_before_ready(
+        self, deployment: Deployment, process: BackedProcess, deadline: float, stop: asyncio.Event
+    ) -> str | None:
+        """The process ended during the readiness check: restart it (None) when the policy and
+        the time left allow, else say why the deployment is in ERROR."""
+        code = await process.wait()
+        process.signal_group(signal.SIGKILL)
+        self._processes.pop(deployment.request_id, None)
+        self._record_exit(deployment, process, code)
+        exit_code, _ = exit_description(code)
+        if exit_code in _CANNOT_START:
+            last = _last_line(process.output)
+            return (
+                f"Container failed to start: exit code {exit_code} "
+                f"({_CANNOT_START[exit_code]})" + (f": {last}" if last else "")
+            )
+        loop = asyncio.get_running_loop()
+        delay = self._options.restart_delay_seconds
+        if not self._should_restart(deployment, code) or loop.time() + delay >= deadline:
+            return f"Container exited with code {exit_code} before its ports were ready"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        deployment.exit.restart_count += 1
+        if not await self._start_process(deployment):
+            return deployment.error_detail
+        return None
 
     async def _start_process(self, deployment: Deployment) -> bool:
         assert deployment.command is not None
@@ -258,10 +403,14 @@ class DeploymentManager:
             if logs is not None:
                 logs.extend(chunk)
 
+        network = self._networks.get(deployment.request_id)
+        prefix, pass_fds = network.command_prefix() if network is not None else ([], ())
         try:
             # The process sees the emulator's own environment plus what the platform injects.
             env = {**os.environ, **deployment.env}
-            process = await BackedProcess.start(deployment.command, env, on_output)
+            process = await BackedProcess.start(
+                deployment.command, env, on_output, prefix=prefix, pass_fds=pass_fds
+            )
         except OSError as exc:
             deployment.error_detail = f"Container failed to start: {exc}"
             return False
@@ -287,7 +436,8 @@ class DeploymentManager:
             if stop.is_set():
                 return
             self._record_exit(deployment, process, code)
-            if not self._should_restart(code):
+            if not self._should_restart(deployment, code):
+                self._processes.pop(deployment.request_id, None)
                 return
             try:
                 await asyncio.wait_for(stop.wait(), self._options.restart_delay_seconds)
@@ -296,6 +446,7 @@ class DeploymentManager:
                 pass
             deployment.exit.restart_count += 1
             if not await self._start_process(deployment):
+                self._processes.pop(deployment.request_id, None)
                 return
 
     def _record_exit(self, deployment: Deployment, process: BackedProcess, code: int) -> None:
@@ -306,8 +457,8 @@ class DeploymentManager:
             deployment.exit.crash_logs = bytes(process.output)
         log.info("%s: %s", deployment.request_id, message)
 
-    def _should_restart(self, code: int) -> bool:
-        policy = self._options.restart_policy
+    def _should_restart(self, deployment: Deployment, code: int) -> bool:
+        policy = deployment.app.restart_policy
         return policy == "always" or (policy == "on_failure" and code != 0)
 
     async def _finish(self, deployment: Deployment) -> None:
@@ -316,14 +467,15 @@ class DeploymentManager:
         process = self._processes.pop(deployment.request_id, None)
         if process is not None:
             # A stopped process is not a crash: crash_data keeps describing the last crash.
-            await process.terminate(self._options.stop_grace_seconds)
+            await process.terminate(deployment.app.grace_seconds)
         else:
             await self._step()
-        keep = deployment.keep_logs_choice
-        if keep is None:
-            keep = deployment.default_keep_logs
-        deployment.logs_kept = keep
-        if not keep:
+        choice = deployment.stop_logs or LogChoice()
+        if choice.keep is None:
+            choice = deployment.default_logs
+        deployment.logs_kept = bool(choice.keep)
+        deployment.logs_note = choice.note
+        if not deployment.logs_kept:
             deployment.logs = None
             deployment.exit.crash_logs = None
         deployment.removal_time = utcnow()
@@ -376,3 +528,8 @@ class DeploymentManager:
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.debug("webhook %s failed: %r", url, exc)
+
+
+def _last_line(output: bytes | bytearray) -> str:
+    lines = bytes(output).decode("utf-8", errors="replace").strip().splitlines()
+    return lines[-1].strip()[:200] if lines else ""

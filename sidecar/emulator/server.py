@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 
 from aiohttp import web
 
@@ -34,7 +35,16 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
         ) from None
     bound_host, bound_port = runner.addresses[0][:2]
     base_url = f"http://{url_host(str(bound_host))}:{bound_port}"
-    app[STATE_KEY].base_url = base_url
+    state = app[STATE_KEY]
+    state.base_url = base_url
+
+    async def api_site(sock: socket.socket) -> web.BaseSite:
+        # The same app on one more listener: a deployment namespace's, at the same address.
+        extra = web.SockSite(runner, sock)
+        await extra.start()
+        return extra
+
+    state.manager.api_site = api_site
     return runner, base_url
 
 

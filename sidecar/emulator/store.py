@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.errors import PlatformError
+from sidecar.emulator.storage import LogChoice
 
 # The platform formats every timestamp like this (UTC, microseconds).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -59,6 +61,8 @@ class PortMapping:
     internal: int
     external: int
     protocol: str
+    to_check: bool = False
+    tls_upgrade: bool = False
 
 
 @dataclass
@@ -92,10 +96,12 @@ class Deployment:
     location: dict[str, Any]
     created_at: datetime
     user_env: dict[str, str]
-    # Shell command of the backing process; None for a simulated deployment.
-    command: str | None
-    # Keep the logs at a stop that does not say (legacy `container_log_storage.enabled`).
-    default_keep_logs: bool = False
+    # The app version it runs as; its `command` is None for a simulated deployment.
+    app: AppVersion
+    # What a stop that does not say keeps (legacy `container_log_storage`); default: nothing.
+    default_logs: LogChoice = field(
+        default_factory=lambda: LogChoice(False, None, "not given: v2 deployments keep none")
+    )
     # event ("ready" | "error" | "terminated") -> webhook URL
     webhooks: dict[str, str] = field(default_factory=dict)
     tags: dict[str, Tag] = field(default_factory=dict)
@@ -109,20 +115,31 @@ class Deployment:
     error_detail: str = ""
     # A stop that arrived before READY; carried out when READY is reached.
     stop_pending: bool = False
-    # The stop call's container_log_storage choice; None when it did not say.
-    keep_logs_choice: bool | None = None
-    log_storage_name: str | None = None
+    # The first stop's container_log_storage choice; None until a stop arrives.
+    stop_logs: LogChoice | None = None
     # Captured stdout+stderr in arrival order; None once discarded at the stop.
     logs: bytearray | None = field(default_factory=bytearray)
     logs_kept: bool = False
+    logs_note: str = ""
     exit: ExitRecord = field(default_factory=ExitRecord)
     pid: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # "netns" | "ports" for a backed deployment (network.Isolation), None when simulated.
+    isolation: str | None = None
+    # The first stop request's choice stands (its container_log_storage); later ones do not
+    # change it.
+    stop_requested: bool = False
+
+    @property
+    def command(self) -> str | None:
+        return self.app.command
 
     @property
     def fqdn(self) -> str:
-        # *.localhost resolves to loopback (RFC 6761), where the emulated server really is.
-        return f"{self.request_id}.localhost"
+        # The platform's `<id>.pr.edgegap.net` resolves to the host's public IP. `<id>.localhost`
+        # does not resolve everywhere (only with nss-myhostname or systemd-resolved), so the
+        # address itself is the name: every resolver and client library takes an IP literal.
+        return self.public_ip
 
     @property
     def running(self) -> bool:

@@ -1,5 +1,5 @@
 """HTTP plumbing shared by the platform and control routes: the `{"message"}` error shape,
-JSON body parsing into models, and query-string parsing (pages, the log-storage choice). Bad
+JSON body parsing into models, and query-string parsing (pages). Bad
 input becomes `PlatformError` (4xx), re-exported here for the routes.
 """
 
@@ -57,19 +57,6 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def log_storage_choice(request: web.Request) -> tuple[bool | None, str | None]:
-    """`container_log_storage`: true/false, or a storage name (kept); absent → (None, None)."""
-    value = request.query.get("container_log_storage")
-    if value is None or value.strip() == "":
-        return None, None
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True, None
-    if lowered == "false":
-        return False, None
-    return True, value.strip()
-
-
 MAX_PAGE_SIZE = 1000
 
 
@@ -83,7 +70,6 @@ def page_of(request: web.Request, items: list[T]) -> tuple[list[T], dict[str, An
 __all__ = [
     "PlatformError",
     "error_response",
-    "log_storage_choice",
     "page_of",
     "parse_body",
     "query_int",

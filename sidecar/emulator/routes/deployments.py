@@ -19,8 +19,10 @@ from sidecar.emulator.deployments import DeploymentRequest, StopOutcome
 from sidecar.emulator.filters import field_values, matches_all
 from sidecar.emulator.models import BulkStop, DeployV1, DeployV2
 from sidecar.emulator.state import deployment_of, state_of
+from sidecar.emulator.storage import LogChoice
+from sidecar.emulator.store import Deployment
 from sidecar.emulator.views import list_item_view, status_view, stop_view
-from sidecar.emulator.wire import PlatformError, log_storage_choice, page_of, parse_body
+from sidecar.emulator.wire import PlatformError, page_of, parse_body
 
 
 async def deploy_v2(request: web.Request) -> web.Response:
@@ -61,7 +63,9 @@ async def deploy_v1(request: web.Request) -> web.Response:
             env_vars={variable.key: variable.value for variable in body.env_vars},
             tags=tuple(body.tags or ()),
             webhooks={"ready": body.webhook_url} if body.webhook_url else {},
-            default_keep_logs=bool(storage and storage.enabled),
+            legacy_log_storage=None
+            if storage is None
+            else (storage.enabled, storage.endpoint_storage),
             container_command=body.command or "",
             container_arguments=body.arguments or "",
         ),
@@ -88,10 +92,15 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(status_view(deployment_of(request)))
 
 
+def _log_choice(request: web.Request, deployment: Deployment) -> LogChoice:
+    value = request.query.get("container_log_storage")
+    return state_of(request).manager.storages.choice(value, deployment.app)
+
+
 async def stop(request: web.Request) -> web.Response:
     deployment = deployment_of(request)
-    keep, storage = log_storage_choice(request)
-    outcome = state_of(request).manager.request_stop(deployment, keep, storage)
+    choice = _log_choice(request, deployment)
+    outcome = state_of(request).manager.request_stop(deployment, choice)
     if outcome is StopOutcome.GONE:
         raise PlatformError(410, "Instance Already terminated")
     status = 200 if outcome is StopOutcome.ACCEPTED else 202
@@ -100,8 +109,8 @@ async def stop(request: web.Request) -> web.Response:
 
 async def self_stop(request: web.Request) -> web.Response:
     deployment = deployment_of(request)
-    keep, storage = log_storage_choice(request)
-    outcome = state_of(request).manager.request_stop(deployment, keep, storage)
+    choice = _log_choice(request, deployment)
+    outcome = state_of(request).manager.request_stop(deployment, choice)
     if outcome is StopOutcome.GONE:
         # The reference lists no 410 for self-stop: a terminated deployment is simply not found.
         raise PlatformError(404, f"Deployment {deployment.request_id} not found")
@@ -126,7 +135,7 @@ async def bulk_stop(request: web.Request) -> web.Response:
     processable = []
     for deployment in active:
         if matches_all(deployment, body.filters):
-            state.manager.request_stop(deployment, None)
+            state.manager.request_stop(deployment)
             processable.append({"request_id": deployment.request_id})
     return web.json_response({"processable": processable}, status=202)
 
