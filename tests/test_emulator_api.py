@@ -104,10 +104,11 @@ class TestDeploy:
         assert status == 400
         assert body["message"]
 
-    async def test_v2_deploy_wrong_shape_is_422(self, emu: EmulatorServer) -> None:
-        """A missing application or an unknown field answers 422 with details."""
+    async def test_v2_deploy_wrong_shape_is_400(self, emu: EmulatorServer) -> None:
+        """A missing application or an unknown field answers 400 (the reference's code) with
+        details."""
         status, body = await emu.call("POST", "/deployments", json={"version": "v1", "x": 1})
-        assert status == 422
+        assert status == 400
         fields = {item["field"] for item in body["details"]}
         assert {"application", "x"} <= fields
 
@@ -221,9 +222,9 @@ class TestStop:
         assert (await emu.status(second))["current_status"] == "Status.READY"
 
     async def test_bulk_stop_needs_filters(self, emu: EmulatorServer) -> None:
-        """Bulk-stop without filters answers 422 and stops nothing."""
+        """Bulk-stop without filters answers 400 and stops nothing."""
         status, _ = await emu.call("POST", "/v1/deployments/bulk-stop", json={"filters": []})
-        assert status == 422
+        assert status == 400
 
 
 class TestListing:
@@ -333,7 +334,7 @@ class TestFleets:
         _, patched = await emu.call("PATCH", "/v1/fleet/eu/policies/p1", json={"maximum": 5})
         assert patched["maximum"] == 5
         bad = {**policy, "name": "p2", "threshold": 2}
-        assert (await emu.call("POST", "/v1/fleet/eu/policies", json=bad))[0] == 422
+        assert (await emu.call("POST", "/v1/fleet/eu/policies", json=bad))[0] == 400
         status, link = await emu.call("PUT", "/v1/fleet/eu/app/game/version/v1")
         assert (status, link["fleet"], link["app"], link["app_version"]) == (
             200,

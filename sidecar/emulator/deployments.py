@@ -39,7 +39,7 @@ import aiohttp
 
 from sidecar.emulator.environment import GAME_PORT_NAME, build_env, external_port, pick_free_port
 from sidecar.emulator.errors import PlatformError
-from sidecar.emulator.locations import deployment_location
+from sidecar.emulator.locations import deployment_location, full_cities, placement
 from sidecar.emulator.metrics import ProcessSampler, Sample, select_samples, zero_sample
 from sidecar.emulator.network import (
     ApiSite,
@@ -175,6 +175,12 @@ class DeploymentManager:
                 ports = network.ports
         except OSError:
             raise PlatformError(503, "Couldn't Allocate Server") from None
+        index = placement(self._active_cities(), options.location_capacity)
+        if index is None:
+            if network is not None:
+                network.discard()
+                self._ports.release(network)
+            raise PlatformError(503, "Couldn't Allocate Server")
         credentials = self._store.mint()
         now = utcnow()
         deployment = Deployment(
@@ -187,7 +193,7 @@ class DeploymentManager:
             context_token=credentials.context_token,
             public_ip=options.public_ip,
             ports=ports,
-            location=deployment_location(),
+            location=deployment_location(index),
             created_at=now,
             user_env=dict(request.env_vars),
             app=app,
@@ -211,6 +217,13 @@ class DeploymentManager:
         # Nothing runs, so nothing listens: the ports are only described.
         internal = self._options.game_port or pick_free_port()
         return {GAME_PORT_NAME: PortMapping(GAME_PORT_NAME, internal, external_port(), protocol)}
+
+    def _active_cities(self) -> list[str]:
+        return [str(item.location["city"]) for item in self._store if not item.terminated]
+
+    def full_cities(self) -> set[str]:
+        """Locations without room for one more deployment (`location_capacity`)."""
+        return full_cities(self._active_cities(), self._options.location_capacity)
 
     def network_of(self, deployment: Deployment) -> DeploymentNetwork | None:
         return self._networks.get(deployment.request_id)

@@ -160,6 +160,12 @@ class DeploymentNetwork:
             if mapping.to_check and not listening(pid, mapping.internal, mapping.protocol)
         ]
 
+    def discard(self) -> None:
+        """Let go of the host sockets of a network that will never start."""
+        for _, _, bound in self._bound:
+            bound.close()
+        self._bound.clear()
+
     async def close(self) -> None:
         for site in self._api_sites:
             with contextlib.suppress(RuntimeError):

@@ -75,6 +75,8 @@ class EmulatorOptions:
     show_tokens: bool = False
     # The reference's rate limits (deploy 40/s, status 20/s, list 10/s): 429 beyond them.
     rate_limits: bool = False
+    # Active deployments per location (None: unlimited); beyond it a deploy answers 503.
+    location_capacity: int | None = None
 
     def app_version(self, app_name: str) -> AppVersion:
         """What deployments of `app_name` run as: the defaults, its file, then its flags."""
@@ -145,6 +147,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto|netns|ports: each backed deployment in its own network namespace (netns, "
         "needs root) or on distinct host ports (ports); auto picks netns when it can",
+    )
+    parser.add_argument(
+        "--location-capacity",
+        default=None,
+        metavar="N",
+        help="active deployments each location holds (default unlimited); a deploy beyond "
+        "answers 503 and /v1/locations?app=&version= leaves full locations out",
     )
     parser.add_argument(
         "--endpoint-storage",
@@ -231,6 +240,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         game_port_check=not getattr(ns, "no_port_check", False),
         isolation=_isolation(getattr(ns, "isolation", "auto")),
         endpoint_storages=_storages(getattr(ns, "endpoint_storage", [])),
+        location_capacity=_capacity(getattr(ns, "location_capacity", None)),
         restart_delay_seconds=_seconds("--restart-delay", getattr(ns, "restart_delay", "1")),
         stop_grace_seconds=_seconds("--stop-grace", getattr(ns, "stop_grace", "5")),
         status_step_seconds=_seconds("--status-step", getattr(ns, "status_step", "0.2")),
@@ -329,6 +339,18 @@ def _isolation(value: object) -> IsolationChoice:
         if text == choice:
             return choice
     raise UsageError(f"--isolation: expected auto, netns or ports, got {text!r}")
+
+
+def _capacity(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        capacity = int(str(value))
+    except ValueError:
+        capacity = 0
+    if capacity < 1:
+        raise UsageError(f"--location-capacity: expected a number >= 1, got {value!r}")
+    return capacity
 
 
 def _storages(values: list[str]) -> tuple[str, ...]:

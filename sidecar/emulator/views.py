@@ -161,8 +161,10 @@ def paginate(items: list[T], page: int, limit: int) -> tuple[list[T], dict[str, 
     has_previous = page > 1
     return items[start : start + limit], {
         "number": page,
-        "next_page_number": page + 1 if has_next else None,
-        "previous_page_number": page - 1 if has_previous else None,
+        # The reference shows numbers here, never null: without a next (previous) page they
+        # stay on this one.
+        "next_page_number": page + 1 if has_next else page,
+        "previous_page_number": page - 1 if has_previous else page,
         "paginator": {"num_pages": num_pages},
         "has_next": has_next,
         "has_previous": has_previous,

@@ -27,21 +27,23 @@ def error_response(
     return web.json_response({"message": message, **(extra or {})}, status=status, headers=headers)
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as `model`: 400 if not JSON, 422 if it does not fit."""
+async def parse_body(request: web.Request, model: type[M], *, invalid: int = 400) -> M:
+    """The request's JSON body as `model`: 400 if not JSON; `invalid` (400, the reference's
+    answer for most routes; 422 where it documents Unprocessable) if it does not fit. Types
+    are strict, as JSON has them: `"yes"` or `1` is not a boolean."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw else {}
+        json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise PlatformError(400, "Request body is not valid JSON") from None
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw or b"{}", strict=True)
     except ValidationError as exc:
         details = [
             {"field": ".".join(str(part) for part in error["loc"]), "error": error["msg"]}
             for error in exc.errors()
         ]
-        raise PlatformError(422, "Request body is invalid", {"details": details}) from None
+        raise PlatformError(invalid, "Request body is invalid", {"details": details}) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -89,7 +89,7 @@ async def list_faults(request: web.Request) -> web.Response:
 
 
 async def add_fault(request: web.Request) -> web.Response:
-    body = await parse_body(request, FaultBody)
+    body = await parse_body(request, FaultBody, invalid=422)
     targets = _platform_route_names(request.app)
     if body.target not in targets:
         raise PlatformError(

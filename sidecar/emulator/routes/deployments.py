@@ -16,7 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.emulator.deployments import DeploymentRequest, StopOutcome
-from sidecar.emulator.filters import field_values, matches_all
+from sidecar.emulator.filters import field_values, matches_all, parse_query, query_matches
 from sidecar.emulator.models import BulkStop, DeployV1, DeployV2
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.storage import LogChoice
@@ -51,7 +51,9 @@ async def deploy_v2(request: web.Request) -> web.Response:
 
 
 async def deploy_v1(request: web.Request) -> web.Response:
-    body = await parse_body(request, DeployV1)
+    body = await parse_body(request, DeployV1, invalid=422)
+    if body.ip_list and body.geo_ip_list:
+        raise PlatformError(422, "ip_list and geo_ip_list are mutually exclusive: give one")
     if not body.ip_list and not body.geo_ip_list:
         raise PlatformError(422, "One of ip_list or geo_ip_list is required")
     storage = body.container_log_storage
@@ -142,13 +144,19 @@ async def bulk_stop(request: web.Request) -> web.Response:
 
 async def list_deployments(request: web.Request) -> web.Response:
     active = [item for item in state_of(request).store if not item.terminated]
+    query = request.query.get("query")
+    if query:
+        filters = parse_query(query)
+        if active:
+            query_matches(active[0], filters)  # an unknown field is refused, matches or not
+        active = [item for item in active if query_matches(item, filters)]
     items, pagination = page_of(request, active)
     return web.json_response(
         {
             "data": [list_item_view(item) for item in items],
             "total_count": len(active),
             "pagination": pagination,
-            "message": [],
+            "message": [""],
         }
     )
 

@@ -2,7 +2,8 @@
 live in `fleets.FleetStore`).
 
     POST /v1/fleet; GET /v1/fleets; GET|PATCH|DELETE /v1/fleet/{fleet}
-    POST|GET /v1/fleet/{fleet}/policies; GET|PATCH|DELETE /v1/fleet/{fleet}/policies/{policy}
+    POST|GET /v1/fleet/{fleet}/policies (?page=&limit=&fields=)
+    GET|PATCH|DELETE /v1/fleet/{fleet}/policies/{policy}
     PUT|DELETE /v1/fleet/{fleet}/app/{app}/version/{version}
 """
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from sidecar.emulator.models import FleetCreate, FleetPatch, PolicyCreate, PolicyPatch
 from sidecar.emulator.state import state_of
-from sidecar.emulator.wire import page_of, parse_body
+from sidecar.emulator.wire import PlatformError, page_of, parse_body
 
 
 async def create_fleet(request: web.Request) -> web.Response:
@@ -50,12 +51,39 @@ async def create_policy(request: web.Request) -> web.Response:
     return web.json_response(fleets.add_policy(request.match_info["fleet"], body).view())
 
 
+_POLICY_FIELDS = (
+    "name",
+    "enabled",
+    "type",
+    "minimum",
+    "maximum",
+    "threshold",
+    "data",
+    "create_time",
+    "last_updated",
+)
+
+
+def _fields_mask(request: web.Request) -> tuple[str, ...] | None:
+    """`?fields=name,enabled`: the policy fields to answer (None: all); 400 on an unknown."""
+    text = request.query.get("fields")
+    if not text:
+        return None
+    fields = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in fields if name not in _POLICY_FIELDS]
+    if unknown or not fields:
+        raise PlatformError(400, f"fields: unknown policy fields {unknown or text!r}")
+    return fields
+
+
 async def list_policies(request: web.Request) -> web.Response:
     fleet = state_of(request).fleets.get(request.match_info["fleet"])
+    mask = _fields_mask(request)
     items, pagination = page_of(request, list(fleet.policies.values()))
-    return web.json_response(
-        {"policies": [policy.view() for policy in items], "pagination": pagination}
-    )
+    views = [policy.view() for policy in items]
+    if mask is not None:
+        views = [{name: view[name] for name in mask} for view in views]
+    return web.json_response({"policies": views, "pagination": pagination})
 
 
 async def get_policy(request: web.Request) -> web.Response:
