@@ -9,6 +9,7 @@ Every platform call passes, in order:
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
               wrong token → 401)
+    limits    with `rate_limits`, the reference's limits (ratelimit.py): 429 + Retry-After
     faults    plays back an injected fault for the call's route: after auth, so a call the
               platform would refuse (a wrong delete token) neither meets nor uses up a fault
 
@@ -30,7 +31,7 @@ from sidecar.emulator.deployments import DeploymentManager
 from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
-from sidecar.emulator.recorder import AUTHORIZED_KEY
+from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
 from sidecar.emulator.routes import add_platform_routes, control
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
@@ -51,7 +52,13 @@ _RAW_TOKEN_ROUTES = {
 def create_app(options: EmulatorOptions) -> web.Application:
     """A fresh emulator (its own state and tasks) ready to be served by any aiohttp runner."""
     app = web.Application(
-        middlewares=[_record_middleware, _error_middleware, _auth_middleware, _fault_middleware]
+        middlewares=[
+            _record_middleware,
+            _error_middleware,
+            _auth_middleware,
+            _limit_middleware,
+            _fault_middleware,
+        ]
     )
     store = DeploymentStore()
     app[STATE_KEY] = EmulatorState(
@@ -102,6 +109,23 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         # The top-level guard: a bug answers 500 with a logged traceback, never a dead server.
         log.exception("emulator error on %s %s", request.method, request.path)
         return error_response(500, "Internal Server Error")
+
+
+@web.middleware
+async def _limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = state_of(request)
+    if state.options.rate_limits:
+        route = request.match_info.route.name
+        retry_after = state.limits.admit(route)
+        if retry_after is not None:
+            assert route is not None
+            request[RATE_LIMITED_KEY] = True
+            raise PlatformError(
+                429,
+                f"Too Many Requests: rate limit of {state.limits.limit_of(route)} per second",
+                headers={"Retry-After": str(retry_after)},
+            )
+    return await handler(request)
 
 
 @web.middleware

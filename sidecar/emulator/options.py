@@ -187,6 +187,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--status-step", default="0.2", help="seconds per deployment status step (default 0.2)"
     )
     parser.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="enforce the reference's rate limits (deploy 40/s, status 20/s, list 10/s): "
+        "429 with Retry-After beyond them (default off)",
+    )
+    parser.add_argument(
         "--show-tokens",
         action="store_true",
         help="show authorization headers as sent in /_emulator/requests (default: redacted)",
@@ -247,6 +253,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         game_port=_port("--game-port", getattr(ns, "game_port", "7777")),
         faults=tuple(faults),
         show_tokens=bool(getattr(ns, "show_tokens", False)),
+        rate_limits=bool(getattr(ns, "rate_limits", False)),
     )
 
 

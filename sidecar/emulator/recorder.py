@@ -7,7 +7,7 @@ real answer and check that a client honoured the wait it was given.
 Tokens are redacted (`authorization: token <redacted>`, a raw delete or context token as
 `<redacted>`) unless the emulator runs with `show_tokens`, so a CI job may print the log; each
 entry's `authorized` says whether the call passed the platform's token check (null for calls
-no route answered).
+no route answered), and `rate_limited` whether a rate limit answered it 429.
 
 Calls to the control API (`/_emulator/...`) are not logged, so reading the log does not change
 it. The log is bounded (oldest entries drop first, counted in `dropped`) so a long-running
@@ -29,6 +29,8 @@ _MAX_ENTRIES = 10_000
 REDACTED = "<redacted>"
 # Set by the auth middleware on every call a named route answers: did it pass the token check?
 AUTHORIZED_KEY = web.RequestKey("emulator_authorized", bool)
+# Set by the rate-limit middleware on a call it answered 429.
+RATE_LIMITED_KEY = web.RequestKey("emulator_rate_limited", bool)
 
 
 def redacted_headers(request: web.BaseRequest) -> dict[str, str]:
@@ -65,6 +67,7 @@ class RequestLog:
                 "query": dict(request.query),
                 "headers": dict(request.headers) if show_tokens else redacted_headers(request),
                 "authorized": request.get(AUTHORIZED_KEY),
+                "rate_limited": request.get(RATE_LIMITED_KEY, False),
                 "status": response.status,
                 "retry_after": response.headers.get("Retry-After"),
                 "fault": None if fault is None else fault.to_json(),

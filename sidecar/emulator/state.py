@@ -16,6 +16,7 @@ from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.faults import FaultQueue
 from sidecar.emulator.fleets import FleetStore
 from sidecar.emulator.options import EmulatorOptions
+from sidecar.emulator.ratelimit import RateLimiter
 from sidecar.emulator.recorder import RequestLog
 from sidecar.emulator.store import Deployment, DeploymentStore
 
@@ -28,6 +29,7 @@ class EmulatorState:
     store: DeploymentStore = field(default_factory=DeploymentStore)
     fleets: FleetStore = field(default_factory=FleetStore)
     requests: RequestLog = field(default_factory=RequestLog)
+    limits: RateLimiter = field(default_factory=RateLimiter)
     # Set by the server once the port is bound; the base of ARBITRIUM_DELETE_URL. Until then
     # (e.g. under aiohttp's TestServer) the deploy request's own origin is used.
     base_url: str | None = None

@@ -3,7 +3,8 @@ internals, for tests and users' CI. It needs no authentication and its calls are
 
     GET    /_emulator/health                       the readiness probe: 200 once serving, with
                                                    {status, url, isolation, isolation_note,
-                                                    rate_limits, show_tokens,
+                                                    rate_limits, rate_limited (calls
+                                                    answered 429), show_tokens,
                                                     endpoint_storages, apps, deployments}
 
     GET    /_emulator/faults                       {"faults": [pending faults, each with
@@ -23,7 +24,8 @@ internals, for tests and users' CI. It needs no authentication and its calls are
     GET    /_emulator/requests?path_contains=&method=
                                                    {"requests": [{method, path, query, headers
                                                     (authorization redacted unless
-                                                    --show-tokens), authorized, status,
+                                                    --show-tokens), authorized,
+                                                    rate_limited, status,
                                                     retry_after (the Retry-After answered, or
                                                     null), fault (the injected fault that
                                                     answered or delayed it, or null), time,
@@ -167,6 +169,7 @@ async def health(request: web.Request) -> web.Response:
             "isolation": str(manager.isolation),
             "isolation_note": manager.isolation_note,
             "rate_limits": state.options.rate_limits,
+            "rate_limited": state.limits.refused,
             "show_tokens": state.options.show_tokens,
             "endpoint_storages": sorted(manager.storages.names),
             "apps": {name: _app_version_view(state.options.app_version(name)) for name in names},
