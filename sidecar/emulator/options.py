@@ -77,6 +77,8 @@ class EmulatorOptions:
     rate_limits: bool = False
     # Active deployments per location (None: unlimited); beyond it a deploy answers 503.
     location_capacity: int | None = None
+    # Where `run_emulator` writes its base URL once it listens (for `--port 0` in scripts).
+    url_file: str | None = None
 
     def app_version(self, app_name: str) -> AppVersion:
         """What deployments of `app_name` run as: the defaults, its file, then its flags."""
@@ -187,6 +189,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--status-step", default="0.2", help="seconds per deployment status step (default 0.2)"
     )
     parser.add_argument(
+        "--url-file",
+        default=None,
+        metavar="PATH",
+        help="write the base URL (e.g. http://127.0.0.1:41234) to PATH once listening; with "
+        "--port 0 a script reads it instead of parsing stdout",
+    )
+    parser.add_argument(
         "--rate-limits",
         action="store_true",
         help="enforce the reference's rate limits (deploy 40/s, status 20/s, list 10/s): "
@@ -254,6 +263,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         faults=tuple(faults),
         show_tokens=bool(getattr(ns, "show_tokens", False)),
         rate_limits=bool(getattr(ns, "rate_limits", False)),
+        url_file=_optional_text(ns, "url_file"),
     )
 
 
