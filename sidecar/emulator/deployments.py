@@ -251,12 +251,16 @@ class DeploymentManager:
 
     async def wait_for_status(self, deployment: Deployment, status: Status, within: float) -> bool:
         """True once `deployment` has reached `status` (now or earlier); False if `within`
-        seconds pass first or it terminated without reaching it."""
+        seconds pass first, or it can no longer reach it: it terminated, or it is in ERROR
+        and `status` comes before (READY and the start-up walk are never reached after)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
+        before_error = (*STARTUP_WALK, Status.READY)
         while status not in deployment.history:
             remaining = deadline - loop.time()
             if deployment.terminated:
+                return False
+            if status in before_error and Status.ERROR in deployment.history:
                 return False
             if remaining <= 0:
                 return False

@@ -45,8 +45,9 @@ internals, for tests and users' CI. It needs no authentication and its calls are
                                                    long-poll: 200 with the status body once
                                                    the deployment has reached that status
                                                    (now or earlier), 408 if the timeout
-                                                   (max 60 s) passes first or it terminated
-                                                   without reaching it
+                                                   (max 60 s) passes first or it can no
+                                                   longer reach it (terminated, or READY
+                                                   awaited and ERROR reached)
 """
 
 from __future__ import annotations
