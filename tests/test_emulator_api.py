@@ -400,3 +400,33 @@ class TestBadInput:
         """Deploys in parallel each get their own request id."""
         ids = await asyncio.gather(*(emu.deploy("simulated") for _ in range(10)))
         assert len(set(ids)) == 10
+
+
+class TestDocs:
+    def test_every_control_route_is_documented(self) -> None:
+        """docs/emulator.md names every /_emulator/ route with its method, and every flag of
+        `emulate`, so the reference page cannot fall behind the code."""
+        import argparse
+        from pathlib import Path
+
+        from sidecar.emulator import add_arguments, create_app
+
+        doc = (Path(__file__).resolve().parents[1] / "docs" / "emulator.md").read_text()
+        app = create_app(EmulatorOptions(port=0))
+        routes = [
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.resource is not None
+            and route.resource.canonical.startswith("/_emulator/")
+            and route.method != "HEAD"
+        ]
+        assert len(routes) >= 10
+        for method, path in routes:
+            documented = path.replace("{request_id}", "{id}")
+            assert f"{method} {documented}" in doc, (method, path)
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert flag in doc, flag
