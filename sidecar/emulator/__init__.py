@@ -13,12 +13,14 @@ Modules, one responsibility each:
     routes/         one module per resource of the reference, and the /_emulator/ control API
     deployments.py  creation, status walk, readiness, backing processes under the restart
                     policy, stops, webhooks (the platform's rules about a deployment's life)
+    backed.py       a backed deployment's process: start, readiness check, supervision
     apps.py         app versions: command, restart policy, time_to_deploy, ports, storage
     network.py      a backed deployment's network: isolation mode, ports, readiness check
     netns.py        network namespaces: create, sockets inside, the nsenter prefix
     forward.py      TCP/UDP forwarding from the host's external ports into a namespace
     storage.py      endpoint storages and a stop's container_log_storage choice
     ratelimit.py    the reference's rate limits
+    webhooks.py     the ready / error / terminated webhook posts
     processes.py    one run of a backing process: spawn, capture, SIGTERM/SIGKILL
     store.py        deployment records, their tags, ids and tokens (data and its invariants)
     filters.py      which deployments a bulk-stop filter or a list query selects

@@ -3,14 +3,14 @@ webhooks: the platform's rules about a deployment's life.
 
 `DeploymentManager` owns every background task of the emulator's deployments: one runner task
 per deployment (created in `launch`, cancelled and awaited in `close`), a metrics sampler per
-backed deployment and the fire-and-forget webhook posts. A runner walks
+backed deployment, and the webhook posts (through `webhooks.Webhooks`). A runner walks
 INITIALIZING → SEEKING → SEEKED → SCANNING → DEPLOYING, one `status_step_seconds` per step;
 then:
 
 * simulated (no process): READY one step later, then waits for a stop;
-* backed: sets up the deployment's network (network.py), starts the process and runs the
-  platform's port readiness check: READY once the process listens on every port `to_check`;
-  ERROR (with `error_detail`, and `webhook_on_error`) when it cannot start (exit 127/126), exits
+* backed: sets up the deployment's network (network.py), then its process (backed.py) runs
+  the platform's port readiness check: READY once it listens on every port `to_check`; ERROR
+  (with `error_detail`, and `webhook_on_error`) when it cannot start (exit 127/126), exits
   before it is ready and may not be restarted, or is not ready within the app version's
   `time_to_deploy`. A process in ERROR keeps running (its logs stay readable) until stopped.
   Then it is supervised under the app version's restart policy until a stop;
@@ -28,15 +28,12 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
-import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
-
+from sidecar.emulator.backed import BackedRun
 from sidecar.emulator.environment import GAME_PORT_NAME, build_env, external_port, pick_free_port
 from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.locations import deployment_location, full_cities, placement
@@ -49,7 +46,7 @@ from sidecar.emulator.network import (
     resolve_isolation,
 )
 from sidecar.emulator.options import EmulatorOptions
-from sidecar.emulator.processes import BackedProcess, exit_description
+from sidecar.emulator.processes import BackedProcess
 from sidecar.emulator.storage import EndpointStorages, LogChoice
 from sidecar.emulator.store import (
     STARTUP_WALK,
@@ -61,15 +58,12 @@ from sidecar.emulator.store import (
     utcnow,
 )
 from sidecar.emulator.views import status_view
+from sidecar.emulator.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_TIMEOUT_SECONDS = 10.0
 # Upper bound of each shutdown step; the stop grace is capped at it too, so exit is prompt.
 _CLOSE_TIMEOUT = 5.0
-# How often the port readiness check looks at the process's sockets.
-_READINESS_POLL_SECONDS = 0.05
-_CANNOT_START = {127: "command not found", 126: "command not executable"}
 
 
 class StopOutcome(enum.Enum):
@@ -116,11 +110,11 @@ class DeploymentManager:
         self.api_site: ApiSite | None = None
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._stop_events: dict[str, asyncio.Event] = {}
-        self._processes: dict[str, BackedProcess] = {}
+        self._runs: dict[str, BackedRun] = {}
         self._samplers: dict[str, ProcessSampler] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._webhooks = Webhooks()
 
     async def start(self) -> None:
         if self._options.apps:
@@ -131,9 +125,7 @@ class DeploymentManager:
         else:
             self.isolation_note = "no backed applications (--app): nothing to isolate"
         self._ports = PortAllocator(self.isolation, self._options.public_ip)
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS)
-        )
+        await self._webhooks.start()
 
     async def close(self) -> None:
         """Shutdown: stop every deployment the normal way (SIGTERM, SIGKILL after the grace),
@@ -157,8 +149,7 @@ class DeploymentManager:
             task.cancel()
         if side_tasks:
             await asyncio.wait(side_tasks, timeout=_CLOSE_TIMEOUT)
-        if self._session is not None:
-            await self._session.close()
+        await self._webhooks.close()
 
     # ---- creation -------------------------------------------------------------------------
 
@@ -325,9 +316,9 @@ class DeploymentManager:
                 await self._run_backed(deployment, base_url, stop)
             await self._finish(deployment)
         except asyncio.CancelledError:
-            process = self._processes.pop(request_id, None)
-            if process is not None:
-                process.kill_now()
+            run = self._runs.pop(request_id, None)
+            if run is not None:
+                run.kill_now()
             raise
         finally:
             network = self._networks.pop(request_id, None)
@@ -344,147 +335,29 @@ class DeploymentManager:
             self._reached(deployment, Status.ERROR)
             await stop.wait()
             return
-        if not await self._start_process(deployment):
+        run = BackedRun(
+            deployment, network, self._options.restart_delay_seconds, self._start_sampling
+        )
+        self._runs[deployment.request_id] = run
+        if not await run.start():
             self._reached(deployment, Status.ERROR)
             await stop.wait()
             return
-        problem = await self._await_readiness(deployment, network, stop)
+        problem = await run.readiness(stop)
         if problem is not None:
             self._fail(deployment, problem)
         self._reached(deployment, Status.ERROR if problem else Status.READY)
-        if deployment.request_id in self._processes:
-            await self._supervise(deployment, stop)
+        if run.process is not None:
+            await run.supervise(stop)
         else:
             await stop.wait()
-
-    async def _await_readiness(
-        self, deployment: Deployment, network: DeploymentNetwork, stop: asyncio.Event
-    ) -> str | None:
-        """The platform's port readiness check; None once ready, else the `error_detail`."""
-        loop = asyncio.get_running_loop()
-        budget = deployment.app.time_to_deploy
-        deadline = loop.time() + budget
-        while True:
-            process = self._processes[deployment.request_id]
-            missing = network.listening(process.pid)
-            if not missing:
-                return None
-            if not process.running:
-                problem = await self._exited_before_ready(deployment, process, deadline, stop)
-                if problem is not None:
-                    return problem
-                continue
-            if loop.time() >= deadline:
-                names = ", ".join(
-                    f"{name} ({deployment.ports[name].protocol} {deployment.ports[name].internal})"
-                    for name in missing
-                )
-                return (
-                    f"Port readiness check failed: nothing listening on {names} "
-                    f"within time_to_deploy ({budget:g} s)"
-                )
-            await asyncio.sleep(min(_READINESS_POLL_SECONDS, max(0.0, deadline - loop.time())))
-
-    async def _exited_before_ready(
-        self, deployment: Deployment, process: BackedProcess, deadline: float, stop: asyncio.Event
-    ) -> str | None:
-        """The process ended during the readiness check: restart it (None) when the policy and
-        the time left allow, else say why the deployment is in ERROR."""
-        code = await process.wait()
-        process.signal_group(signal.SIGKILL)
-        self._processes.pop(deployment.request_id, None)
-        self._record_exit(deployment, process, code)
-        exit_code, _ = exit_description(code)
-        if exit_code in _CANNOT_START:
-            last = _last_line(process.output)
-            return (
-                f"Container failed to start: exit code {exit_code} "
-                f"({_CANNOT_START[exit_code]})" + (f": {last}" if last else "")
-            )
-        loop = asyncio.get_running_loop()
-        delay = self._options.restart_delay_seconds
-        if not self._should_restart(deployment, code) or loop.time() + delay >= deadline:
-            return f"Container exited with code {exit_code} before its ports were ready"
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        deployment.exit.restart_count += 1
-        if not await self._start_process(deployment):
-            return deployment.error_detail
-        return None
-
-    async def _start_process(self, deployment: Deployment) -> bool:
-        assert deployment.command is not None
-        logs = deployment.logs
-
-        def on_output(chunk: bytes) -> None:
-            if logs is not None:
-                logs.extend(chunk)
-
-        network = self._networks.get(deployment.request_id)
-        prefix, pass_fds = network.command_prefix() if network is not None else ([], ())
-        try:
-            # The process sees the emulator's own environment plus what the platform injects.
-            env = {**os.environ, **deployment.env}
-            process = await BackedProcess.start(
-                deployment.command, env, on_output, prefix=prefix, pass_fds=pass_fds
-            )
-        except OSError as exc:
-            deployment.error_detail = f"Container failed to start: {exc}"
-            return False
-        deployment.pid = process.pid
-        self._processes[deployment.request_id] = process
-        self._start_sampling(deployment)
-        return True
-
-    async def _supervise(self, deployment: Deployment, stop: asyncio.Event) -> None:
-        """Wait for a stop or an exit; restart per policy. Returns when the run must end."""
-        while True:
-            process = self._processes[deployment.request_id]
-            exited = asyncio.create_task(process.wait())
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
-            if not exited.done():
-                exited.cancel()
-                return  # stop requested: _finish terminates the process
-            code = exited.result()
-            # Leftovers of the group (daemonised helpers) die with the "container".
-            process.signal_group(signal.SIGKILL)
-            if stop.is_set():
-                return
-            self._record_exit(deployment, process, code)
-            if not self._should_restart(deployment, code):
-                self._processes.pop(deployment.request_id, None)
-                return
-            try:
-                await asyncio.wait_for(stop.wait(), self._options.restart_delay_seconds)
-                return
-            except TimeoutError:
-                pass
-            deployment.exit.restart_count += 1
-            if not await self._start_process(deployment):
-                self._processes.pop(deployment.request_id, None)
-                return
-
-    def _record_exit(self, deployment: Deployment, process: BackedProcess, code: int) -> None:
-        exit_code, message = exit_description(code)
-        deployment.exit.exit_code = exit_code
-        deployment.exit.message = message
-        if exit_code != 0:
-            deployment.exit.crash_logs = bytes(process.output)
-        log.info("%s: %s", deployment.request_id, message)
-
-    def _should_restart(self, deployment: Deployment, code: int) -> bool:
-        policy = deployment.app.restart_policy
-        return policy == "always" or (policy == "on_failure" and code != 0)
 
     async def _finish(self, deployment: Deployment) -> None:
         """TERMINATING → TERMINATED: stop the process, then keep or discard the logs."""
         self._set_status(deployment, Status.TERMINATING)
-        process = self._processes.pop(deployment.request_id, None)
-        if process is not None:
-            # A stopped process is not a crash: crash_data keeps describing the last crash.
-            await process.terminate(deployment.app.grace_seconds)
+        run = self._runs.pop(deployment.request_id, None)
+        if run is not None and run.process is not None:
+            await run.terminate()
         else:
             await self._step()
         choice = deployment.stop_logs or LogChoice()
@@ -505,12 +378,10 @@ class DeploymentManager:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    def _start_sampling(self, deployment: Deployment) -> None:
+    def _start_sampling(self, deployment: Deployment, process: BackedProcess) -> None:
         sampler = self._samplers.get(deployment.request_id)
-        process = self._processes.get(deployment.request_id)
-        if sampler is None or process is None:
-            return
-        self._spawn(self._sample_loop(sampler, process), f"emulator-metrics-{process.pid}")
+        if sampler is not None:
+            self._spawn(self._sample_loop(sampler, process), f"emulator-metrics-{process.pid}")
 
     async def _sample_loop(self, sampler: ProcessSampler, process: BackedProcess) -> None:
         while process.running:
@@ -525,28 +396,12 @@ class DeploymentManager:
         sampler = self._samplers.get(deployment.request_id)
         if sampler is None:
             return [zero_sample()]
-        process = self._processes.get(deployment.request_id)
-        if process is not None and process.running:
-            sampler.sample(process.pid)
+        run = self._runs.get(deployment.request_id)
+        if run is not None and run.process is not None and run.process.running:
+            sampler.sample(run.process.pid)
         return select_samples(list(sampler.samples), start, end, step)
 
     def _fire_webhook(self, deployment: Deployment, event: str) -> None:
         url = deployment.webhooks.get(event)
-        if url is None or self._session is None:
-            return
-        body = status_view(deployment)
-        self._spawn(self._post_webhook(url, body), f"emulator-webhook-{event}")
-
-    async def _post_webhook(self, url: str, body: dict[str, Any]) -> None:
-        assert self._session is not None
-        # The platform ignores webhook failures; so do we (but leave a trace for debugging).
-        try:
-            async with self._session.post(url, json=body) as response:
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.debug("webhook %s failed: %r", url, exc)
-
-
-def _last_line(output: bytes | bytearray) -> str:
-    lines = bytes(output).decode("utf-8", errors="replace").strip().splitlines()
-    return lines[-1].strip()[:200] if lines else ""
+        if url is not None:
+            self._webhooks.send(url, status_view(deployment), event)
