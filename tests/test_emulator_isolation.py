@@ -298,3 +298,36 @@ class TestNetworkNamespaces:
         _, health = await emu.call("GET", "/_emulator/health", auth=False)
         assert health["isolation"] == "netns"
         assert json.dumps(health)
+
+
+class TestWhyItEnded:
+    async def test_a_crash_under_never_says_why_without_log_storage(self, tmp_path: Path) -> None:
+        """A deployment whose process crashes under `never` is TERMINATED and its logs are
+        gone (no storage asked), yet the control API still says why: the exit, the policy and
+        the last output."""
+        script = tmp_path / "crash.py"
+        script.write_text(
+            "import os, socket, sys, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.bind(('127.0.0.1', int(os.environ['ARBITRIUM_PORT_GAMEPORT_INTERNAL'])))\n"
+            "time.sleep(0.3)\n"
+            "print('fatal: map not found', flush=True)\n"
+            "sys.exit(3)\n"
+        )
+        options = EmulatorOptions(
+            port=0,
+            status_step_seconds=0.0,
+            restart_policy="never",
+            apps={"game": f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"},
+        )
+        async with EmulatorServer(options) as emu:
+            request_id = await emu.deploy("game")
+            await emu.wait_for_status(request_id, "Status.TERMINATED", 10)
+            status, _ = await emu.call("GET", f"/v1/deployment/{request_id}/container-logs")
+            assert status == 404
+            _, internals = await emu.call("GET", f"/_emulator/deployments/{request_id}", auth=False)
+            assert "exit code 3" in internals["end_reason"]
+            assert "never" in internals["end_reason"]
+            assert internals["crash_data"]["exit_code"] == 3
+            assert internals["last_output"][-1] == "fatal: map not found"
+            assert internals["logs"]["kept"] is False

@@ -49,6 +49,7 @@ class BackedRun:
         logs = deployment.logs
 
         def on_output(chunk: bytes) -> None:
+            deployment.remember_output(chunk)
             if logs is not None:
                 logs.extend(chunk)
 
@@ -141,6 +142,10 @@ class BackedRun:
             self._record_exit(process, code)
             if not self._should_restart(code):
                 self.process = None
+                policy = self.deployment.app.restart_policy
+                self.deployment.end_reason = (
+                    f"{self.deployment.exit.message} (restart policy {policy})"
+                )
                 return
             try:
                 await asyncio.wait_for(stop.wait(), self._restart_delay)

@@ -130,6 +130,9 @@ class DeploymentManager:
     async def close(self) -> None:
         """Shutdown: stop every deployment the normal way (SIGTERM, SIGKILL after the grace),
         then cancel what is left — runners still in their start-up walk, webhooks."""
+        for deployment in self._store:
+            if not deployment.terminated and not deployment.end_reason:
+                deployment.end_reason = "stopped by the emulator's shutdown"
         for stop in self._stop_events.values():
             stop.set()
         runners = list(self._runners.values())
@@ -261,13 +264,16 @@ class DeploymentManager:
 
     # ---- stops ----------------------------------------------------------------------------
 
-    def request_stop(self, deployment: Deployment, choice: LogChoice | None = None) -> StopOutcome:
+    def request_stop(
+        self, deployment: Deployment, choice: LogChoice | None = None, by: str = "a stop"
+    ) -> StopOutcome:
         if deployment.terminated:
             return StopOutcome.GONE
         if not deployment.stop_requested:
             # The first stop decides what happens to the logs; a later one cannot undo it.
             deployment.stop_requested = True
             deployment.stop_logs = choice or LogChoice()
+            deployment.end_reason = f"stopped by {by}"
         if deployment.status is Status.TERMINATING or deployment.stop_pending:
             return StopOutcome.IN_PROGRESS
         if deployment.status in (Status.READY, Status.ERROR):

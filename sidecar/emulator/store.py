@@ -19,6 +19,8 @@ from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.storage import LogChoice
 
+# How much of a backed process's last output the control API keeps after its logs are gone.
+OUTPUT_TAIL_BYTES = 8192
 # The platform formats every timestamp like this (UTC, microseconds).
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -121,6 +123,10 @@ class Deployment:
     logs: bytearray | None = field(default_factory=bytearray)
     logs_kept: bool = False
     logs_note: str = ""
+    # For the control API only, whatever the log storage: why the deployment ended, and the
+    # last of its output, so a CI job can see why a deployment went away.
+    end_reason: str = ""
+    output_tail: bytearray = field(default_factory=bytearray)
     exit: ExitRecord = field(default_factory=ExitRecord)
     pid: int | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -129,6 +135,10 @@ class Deployment:
     # The first stop request's choice stands (its container_log_storage); later ones do not
     # change it.
     stop_requested: bool = False
+
+    def remember_output(self, chunk: bytes) -> None:
+        self.output_tail.extend(chunk)
+        del self.output_tail[:-OUTPUT_TAIL_BYTES]
 
     @property
     def command(self) -> str | None:

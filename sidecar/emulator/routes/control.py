@@ -35,8 +35,10 @@ internals, for tests and users' CI. It needs no authentication and its calls are
     DELETE /_emulator/requests                     {"cleared": n}
     GET    /_emulator/deployments/{request_id}      what the platform does not show: backed or
                                                    not, isolation, pid, the app version it
-                                                   runs as, where each port is reached, and
-                                                   whether (and why) its logs were kept
+                                                   runs as, where each port is reached, why
+                                                   it ended, its crash data and last output
+                                                   (whatever the log storage), and whether
+                                                   (and why) its logs were kept
     GET    /_emulator/deployments/{request_id}/env  the ARBITRIUM_* (and deploy) variables of
                                                    that deployment, as a flat JSON object
     GET    /_emulator/deployments/{request_id}/logs the raw captured stdout+stderr bytes
@@ -61,7 +63,7 @@ from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.models import FaultBody
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, Status
-from sidecar.emulator.views import status_view
+from sidecar.emulator.views import crash_data_view, status_view
 from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
@@ -204,6 +206,11 @@ def _internals_view(deployment: Deployment) -> dict[str, Any]:
             }
             for name, mapping in deployment.ports.items()
         },
+        "end_reason": deployment.end_reason or None,
+        "crash_data": crash_data_view(deployment.exit),
+        "last_output": bytes(deployment.output_tail)
+        .decode("utf-8", errors="replace")
+        .splitlines()[-20:],
         "logs": {
             "kept": kept,
             "note": deployment.logs_note

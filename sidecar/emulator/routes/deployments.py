@@ -102,7 +102,7 @@ def _log_choice(request: web.Request, deployment: Deployment) -> LogChoice:
 async def stop(request: web.Request) -> web.Response:
     deployment = deployment_of(request)
     choice = _log_choice(request, deployment)
-    outcome = state_of(request).manager.request_stop(deployment, choice)
+    outcome = state_of(request).manager.request_stop(deployment, choice, "DELETE /v1/stop")
     if outcome is StopOutcome.GONE:
         raise PlatformError(410, "Instance Already terminated")
     status = 200 if outcome is StopOutcome.ACCEPTED else 202
@@ -112,7 +112,7 @@ async def stop(request: web.Request) -> web.Response:
 async def self_stop(request: web.Request) -> web.Response:
     deployment = deployment_of(request)
     choice = _log_choice(request, deployment)
-    outcome = state_of(request).manager.request_stop(deployment, choice)
+    outcome = state_of(request).manager.request_stop(deployment, choice, "its self-stop")
     if outcome is StopOutcome.GONE:
         # The reference lists no 410 for self-stop: a terminated deployment is simply not found.
         raise PlatformError(404, f"Deployment {deployment.request_id} not found")
@@ -137,7 +137,7 @@ async def bulk_stop(request: web.Request) -> web.Response:
     processable = []
     for deployment in active:
         if matches_all(deployment, body.filters):
-            state.manager.request_stop(deployment)
+            state.manager.request_stop(deployment, by="a bulk-stop")
             processable.append({"request_id": deployment.request_id})
     return web.json_response({"processable": processable}, status=202)
 
