@@ -39,6 +39,13 @@ class TestFlags:
         assert options.apps == {}
         assert options.faults == ()
         assert options.show_tokens is False
+        assert options.isolation == "auto"  # the command's; EmulatorOptions() keeps "ports"
+        assert EmulatorOptions().isolation == "ports"
+        assert (options.rate_limits, options.url_file, options.location_capacity) == (
+            False,
+            None,
+            None,
+        )
 
     def test_all_flags(self) -> None:
         """Every flag lands in the options."""
