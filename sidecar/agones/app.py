@@ -45,7 +45,7 @@ MAX_BODY_BYTES = 320 * 1024
 BODY_TIMEOUT = 10.0
 MAX_WATCHERS = 64
 # A game needs a handful; the cap only keeps a flood from taking descriptors the self-stop needs.
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 2 * MAX_WATCHERS
 SHUTDOWN_STEP_TIMEOUT = 5.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

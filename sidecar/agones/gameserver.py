@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sidecar.agones import counters as rules
 from sidecar.agones.counters import Counter, ListState, Refused
@@ -42,6 +42,13 @@ OPEN_ENDED_HOLD = 10 * 365 * 86400.0
 PLAYERS_LIST_CAPACITY = 1000
 PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Cancellable]
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,14 @@ class GameServer:
         *,
         notify: Callable[[], None],
         wall_clock: Callable[[], float] = time.time,
+        call_later: CallLater | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.options = options
         self._notify = notify
         self._wall_clock = wall_clock
+        self._call_later = call_later
+        self.pings = 0  # health pings received, for the record
         manifest = options.manifest
         self.name = deployment.request_id or "local"
         self.uid = deployment.request_id or str(uuid.uuid4())
@@ -93,7 +103,7 @@ class GameServer:
         self._health_delay_until: float | None = None
         if manifest is not None and manifest.health is not None and manifest.health_sets_timer:
             self._health_delay_until = lifecycle.started_at + manifest.health.initial_delay_seconds
-        self._delayed_ping: asyncio.TimerHandle | None = None
+        self._delayed_ping: Cancellable | None = None
         self.player_capacity = (manifest.player_capacity if manifest else None) or 0
         self.counters: dict[str, Counter] = dict(manifest.counters) if manifest else {}
         self.lists: dict[str, ListState] = dict(manifest.lists) if manifest else {}
@@ -157,6 +167,7 @@ class GameServer:
     def health(self, pings: int) -> None:
         if pings <= 0:
             return
+        self.pings += pings
         lifecycle = self.lifecycle
         armed = lifecycle.last_heartbeat is not None
         lifecycle.heartbeat()
@@ -164,10 +175,8 @@ class GameServer:
         # Agones starts counting missed pings only after initialDelaySeconds: a ping in the
         # delay counts as if it came at its end.
         if delay_until is not None and lifecycle.now < delay_until and self._delayed_ping is None:
-            loop = asyncio.get_running_loop()
-            self._delayed_ping = loop.call_later(
-                delay_until - lifecycle.now, self._ping_after_delay
-            )
+            call_later = self._call_later or asyncio.get_running_loop().call_later
+            self._delayed_ping = call_later(delay_until - lifecycle.now, self._ping_after_delay)
         if not armed:
             self._notify()  # arms a timer the runtime does not know yet
 
