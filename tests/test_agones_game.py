@@ -41,8 +41,10 @@ def sidecar_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 async def emulator_with_agones_game() -> AsyncIterator[EmulatorServer]:
     command = "exec " + shlex.join(
-        [sys.executable, "-m", "sidecar", "run", "--", sys.executable, str(SERVER)]
-        + ["--host", "127.0.0.1", "--health-interval", "0.2"]
+        [
+            *(sys.executable, "-m", "sidecar", "run", "--", sys.executable, str(SERVER)),
+            *("--host", "127.0.0.1", "--health-interval", "0.2"),
+        ]
     )
     options = EmulatorOptions(
         port=0,

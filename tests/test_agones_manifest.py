@@ -121,9 +121,9 @@ class TestSeeding:
         assert (await handle.call("GET", "/v1/players"))[1] == {"count": 3, "ids": ["a", "b", "c"]}
 
     def test_spec_health_sets_the_health_timeout(self, tmp_path: Path) -> None:
-        """period × threshold becomes the health timeout; `disabled` turns it off."""
+        """period x threshold becomes the health timeout; `disabled` turns it off."""
         path = write(tmp_path, "gs.json", {"spec": {"health": {"periodSeconds": 3}}})
-        assert settings_for(path).health_timeout == 9  # 3 × Agones' default threshold of 3
+        assert settings_for(path).health_timeout == 9  # 3 x Agones' default threshold of 3
         off = write(tmp_path, "off.json", {"spec": {"health": {"disabled": True}}})
         assert settings_for(off).health_timeout == 0
 
@@ -188,7 +188,7 @@ class TestBadManifests:
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A file that cannot be read is named with the reason."""
-        with pytest.raises(ConfigError, match="cannot read .*nope.yaml: No such file"):
+        with pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml: No such file"):
             settings_for(str(tmp_path / "nope.yaml"))
 
     def test_exit_2_without_a_traceback(self, tmp_path: Path) -> None:
