@@ -463,16 +463,22 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             except (ValueError, ArithmeticError) as exc:
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable, str(exc)) from None
-    _apply_manifest_health(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
+    _apply_manifest(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
     values.update(overrides)
     return Settings(**values)
 
 
-def _apply_manifest_health(values: dict[str, Any], *, explicit_health: bool) -> None:
-    """SPEC §10: with the facade on, a manifest's spec.health sets the health timeout unless
-    SIDECAR_HEALTH_TIMEOUT is set explicitly (then the manifest's health is only shown)."""
+def _apply_manifest(values: dict[str, Any], *, explicit_health: bool) -> None:
+    """SPEC §10, with the facade on: the players the manifest seeds must fit the roster, and
+    its spec.health sets the health timeout unless SIDECAR_HEALTH_TIMEOUT is set explicitly
+    (then the manifest's health is only shown)."""
     manifest = values.get("agones_gameserver")
-    if manifest is None or manifest.health is None or not values.get("agones"):
+    if manifest is None or not values.get("agones"):
+        return
+    problem = manifest.roster_problem(values.get("agones_players_list", "players"))
+    if problem is not None:
+        raise ConfigError("SIDECAR_AGONES_GAMESERVER", f"{manifest.path}: {problem}")
+    if manifest.health is None:
         return
     if explicit_health:
         values["agones_gameserver"] = manifest.without_health_timer()

@@ -444,6 +444,27 @@ class TestWatch:
             await client.handle.call("PUT", "/v1/players", {"player_ids": ["a", "b"]})
             assert (await watch.next())["status"]["players"]["ids"] == ["a", "b"]
 
+    async def test_agones_calls_show_on_the_local_event_stream(self, agones: AgonesFactory) -> None:
+        """An Agones Ready() is a state change on /v1/events too (ready, then active)."""
+        client = await agones()
+        url = client.handle.url + "/v1/events"
+        async with client.http.get(url) as events:
+            assert events.status == 200
+
+            async def next_state() -> dict[str, Any]:
+                async with asyncio.timeout(5):
+                    while True:
+                        line = await events.content.readline()
+                        if line.startswith(b"data: "):
+                            data: dict[str, Any] = json.loads(line[6:])
+                            return data
+
+            assert (await next_state())["state"] == "starting"
+            await client.call("POST", "/ready", {})
+            ready = await next_state()
+            assert (ready["state"], ready["ready_source"]) == ("ready", "agones")
+            assert (await next_state())["state"] == "active"
+
     async def test_several_watchers_and_one_that_leaves(self, agones: AgonesFactory) -> None:
         """Every watcher gets each change; a watcher that disconnects is dropped at once."""
         client = await agones()

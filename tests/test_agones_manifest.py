@@ -186,6 +186,18 @@ class TestBadManifests:
         assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
         assert problem in message
 
+    def test_seeded_players_follow_the_roster_rule(self, tmp_path: Path) -> None:
+        """Ids the roster cannot hold (the players list, status.players.ids) are exit 2 too."""
+        long_id = {"status": {"players": {"ids": ["x" * 129]}}}
+        with pytest.raises(ConfigError, match="1-128 printable characters"):
+            settings_for(write(tmp_path, "a.json", long_id))
+        control = {"spec": {"lists": {"players": {"values": ["tab\there"]}}}}
+        with pytest.raises(ConfigError, match="list 'players'"):
+            settings_for(write(tmp_path, "b.json", control))
+        # Another list may hold any string; only the roster's list is held to the rule.
+        other = {"spec": {"lists": {"maps": {"values": ["x" * 200]}}}}
+        assert settings_for(write(tmp_path, "c.json", other)).agones_gameserver is not None
+
     def test_missing_file(self, tmp_path: Path) -> None:
         """A file that cannot be read is named with the reason."""
         with pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml: No such file"):

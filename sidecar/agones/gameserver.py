@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from sidecar.agones import counters as rules
 from sidecar.agones.counters import Counter, ListState, Refused
-from sidecar.agones.manifest import GameServerManifest, HealthSpec
+from sidecar.agones.manifest import PLAYER_ID_MAX, GameServerManifest, HealthSpec
 from sidecar.agones.metadata import (
     ANNOTATIONS_MAX_BYTES,
     annotations_size,
@@ -40,7 +40,6 @@ from sidecar.lifecycle import ROSTER_CAP, Lifecycle, RosterFull, State
 # and metrics show the seconds left as numbers.
 OPEN_ENDED_HOLD = 10 * 365 * 86400.0
 PLAYERS_LIST_CAPACITY = 1000
-PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
 
 
@@ -110,11 +109,8 @@ class GameServer:
         players = self.lists.pop(options.players_list, None)
         self.players_list_capacity = players.capacity if players else PLAYERS_LIST_CAPACITY
         seeded = (*(players.values if players else ()), *(manifest.player_ids if manifest else ()))
-        if seeded:
-            ids = list(dict.fromkeys(seeded))
-            for player_id in ids:
-                check_player_id(player_id)
-            lifecycle.set_players(ids=ids)
+        if seeded:  # checked with the settings (GameServerManifest.roster_problem)
+            lifecycle.set_players(ids=list(dict.fromkeys(seeded)))
         self._version = 1
         self._last_content: dict[str, Any] | None = None
 

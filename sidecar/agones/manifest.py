@@ -30,8 +30,10 @@ from typing import Any
 from sidecar.agones.counters import DEFAULT_CAPACITY, LIST_MAX_CAPACITY, Counter, ListState
 from sidecar.agones.metadata import ANNOTATIONS_MAX_BYTES, annotations_size, key_problem
 from sidecar.agones.metadata import label_value_problem as _label_value_problem
+from sidecar.lifecycle import ROSTER_CAP
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; this is generous
+PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 INT32_MAX = 2**31 - 1
 
 
@@ -68,6 +70,22 @@ class GameServerManifest:
 
     def without_health_timer(self) -> GameServerManifest:
         return replace(self, health_sets_timer=False)
+
+    def roster_problem(self, players_list: str) -> str | None:
+        """Why the players this manifest seeds cannot be the sidecar's roster (the list named
+        `players_list` and status.players.ids: ids of 1-128 printable characters, at most
+        ROSTER_CAP of them), or None."""
+        seeded = self.lists[players_list].values if players_list in self.lists else ()
+        ids = dict.fromkeys((*seeded, *self.player_ids))
+        if len(ids) > ROSTER_CAP:
+            return f"{len(ids)} players is more than the roster's {ROSTER_CAP}"
+        for player_id in ids:
+            if not 1 <= len(player_id) <= PLAYER_ID_MAX or not player_id.isprintable():
+                return (
+                    f"player id {player_id[:40]!r} (list {players_list!r} or status.players.ids)"
+                    f" must be 1-{PLAYER_ID_MAX} printable characters"
+                )
+        return None
 
 
 def load_manifest(path: str) -> GameServerManifest:
