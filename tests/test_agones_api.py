@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 
 from sidecar.agones.app import MAX_WATCHERS
+from sidecar.errors import StartupError
 from tests import agones_swagger as swagger
 from tests.agones_client import Agones, open_watch
 from tests.conftest import SidecarFactory
@@ -68,6 +70,21 @@ class TestRoutes:
             "counters": {},
             "lists": {"players": {"capacity": "1000", "values": []}},
         }
+
+    async def test_unity_sends_a_body_with_its_get(self, agones: AgonesFactory) -> None:
+        """The Unity SDK's GET /gameserver carries a `{}` body: it is answered like any GET."""
+        client = await agones()
+        status, body = await client.call("GET", "/gameserver", {})
+        assert (status, body["status"]["state"]) == (200, "Scheduled")
+
+    async def test_port_in_use_is_a_startup_error(self, sidecar: SidecarFactory) -> None:
+        """A taken SIDECAR_AGONES_HTTP_PORT stops the start with a message naming it (exit 3)."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(StartupError, match="SIDECAR_AGONES_HTTP_PORT"):
+                await sidecar(SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT=str(port))
 
     async def test_without_platform_variables(self, agones: AgonesFactory) -> None:
         """Off the platform the GameServer is `local` at 127.0.0.1 with a random uid."""
