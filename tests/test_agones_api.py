@@ -491,9 +491,9 @@ class TestWatch:
             await two.next()
             async with open_watch(client) as three:
                 await three.next()
-                assert len(facade._watchers) == 3
+                assert len(facade.watch.watchers) == 3
             async with asyncio.timeout(5):
-                while len(facade._watchers) != 2:
+                while len(facade.watch.watchers) != 2:
                     await asyncio.sleep(0.01)
             await client.call("POST", "/ready", {})
             assert (await one.next())["status"]["state"] == "Allocated"
@@ -538,7 +538,7 @@ class TestWatch:
             assert reserved["result"]["status"]["state"] == "Reserved"
             await ws.close()
         async with asyncio.timeout(5):
-            while client.facade._watchers:
+            while client.facade.watch.watchers:
                 await asyncio.sleep(0.01)
 
     async def test_websocket_closed_by_the_server_at_exit(self, agones: AgonesFactory) -> None:

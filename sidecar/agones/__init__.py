@@ -7,7 +7,8 @@
     state.py       lifecycle state (+ hold, stop reason) -> Agones GameServer state
     counters.py    counters and lists with Agones' rules (pure)
     gameserver.py  the GameServer object: what the facade owns plus a view of the lifecycle
-    app.py         the aiohttp routes, the watch (NDJSON and WebSocket), start and close
+    watch.py       GET /watch/gameserver: NDJSON and WebSocket streams, one line per change
+    app.py         the aiohttp routes, start and close
 
 Only `manifest` is imported outside a running facade (config.py parses the variable with it),
 so this file imports nothing.

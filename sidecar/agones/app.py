@@ -8,14 +8,10 @@ Handlers are thin: parse the body (wire.py), call the GameServer (gameserver.py)
 Agones' shapes. Routing mirrors grpc-gateway: an unknown path is 404 (code 5), a known path
 with another method 501 (code 12).
 
-The watch (`GET /watch/gameserver`) is chunked newline-delimited `{"result": GameServer}`, or
-one WebSocket text frame per GameServer when the request asks for an upgrade (the Unreal SDK).
-Each watcher gets the current GameServer at once, then one per change. A change is noticed
-three ways: a lifecycle transition (`Lifecycle.subscribe`), a call on this API, and `changed()`,
-which the runtime calls when something else may have moved (a roster or hold change made
-through the local API); plus a timer for the end of a hold, which nothing announces. Checks
-are coalesced to one per loop pass, so the changes made by one call are one line. A watcher that
-reads slowly gets the newest GameServer, never a growing queue; at most MAX_WATCHERS at once.
+The watch (`GET /watch/gameserver`, watch.py) is told of changes three ways: a lifecycle
+transition (`Lifecycle.subscribe`), any call on this API but a GET, and `changed()`, which the
+runtime calls when something else may have moved (a roster or hold change made through the
+local API).
 """
 
 from __future__ import annotations
@@ -24,14 +20,15 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from sidecar.agones import wire
 from sidecar.agones.counters import LIST_FIELDS, Refused
 from sidecar.agones.gameserver import FacadeOptions, GameServer, counter_json, list_json
+from sidecar.agones.watch import MAX_WATCHERS, Watch
 from sidecar.agones.wire import EMPTY, AgonesError, PingScanner
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import StartupError
@@ -44,39 +41,11 @@ HOST = "127.0.0.1"  # SPEC §10: whatever SIDECAR_HOST is
 MAX_BODY_BYTES = 320 * 1024
 BODY_TIMEOUT = 10.0
 HEALTH_READ_AT_ONCE = 64 * 1024
-MAX_WATCHERS = 64
 # A game needs a handful; the cap only keeps a flood from taking descriptors the self-stop needs.
 MAX_CONNECTIONS = 2 * MAX_WATCHERS
 SHUTDOWN_STEP_TIMEOUT = 5.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Watcher:
-    """One watch stream: the newest unsent line, not a queue."""
-
-    def __init__(self) -> None:
-        self._line: bytes | None = None
-        self._ready = asyncio.Event()
-        self.ended = False
-
-    def offer(self, line: bytes) -> None:
-        self._line = line
-        self._ready.set()
-
-    def end(self) -> None:
-        self.ended = True
-        self._ready.set()
-
-    async def lines(self) -> AsyncGenerator[bytes, None]:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            line, self._line = self._line, None
-            if line is not None:
-                yield line
-            if self.ended:
-                return
 
 
 class AgonesFacade:
@@ -96,11 +65,7 @@ class AgonesFacade:
         self.port: int | None = None
         self.body_timeout = body_timeout
         self._runner: web.AppRunner | None = None
-        self._watchers: set[_Watcher] = set()
-        self._sent_version: str | None = None
-        self._check_scheduled = False
-        self._hold_timer: asyncio.TimerHandle | None = None
-        self._closed = False
+        self.watch = Watch(lifecycle, self.gameserver)
         lifecycle.subscribe(self._on_transition)
 
     # --- start and close ---------------------------------------------------------------------
@@ -137,11 +102,7 @@ class AgonesFacade:
 
     async def close(self) -> None:
         """End the watch streams, then stop serving (each step bounded)."""
-        self._closed = True
-        for watcher in list(self._watchers):
-            watcher.end()
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
+        self.watch.close()
         self.gameserver.close()
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
@@ -150,48 +111,13 @@ class AgonesFacade:
 
     # --- change detection for the watch ----------------------------------------------------
     def changed(self) -> None:
-        """Something the GameServer shows may have changed: check at the end of this loop pass."""
-        if self._watchers and not self._check_scheduled and not self._closed:
-            self._check_scheduled = True
-            asyncio.get_running_loop().call_soon(self._check)
+        """Something the GameServer shows may have changed (the runtime calls this for changes
+        made through the local API)."""
+        self.watch.changed()
 
     def _on_transition(self, old: State, new: State) -> None:
         self.gameserver.on_transition(old, new)
-        self.changed()
-
-    def _check(self) -> None:
-        self._check_scheduled = False
-        snapshot = self.gameserver.snapshot()
-        version = snapshot["object_meta"]["resource_version"]
-        if version != self._sent_version:
-            self._sent_version = version
-            line = wire.dumps({"result": snapshot}) + b"\n"
-            for watcher in self._watchers:
-                watcher.offer(line)
-        self._plan_hold_end()
-
-    def _plan_hold_end(self) -> None:
-        """Nothing announces the end of a hold (Reserved -> back): look again when it ends."""
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
-        left = self.lifecycle.timers_left().get("hold")
-        if left is not None and self._watchers:
-            loop = asyncio.get_running_loop()
-            # Just after the end: at the exact deadline the hold still counts as active.
-            self._hold_timer = loop.call_later(left + 0.001, self.changed)
-
-    def _subscribe(self) -> _Watcher:
-        if len(self._watchers) >= MAX_WATCHERS:
-            raise AgonesError(429, 8, f"{MAX_WATCHERS} watchers are already connected")
-        watcher = _Watcher()
-        snapshot = self.gameserver.snapshot()
-        watcher.offer(wire.dumps({"result": snapshot}) + b"\n")
-        if self._closed:
-            watcher.end()
-        self._watchers.add(watcher)
-        self._plan_hold_end()
-        return watcher
+        self.watch.changed()
 
     # --- the application ---------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -203,7 +129,7 @@ class AgonesFacade:
             ("/health", {"POST": self.health}),
             ("/reserve", {"POST": self.reserve}),
             ("/gameserver", {"GET": self.get_gameserver}),
-            ("/watch/gameserver", {"GET": self.watch}),
+            ("/watch/gameserver", {"GET": self.watch_gameserver}),
             ("/metadata/label", {"PUT": self.set_label}),
             ("/metadata/annotation", {"PUT": self.set_annotation}),
             ("/alpha/player/connect", {"POST": self.player_connect}),
@@ -241,7 +167,7 @@ class AgonesFacade:
             except Refused as exc:
                 response = _error(wire.refused(str(exc)))
             if request.method != "GET":
-                self.changed()
+                self.watch.changed()
             return response
 
         return guarded
@@ -320,58 +246,10 @@ class AgonesFacade:
     async def get_gameserver(self, request: web.Request) -> web.Response:
         return _ok(wire.dumps(self.gameserver.snapshot()))
 
-    async def watch(self, request: web.Request) -> web.StreamResponse:
+    async def watch_gameserver(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._watch_websocket(request)
-        watcher = self._subscribe()
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        try:
-            await response.prepare(request)
-            async with contextlib.aclosing(watcher.lines()) as lines:
-                async for line in lines:
-                    await response.write(line)
-        except ConnectionError:
-            log.debug("an Agones watcher went away")
-        finally:
-            # Also on cancellation: the runner cancels the handler when the client disconnects.
-            self._watchers.discard(watcher)
-        return response
-
-    async def _watch_websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse()
-        if not ws.can_prepare(request).ok:
-            raise wire.invalid_argument("not a valid WebSocket upgrade")
-        watcher = self._subscribe()
-        try:
-            await ws.prepare(request)
-            # The client's frames are read (and dropped) so that its close frame is seen.
-            reader = asyncio.create_task(self._until_closed(ws, watcher))
-            try:
-                async with contextlib.aclosing(watcher.lines()) as lines:
-                    async for line in lines:
-                        if ws.closed:
-                            break
-                        await ws.send_str(line.rstrip(b"\n").decode())
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-                await ws.close()
-        except ConnectionError:
-            log.debug("an Agones WebSocket watcher went away")
-        finally:
-            self._watchers.discard(watcher)
-        return ws
-
-    @staticmethod
-    async def _until_closed(ws: web.WebSocketResponse, watcher: _Watcher) -> None:
-        try:
-            async for message in ws:
-                if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        finally:
-            watcher.end()
+            return await self.watch.websocket(request)
+        return await self.watch.ndjson(request)
 
     async def set_label(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.KEY_VALUE)
