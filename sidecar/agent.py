@@ -45,6 +45,7 @@ from sidecar.redaction import redact, redact_url
 if TYPE_CHECKING:
     import psutil
 
+    from sidecar.agones.app import AgonesFacade
     from sidecar.reaper import Reaper
     from sidecar.supervisor import GameExit, GameProcess
     from sidecar.watchers import GameStats, ProcessTreeSampler
@@ -116,6 +117,7 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._signals_seen: list[int] = []
+        self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
         # GET /v1/status is what games poll: its encoded body is reused until something changes
         # (`wake`/`touch` bump the version) or the clock moves to the next millisecond (every
         # time in it is rounded to the millisecond).
@@ -136,6 +138,7 @@ class Agent:
                 self.settings.dry_run_reason,
             )
         await self._start_api()
+        await self._start_agones()
         # Build the request models off the event loop now that /healthz answers (see api.py).
         # Best effort: the models load on first use anyway, so a failure here (descriptors
         # exhausted at start-up) must not count as a failed task and end the sidecar.
@@ -193,6 +196,36 @@ class Agent:
             "run mode" if self.game_argv else "watch mode" if self.watch_pid else "serve mode",
         )
 
+    async def _start_agones(self) -> None:
+        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
+        if not self.settings.agones:
+            return
+        from sidecar.agones.app import AgonesFacade
+        from sidecar.agones.gameserver import FacadeOptions
+
+        settings = self.settings
+        options = FacadeOptions(
+            players_list=settings.agones_players_list,
+            auto_allocate=settings.agones_auto_allocate,
+            manifest=settings.agones_gameserver,
+            health_timeout=settings.health_timeout,
+        )
+        facade = AgonesFacade(
+            self.lifecycle,
+            options,
+            self.deployment,
+            port=settings.agones_http_port,
+            notify=self.wake,
+        )
+        try:
+            await facade.start()
+        except StartupError:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+            raise
+        self.agones = facade
+
     async def _warm_models(self) -> None:
         try:
             await asyncio.to_thread(importlib.import_module, "sidecar.models")
@@ -209,6 +242,8 @@ class Agent:
         env["SIDECAR_HOST"] = self.settings.host
         env["SIDECAR_PORT"] = str(self.port)
         env["SIDECAR_URL"] = f"http://{url_host(self.settings.host)}:{self.port}"
+        if self.agones is not None:
+            env["AGONES_SDK_HTTP_PORT"] = str(self.agones.port)
         # One reaper for the agent's whole life: orphans of the game that die while the
         # self-stop is still retrying (minutes) must be reaped too, not only the game.
         if Reaper.active() is None:
@@ -255,6 +290,8 @@ class Agent:
         """Something changed that may move a deadline: re-plan the timers."""
         self._status_version += 1
         self._wake.set()
+        if self.agones is not None:
+            self.agones.changed()  # a roster or hold change the Agones watch must show
 
     def touch(self) -> None:
         """Something changed that status shows, but no timer needs re-planning now."""
@@ -713,6 +750,9 @@ class Agent:
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_TIMEOUT)
         self.events.close()  # ends SSE streams so the runner's cleanup does not wait on them
+        if self.agones is not None:
+            await self.agones.close()  # ends its watch streams, then stops serving
+            self.agones = None
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_STEP_TIMEOUT)
