@@ -731,8 +731,18 @@ class CellRun:
         if record.get("event") != "sidecar.stop" or record.get("request_id") != self.deployment:
             problems.append("stop record malformed")
             return
-        # SPEC §7: the SIGTERM is answered with its own record (and no self-stop call).
+        # SPEC §7: the SIGTERM is answered with its own record (and no self-stop call). SPEC §11
+        # lets a record that stdout did not take in time go to stderr, with a warning: at exit a
+        # loaded machine can leave the writer no time (seen once in ~20 runs, with busy loops
+        # competing for the cores), and the record is still in the container's logs.
         terminates = [line for line in lines if _is_record(line) and b"sidecar.terminate" in line]
+        err = bytes(self.stderr.data)
+        if b"records are written to stderr instead" in err:
+            terminates += [
+                line
+                for line in err.split(b"\n")
+                if line.startswith(b'{"event": "sidecar.terminate"')
+            ]
         wanted = 0 if self.sigterm_at is None else 1
         if len(terminates) != wanted:
             problems.append(f"{len(terminates)} sidecar.terminate records, expected {wanted}")
