@@ -43,6 +43,8 @@ from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 
 if TYPE_CHECKING:
+    import psutil
+
     from sidecar.reaper import Reaper
     from sidecar.supervisor import GameExit, GameProcess
     from sidecar.watchers import GameStats, ProcessTreeSampler
@@ -102,6 +104,7 @@ class Agent:
         self.game: GameProcess | None = None
         self.game_exit: GameExit | None = None
         self._sampler: ProcessTreeSampler | None = None
+        self._watched: psutil.Process | None = None  # watch mode: the watched game
         self._reaper: Reaper | None = None
         self._stats: GameStats | None = None
         self._stats_at = -1e9
@@ -392,6 +395,13 @@ class Agent:
                 game_exit = await self.game.terminate(self.settings.term_grace)
                 self.finish(game_exit.exit_code or 1)
             else:
+                if self._watched is not None:
+                    # SPEC §4: `exit` terminates the game. Beside a watched game the sidecar is
+                    # not the container's main process: exiting alone would leave it billing.
+                    from sidecar.watchers import terminate_process
+
+                    log.error("terminating the watched game: the deployment could not stop itself")
+                    await terminate_process(self._watched, self.settings.term_grace)
                 self.finish(1)
         # ok (or failed with `stay`): wait for the platform's SIGTERM.
 
@@ -423,7 +433,13 @@ class Agent:
         await self._game_ended("game", await self.game.wait())
 
     async def _watch_process(self, pid: int) -> None:
+        import psutil
+
         from sidecar.watchers import wait_for_exit
+
+        # Taken now, while it runs: terminating it later must never hit a reused pid.
+        with contextlib.suppress(psutil.Error):
+            self._watched = psutil.Process(pid)
 
         await self._game_ended(f"watched process {pid}", await wait_for_exit(pid))
 
