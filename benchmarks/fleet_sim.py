@@ -445,9 +445,11 @@ def overlap(windows: list[Window], start: float, end: float) -> float:
 def retry_rules_allowance(attempts: list[dict[str, Any]]) -> float:
     """The longest the retry rules let the stop take: every call's time at the platform, plus
     after each refusal the longest wait §6/§11 allow (Retry-After floored at 0.5 s, else the
-    full backoff step 0.5 s doubling, cap 30 s; jitter only shortens it)."""
+    full backoff step 0.5 s doubling, cap 30 s; jitter only shortens it). The backoff exponent
+    counts only the refusals without Retry-After, as the client does."""
     total = 0.0
-    for number, entry in enumerate(attempts, start=1):
+    unpaced = 0
+    for entry in attempts:
         total += float(entry["duration_ms"]) / 1000
         if real_accept(entry):
             break
@@ -455,22 +457,28 @@ def retry_rules_allowance(attempts: list[dict[str, Any]]) -> float:
         if retry_after is not None and str(retry_after).isdigit():
             total += max(MIN_RETRY, float(retry_after))
         else:
-            total += min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(number - 1, 16))
+            unpaced += 1
+            total += min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(unpaced - 1, 16))
     return total
 
 
 def last_backoff(attempts: list[dict[str, Any]]) -> tuple[float | None, bool]:
     """(the longest wait the rules allowed before the last attempt, whether that wait was a
     backoff step that came after attempts paced by Retry-After). The backoff exponent counts
-    every attempt so far, paced or not, so a short-paced storm inflates the step after it."""
+    only the refusals without Retry-After, so a paced storm no longer inflates the step after it;
+    the flag says whether there were paced attempts before the step all the same."""
     if len(attempts) < 2:
         return None, False
-    number = len(attempts) - 1  # the attempt whose refusal the last wait followed
-    previous = attempts[-2]
+    previous = attempts[-2]  # the refusal the last wait followed
     retry_after = previous.get("retry_after")
     if retry_after is not None and str(retry_after).isdigit():
         return max(MIN_RETRY, float(retry_after)), False
-    step = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(number - 1, 16))
+    unpaced = sum(
+        1
+        for entry in attempts[:-1]
+        if not (entry.get("retry_after") is not None and str(entry["retry_after"]).isdigit())
+    )
+    step = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(unpaced - 1, 16))
     paced = any(entry.get("retry_after") is not None for entry in attempts[:-2])
     return step, paced
 
@@ -896,8 +904,7 @@ def backoff_reading(deployments: list[dict[str, Any]]) -> str:
         f"backoff step of {min(steps, default=0):g} to {max(steps, default=0):g} s (median "
         f"{sorted(steps)[len(steps) // 2] if steps else 0:g} s); in {len(paced)} of them that "
         "step followed attempts paced by Retry-After (a 429 storm, or an outage answering "
-        "Retry-After), which count towards the backoff exponent too, so the first refusal "
-        "without Retry-After after a storm waits as if every storm attempt had backed off."
+        "Retry-After), which do not grow the backoff exponent."
     )
 
 

@@ -43,6 +43,9 @@ from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 
 if TYPE_CHECKING:
+    import psutil
+
+    from sidecar.agones.app import AgonesFacade
     from sidecar.reaper import Reaper
     from sidecar.supervisor import GameExit, GameProcess
     from sidecar.watchers import GameStats, ProcessTreeSampler
@@ -102,6 +105,7 @@ class Agent:
         self.game: GameProcess | None = None
         self.game_exit: GameExit | None = None
         self._sampler: ProcessTreeSampler | None = None
+        self._watched: psutil.Process | None = None  # watch mode: the watched game
         self._reaper: Reaper | None = None
         self._stats: GameStats | None = None
         self._stats_at = -1e9
@@ -113,6 +117,7 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._signals_seen: list[int] = []
+        self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
         # GET /v1/status is what games poll: its encoded body is reused until something changes
         # (`wake`/`touch` bump the version) or the clock moves to the next millisecond (every
         # time in it is rounded to the millisecond).
@@ -133,6 +138,7 @@ class Agent:
                 self.settings.dry_run_reason,
             )
         await self._start_api()
+        await self._start_agones()
         # Build the request models off the event loop now that /healthz answers (see api.py).
         # Best effort: the models load on first use anyway, so a failure here (descriptors
         # exhausted at start-up) must not count as a failed task and end the sidecar.
@@ -190,6 +196,36 @@ class Agent:
             "run mode" if self.game_argv else "watch mode" if self.watch_pid else "serve mode",
         )
 
+    async def _start_agones(self) -> None:
+        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
+        if not self.settings.agones:
+            return
+        from sidecar.agones.app import AgonesFacade
+        from sidecar.agones.gameserver import FacadeOptions
+
+        settings = self.settings
+        options = FacadeOptions(
+            players_list=settings.agones_players_list,
+            auto_allocate=settings.agones_auto_allocate,
+            manifest=settings.agones_gameserver,
+            health_timeout=settings.health_timeout,
+        )
+        facade = AgonesFacade(
+            self.lifecycle,
+            options,
+            self.deployment,
+            port=settings.agones_http_port,
+            notify=self.wake,
+        )
+        try:
+            await facade.start()
+        except StartupError:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+            raise
+        self.agones = facade
+
     async def _warm_models(self) -> None:
         try:
             await asyncio.to_thread(importlib.import_module, "sidecar.models")
@@ -206,6 +242,8 @@ class Agent:
         env["SIDECAR_HOST"] = self.settings.host
         env["SIDECAR_PORT"] = str(self.port)
         env["SIDECAR_URL"] = f"http://{url_host(self.settings.host)}:{self.port}"
+        if self.agones is not None:
+            env["AGONES_SDK_HTTP_PORT"] = str(self.agones.port)
         # One reaper for the agent's whole life: orphans of the game that die while the
         # self-stop is still retrying (minutes) must be reaped too, not only the game.
         if Reaper.active() is None:
@@ -252,6 +290,8 @@ class Agent:
         """Something changed that may move a deadline: re-plan the timers."""
         self._status_version += 1
         self._wake.set()
+        if self.agones is not None:
+            self.agones.changed()  # a roster or hold change the Agones watch must show
 
     def touch(self) -> None:
         """Something changed that status shows, but no timer needs re-planning now."""
@@ -392,6 +432,13 @@ class Agent:
                 game_exit = await self.game.terminate(self.settings.term_grace)
                 self.finish(game_exit.exit_code or 1)
             else:
+                if self._watched is not None:
+                    # SPEC §4: `exit` terminates the game. Beside a watched game the sidecar is
+                    # not the container's main process: exiting alone would leave it billing.
+                    from sidecar.watchers import terminate_process
+
+                    log.error("terminating the watched game: the deployment could not stop itself")
+                    await terminate_process(self._watched, self.settings.term_grace)
                 self.finish(1)
         # ok (or failed with `stay`): wait for the platform's SIGTERM.
 
@@ -423,7 +470,13 @@ class Agent:
         await self._game_ended("game", await self.game.wait())
 
     async def _watch_process(self, pid: int) -> None:
+        import psutil
+
         from sidecar.watchers import wait_for_exit
+
+        # Taken now, while it runs: terminating it later must never hit a reused pid.
+        with contextlib.suppress(psutil.Error):
+            self._watched = psutil.Process(pid)
 
         await self._game_ended(f"watched process {pid}", await wait_for_exit(pid))
 
@@ -697,6 +750,9 @@ class Agent:
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_TIMEOUT)
         self.events.close()  # ends SSE streams so the runner's cleanup does not wait on them
+        if self.agones is not None:
+            await self.agones.close()  # ends its watch streams, then stops serving
+            self.agones = None
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_STEP_TIMEOUT)

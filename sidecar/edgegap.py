@@ -15,7 +15,8 @@ The stop path must never die and never hammer the platform (SPEC §11), so:
   second DELETE); an error body is read up to 64 KiB, decoded as UTF-8 whatever its charset says;
 * no retry comes sooner than 0.5 s after the previous attempt, whatever `Retry-After` says;
 * the backoff is computed without overflow however many attempts a long budget allows;
-* every exception an attempt can raise is a retryable failure, never the end of the stop task.
+* every exception an attempt can raise is a retryable failure, never the end of the stop task;
+* one attempt is one DELETE on the wire: aiohttp's own silent resend is turned off.
 
 The token goes in the raw `authorization` header and nowhere else: every error text this module
 produces is redacted (before it is truncated) by `sidecar.redaction`.
@@ -174,6 +175,13 @@ class SelfStopClient:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
+        # aiohttp resends an idempotent request (DELETE is one) once, at once, when the
+        # connection breaks under it, so one attempt could put two DELETEs on the wire
+        # milliseconds apart: under the 0.5 s floor and uncounted. Every resend must be this
+        # policy's. aiohttp has no public switch (aio-libs/aiohttp#10790); its own test client
+        # turns the flag off the same way. Absent before aiohttp 3.11, hence the pin there.
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
         self._delete_url = delete_url
         self._token = token
         self._attempt_timeout = attempt_timeout
@@ -204,6 +212,10 @@ class SelfStopClient:
             return StopResult(StopOutcome.FAILED, 0, None, f"unusable delete URL: {exc}")
         budget_ends = self._clock() + self._retry_budget
         attempt = 0
+        # The backoff grows only with the failures the platform gave no Retry-After for: waits
+        # it asked for (a 429 storm) are its pacing, not a reason to wait up to 30 s after the
+        # next plain 503 (measured by the fleet simulation: up to 30 s late after a storm).
+        unpaced_failures = 0
         while True:
             attempt += 1
             status, error, retry_after = await self._attempt(url)
@@ -211,7 +223,9 @@ class SelfStopClient:
             remaining = budget_ends - self._clock()
             delay = None
             if outcome is None and remaining > 0:
-                delay = retry_delay(attempt, retry_after, remaining, self._rng)
+                if retry_after is None:
+                    unpaced_failures += 1
+                delay = retry_delay(unpaced_failures, retry_after, remaining, self._rng)
             self._report(on_attempt, AttemptResult(attempt, status, error, delay))
             if outcome is not None:
                 return StopResult(outcome, attempt, status, error)

@@ -29,32 +29,31 @@ import time
 from collections import deque
 from typing import Any
 
+from sidecar.redaction import all_forms, redact_forms
+
 # Lines waiting for stderr; past this, a stalled stderr costs dropped lines, never a blocked loop.
 MAX_QUEUED_LINES = 10_000
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces secret values in the fully formatted message."""
+    """Replaces every form of the secrets (raw and URL-encoded) in the fully formatted message."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
+        self._forms = all_forms(self.secrets)  # once: this runs for every log line
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self._forms:
             return True
         message = record.getMessage()
-        redacted = message
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "<redacted>")
+        redacted = redact_forms(message, self._forms)
         if record.exc_info:
             # Tracebacks are formatted later by the handler; render and redact them now.
             text = logging.Formatter().formatException(record.exc_info)
-            for secret in self.secrets:
-                text = text.replace(secret, "<redacted>")
             record.exc_info = None
             record.exc_text = None
-            redacted = f"{redacted}\n{text}"
+            redacted = f"{redacted}\n{redact_forms(text, self._forms)}"
         if redacted is not message:
             record.msg = redacted
             record.args = None

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT = 0.75
 # How long a record waits for the game to finish the line it is in the middle of (SPEC §11).
 LINE_END_WAIT = 0.25
+# A write to our stdout that has not returned after this long means nobody is reading it: a
+# record is then sent to stderr at once, and a game's exit stops waiting for its output (SPEC §11
+# allows a stalled stdout to delay the self-stop by 1 s at most).
+STALLED_AFTER = 0.25
 # Records are a handful per run; more queued than this means stdout is stuck.
 MAX_QUEUED_RECORDS = 64
 
@@ -129,7 +133,22 @@ class OrderedOutput:
         # number may belong to another file by now).
         self._error = unusable
         self._thread: threading.Thread | None = None
+        # When the write under way started (None: no write under way); read without the lock.
+        self._writing_since: float | None = None
         self._start_lock = threading.Lock()  # only guards starting the thread; never held on I/O
+
+    def blocked_for(self) -> float:
+        """How long the write under way has been waiting for stdout (0 when none is)."""
+        since = self._writing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _write(self, data: bytes | memoryview) -> None:
+        """Every write to fd (with the lock held), timed so a stall can be seen from outside."""
+        self._writing_since = time.monotonic()
+        try:
+            write_all(self.fd, data)
+        finally:
+            self._writing_since = None
 
     # --- the game's side: the relay thread -----------------------------------------------------
     def write_game(self, chunk: bytes) -> None:
@@ -138,7 +157,7 @@ class OrderedOutput:
             if self._waiting:
                 self._write_around_records(chunk)
                 return
-            write_all(self.fd, chunk)
+            self._write(chunk)
             self._mid_line = not chunk.endswith(b"\n")
 
     def _write_around_records(self, chunk: bytes) -> None:
@@ -146,16 +165,16 @@ class OrderedOutput:
             end = chunk.find(b"\n") + 1
             if not end:
                 # The line goes on; the writer ends it if it goes on for too long.
-                write_all(self.fd, chunk)
+                self._write(chunk)
                 return
-            write_all(self.fd, memoryview(chunk)[:end])
+            self._write(memoryview(chunk)[:end])
             self._mid_line = False
         else:
             end = 0
         self._flush_waiting()
         self._line_ended.notify_all()
         if end < len(chunk):
-            write_all(self.fd, memoryview(chunk)[end:])
+            self._write(memoryview(chunk)[end:])
             self._mid_line = not chunk.endswith(b"\n")
 
     # --- records -------------------------------------------------------------------------------
@@ -174,6 +193,11 @@ class OrderedOutput:
 
         item = self._submit(record, on_done)
         if item is None:
+            return False
+        if self.blocked_for() > STALLED_AFTER:
+            # Nobody is reading stdout: waiting would only delay the stop.
+            item.abandoned = True
+            _to_stderr(item, f"stdout has not taken output for {self.blocked_for():.2g}s")
             return False
         try:
             async with asyncio.timeout(wait):
@@ -257,7 +281,7 @@ class OrderedOutput:
                     # The game did not end its line in time: end it for it, so that the record
                     # stands on a line of its own.
                     try:
-                        write_all(self.fd, b"\n")
+                        self._write(b"\n")
                         self._mid_line = False
                     except OSError as exc:
                         self._error = exc
@@ -271,7 +295,7 @@ class OrderedOutput:
             if item.data and not item.abandoned:
                 if self._error is None:
                     try:
-                        write_all(self.fd, item.data)
+                        self._write(item.data)
                     except OSError as exc:
                         self._error = exc
                 if self._error is not None:

@@ -29,12 +29,22 @@ def secret_forms(secret: str) -> list[str]:
     return sorted((form for form in forms if form), key=len, reverse=True)
 
 
+def all_forms(secrets: Iterable[str]) -> list[str]:
+    """Every form of every (non-empty) secret, longest first across all of them: a short secret
+    inside a longer one must not be replaced first and leave the rest of the longer one visible.
+    """
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    return sorted(forms, key=len, reverse=True)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every form of every (non-empty) secret replaced by `<redacted>`."""
-    # Longest first across *all* secrets: a short secret inside a longer one must not be
-    # replaced first and leave the rest of the longer one visible.
-    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
-    for form in sorted(forms, key=len, reverse=True):
+    return redact_forms(text, all_forms(secrets))
+
+
+def redact_forms(text: str, forms: list[str]) -> str:
+    """`text` with each of `forms` (from :func:`all_forms`) replaced by `<redacted>`."""
+    for form in forms:
         if form in text:
             text = text.replace(form, REDACTED)
     return text

@@ -40,6 +40,7 @@ import select
 import struct
 import termios
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -101,6 +102,7 @@ class OutputRelay:
             # partial, not a method: one call less per chunk on the hot path.
             output.write_game if output is not None else functools.partial(write_all, dest_fd)
         )
+        self._writing_since: float | None = None  # see blocked_for(); read without a lock
         # (sequence number, chunk), newest on the right: the raw material of the tail.
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._chunks_bytes = 0
@@ -213,7 +215,14 @@ class OutputRelay:
             self._chunks_bytes -= len(oldest)
             self._cut_mid_line = not oldest.endswith(b"\n")
 
+    def blocked_for(self) -> float:
+        """How long the relay's write under way has been waiting (0 when none is): a relay
+        blocked for long writes to a stdout or stderr that nobody reads."""
+        since = self._writing_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def _write_checked(self, chunk: bytes) -> None:
+        self._writing_since = time.monotonic()
         try:
             self._write(chunk)
         except OSError as exc:
@@ -227,6 +236,8 @@ class OutputRelay:
                 self._dest_fd,
                 exc,
             )
+        finally:
+            self._writing_since = None
 
     def _notify_done(self) -> None:
         done = self._done

@@ -20,9 +20,9 @@ Why this shape
   which also lets us tell "not found" (127) from "found but not executable" (126).
 * :meth:`GameProcess.wait` returns only after the game has exited *and* both relays have written
   every byte: the agent writes its stop record to stdout right after, and it must come last.
-  The one exception is a relay stuck writing to our stalled stdout: after the drain timeout
-  twice over it is given up on (it keeps running), because a stalled log reader must never keep
-  the sidecar from stopping (SPEC §11).
+  The one exception is a relay stuck writing to our stdout or stderr: once one of its writes has
+  waited STALLED_AFTER (0.25 s) it is given up on (it keeps running), because a stalled log
+  reader must never delay the stop by more than 1 s (SPEC §11).
 * When the game's stdout goes to our fd 1, the relay writes it through the process's
   :class:`sidecar.output.OrderedOutput`, so that the agent's records keep to lines of their own.
 """
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import psutil
 
 from sidecar.errors import GameStartError
-from sidecar.output import OrderedOutput, stdout_output
+from sidecar.output import STALLED_AFTER, OrderedOutput, stdout_output
 from sidecar.reaper import Reaper
 from sidecar.relay import OutputRelay, merge_tails, open_output_pipe
 
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # After the game exits, an orphan it left behind may hold its output pipes open forever; wait at
 # most this long for end-of-file, then copy what is buffered and stop reading.
 DEFAULT_DRAIN_TIMEOUT = 1.0
+# While relays finish after the game's exit: how often to look whether one is stuck in a write.
+RELAY_CHECK_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -261,23 +263,40 @@ class GameProcess:
         if self._popen is not None:
             # Reaped by the reaper, not by Popen: tell it, or it would warn it is still running.
             self._popen.returncode = os.waitstatus_to_exitcode(status)
-        _, pending = await asyncio.wait(self._relays_done, timeout=self._drain_timeout)
-        if pending:
-            # The game is dead but something it left behind still holds the pipe open.
-            for relay in self._relays:
-                relay.request_drain()
-            _, stuck = await asyncio.wait(pending, timeout=self._drain_timeout)
-            if stuck:
-                # Not reading: a relay stuck in a write to our stdout or stderr, which nobody
-                # reads. Waiting for it could take forever; the tail is kept all the same.
-                log.warning(
-                    "game output still not written after %.3gs: our stdout/stderr is not being "
-                    "read; going on without it",
-                    2 * self._drain_timeout,
-                )
+        await self._wait_relays()
         if self._owns_reaper and self._reaper is not None:
             self._reaper.close()
         return GameExit.from_wait_status(status, merge_tails(self._relays, self._tail_lines))
+
+    async def _wait_relays(self) -> None:
+        """Wait for the relays to reach end-of-file and write what they read, but not for one
+        stuck writing to a stdout or stderr nobody reads (SPEC §11: at most 1 s of delay)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pending = set(self._relays_done)
+        drain_requested = False
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=RELAY_CHECK_INTERVAL)
+            if not pending:
+                return
+            if any(relay.blocked_for() > STALLED_AFTER for relay in self._relays):
+                log.warning(
+                    "game output not written: our stdout/stderr is not being read; going on "
+                    "without it"
+                )
+                return
+            waited = loop.time() - started
+            if not drain_requested and waited >= self._drain_timeout:
+                # The game is dead but something it left behind still holds the pipe open:
+                # copy what is buffered and stop reading.
+                drain_requested = True
+                for relay in self._relays:
+                    relay.request_drain()
+            elif waited >= 2 * self._drain_timeout:
+                log.warning(
+                    "game output still not relayed after %.3gs; going on without it", waited
+                )
+                return
 
     async def _terminate(self, grace: float, sig: int) -> GameExit:
         status = self._require_started()

@@ -143,6 +143,27 @@ async def wait_for_exit(
     return _collect_exit(pid)
 
 
+async def terminate_process(process: psutil.Process, grace: float) -> None:
+    """SIGTERM `process`, SIGKILL it after `grace` seconds; nothing when it is gone.
+
+    `process` must be the object taken while it ran: psutil checks its creation time before
+    signalling, so a pid the kernel has since reused for another process is never signalled.
+    """
+    try:
+        if not process.is_running():
+            return
+        process.terminate()
+    except psutil.Error:
+        return
+    try:
+        await asyncio.to_thread(process.wait, grace)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    except psutil.Error:
+        pass
+
+
 def _collect_exit(pid: int) -> GameExit:
     """The exit status of our child `pid` (already exited: this never blocks), else exit 0."""
     try:

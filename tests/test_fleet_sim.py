@@ -72,16 +72,17 @@ class TestRetryRules:
 
 
 class TestLastBackoff:
-    def test_storm_attempts_grow_the_step_after_them(self) -> None:
+    def test_storm_attempts_do_not_grow_the_step_after_them(self) -> None:
         """Two 429s paced by Retry-After: 0, then a 503 without one: the wait before the 4th
-        attempt is the step of the 3rd (2 s), flagged as following paced attempts."""
+        attempt is the first backoff step (0.5 s; paced refusals do not count), flagged as
+        following paced attempts."""
         attempts = [
             refused(429, 1.0, retry_after="0"),
             refused(429, 1.5, retry_after="0"),
             refused(503, 2.0),
             call(200, 4.0),
         ]
-        assert fleet_sim.last_backoff(attempts) == (2.0, True)
+        assert fleet_sim.last_backoff(attempts) == (0.5, True)
 
     def test_retry_after_sets_the_wait(self) -> None:
         """After a refusal carrying Retry-After: 1 the allowed wait is 1 s, not a step."""

@@ -403,3 +403,34 @@ async def test_sigterm_reaches_the_game_whatever_stdout_does(
         for fd in (read_fd, write_fd):
             if fd >= 0:
                 os.close(fd)
+
+
+async def test_a_game_exit_does_not_wait_for_output_nobody_reads(pipe: tuple[int, int]) -> None:
+    """The fault matrix measured a game-exit stop ~3 s late with a stalled stdout: the exit
+    waited twice the drain timeout for a relay stuck in a write. Now a write that has waited
+    STALLED_AFTER ends the wait, and the record goes to stderr at once."""
+    from sidecar.reaper import Reaper
+    from sidecar.supervisor import GameProcess
+
+    _, write_fd = pipe
+    _fill(write_fd)
+    output = OrderedOutput(write_fd)
+    async with Reaper(orphan_grace=0.05) as reaper:
+        game = GameProcess(
+            [sys.executable, "-c", "import os; os.write(1, b'x' * 300_000)"],
+            env=base_env(),
+            stdout_fd=write_fd,
+            stdout_writer=output,
+            reaper=reaper,
+        )
+        game.start()
+        started = time.monotonic()
+        game_exit = await game.wait()
+        waited = time.monotonic() - started
+        record_started = time.monotonic()
+        assert await output.write_record(RECORD) is False
+        record_took = time.monotonic() - record_started
+    assert game_exit.exit_code == 0
+    # Was 2 s (twice the drain timeout) plus the 0.75 s record wait; now about 0.3 s + 0.
+    assert waited < 1.5
+    assert record_took < 0.5

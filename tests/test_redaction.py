@@ -57,3 +57,32 @@ def test_redaction_before_truncation_leaves_no_prefix() -> None:
 def test_redact_url(url: str | None, shown: str | None) -> None:
     """Userinfo and query are replaced; unparsable URLs are not echoed."""
     assert redact_url(url) == shown
+
+
+def test_log_lines_hide_the_url_encoded_token_too() -> None:
+    """The logging filter hides every form redact() hides, tracebacks included."""
+    import logging
+
+    from sidecar.logs import RedactingFilter
+
+    token = "tok/en+with=odd&chars"
+    record = logging.LogRecord(
+        "sidecar",
+        logging.WARNING,
+        __file__,
+        1,
+        "echo: %s and %s",
+        (token, quote(token, safe="")),
+        None,
+    )
+    try:
+        raise RuntimeError(f"failed with {quote_plus(token)}")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter([token]).filter(record)
+    text = record.getMessage()
+    assert "<redacted>" in text
+    for form in (token, quote(token, safe=""), quote_plus(token)):
+        assert form not in text

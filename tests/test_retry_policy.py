@@ -4,7 +4,11 @@ chose are read from the recording."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import socket
+import struct
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
@@ -124,6 +128,21 @@ class TestClientOnSeams:
         assert min(fake.sleeps) >= MIN_RETRY_DELAY
         assert result.attempts == len(fake.sleeps) + 1 <= 10.0 / MIN_RETRY_DELAY + 1
 
+    async def test_paced_retries_do_not_grow_the_backoff(
+        self, http: aiohttp.ClientSession, emulator: EmulatorServer
+    ) -> None:
+        """Eight 429s paced by `Retry-After: 1`, then a plain 503: the 503's retry is the first
+        backoff step (0.5 s), not the eighth (30 s). Found by the fleet simulation: after a 429
+        storm, stops came up to 30 s after the platform had recovered."""
+        url, token = await _delete_url(emulator)
+        await emulator.add_fault(status=429, count=8, retry_after="1")
+        await emulator.add_fault(status=503, count=2)
+        fake = FakeTime()
+        result = await _client(http, url, token, fake).stop(None)
+        assert result.outcome is StopOutcome.ACCEPTED
+        # rng() == 1.0: each backoff step is its full length (0.5, 1.0, ...).
+        assert fake.sleeps == [1.0] * 8 + [0.5, 1.0]
+
     async def test_past_date_is_floored(
         self, http: aiohttp.ClientSession, emulator: EmulatorServer
     ) -> None:
@@ -174,3 +193,54 @@ class TestClientOnSeams:
         for i in range(8, len(TOKEN)):
             assert TOKEN[:i] not in text
         assert "%2Fwith" not in text
+
+
+class ResettingPlatform:
+    """A loopback port that resets the first `resets` connections the moment they arrive, then
+    answers 200; it counts every request that reached it."""
+
+    def __init__(self, resets: int) -> None:
+        self.resets = resets
+        self.requests = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ResettingPlatform:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1/self/stop/req/ap"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            if self.requests <= self.resets:
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()  # RST: the client sees ClientOSError
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+
+class TestOneRequestPerAttempt:
+    async def test_a_reset_connection_is_not_resent_at_once(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        """Found by the fault matrix: aiohttp resends an idempotent request (DELETE is one) once,
+        at once, when its connection is reset, so one attempt put two DELETEs on the wire 10 ms
+        apart, under the 0.5 s floor. Every resend is the retry policy's: one DELETE per attempt,
+        each retry after its delay."""
+        fake = FakeTime()
+        async with ResettingPlatform(resets=2) as platform:
+            result = await _client(http, platform.url, TOKEN, fake).stop(None)
+        assert result.outcome is StopOutcome.ACCEPTED
+        assert platform.requests == result.attempts == 3
+        assert fake.sleeps == [MIN_RETRY_DELAY, 1.0]

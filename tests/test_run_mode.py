@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sidecar.emulator import EmulatorServer
@@ -286,6 +287,27 @@ class TestWatchMode:
             code, stdout, _ = await sc.finish()
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
+
+    async def test_a_failed_stop_with_exit_terminates_the_watched_game(
+        self, launch: Launch, emulator: EmulatorServer
+    ) -> None:
+        """SIDECAR_ON_STOP_FAILURE=exit (the default) terminates the game, the watched one too:
+        beside it the sidecar is not the container's main process, and exiting alone left the
+        game running and the deployment billing (found by the fault matrix)."""
+        env = await platform(emulator)
+        await emulator.add_fault(target="self_stop", status=403, count=1)
+        with self._idle_game(sys.executable) as game:
+            sc = await launch("serve", "--watch-pid", str(game.pid), env=env)
+            await sc.wait_status(state="starting")
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(sc.url + "/v1/shutdown", json={"grace_seconds": 0}) as response,
+            ):
+                assert response.status == 202
+            code, _, stderr = await sc.finish()
+            assert code == 1
+            assert "terminating the watched game" in stderr
+            assert game.wait(10) == -signal.SIGTERM
 
     async def test_watch_name(self, launch: Launch, tmp_path: Path) -> None:
         """serve --watch-name finds the game by its process name."""

@@ -1,5 +1,5 @@
 """A game that writes its stdout the way C stdio does on a pipe: 4096-byte blocks that end in
-the middle of a line, one every 20 ms, so a record written at any moment meets a half-written
+the middle of a line, one every 50 ms, so a record written at any moment meets a half-written
 line. Exits 0 on SIGTERM (as a well-behaved server that saved its state)."""
 
 import os
@@ -15,4 +15,4 @@ while True:
     block = stream[offset : offset + 4096]
     os.write(1, block)
     offset = (offset + 4096) % (len(line) * 37)
-    time.sleep(0.02)
+    time.sleep(0.05)

@@ -2,10 +2,19 @@
 
 The emulator plays the platform faithfully; this server plays it badly, at the byte level, in
 ways aiohttp's server would refuse to: headers that trickle, bodies that never end, a reset in
-the middle of an answer, `charset=base64`. Each deployment (the request id in the path) has its
-own script: answer N goes to attempt N, and once the script is spent every attempt gets a plain
-200. Every DELETE is recorded with its arrival time (the test's loop clock) and what it was
-answered, so a test can count accepted stops and check what arrived after a signal.
+the middle of an answer, `charset=base64`, a port that refuses connections.
+
+One server per fault-matrix cell, on its own port. Its script says what attempt N gets; once the
+script is spent every attempt gets a plain 200. Every DELETE that reaches it is recorded with its
+arrival time (the test's loop clock), its headers and what it was answered, and an `on_request`
+hook runs the moment its head is read, so a test can look at the sidecar's output as it stood
+when the DELETE arrived.
+
+"connection refused" is played by the port, not by an answer: while it is the next entry of
+the script the port is bound but not listening (connect() gets ECONNREFUSED at once), until the
+test calls `resume()` once it has seen the sidecar count the refused attempt. The listening and
+the parked socket share the port with SO_REUSEPORT, so the port is never free in between for
+another socket to take.
 """
 
 from __future__ import annotations
@@ -18,36 +27,36 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from urllib.parse import quote
 
-# Kinds of answer, grouped by what the sidecar must make of them (SPEC §6).
+# Kinds of answer, grouped by what the sidecar must make of them (SPEC §6, §7).
 ACCEPTING = "accepting"  # the stop is done: 2xx, 404, 410
-PERMANENT = "permanent"  # give up: 400, 401, 403, 3xx
+PERMANENT = "permanent"  # give up: 400, 401, 403, other 3xx/4xx
 RETRYABLE = "retryable"  # try again: 408, 429, 5xx, no answer
+
+REFUSED = "connection refused"
+
+Play = Callable[[asyncio.StreamWriter, "Request"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Answer:
     name: str
     kind: str
-    play: Callable[[asyncio.StreamWriter, Request], Awaitable[None]]
+    play: Play | None  # None: played by the port (REFUSED)
+    # The attempt gets no status line within any attempt timeout: it ends by the sidecar's
+    # own deadline, not by the answer.
+    hangs: bool = False
 
 
 @dataclass
 class Request:
-    deployment: str
+    method: str
     path: str
     query: str
     headers: dict[str, str]
     arrived: float
     answer: str = ""
-
-
-@dataclass
-class Script:
-    answers: list[str]
-    token_echo: str = ""
-    requests: list[Request] = field(default_factory=list)
-    first_request: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _head(status: int, reason: str, headers: dict[str, str], length: int | None = None) -> bytes:
@@ -58,9 +67,7 @@ def _head(status: int, reason: str, headers: dict[str, str], length: int | None 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _simple(
-    status: int, reason: str, body: bytes = b"", **headers: str
-) -> Callable[[asyncio.StreamWriter, Request], Awaitable[None]]:
+def _simple(status: int, reason: str, body: bytes = b"", **headers: str) -> Play:
     async def play(writer: asyncio.StreamWriter, request: Request) -> None:
         named = {name.replace("_", "-"): value for name, value in headers.items()}
         writer.write(_head(status, reason, named, len(body)) + body)
@@ -69,9 +76,7 @@ def _simple(
     return play
 
 
-def _retry_after(
-    value: Callable[[], str],
-) -> Callable[[asyncio.StreamWriter, Request], Awaitable[None]]:
+def _retry_after(value: Callable[[], str]) -> Play:
     async def play(writer: asyncio.StreamWriter, request: Request) -> None:
         body = b'{"message": "slow down"}'
         writer.write(_head(429, "Too Many Requests", {"Retry-After": value()}, len(body)) + body)
@@ -139,18 +144,13 @@ async def _reset_at_once(writer: asyncio.StreamWriter, request: Request) -> None
     _reset(writer)
 
 
-def _token_echo(script_token: Callable[[Request], str]) -> Callable[..., Awaitable[None]]:
-    async def play(writer: asyncio.StreamWriter, request: Request) -> None:
-        token = script_token(request)
-        # The token at offset 280 (where a cut at 300 characters would leave most of it), then
-        # URL-encoded, as platforms echo request URLs back.
-        from urllib.parse import quote
-
-        body = ("e" * 280 + token + " url=" + quote(token, safe="")).encode()
-        writer.write(_head(503, "Service Unavailable", {}, len(body)) + body)
-        await writer.drain()
-
-    return play
+async def _token_echo(writer: asyncio.StreamWriter, request: Request) -> None:
+    token = request.headers.get("authorization", "")
+    # The token at offset 280 (where a cut at 300 characters would leave most of it), then
+    # URL-encoded, as platforms echo request URLs back.
+    body = ("e" * 280 + token + " url=" + quote(token, safe="")).encode()
+    writer.write(_head(503, "Service Unavailable", {}, len(body)) + body)
+    await writer.drain()
 
 
 def _past_date() -> str:
@@ -161,92 +161,129 @@ def _near_date() -> str:
     return formatdate(time.time() + 1, usegmt=True)
 
 
+ANSWERS: dict[str, Answer] = {
+    answer.name: answer
+    for answer in (
+        Answer("200 json", ACCEPTING, _simple(200, "OK", b'{"message": "ok"}')),
+        Answer("200 empty", ACCEPTING, _simple(200, "OK")),
+        Answer("202", ACCEPTING, _simple(202, "Accepted", b"{}")),
+        Answer(
+            "200 html", ACCEPTING, _simple(200, "OK", b"<html>\xff\xfe", content_type="text/html")
+        ),
+        Answer(
+            "200 charset=base64",
+            ACCEPTING,
+            _simple(200, "OK", b"aGk=", content_type="text/plain; charset=base64"),
+        ),
+        Answer("200 slow body", ACCEPTING, _slow_body),
+        Answer("200 huge body", ACCEPTING, _huge_body),
+        Answer("404", ACCEPTING, _simple(404, "Not Found", b'{"message": "gone"}')),
+        Answer("410", ACCEPTING, _simple(410, "Gone")),
+        Answer("400", PERMANENT, _simple(400, "Bad Request", b'{"message": "bad"}')),
+        Answer("401", PERMANENT, _simple(401, "Unauthorized", b'{"message": "who"}')),
+        Answer("403", PERMANENT, _simple(403, "Forbidden")),
+        Answer("301", PERMANENT, _simple(301, "Moved", location="http://127.0.0.1:1/")),
+        Answer("307", PERMANENT, _simple(307, "Temporary Redirect", location="/elsewhere")),
+        Answer("408", RETRYABLE, _simple(408, "Request Timeout")),
+        Answer("429 Retry-After 1", RETRYABLE, _retry_after(lambda: "1")),
+        Answer("429 Retry-After date", RETRYABLE, _retry_after(_near_date)),
+        Answer("429 Retry-After past date", RETRYABLE, _retry_after(_past_date)),
+        Answer("429 Retry-After 0", RETRYABLE, _retry_after(lambda: "0")),
+        Answer("429 Retry-After garbage", RETRYABLE, _retry_after(lambda: "\u00b3")),
+        Answer("500", RETRYABLE, _simple(500, "Internal Server Error", b"oops")),
+        Answer(
+            "503 charset=base64",
+            RETRYABLE,
+            _simple(503, "Unavailable", b"!!", content_type="text/plain; charset=base64"),
+        ),
+        Answer("503 token echo", RETRYABLE, _token_echo),
+        Answer("503 huge body", RETRYABLE, _huge_error_body),
+        Answer("reset at once", RETRYABLE, _reset_at_once),
+        Answer("reset mid-headers", RETRYABLE, _reset_mid_headers),
+        Answer("reset mid-body", RETRYABLE, _reset_mid_body),
+        Answer("accept and hang", RETRYABLE, _hang, hangs=True),
+        Answer("slow headers", RETRYABLE, _slow_headers, hangs=True),
+        Answer(REFUSED, RETRYABLE, None),
+    )
+}
+
+
+def _port_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+@dataclass
 class HostilePlatform:
-    """The server. `answers` maps each answer name to its behaviour."""
+    """The server for one cell: `async with HostilePlatform(script) as platform`."""
 
-    def __init__(self) -> None:
-        self.scripts: dict[str, Script] = {}
-        self._server: asyncio.Server | None = None
-        self.port = 0
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._late_servers: list[asyncio.Server] = []
-        self._late_tasks: list[asyncio.Task[None]] = []
-        self.answers: dict[str, Answer] = {
-            answer.name: answer
-            for answer in (
-                Answer("200 json", ACCEPTING, _simple(200, "OK", b'{"message": "ok"}')),
-                Answer("200 empty", ACCEPTING, _simple(200, "OK")),
-                Answer("202", ACCEPTING, _simple(202, "Accepted", b"{}")),
-                Answer(
-                    "200 html",
-                    ACCEPTING,
-                    _simple(200, "OK", b"<html>\xff\xfe", content_type="text/html"),
-                ),
-                Answer(
-                    "200 charset=base64",
-                    ACCEPTING,
-                    _simple(200, "OK", b"aGk=", content_type="text/plain; charset=base64"),
-                ),
-                Answer("200 slow body", ACCEPTING, _slow_body),
-                Answer("200 huge body", ACCEPTING, _huge_body),
-                Answer("404", ACCEPTING, _simple(404, "Not Found", b'{"message": "gone"}')),
-                Answer("410", ACCEPTING, _simple(410, "Gone")),
-                Answer("400", PERMANENT, _simple(400, "Bad Request", b'{"message": "bad"}')),
-                Answer("401", PERMANENT, _simple(401, "Unauthorized", b'{"message": "who"}')),
-                Answer("403", PERMANENT, _simple(403, "Forbidden")),
-                Answer("301", PERMANENT, _simple(301, "Moved", location="http://127.0.0.1:1/")),
-                Answer("307", PERMANENT, _simple(307, "Temporary Redirect", location="/elsewhere")),
-                Answer("408", RETRYABLE, _simple(408, "Request Timeout")),
-                Answer("429 Retry-After 1", RETRYABLE, _retry_after(lambda: "1")),
-                Answer("429 Retry-After date", RETRYABLE, _retry_after(_near_date)),
-                Answer("429 Retry-After past date", RETRYABLE, _retry_after(_past_date)),
-                Answer("429 Retry-After 0", RETRYABLE, _retry_after(lambda: "0")),
-                Answer("429 Retry-After garbage", RETRYABLE, _retry_after(lambda: "\u00b3")),
-                Answer("500", RETRYABLE, _simple(500, "Internal Server Error", b"oops")),
-                Answer(
-                    "503 charset=base64",
-                    RETRYABLE,
-                    _simple(503, "Unavailable", b"!!", content_type="text/plain; charset=base64"),
-                ),
-                Answer("503 token echo", RETRYABLE, _token_echo(self._token_of)),
-                Answer("503 huge body", RETRYABLE, _huge_error_body),
-                Answer("reset at once", RETRYABLE, _reset_at_once),
-                Answer("reset mid-headers", RETRYABLE, _reset_mid_headers),
-                Answer("reset mid-body", RETRYABLE, _reset_mid_body),
-                Answer("accept and hang", RETRYABLE, _hang),
-                Answer("slow headers", RETRYABLE, _slow_headers),
-            )
-        }
+    script: list[str]
+    on_request: Callable[[Request], None] | None = None
+    requests: list[Request] = field(default_factory=list)
+    first_request: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _parked: socket.socket | None = None
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def _token_of(self, request: Request) -> str:
-        return request.headers.get("authorization", "")
+    def __post_init__(self) -> None:
+        for name in self.script:
+            assert name in ANSWERS, name
+        self._pending = list(self.script)
 
-    def script(self, deployment: str, answers: list[str]) -> Script:
-        for name in answers:
-            assert name in self.answers, name
-        script = Script(list(answers))
-        self.scripts[deployment] = script
-        return script
+    def url(self, deployment: str) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/self/stop/{deployment}/ap-1"
 
-    def url(self, deployment: str, port: int | None = None) -> str:
-        return f"http://127.0.0.1:{port or self.port}/v1/self/stop/{deployment}/ap-1"
+    @property
+    def refusing(self) -> bool:
+        return self._parked is not None
 
     async def __aenter__(self) -> HostilePlatform:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        sock = _port_socket()
+        self.port = sock.getsockname()[1]
+        if self._pending and self._pending[0] == REFUSED:
+            self._parked = sock
+        else:
+            await self._listen(sock)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        for late in self._late_tasks:
-            late.cancel()
-        for server in [self._server, *self._late_servers]:
-            server.close()
+        if self._server is not None:
+            self._server.close()
+        if self._parked is not None:
+            self._parked.close()
+            self._parked = None
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 2)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _listen(self, sock: socket.socket) -> None:
+        sock.listen(64)
+        self._server = await asyncio.start_server(self._serve, sock=sock)
+
+    def _refuse(self) -> None:
+        """Stop listening; the port stays ours (parked) so the next connect() is refused."""
+        self._parked = _port_socket(self.port)
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def resume(self) -> None:
+        """The refused attempt was seen: consume it and listen again. The socket listens at
+        once (connections wait in its backlog); the server that accepts them follows."""
+        assert self._parked is not None
+        assert self._pending[0] == REFUSED
+        self._pending.pop(0)
+        sock, self._parked = self._parked, None
+        task = asyncio.ensure_future(self._listen(sock))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -273,38 +310,18 @@ class HostilePlatform:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
         path, _, query = target.partition("?")
-        parts = path.split("/")
-        deployment = parts[4] if len(parts) > 4 else ""
-        script = self.scripts.get(deployment)
-        if method != "DELETE" or script is None:
-            writer.write(_head(404, "Not Found", {}, 0))
-            await writer.drain()
-            return True
-        request = Request(deployment, path, query, headers, arrived)
-        index = len(script.requests)
-        name = script.answers[index] if index < len(script.answers) else "200 json"
+        request = Request(method, path, query, headers, arrived)
+        self.requests.append(request)
+        if self.on_request is not None:
+            self.on_request(request)
+        self.first_request.set()
+        name = self._pending.pop(0) if self._pending else "200 json"
         request.answer = name
-        script.requests.append(request)
-        script.first_request.set()
-        await self.answers[name].play(writer, request)
+        play = ANSWERS[name].play
+        assert play is not None
+        await play(writer, request)
+        if self._pending and self._pending[0] == REFUSED:
+            # The next attempt must open a new connection to be refused, not reuse this one.
+            self._refuse()
+            return False
         return not writer.is_closing()
-
-    def kind(self, name: str) -> str:
-        return self.answers[name].kind
-
-
-async def refusing_then_serving(platform: HostilePlatform, refuse_for: float) -> int:
-    """A port that refuses connections for `refuse_for` seconds, then serves `platform`'s
-    scripts: the "connection refused" platform fault, ending as an outage does."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound, not listening: connect() gets ECONNREFUSED
-    port: int = sock.getsockname()[1]
-
-    async def listen_later() -> None:
-        await asyncio.sleep(refuse_for)
-        server = await asyncio.start_server(platform._serve, sock=sock)
-        platform._late_servers.append(server)
-
-    task = asyncio.create_task(listen_later())
-    platform._late_tasks.append(task)
-    return port

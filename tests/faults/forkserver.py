@@ -1,0 +1,147 @@
+"""A fork server for the fault matrix: imports the sidecar once, then forks one sidecar process
+per cell, so 360 cells do not pay 360 interpreter start-ups (~0.5 s of CPU each, most of the
+matrix's cost on 2 cores).
+
+Each child is a whole sidecar process as `python -m sidecar ARGS` would make it: its own pid,
+environment (replaced, not merged), stdin/stdout/stderr (the pipes the test passed), signal
+dispositions back to the defaults, a fresh random seed, and `sidecar.cli.main(ARGS)` as its
+program, its return value as the exit status. Only the imports are shared, copy-on-write.
+`FAULT_MATRIX_SPAWN=exec` runs the matrix with plain `python -m sidecar` processes instead.
+
+Protocol on the AF_UNIX SOCK_SEQPACKET socket whose fd is argv[1], one JSON object a message:
+  test -> server  {"id": n, "argv": [...], "env": {...}}  with stdin, stdout, stderr as SCM_RIGHTS
+  server -> test  {"id": n, "pid": pid}                   the child is forked
+  server -> test  {"pid": pid, "returncode": code}        the child ended (-N: killed by signal N)
+The server ends when the test closes its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+
+def preload() -> None:
+    """Everything a sidecar imports on its way to serving, run or watch mode."""
+    import email.utils  # noqa: F401
+    import http.client  # noqa: F401
+
+    import aiohttp  # noqa: F401
+    import psutil  # noqa: F401
+
+    import sidecar.agent
+    import sidecar.api
+    import sidecar.cli
+    import sidecar.config
+    import sidecar.edgegap
+    import sidecar.logs
+    import sidecar.models
+    import sidecar.reaper
+    import sidecar.supervisor
+    import sidecar.watchers  # noqa: F401
+
+
+def run_child(request: dict[str, Any], fds: list[int], closing: list[int]) -> NoReturn:
+    """In the forked child: become the sidecar."""
+    code = 1
+    try:
+        # The only dispositions the server changed; the rest are a fresh interpreter's.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in closing:
+            os.close(fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        import random
+
+        random.seed()
+        sys.argv = ["edgegap-sidecar", *request["argv"]]
+        from sidecar.cli import main
+
+        code = main(request["argv"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    os._exit(code)
+
+
+def serve(control: socket.socket) -> None:
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd
+
+    live: set[int] = set()
+
+    def send(message: dict[str, Any]) -> None:
+        control.sendall(json.dumps(message).encode())
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            live.discard(pid)
+            send({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+    while True:
+        ready, _, _ = select.select([control, wake_read], [], [])
+        if wake_read in ready:
+            while True:
+                try:
+                    if not os.read(wake_read, 512):
+                        break
+                except BlockingIOError:
+                    break
+            reap()
+        if control in ready:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+            if not message:
+                # The test is gone (finished, or killed mid-run): so are its sidecars.
+                for pid in live:
+                    os.kill(pid, signal.SIGKILL)
+                return
+            request = json.loads(message)
+            pid = os.fork()
+            if pid == 0:
+                run_child(request, fds, [control.fileno(), wake_read, wake_write])
+            live.add(pid)
+            for fd in fds:
+                os.close(fd)
+            send({"id": request["id"], "pid": pid})
+            reap()
+
+
+def main() -> None:
+    preload()
+    control = socket.socket(fileno=int(sys.argv[1]))
+    serve(control)
+
+
+if __name__ == "__main__":
+    main()
