@@ -3,9 +3,10 @@
 A sliding window of one second per limit: a call beyond it answers 429 with `Retry-After` (the
 whole seconds until the oldest call in the window leaves it, at least 1) and the request log
 marks it `rate_limited`. It is checked after auth, so refused calls (401) do not count, and
-before faults, so a 429 does not use one up. Self-stop, context and the rest have no documented limit and none
-here. Off unless `--rate-limits`: a script that polls status in a tight loop would otherwise
-start failing the day it upgrades; turn it on to test your own backoff against real 429s.
+before faults, so a 429 does not use one up. Self-stop, context and the rest have no
+documented limit and get none. Off unless `--rate-limits`: a script that polls status in a
+tight loop would otherwise start failing the day it upgrades; turn it on to test your own
+backoff against real 429s.
 """
 
 from __future__ import annotations
