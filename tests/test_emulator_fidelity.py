@@ -120,11 +120,28 @@ class TestLogStorage:
         assert await emu.stop(request_id, container_log_storage="bogus!!") == 400
         assert (await emu.status(request_id))["current_status"] == "Status.READY"
 
-    async def test_unknown_storage_keeps_nothing(self, emu: EmulatorServer) -> None:
-        """A storage that does not exist stores nothing ("if it is valid we will store")."""
+    async def test_unknown_storage_keeps_nothing_once_storages_are_declared(self) -> None:
+        """With `--endpoint-storage` given, a storage that does not exist stores nothing ("if it
+        is valid we will store"); a declared one keeps the logs."""
+        options = EmulatorOptions(
+            port=0, status_step_seconds=0.0, endpoint_storages=("studio-logs",)
+        )
+        async with EmulatorServer(options) as emu:
+            request_id = await ready(emu)
+            assert await emu.stop(request_id, container_log_storage="no-such-storage") == 200
+            assert await self.logs_after_stop(emu, request_id) == 404
+            kept = await ready(emu)
+            assert await emu.stop(kept, container_log_storage="studio-logs") == 200
+            assert await self.logs_after_stop(emu, kept) == 200
+
+    async def test_any_storage_name_keeps_the_logs_when_none_are_declared(
+        self, emu: EmulatorServer
+    ) -> None:
+        """SPEC §9: `true` or a storage name keeps them; without declared storages every
+        well-formed name counts, so a studio's own storage name works out of the box."""
         request_id = await ready(emu)
-        assert await emu.stop(request_id, container_log_storage="no-such-storage") == 200
-        assert await self.logs_after_stop(emu, request_id) == 404
+        assert await emu.stop(request_id, container_log_storage="my-storage") == 200
+        assert await self.logs_after_stop(emu, request_id) == 200
 
     async def test_first_stop_choice_stands(self, slow_emu: EmulatorServer) -> None:
         """A stop that chose not to keep the logs is not overridden by a later stop's choice."""

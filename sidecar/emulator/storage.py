@@ -7,8 +7,9 @@ logs." So, at the stop:
 
 * `true`: kept in the app version's storage; an app version without one keeps nothing;
 * `false`: not kept;
-* a storage name: kept when a storage of that name exists (the built-in `emulator`, those of
-  `--endpoint-storage`, those app version files name), not kept otherwise;
+* a storage name: kept (SPEC §9: "`true` or a storage name keeps them"). Once storages are
+  declared (`--endpoint-storage`, or named by app version files), only a storage that exists
+  keeps them (the built-in `emulator` or a declared one), as the platform checks the name;
 * anything that is not a storage name at all (`bogus!!`): 400, the stop is refused;
 * omitted: the deployment's default (legacy deploy `container_log_storage.enabled`, else not
   kept).
@@ -38,7 +39,13 @@ class LogChoice:
 
 class EndpointStorages:
     def __init__(self, names: Iterable[str]) -> None:
-        self.names = {DEFAULT_STORAGE, *names}
+        declared = set(names)
+        self.names = {DEFAULT_STORAGE, *declared}
+        # Without declared storages every well-formed name counts as one (SPEC §9).
+        self.strict = bool(declared)
+
+    def exists(self, name: str) -> bool:
+        return name in self.names or not self.strict
 
     def choice(self, value: str | None, app: AppVersion) -> LogChoice:
         """The stop's `container_log_storage` value as a LogChoice; 400 when it is garbage."""
@@ -58,7 +65,7 @@ class EndpointStorages:
             raise PlatformError(
                 400, "container_log_storage must be true, false or an endpoint storage name"
             )
-        if text not in self.names:
+        if not self.exists(text):
             note = f"container_log_storage={text}: no endpoint storage of that name"
             return LogChoice(False, text, note + ": logs not kept")
         return LogChoice(True, text, f"container_log_storage={text}: kept in {text}")
@@ -68,6 +75,6 @@ class EndpointStorages:
         if not enabled:
             return LogChoice(False, None, "legacy deploy: log storage not enabled")
         storage = name or app.endpoint_storage
-        if storage is None or storage not in self.names:
+        if storage is None or not self.exists(storage):
             return LogChoice(False, storage, f"legacy deploy: no endpoint storage {storage}")
         return LogChoice(True, storage, f"legacy deploy: kept in {storage}")
