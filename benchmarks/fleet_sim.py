@@ -233,6 +233,8 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         port=0,
         status_step_seconds=0.0,
         game_port=0,
+        # The fleet's games bind no port: READY must not wait for the port readiness check.
+        game_port_check=False,
         apps={"fleet": command(python, False), "fleet-broken": command(python, True)},
         restart_policy="always",
         stop_grace_seconds=5.0,

@@ -1,13 +1,15 @@
-"""Wiring and order: the agent owns the lifecycle, the local API, the self-stop, the game (any
-mode, through sidecar.game.Game) and every background task.
+"""Wiring and order: the agent owns the lifecycle, the local API (and the Agones facade when
+SIDECAR_AGONES is on), the self-stop, the game (any mode, through sidecar.game.Game) and every
+background task.
 
-Start-up:  bind the local API (port in use → StartupError) → start the game → background tasks.
+Start-up:  bind the local API, then the Agones facade (port in use → StartupError) → start the
+           game → background tasks.
 Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until the lifecycle
            announces a change that needs re-planning (`on_replan`); when `poll()` releases the
            stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
-           game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE streams, the runner
-           and the HTTP session, and releases the game — each step bounded.
+           game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE and Agones watch
+           streams, both APIs and the HTTP session, and releases the game — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
 """
@@ -21,14 +23,14 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar import __version__
 from sidecar.addresses import url_host
 from sidecar.api import LocalApi
 from sidecar.config import Settings
 from sidecar.deployment import parse_deployment
-from sidecar.errors import GameStartError
+from sidecar.errors import GameStartError, StartupError
 from sidecar.events import EventHub
 from sidecar.exit_codes import Ending, exit_code
 from sidecar.game import Game, NoGame
@@ -39,6 +41,9 @@ from sidecar.redaction import redact
 from sidecar.status import StatusView, StopProgress
 from sidecar.stop import StopSequence, after_stop
 from sidecar.tasks import BackgroundTasks
+
+if TYPE_CHECKING:
+    from sidecar.agones.app import AgonesFacade
 
 log = logging.getLogger("sidecar")
 
@@ -86,6 +91,7 @@ class Agent:
         )
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
         self.api = LocalApi(lifecycle, view, self.events, self.requests, token=token)
+        self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
         self.port: int | None = None
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
@@ -114,6 +120,7 @@ class Agent:
         log.info(
             "edgegap-sidecar %s listening on http://%s:%s (%s)", __version__, host, self.port, mode
         )
+        await self._start_agones()
         self._tasks.spawn(self.api.warm_up(), "warm-models")
         self._stop.open()
         if self.handle_signals:
@@ -129,6 +136,30 @@ class Agent:
             self._tasks.spawn(feed_network_samples(self.lifecycle, idle_timeout), "network-idle")
         self._tasks.spawn(self._timer_loop(), "timers")
 
+    async def _start_agones(self) -> None:
+        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
+        settings = self.settings
+        if not settings.agones:
+            return
+        from sidecar.agones.app import AgonesFacade
+        from sidecar.agones.gameserver import FacadeOptions
+
+        options = FacadeOptions(
+            players_list=settings.agones_players_list,
+            auto_allocate=settings.agones_auto_allocate,
+            manifest=settings.agones_gameserver,
+            health_timeout=settings.health_timeout,
+        )
+        facade = AgonesFacade(
+            self.lifecycle, options, self.deployment, port=settings.agones_http_port
+        )
+        try:
+            await facade.start()
+        except StartupError:
+            await self.api.close()
+            raise
+        self.agones = facade
+
     def _start_game(self) -> None:
         host = self.settings.host
         # A game we start finds the local API through these, whatever port we ended up on.
@@ -137,6 +168,8 @@ class Agent:
             "SIDECAR_PORT": str(self.port),
             "SIDECAR_URL": f"http://{url_host(host)}:{self.port}",
         }
+        if self.agones is not None:
+            api_env["AGONES_SDK_HTTP_PORT"] = str(self.agones.port)
         try:
             self.game.start(api_env)
         except GameStartError as exc:
@@ -306,6 +339,9 @@ class Agent:
                 )
         await self._tasks.cancel_all(SHUTDOWN_STEP_TIMEOUT)
         self.events.close()  # ends SSE streams so the runner's cleanup does not wait on them
+        if self.agones is not None:
+            await self.agones.close()  # ends its watch streams, then stops serving
+            self.agones = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         await self._stop.close()

@@ -25,12 +25,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.addresses import is_loopback
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import TimerSettings
 from sidecar.redaction import redact_url
+
+if TYPE_CHECKING:
+    from sidecar.agones.manifest import GameServerManifest
 
 # re.ASCII: without it \d and IGNORECASE accept Unicode digits and letters (Arabic-Indic
 # five, the long s), which int()/float() would then happily convert.
@@ -157,6 +160,12 @@ class Settings:
     # --- logging -------------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.TEXT
     log_level: LogLevel = LogLevel.INFO
+    # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
+    agones: bool = False
+    agones_http_port: int = 9358
+    agones_gameserver: GameServerManifest | None = None
+    agones_players_list: str = "players"
+    agones_auto_allocate: bool = True
 
     def __post_init__(self) -> None:
         if self.dry_run is False and self.delete_url_problem is not None:
@@ -358,6 +367,30 @@ def _tri_state(value: str) -> bool | None:
     raise ValueError(f"expected true, false or auto, got {value!r}")
 
 
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a name, got an empty value")
+    return value.strip()
+
+
+def _manifest(value: str) -> GameServerManifest | None:
+    """An Agones GameServer file, read and checked now (SPEC §10: a bad one is exit 2)."""
+    if not value.strip():
+        return None
+    from sidecar.agones.manifest import load_manifest
+
+    return load_manifest(value.strip())
+
+
 def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
     def parse(value: str) -> StrEnum:
         try:
@@ -399,6 +432,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "dry_run": _tri_state,
     "log_format": _choice(LogFormat),
     "log_level": _choice(LogLevel),
+    "agones": _flag,
+    "agones_http_port": _port,
+    "agones_gameserver": _manifest,
+    "agones_players_list": _name,
+    "agones_auto_allocate": _flag,
 }
 
 # Field name → the variable a user sets, for parsing, error messages and check-config.
@@ -436,8 +474,27 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             except (ValueError, ArithmeticError) as exc:
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable, str(exc)) from None
+    _apply_manifest(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
     values.update(overrides)
     return Settings(**values)
+
+
+def _apply_manifest(values: dict[str, Any], *, explicit_health: bool) -> None:
+    """SPEC §10, with the facade on: the players the manifest seeds must fit the roster, and
+    its spec.health sets the health timeout unless SIDECAR_HEALTH_TIMEOUT is set explicitly
+    (then the manifest's health is only shown)."""
+    manifest = values.get("agones_gameserver")
+    if manifest is None or not values.get("agones"):
+        return
+    problem = manifest.roster_problem(values.get("agones_players_list", "players"))
+    if problem is not None:
+        raise ConfigError("SIDECAR_AGONES_GAMESERVER", f"{manifest.path}: {problem}")
+    if manifest.health is None:
+        return
+    if explicit_health:
+        values["agones_gameserver"] = manifest.without_health_timer()
+    else:
+        values["health_timeout"] = manifest.health.timeout
 
 
 # The parsers of the variables that hold secrets.

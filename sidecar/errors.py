@@ -9,7 +9,7 @@
     ├── emulator.harness.EmulatorError  the in-process emulator answered unexpectedly
     └── HttpError                a request is answered with an error status
         ├── api.ApiError                  ... in the local API's `{"error": {...}}` envelope
-        ├── emulator.wire.PlatformError   ... in the platform's `{"message"}` shape
+        ├── emulator.errors.PlatformError ... in the platform's `{"message"}` shape
         └── emulator.fleets.FleetError    ... a fleet or policy the store refuses
 
 Outside it on purpose: `lifecycle.TransitionRefused` and `lifecycle.RosterFull` (the pure core

@@ -52,6 +52,7 @@ class ReadySource(StrEnum):
 
     API = "api"  # the game called POST /v1/ready: it also reports its players
     PORT = "port"  # the game listens on a game port (SPEC §5): nothing known about players
+    AGONES = "agones"  # the Agones SDK's Ready (SPEC §10): player timers wait for its roster
 
 
 class Change(Enum):

@@ -129,7 +129,7 @@ class Status(TypedDict):
         Field(description="Seconds left on each armed timer, the drain and the hold."),
     ]
     uptime_s: NonNegativeFloat
-    ready_source: Literal["api", "port"] | None
+    ready_source: Literal["api", "port", "agones"] | None
     match_id: str | None
     dry_run: bool
     stop: StopProgress

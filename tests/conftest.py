@@ -91,8 +91,9 @@ async def games() -> AsyncIterator[GameRunner]:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[EmulatorServer]:
-    """The project's emulator on 127.0.0.1, port 0, with instant status steps."""
-    options = EmulatorOptions(port=0, status_step_seconds=0.0)
+    """The project's emulator on 127.0.0.1, port 0, with instant status steps; its request log
+    shows tokens as sent, so tests can check the one the sidecar used."""
+    options = EmulatorOptions(port=0, status_step_seconds=0.0, show_tokens=True)
     async with EmulatorServer(options) as emu:
         yield emu
 

@@ -85,9 +85,12 @@ class TestLoading:
         assert settings.network_idle_pps == 2
         assert settings.log_storage is None
         assert settings.effective_error_log_storage is None
+        assert (settings.agones, settings.agones_http_port) == (False, 9358)
+        assert settings.agones_gameserver is None
+        assert (settings.agones_players_list, settings.agones_auto_allocate) == ("players", True)
 
     def test_every_variable_is_named_as_in_the_spec(self) -> None:
-        """The variables users set are exactly the SPEC §4 names."""
+        """The variables users set are exactly the SPEC §4 and §10 names."""
         assert set(ENV_NAMES.values()) == {
             "ARBITRIUM_DELETE_URL",
             "ARBITRIUM_DELETE_TOKEN",
@@ -111,6 +114,11 @@ class TestLoading:
             "SIDECAR_NETWORK_IDLE_PPS",
             "SIDECAR_LOG_FORMAT",
             "SIDECAR_LOG_LEVEL",
+            "SIDECAR_AGONES",
+            "SIDECAR_AGONES_HTTP_PORT",
+            "SIDECAR_AGONES_GAMESERVER",
+            "SIDECAR_AGONES_PLAYERS_LIST",
+            "SIDECAR_AGONES_AUTO_ALLOCATE",
         }
 
     def test_error_storage_defaults_to_log_storage(self) -> None:

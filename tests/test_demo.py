@@ -93,3 +93,16 @@ class TestDemo:
         assert result.returncode == 2
         assert "--players" in result.stderr
         assert "Traceback" not in result.stderr
+
+    def test_agones_game_walks_the_same_lifecycle(self) -> None:
+        """--agones deploys the Agones-only example game: its Shutdown() is the one stop, with
+        the logs kept, and the deployment ends TERMINATED."""
+        result = run_demo("--agones", "--players", "2", "--rounds", "1")
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        timeline, _, logs = result.stdout.partition("stored container logs")
+        assert "SIDECAR_AGONES=true edgegap-sidecar run -- python agones_game/server.py" in timeline
+        assert "draining: stop reason shutdown_requested" in timeline
+        stop = next(r for r in stored_records(logs) if r.get("event") == "sidecar.stop")
+        assert (stop["reason"], stop["log_storage"]) == ("shutdown_requested", "true")
+        assert "Status.TERMINATED" in result.stdout.rstrip().splitlines()[-1]

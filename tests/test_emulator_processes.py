@@ -21,11 +21,18 @@ from sidecar.emulator.options import add_arguments
 
 T = TypeVar("T")
 
+# Like a real game it binds its port first: the emulator's READY is the platform's port
+# readiness check. A crash comes a moment later, so the check has seen the port.
 GAME = """
-import json, os, signal, sys, time
+import json, os, signal, socket, sys, time
 mode = sys.argv[1]
-env = {k: v for k, v in os.environ.items() if k.startswith("ARBITRIUM_") or k == "MAP"}
+port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+port.bind(("127.0.0.1", int(os.environ["ARBITRIUM_PORT_GAMEPORT_INTERNAL"])))
+shown = ("MAP", "SIDECAR_PORT")
+env = {k: v for k, v in os.environ.items() if k.startswith("ARBITRIUM_") or k in shown}
 print(json.dumps({"pid": os.getpid(), "env": env}), flush=True)
+if mode in ("crash", "exit0"):
+    time.sleep(0.5)
 if mode == "crash":
     print("boom", file=sys.stderr, flush=True)
     sys.exit(3)
@@ -61,6 +68,7 @@ def options(game: Callable[[str], str], **overrides: Any) -> EmulatorOptions:
         "restart_delay_seconds": 0.05,
         "stop_grace_seconds": 2.0,
         "game_port": 0,
+        "endpoint_storages": ("my-s3",),
         "apps": {
             "game": game("serve"),
             "crasher": game("crash"),
@@ -271,7 +279,7 @@ class TestLogStorage:
         assert "got SIGTERM" in str((await emu.call("GET", link_path, auth=False))[1])
 
     async def test_kept_with_storage_name(self, emu: EmulatorServer) -> None:
-        """A storage name keeps the logs."""
+        """The name of an endpoint storage that exists keeps the logs."""
         request_id = await deploy_ready(emu)
         status, _ = await self.stop_and_read(emu, request_id, container_log_storage="my-s3")
         assert status == 200
@@ -331,8 +339,13 @@ class TestLogMerging:
         script = tmp_path / "split.py"
         script.write_text(SPLIT_LINES)
         command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+        # It binds no port: READY without the port readiness check (to_check false).
         settings = EmulatorOptions(
-            port=0, status_step_seconds=0.0, game_port=0, apps={"split": command}
+            port=0,
+            status_step_seconds=0.0,
+            game_port=0,
+            game_port_check=False,
+            apps={"split": command},
         )
         async with EmulatorServer(settings) as emu:
             request_id = await deploy_ready(emu, "split")
@@ -402,7 +415,8 @@ class TestFaults:
         assert (await self_stop(emu, env))[0] == 200
         calls = await emu.requests(path_contains="/v1/self/stop/")
         assert [call["status"] for call in calls] == [503, 503, 200]
-        assert calls[0]["headers"]["Authorization"] == env["ARBITRIUM_DELETE_TOKEN"]
+        assert calls[0]["headers"]["Authorization"] == "<redacted>"
+        assert calls[0]["authorized"] is True
         await emu.wait_for_status(request_id, "Status.TERMINATED", timeout=5)
 
     async def test_retry_after_header(self, emu: EmulatorServer) -> None:

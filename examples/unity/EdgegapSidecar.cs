@@ -1,4 +1,5 @@
-// Not compiled in this repository's CI: it needs the Unity engine (UnityEngine.Networking).
+// Compiled in this repository's CI with mono-mcs against stand-ins of the few UnityEngine types
+// it uses (tests/unity/), so it cannot rot; it runs only inside Unity (UnityEngine.Networking).
 // Written against Unity 2021.3+ and the edgegap-sidecar local API (SPEC §7):
 //
 //   POST /v1/ready                 ReportReady()

@@ -1,8 +1,9 @@
 """The example game the demo deploys: where it is, how it is started, how it is configured.
 
 The game is `examples/python_game/server.py` under `edgegap-sidecar run`, driven by the bots of
-`examples/python_game/bots.py`. A wheel ships them as `sidecar/_examples/python_game/`; a source
-checkout has them under `examples/`.
+`examples/python_game/bots.py`; with `--agones` it is `examples/agones_game/server.py`, which
+speaks the same UDP protocol but talks only to the Agones SDK API, under SIDECAR_AGONES=true. A
+wheel ships them as `sidecar/_examples/`; a source checkout has them under `examples/`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ SIDECAR_SETTINGS = {
 }
 # Game server flags: loopback only, and a heartbeat well inside SIDECAR_HEALTH_TIMEOUT.
 GAME_ARGS = ("--host", LOOPBACK, "--heartbeat", "1")
+AGONES_GAME_ARGS = ("--host", LOOPBACK, "--health-interval", "1")
+# The Agones facade on a free port: run mode hands the game AGONES_SDK_HTTP_PORT.
+AGONES_SETTINGS = {"SIDECAR_AGONES": "true", "SIDECAR_AGONES_HTTP_PORT": "0"}
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,18 @@ class ExampleGame:
     bots: Path
     # The repository root when running from a source checkout; None when installed.
     source_root: Path | None
+    agones: bool = False
+
+    @property
+    def stop_reason(self) -> str:
+        """The reason the match's end gives: the Agones game calls Shutdown()."""
+        return "shutdown_requested" if self.agones else "match_ended"
 
 
-def find_example_game() -> ExampleGame:
+def find_example_game(agones: bool = False) -> ExampleGame:
     """The example game shipped in the wheel (`sidecar/_examples/`), else the checkout's;
-    FileNotFoundError when neither is there."""
+    FileNotFoundError when neither is there. `agones`: the Agones-only server, with the same
+    bots."""
     if getattr(sys, "frozen", False):
         # The standalone build has no Python to run the Python example game with.
         raise FileNotFoundError(
@@ -71,8 +82,10 @@ def find_example_game() -> ExampleGame:
     )
     for directory, source_root in candidates:
         server, bots = directory / "server.py", directory / "bots.py"
+        if agones:
+            server = directory.parent / "agones_game" / "server.py"
         if server.is_file() and bots.is_file():
-            return ExampleGame(server, bots, source_root)
+            return ExampleGame(server, bots, source_root, agones)
     looked = " or ".join(str(directory) for directory, _ in candidates)
     raise FileNotFoundError(f"no server.py and bots.py in {looked}")
 
@@ -96,12 +109,14 @@ def backing_command(game: ExampleGame) -> str:
     argv = [sys.executable, "-m", "sidecar", "run", "--", sys.executable, str(game.server)]
     # `exec`: the sidecar replaces the emulator's shell, as it is the container's entrypoint on
     # Edgegap, so the platform's SIGTERM reaches it directly and its exit is the deployment's.
-    return "exec " + shlex.join([*argv, *GAME_ARGS])
+    return "exec " + shlex.join([*argv, *(AGONES_GAME_ARGS if game.agones else GAME_ARGS)])
 
 
 def deployment_env(game: ExampleGame, sidecar_port: int, api_token: str) -> dict[str, str]:
     """Environment variables of the deploy request (the platform adds ARBITRIUM_* itself)."""
     env = {**SIDECAR_SETTINGS, "SIDECAR_PORT": str(sidecar_port), "SIDECAR_API_TOKEN": api_token}
+    if game.agones:
+        env.update(AGONES_SETTINGS)
     if game.source_root is not None:
         # From an uninstalled checkout `python -m sidecar` only works from the repository root;
         # the deployment's process may run elsewhere, so point it at this very package.

@@ -17,6 +17,9 @@ class DemoOptions:
     rounds: int = 3
     timeout: float = 60.0
     quiet: bool = False
+    # The Agones-only example game under SIDECAR_AGONES=true (SPEC §10) instead of the one that
+    # uses the sidecar's own API.
+    agones: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="print only the outcome, not the timeline"
     )
+    parser.add_argument(
+        "--agones",
+        action="store_true",
+        help="deploy the example game that uses only the Agones SDK API (SIDECAR_AGONES=true)",
+    )
 
 
 def options_from_args(ns: argparse.Namespace) -> DemoOptions:
@@ -41,6 +49,7 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         rounds=_count("--rounds", getattr(ns, "rounds", "3"), 100),
         timeout=_timeout(getattr(ns, "timeout", "60")),
         quiet=bool(getattr(ns, "quiet", False)),
+        agones=bool(getattr(ns, "agones", False)),
     )
 
 

@@ -112,6 +112,7 @@ class Demo:
         self.sidecar_states: list[str] = []
         self.sidecar_status: dict[str, Any] = {}
         self.bots_outcome: dict[str, Any] | None = None
+        self.expected_reason = "match_ended"
 
     async def run(self) -> DemoSummary:
         """The whole scenario under the --timeout cap; every failure is a DemoError.
@@ -161,7 +162,8 @@ class Demo:
     async def _run(self) -> DemoSummary:
         self.step = "locating the example game"
         try:
-            game = find_example_game()
+            game = find_example_game(self.options.agones)
+            self.expected_reason = game.stop_reason
             run_bots = load_run_bots(game.bots)
         except (ImportError, FileNotFoundError) as exc:
             raise DemoError(self.step, str(exc)) from None
@@ -182,7 +184,8 @@ class Demo:
             self.timeline.event("emulator", f"Edgegap API emulator on {emulator.url}")
             self.timeline.event(
                 "emulator",
-                f"app {APP_NAME}: edgegap-sidecar run -- python {game.server.name}",
+                f"app {APP_NAME}: {'SIDECAR_AGONES=true ' if game.agones else ''}"
+                f"edgegap-sidecar run -- python {game.server.parent.name}/{game.server.name}",
             )
             try:
                 return await self._play(emulator, session, game, run_bots)
@@ -314,10 +317,11 @@ class Demo:
         """Fail as soon as the sidecar decides to stop for anything but the match's end: a
         timer or a crash means the scenario went wrong, whatever step it is in."""
         reason = self.sidecar_status.get("stop_reason")
-        if reason not in (None, "match_ended"):
+        if reason not in (None, self.expected_reason):
             detail = self.sidecar_status.get("stop_detail")
             raise DemoError(
-                self.step, f"the sidecar is stopping for {reason} ({detail}), not match_ended"
+                self.step,
+                f"the sidecar is stopping for {reason} ({detail}), not {self.expected_reason}",
             )
 
     async def _stop_watchers(self) -> None:

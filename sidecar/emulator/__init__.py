@@ -1,18 +1,29 @@
 """A local emulator of Edgegap's deployment API (SPEC §9), for demos, tests and users' CI.
 
 It serves the platform routes of reference/edgegap-dedicated-servers-api.txt on loopback
-(`app.py`), walks deployments through the platform's statuses and backs the configured
-applications with real local processes (`deployments.py`, `processes.py`), and offers a
-control API under `/_emulator/` for fault injection and inspection (`control.py`).
+(`app.py`, `routes/`), walks deployments through the platform's statuses and backs the
+configured applications with real local processes (`deployments.py`, `processes.py`), and
+offers a control API under `/_emulator/` for fault injection and inspection
+(`routes/control.py`).
 
 Modules, one responsibility each:
 
     options.py      EmulatorOptions and the `emulate` CLI flags
-    app.py          platform routes and middleware (record, errors, faults, auth)
-    control.py      the /_emulator/ control API
-    deployments.py  status walk, backing processes under the restart policy, stops, webhooks
+    app.py          the middleware chain (record, errors, faults, auth) and the route table
+    routes/         one module per resource of the reference, and the /_emulator/ control API
+    deployments.py  creation, status walk, readiness, backing processes under the restart
+                    policy, stops, webhooks (the platform's rules about a deployment's life)
+    backed.py       a backed deployment's process: start, readiness check, supervision
+    apps.py         app versions: command, restart policy, time_to_deploy, ports, storage
+    network.py      a backed deployment's network: isolation mode, ports, readiness check
+    netns.py        network namespaces: create, sockets inside, the nsenter prefix
+    forward.py      TCP/UDP forwarding from the host's external ports into a namespace
+    storage.py      endpoint storages and a stop's container_log_storage choice
+    ratelimit.py    the reference's rate limits
+    webhooks.py     the ready / error / terminated webhook posts
     processes.py    one run of a backing process: spawn, capture, SIGTERM/SIGKILL
-    store.py        deployment records and statuses (data only)
+    store.py        deployment records, their tags, ids and tokens (data and its invariants)
+    filters.py      which deployments a bulk-stop filter or a list query selects
     views.py        the reference's JSON shapes
     environment.py  the ARBITRIUM_* environment and the game port
     metrics.py      psutil samples and the metrics JSON
@@ -22,8 +33,9 @@ Modules, one responsibility each:
     fleets.py       fleets, policies and version links (stored resources)
     locations.py    the location catalogue
     models.py       request bodies (pydantic)
-    wire.py         error shape, body and query parsing
-    state.py        per-app state
+    errors.py       PlatformError, an answer in the platform's `{"message"}` shape
+    wire.py         error rendering, body and query parsing
+    state.py        per-app state and the one deployment lookup
     server.py       run_emulator
     harness.py      EmulatorServer for tests
 """

@@ -33,7 +33,8 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
 
 
 def external_port() -> int:
-    """An external port in the range the platform hands out (purely informative locally)."""
+    """An external port in the range the platform hands out: a simulated deployment's, which
+    nothing serves (backed deployments get real ones, network.py)."""
     return random.randint(30000, 39999)
 
 
@@ -42,8 +43,12 @@ def port_env_name(port_name: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", port_name.upper()).strip("_")
 
 
-def build_env(deployment: Deployment, base_url: str) -> dict[str, str]:
-    """The variables the platform injects, then the deploy request's own variables."""
+def build_env(
+    deployment: Deployment, base_url: str, network_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The variables the platform injects (and the emulator's `network_env`, e.g. a
+    deployment's own SIDECAR_PORT), then the app version's `envs`, then the deploy request's
+    own variables: each later one wins."""
     request_id = deployment.request_id
     ports = {
         key: {
@@ -81,5 +86,7 @@ def build_env(deployment: Deployment, base_url: str) -> dict[str, str]:
         env[f"{prefix}_INTERNAL"] = str(mapping.internal)
         env[f"{prefix}_EXTERNAL"] = str(mapping.external)
         env[f"{prefix}_PROTOCOL"] = mapping.protocol
+    env.update(network_env or {})
+    env.update(deployment.app.envs)
     env.update(deployment.user_env)
     return env

@@ -152,7 +152,8 @@ class EmulatorServer:
         """Wait (event-driven, server side) until the deployment has reached `status`.
 
         Returns the current status body; a status already passed counts as reached. Raises
-        TimeoutError after `timeout` seconds or when it terminated without reaching it.
+        TimeoutError after `timeout` seconds, or at once when it can no longer reach it (it
+        terminated, or went to ERROR while READY was awaited).
         """
         Status(status)  # a typo should fail here, not time out
         try:

@@ -1,4 +1,10 @@
-"""The fixed catalogue of locations the emulator reports and places deployments in."""
+"""The fixed catalogue of locations the emulator reports and places deployments in.
+
+A deployment goes to the first location with room (`--location-capacity`: active deployments
+per location; unlimited by default); with none left, the deploy answers 503 "Couldn't Allocate
+Server", and `GET /v1/locations?app=&version=` leaves out the full ones, as the platform leaves
+out the locations without the resources for that app version.
+"""
 
 from __future__ import annotations
 
@@ -53,16 +59,36 @@ _DEPLOYMENT_FIELDS = (
 
 
 def deployment_location(index: int = 0) -> dict[str, Any]:
-    """The status-shaped location of catalogue entry `index` (the emulator always uses 0)."""
+    """The status-shaped location of catalogue entry `index`."""
     location = LOCATIONS[index]
     return {key: location[key] for key in _DEPLOYMENT_FIELDS}
 
 
-def locations_view(location_type: str | None, with_tags: bool) -> dict[str, Any]:
+def full_cities(active_cities: list[str], capacity: int | None) -> set[str]:
+    """The cities whose active deployments (one entry each in `active_cities`) fill them."""
+    if capacity is None:
+        return set()
+    return {city for city in set(active_cities) if active_cities.count(city) >= capacity}
+
+
+def placement(active_cities: list[str], capacity: int | None) -> int | None:
+    """The catalogue index a new deployment goes to; None when every location is full."""
+    full = full_cities(active_cities, capacity)
+    for index, location in enumerate(LOCATIONS):
+        if location["city"] not in full:
+            return index
+    return None
+
+
+def locations_view(
+    location_type: str | None, with_tags: bool, leave_out: set[str] | None = None
+) -> dict[str, Any]:
     """`GET /v1/locations`: coordinates as strings, as the reference shows them."""
     result = []
     for location in LOCATIONS:
         if location_type and location["type"] != location_type:
+            continue
+        if leave_out and location["city"] in leave_out:
             continue
         item = {**location, "latitude": str(location["latitude"])}
         item["longitude"] = str(location["longitude"])

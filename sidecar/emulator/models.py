@@ -1,7 +1,8 @@
 """Request bodies the emulator accepts, as pydantic models (unknown fields are rejected).
 
-A body that is not JSON answers 400; one that does not fit its model answers 422 with
-`{"message": ..., "details": [...]}` — the v2 error shape, so clients see what was wrong.
+A body that is not JSON answers 400; one that does not fit its model answers 400 (422 for
+legacy deploy and the control API) with `{"message": ..., "details": [...]}` — the v2 error
+shape, so clients see what was wrong. Types are strict (`wire.parse_body`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EnvVar(_Body):
@@ -74,7 +75,8 @@ class LogStorage(_Body):
 
 
 class DeployV1(_Body):
-    """Legacy `POST /v1/deploy`: one of `ip_list` / `geo_ip_list` is required."""
+    """Legacy `POST /v1/deploy`: exactly one of `ip_list` / `geo_ip_list` (the reference: "not
+    optional, but mutually exclusive")."""
 
     app_name: str = Field(min_length=1, max_length=256)
     version_name: str | None = None

@@ -7,25 +7,39 @@ Settings are plain data: the CLI builds them once with `options_from_args`, test
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sidecar.emulator.apps import (
+    DEFAULT_TIME_TO_DEPLOY,
+    RESTART_POLICIES,
+    AppPort,
+    AppVersion,
+    AppVersionFile,
+    RestartPolicy,
+    read_app_version,
+)
 from sidecar.emulator.faults import FaultSpec
 from sidecar.errors import UsageError
 
-RestartPolicy = Literal["always", "never", "on_failure"]
-RESTART_POLICIES: tuple[RestartPolicy, ...] = ("always", "never", "on_failure")
+IsolationChoice = Literal["auto", "netns", "ports"]
+ISOLATION_CHOICES: tuple[IsolationChoice, ...] = ("auto", "netns", "ports")
 
 _APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# An endpoint storage name as the platform's identifiers go: no spaces, no punctuation soup.
+STORAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FAULT = re.compile(r"^(\d{3})(?:x(\d+))?$")
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)(?:x(\d+))?$")
 
 
 @dataclass(frozen=True)
 class EmulatorOptions:
-    """Everything the emulator needs to run; defaults match `edgegap-sidecar emulate`."""
+    """Everything the emulator needs to run; defaults match `edgegap-sidecar emulate` except
+    `isolation` ("ports" here, "auto" for the command: in-process tests often talk to a
+    deployment's sidecar from the host, which a namespace would hide)."""
 
     host: str = "127.0.0.1"
     port: int = 9000
@@ -33,17 +47,61 @@ class EmulatorOptions:
     api_token: str | None = None
     # Application name -> shell command that backs deployments of that application.
     apps: dict[str, str] = field(default_factory=dict)
+    # The default restart policy, and per application (`--restart-policy NAME=POLICY`).
     restart_policy: RestartPolicy = "always"
+    restart_policies: dict[str, RestartPolicy] = field(default_factory=dict)
+    # Application name -> its app version fields (`--app-version NAME=FILE`).
+    app_versions: dict[str, AppVersionFile] = field(default_factory=dict)
+    # The port readiness check's budget, unless an app version file sets its own.
+    time_to_deploy_seconds: float = DEFAULT_TIME_TO_DEPLOY
     # Pause before a crashed process is restarted, so a crash loop does not spin a CPU.
     restart_delay_seconds: float = 1.0
     stop_grace_seconds: float = 5.0
     status_step_seconds: float = 0.2
-    # Internal game port given to deployments; 0 picks a free port per deployment.
+    # The port of an app version without a file: its number (0: a free port per deployment),
+    # protocol, and whether READY waits for the process to listen on it (`to_check`).
     game_port: int = 7777
     game_port_protocol: str = "UDP"
+    game_port_check: bool = True
+    # How backed deployments are kept apart: "netns" (own network namespace, needs root),
+    # "ports" (distinct ports on the host) or "auto" (netns when possible).
+    isolation: IsolationChoice = "ports"
+    # Endpoint storages that exist (`--endpoint-storage NAME`), beside the built-in one.
+    endpoint_storages: tuple[str, ...] = ()
     public_ip: str = "127.0.0.1"
     metrics_interval_seconds: float = 1.0
     faults: tuple[FaultSpec, ...] = ()
+    # Show tokens as sent in /_emulator/requests (default: redacted, so a CI log can print it).
+    show_tokens: bool = False
+    # The reference's rate limits (deploy 40/s, status 20/s, list 10/s): 429 beyond them.
+    rate_limits: bool = False
+    # Active deployments per location (None: unlimited); beyond it a deploy answers 503.
+    location_capacity: int | None = None
+    # Where `run_emulator` writes its base URL once it listens (for `--port 0` in scripts).
+    url_file: str | None = None
+
+    def app_version(self, app_name: str) -> AppVersion:
+        """What deployments of `app_name` run as: the defaults, its file, then its flags."""
+        base = AppVersion(
+            command=self.apps.get(app_name),
+            restart_policy=self.restart_policy,
+            time_to_deploy=self.time_to_deploy_seconds,
+            grace_seconds=self.stop_grace_seconds,
+            ports=(
+                AppPort(
+                    port=self.game_port,
+                    protocol=self.game_port_protocol,
+                    to_check=self.game_port_check,
+                ),
+            ),
+        )
+        version = self.app_versions.get(app_name)
+        if version is not None:
+            base = version.apply(base)
+        policy = self.restart_policies.get(app_name)
+        if policy is not None and policy != base.restart_policy:
+            base = dataclasses.replace(base, restart_policy=policy)
+        return base
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +122,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--restart-policy",
-        default="always",
-        help="always|never|on_failure: what happens when a backed process exits (default always)",
+        action="append",
+        default=[],
+        metavar="[NAME=]POLICY",
+        help="always|never|on_failure: what happens when a backed process exits (default "
+        "always); NAME=POLICY for one application (repeatable)",
+    )
+    parser.add_argument(
+        "--app-version",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="app version fields of application NAME from a JSON file in the platform's shape "
+        "(restart_policy, time_to_deploy, termination_grace_period_seconds, ports, "
+        "max_duration, envs, endpoint_storage)",
+    )
+    parser.add_argument(
+        "--time-to-deploy",
+        default=str(DEFAULT_TIME_TO_DEPLOY),
+        metavar="SECONDS",
+        help="how long a backed process may take to listen on its checked ports before the "
+        f"deployment goes Status.ERROR (default {DEFAULT_TIME_TO_DEPLOY:g})",
+    )
+    parser.add_argument(
+        "--isolation",
+        default="auto",
+        help="auto|netns|ports: each backed deployment in its own network namespace (netns, "
+        "needs root) or on distinct host ports (ports); auto picks netns when it can",
+    )
+    parser.add_argument(
+        "--location-capacity",
+        default=None,
+        metavar="N",
+        help="active deployments each location holds (default unlimited); a deploy beyond "
+        "answers 503 and /v1/locations?app=&version= leaves full locations out",
+    )
+    parser.add_argument(
+        "--endpoint-storage",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an endpoint storage that exists, for container_log_storage=NAME (repeatable)",
     )
     parser.add_argument(
         "--restart-delay", default="1", help="seconds before a crashed process is restarted"
@@ -73,13 +170,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--game-port",
         default="7777",
-        help="internal game port given to deployments, 0 for a free port each (default 7777)",
+        help="the app versions' game port, 0 for a free port each (default 7777)",
+    )
+    parser.add_argument(
+        "--game-port-protocol",
+        default="UDP",
+        help="protocol of the game port: UDP, TCP, TCP/UDP, HTTP, HTTPS, WS, WSS (default UDP)",
+    )
+    parser.add_argument(
+        "--no-port-check",
+        action="store_true",
+        help="READY without waiting for the game port (the app version's to_check: false)",
     )
     parser.add_argument(
         "--stop-grace", default="5", help="seconds between SIGTERM and SIGKILL (default 5)"
     )
     parser.add_argument(
         "--status-step", default="0.2", help="seconds per deployment status step (default 0.2)"
+    )
+    parser.add_argument(
+        "--url-file",
+        default=None,
+        metavar="PATH",
+        help="write the base URL (e.g. http://127.0.0.1:41234) to PATH once listening; with "
+        "--port 0 a script reads it instead of parsing stdout",
+    )
+    parser.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="enforce the reference's rate limits (deploy 40/s, status 20/s, list 10/s): "
+        "429 with Retry-After beyond them (default off)",
+    )
+    parser.add_argument(
+        "--show-tokens",
+        action="store_true",
+        help="show authorization headers as sent in /_emulator/requests (default: redacted)",
     )
     parser.add_argument(
         "--self-stop-fault",
@@ -111,6 +236,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
     api_token = _optional_text(ns, "api_token")
     if api_token is not None and not api_token.strip():
         raise UsageError("--api-token: expected a non-empty token")
+    default_policy, per_app_policies = _restart_policies(getattr(ns, "restart_policy", []))
     host = str(getattr(ns, "host", "127.0.0.1")).strip()
     if not host:
         raise UsageError("--host: expected an address such as 127.0.0.1")
@@ -119,12 +245,25 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         port=_port("--port", getattr(ns, "port", "9000")),
         api_token=api_token,
         apps=_apps(getattr(ns, "app", [])),
-        restart_policy=_restart_policy(getattr(ns, "restart_policy", "always")),
+        restart_policy=default_policy,
+        restart_policies=per_app_policies,
+        app_versions=_app_versions(getattr(ns, "app_version", [])),
+        time_to_deploy_seconds=_positive_seconds(
+            "--time-to-deploy", getattr(ns, "time_to_deploy", DEFAULT_TIME_TO_DEPLOY)
+        ),
+        game_port_protocol=_protocol(getattr(ns, "game_port_protocol", "UDP")),
+        game_port_check=not getattr(ns, "no_port_check", False),
+        isolation=_isolation(getattr(ns, "isolation", "auto")),
+        endpoint_storages=_storages(getattr(ns, "endpoint_storage", [])),
+        location_capacity=_capacity(getattr(ns, "location_capacity", None)),
         restart_delay_seconds=_seconds("--restart-delay", getattr(ns, "restart_delay", "1")),
         stop_grace_seconds=_seconds("--stop-grace", getattr(ns, "stop_grace", "5")),
         status_step_seconds=_seconds("--status-step", getattr(ns, "status_step", "0.2")),
         game_port=_port("--game-port", getattr(ns, "game_port", "7777")),
         faults=tuple(faults),
+        show_tokens=bool(getattr(ns, "show_tokens", False)),
+        rate_limits=bool(getattr(ns, "rate_limits", False)),
+        url_file=_optional_text(ns, "url_file"),
     )
 
 
@@ -153,11 +292,89 @@ def _seconds(flag: str, value: object) -> float:
     return seconds
 
 
+def _positive_seconds(flag: str, value: object) -> float:
+    seconds = _seconds(flag, value)
+    if seconds <= 0:
+        raise UsageError(f"{flag}: expected a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def _restart_policy(value: object) -> RestartPolicy:
     text = str(value)
-    if text not in RESTART_POLICIES:
-        raise UsageError(f"--restart-policy: expected always, never or on_failure, got {text!r}")
+    for policy in RESTART_POLICIES:
+        if text == policy:
+            return policy
+    raise UsageError(f"--restart-policy: expected always, never or on_failure, got {text!r}")
+
+
+def _restart_policies(
+    values: list[str] | str,
+) -> tuple[RestartPolicy, dict[str, RestartPolicy]]:
+    """`--restart-policy` values: a bare POLICY is the default, NAME=POLICY one app's."""
+    if isinstance(values, str):
+        values = [values]
+    default: RestartPolicy = "always"
+    per_app: dict[str, RestartPolicy] = {}
+    for value in values:
+        name, sep, policy = str(value).partition("=")
+        if not sep:
+            default = _restart_policy(name.strip())
+            continue
+        name = name.strip()
+        if not _APP_NAME.match(name):
+            raise UsageError(f"--restart-policy: expected [NAME=]POLICY, got {value!r}")
+        per_app[name] = _restart_policy(policy.strip())
+    return default, per_app
+
+
+def _app_versions(values: list[str]) -> dict[str, AppVersionFile]:
+    versions: dict[str, AppVersionFile] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not path or not _APP_NAME.match(name):
+            raise UsageError(f"--app-version: expected NAME=FILE, got {value!r}")
+        if name in versions:
+            raise UsageError(f"--app-version: application {name!r} is given twice")
+        versions[name] = read_app_version(path)
+    return versions
+
+
+_PROTOCOLS = ("UDP", "TCP", "TCP/UDP", "HTTP", "HTTPS", "WS", "WSS")
+
+
+def _protocol(value: object) -> str:
+    text = str(value).strip().upper()
+    if text not in _PROTOCOLS:
+        raise UsageError(f"--game-port-protocol: expected one of {', '.join(_PROTOCOLS)}")
     return text
+
+
+def _isolation(value: object) -> IsolationChoice:
+    text = str(value).strip()
+    for choice in ISOLATION_CHOICES:
+        if text == choice:
+            return choice
+    raise UsageError(f"--isolation: expected auto, netns or ports, got {text!r}")
+
+
+def _capacity(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        capacity = int(str(value))
+    except ValueError:
+        capacity = 0
+    if capacity < 1:
+        raise UsageError(f"--location-capacity: expected a number >= 1, got {value!r}")
+    return capacity
+
+
+def _storages(values: list[str]) -> tuple[str, ...]:
+    for value in values:
+        if not STORAGE_NAME.match(value):
+            raise UsageError(f"--endpoint-storage: expected a name such as my-s3, got {value!r}")
+    return tuple(dict.fromkeys(values))
 
 
 def _apps(values: list[str]) -> dict[str, str]:

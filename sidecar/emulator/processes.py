@@ -40,16 +40,27 @@ class BackedProcess:
 
     @classmethod
     async def start(
-        cls, command: str, env: dict[str, str], on_output: Callable[[bytes], None]
+        cls,
+        command: str,
+        env: dict[str, str],
+        on_output: Callable[[bytes], None],
+        *,
+        prefix: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> BackedProcess:
-        """Start `command`; raises OSError when the shell itself cannot be started."""
-        process = await asyncio.create_subprocess_shell(
+        """Start `command` through `/bin/sh -c`, behind `prefix` (e.g. nsenter into a network
+        namespace, which execs the shell in place); raises OSError when it cannot start."""
+        process = await asyncio.create_subprocess_exec(
+            *(prefix or []),
+            "/bin/sh",
+            "-c",
             command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         return cls(process, on_output)
 

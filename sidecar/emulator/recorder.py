@@ -4,6 +4,11 @@ Each entry also says what the emulator did to the call: the `Retry-After` it ans
 injected fault (if any) that answered or delayed it, so a test can tell a platform fault from a
 real answer and check that a client honoured the wait it was given.
 
+Tokens are redacted (`authorization: token <redacted>`, a raw delete or context token as
+`<redacted>`) unless the emulator runs with `show_tokens`, so a CI job may print the log; each
+entry's `authorized` says whether the call passed the platform's token check (null for calls
+no route answered), and `rate_limited` whether a rate limit answered it 429.
+
 Calls to the control API (`/_emulator/...`) are not logged, so reading the log does not change
 it. The log is bounded (oldest entries drop first, counted in `dropped`) so a long-running
 emulator stays small.
@@ -21,6 +26,22 @@ from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.store import format_time, utcnow
 
 _MAX_ENTRIES = 10_000
+REDACTED = "<redacted>"
+# Set by the auth middleware on every call a named route answers: did it pass the token check?
+AUTHORIZED_KEY = web.RequestKey("emulator_authorized", bool)
+# Set by the rate-limit middleware on a call it answered 429.
+RATE_LIMITED_KEY = web.RequestKey("emulator_rate_limited", bool)
+
+
+def redacted_headers(request: web.BaseRequest) -> dict[str, str]:
+    """The request's headers with the token of `authorization` replaced (its scheme kept)."""
+    headers = dict(request.headers)
+    for name, value in headers.items():
+        if name.lower() == "authorization" and value:
+            scheme, sep, _ = value.partition(" ")
+            keep_scheme = sep and scheme.lower() == "token"
+            headers[name] = f"{scheme} {REDACTED}" if keep_scheme else REDACTED
+    return headers
 
 
 class RequestLog:
@@ -34,6 +55,8 @@ class RequestLog:
         response: web.StreamResponse,
         started: float,
         fault: FaultSpec | None = None,
+        *,
+        show_tokens: bool = False,
     ) -> None:
         if len(self._entries) == self._entries.maxlen:
             self.dropped += 1
@@ -42,7 +65,9 @@ class RequestLog:
                 "method": request.method,
                 "path": request.path,
                 "query": dict(request.query),
-                "headers": dict(request.headers),
+                "headers": dict(request.headers) if show_tokens else redacted_headers(request),
+                "authorized": request.get(AUTHORIZED_KEY),
+                "rate_limited": request.get(RATE_LIMITED_KEY, False),
                 "status": response.status,
                 "retry_after": response.headers.get("Retry-After"),
                 "fault": None if fault is None else fault.to_json(),

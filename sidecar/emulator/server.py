@@ -1,15 +1,19 @@
 """`run_emulator`: serve the emulator until cancelled or SIGTERM/SIGINT, then shut down.
 
-Order: bind (port in use → StartupError) → record the base URL → print it → wait for a signal
-→ cleanup, which stops every backing process (SIGTERM, SIGKILL after the grace) before the
-listener closes.
+Order: bind (port in use → StartupError) → record the base URL → print it (and, with
+`url_file`, write it there: atomically, so a script that sees the file can use it) → wait for
+a signal → cleanup, which stops every backing process (SIGTERM, SIGKILL after the grace) and
+closes the listener. The file is removed at exit, so a stale one never points at nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
+from pathlib import Path
 
 from aiohttp import web
 
@@ -34,7 +38,16 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
         ) from None
     bound_host, bound_port = runner.addresses[0][:2]
     base_url = f"http://{url_host(str(bound_host))}:{bound_port}"
-    app[STATE_KEY].base_url = base_url
+    state = app[STATE_KEY]
+    state.base_url = base_url
+
+    async def api_site(sock: socket.socket) -> web.BaseSite:
+        # The same app on one more listener: a deployment namespace's, at the same address.
+        extra = web.SockSite(runner, sock)
+        await extra.start()
+        return extra
+
+    state.manager.api_site = api_site
     return runner, base_url
 
 
@@ -49,10 +62,29 @@ async def run_emulator(options: EmulatorOptions) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
+    url_file = Path(options.url_file) if options.url_file else None
     try:
+        if runner.app is not None:
+            manager = runner.app[STATE_KEY].manager
+            print(f"isolation: {manager.isolation} ({manager.isolation_note})", flush=True)
+        # Last, and ending with the URL: scripts wait for this line and take its last word.
         print(f"Edgegap emulator listening on {base_url}", flush=True)
+        if url_file is not None:
+            _write_atomically(url_file, base_url + "\n")
         await stop.wait()
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+        if url_file is not None:
+            with contextlib.suppress(OSError):
+                url_file.unlink()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    try:
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise StartupError(f"--url-file: cannot write {path}: {exc.strerror or exc}") from None

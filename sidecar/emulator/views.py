@@ -8,9 +8,27 @@ from __future__ import annotations
 import math
 from typing import Any, TypeVar
 
-from sidecar.emulator.store import Deployment, ExitRecord, Status, Tag, format_time, utcnow
+from sidecar.emulator.store import (
+    Deployment,
+    ExitRecord,
+    PortMapping,
+    Status,
+    Tag,
+    format_time,
+    utcnow,
+)
 
 T = TypeVar("T")
+
+
+def _link(host: str, mapping: PortMapping) -> str:
+    """`host:external`, with the scheme the platform puts in front of web ports."""
+    scheme = {"HTTP": "http", "HTTPS": "https", "WS": "ws", "WSS": "wss"}.get(
+        mapping.protocol.upper()
+    )
+    if scheme is not None and mapping.tls_upgrade:
+        scheme = {"http": "https", "ws": "wss"}.get(scheme, scheme)
+    return f"{scheme}://{host}:{mapping.external}" if scheme else f"{host}:{mapping.external}"
 
 
 def ports_view(deployment: Deployment) -> dict[str, Any]:
@@ -20,9 +38,11 @@ def ports_view(deployment: Deployment) -> dict[str, Any]:
             "internal": mapping.internal,
             "protocol": mapping.protocol,
             "name": mapping.name,
-            "tls_upgrade": False,
-            "link": f"{deployment.fqdn}:{mapping.external}",
-            "proxy": None,
+            "tls_upgrade": mapping.tls_upgrade,
+            "link": _link(deployment.fqdn, mapping),
+            # Where the platform's proxy listens for this port: locally the external port
+            # itself is the proxy (the forwarder in netns mode, the game in ports mode).
+            "proxy": mapping.external,
         }
         for key, mapping in deployment.ports.items()
     }
@@ -50,11 +70,12 @@ def status_view(deployment: Deployment) -> dict[str, Any]:
         "sessions": [],
         "location": deployment.location,
         "tags": list(deployment.tags),
-        "sockets": None,
-        "sockets_usage": None,
+        # Session sockets (deprecated on the platform): none are modelled, so none are used.
+        "sockets": "0",
+        "sockets_usage": "0",
         "command": deployment.container_command,
         "arguments": deployment.container_arguments,
-        "max_duration": 1440,
+        "max_duration": deployment.app.max_duration,
     }
 
 
@@ -76,8 +97,9 @@ def list_item_view(deployment: Deployment) -> dict[str, Any]:
         "public_ip": deployment.public_ip,
         "ports": ports_view(deployment),
         "tags": list(deployment.tags),
-        "sockets": None,
-        "sockets_usage": None,
+        # Session sockets (deprecated on the platform): none are modelled, so none are used.
+        "sockets": "0",
+        "sockets_usage": "0",
         "is_joinable_by_session": False,
     }
 
@@ -94,8 +116,9 @@ def context_view(deployment: Deployment) -> dict[str, Any]:
         "ports": ports_view(deployment),
         "location": deployment.location,
         "tags": list(deployment.tags),
-        "sockets": None,
-        "sockets_usage": None,
+        # Session sockets (deprecated on the platform): none are modelled, so none are used.
+        "sockets": "0",
+        "sockets_usage": "0",
         "is_joinable_by_session": False,
     }
 
@@ -138,8 +161,10 @@ def paginate(items: list[T], page: int, limit: int) -> tuple[list[T], dict[str, 
     has_previous = page > 1
     return items[start : start + limit], {
         "number": page,
-        "next_page_number": page + 1 if has_next else None,
-        "previous_page_number": page - 1 if has_previous else None,
+        # The reference shows numbers here, never null: without a next (previous) page they
+        # stay on this one.
+        "next_page_number": page + 1 if has_next else page,
+        "previous_page_number": page - 1 if has_previous else page,
         "paginator": {"num_pages": num_pages},
         "has_next": has_next,
         "has_previous": has_previous,

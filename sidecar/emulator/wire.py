@@ -1,6 +1,6 @@
 """HTTP plumbing shared by the platform and control routes: the `{"message"}` error shape,
-JSON body parsing into models, and query-string parsing. Bad input becomes `PlatformError`
-(4xx).
+JSON body parsing into models, and query-string parsing (pages). Bad
+input becomes `PlatformError` (4xx), re-exported here for the routes.
 """
 
 from __future__ import annotations
@@ -11,25 +11,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from sidecar.errors import HttpError
+from sidecar.emulator.errors import PlatformError
+from sidecar.emulator.views import paginate
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class PlatformError(HttpError):
-    """An error answer in the platform's shape: `status` with body
-    `{"message": message, **extra}`, and `headers`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, message)
-        self.extra = extra or {}
-        self.headers = headers or {}
+T = TypeVar("T")
 
 
 def error_response(
@@ -41,21 +27,23 @@ def error_response(
     return web.json_response({"message": message, **(extra or {})}, status=status, headers=headers)
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as `model`: 400 if not JSON, 422 if it does not fit."""
+async def parse_body(request: web.Request, model: type[M], *, invalid: int = 400) -> M:
+    """The request's JSON body as `model`: 400 if not JSON; `invalid` (400, the reference's
+    answer for most routes; 422 where it documents Unprocessable) if it does not fit. Types
+    are strict, as JSON has them: `"yes"` or `1` is not a boolean."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw else {}
+        json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise PlatformError(400, "Request body is not valid JSON") from None
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw or b"{}", strict=True)
     except ValidationError as exc:
         details = [
             {"field": ".".join(str(part) for part in error["loc"]), "error": error["msg"]}
             for error in exc.errors()
         ]
-        raise PlatformError(422, "Request body is invalid", {"details": details}) from None
+        raise PlatformError(invalid, "Request body is invalid", {"details": details}) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -71,14 +59,20 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def log_storage_choice(request: web.Request) -> tuple[bool | None, str | None]:
-    """`container_log_storage`: true/false, or a storage name (kept); absent → (None, None)."""
-    value = request.query.get("container_log_storage")
-    if value is None or value.strip() == "":
-        return None, None
-    lowered = value.strip().lower()
-    if lowered == "true":
-        return True, None
-    if lowered == "false":
-        return False, None
-    return True, value.strip()
+MAX_PAGE_SIZE = 1000
+
+
+def page_of(request: web.Request, items: list[T]) -> tuple[list[T], dict[str, Any]]:
+    """The page `?page=&limit=` asks for (default 1 and 10) and its `pagination` object."""
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    limit = query_int(request, "limit", 10, 1, MAX_PAGE_SIZE)
+    return paginate(items, page, limit)
+
+
+__all__ = [
+    "PlatformError",
+    "error_response",
+    "page_of",
+    "parse_body",
+    "query_int",
+]

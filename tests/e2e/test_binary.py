@@ -76,3 +76,30 @@ class TestStandaloneBuild:
         await sidecar.wait_healthy()
         status, body = await sidecar.call("GET", "/v1/status")
         assert (status, body["state"]) == (200, "starting")
+
+    async def test_agones_facade_reads_a_yaml_manifest(
+        self, start_sidecar: StartSidecar, tmp_path: Path
+    ) -> None:
+        """The build bundles the Agones facade and PyYAML: a YAML manifest's label shows."""
+        import aiohttp
+
+        binary()
+        manifest = tmp_path / "gameserver.yaml"
+        manifest.write_text("metadata:\n  labels:\n    mode: ranked\n")
+        port, agones_port = free_port(), free_port()
+        env = no_python_environ(
+            SIDECAR_PORT=str(port),
+            SIDECAR_AGONES="true",
+            SIDECAR_AGONES_HTTP_PORT=str(agones_port),
+            SIDECAR_AGONES_GAMESERVER=str(manifest),
+        )
+        sidecar = await start_sidecar(["serve"], env, port)
+        await sidecar.wait_healthy()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{agones_port}/gameserver") as response,
+        ):
+            assert response.status == 200
+            body = await response.json()
+        assert body["object_meta"]["labels"] == {"mode": "ranked"}
+        assert body["status"]["state"] == "Scheduled"

@@ -1,6 +1,12 @@
 """The control API under `/_emulator/`: fault injection, the request log and deployment
 internals, for tests and users' CI. It needs no authentication and its calls are not logged.
 
+    GET    /_emulator/health                       the readiness probe: 200 once serving, with
+                                                   {status, url, isolation, isolation_note,
+                                                    rate_limits, rate_limited (calls
+                                                    answered 429), show_tokens,
+                                                    endpoint_storages, apps, deployments}
+
     GET    /_emulator/faults                       {"faults": [pending faults, each with
                                                     remaining, active, starts_in, ends_in]}
     POST   /_emulator/faults                       {"target": "self_stop", "status": 503,
@@ -17,7 +23,9 @@ internals, for tests and users' CI. It needs no authentication and its calls are
     DELETE /_emulator/faults                       {"cleared": n}
     GET    /_emulator/requests?path_contains=&method=
                                                    {"requests": [{method, path, query, headers
-                                                    (authorization as sent), status,
+                                                    (authorization redacted unless
+                                                    --show-tokens), authorized,
+                                                    rate_limited, status,
                                                     retry_after (the Retry-After answered, or
                                                     null), fault (the injected fault that
                                                     answered or delayed it, or null), time,
@@ -25,6 +33,12 @@ internals, for tests and users' CI. It needs no authentication and its calls are
                                                     duration_ms}], "dropped": n (oldest
                                                     entries dropped by the log's bound)}
     DELETE /_emulator/requests                     {"cleared": n}
+    GET    /_emulator/deployments/{request_id}      what the platform does not show: backed or
+                                                   not, isolation, pid, the app version it
+                                                   runs as, where each port is reached, why
+                                                   it ended, its crash data and last output
+                                                   (whatever the log storage), and whether
+                                                   (and why) its logs were kept
     GET    /_emulator/deployments/{request_id}/env  the ARBITRIUM_* (and deploy) variables of
                                                    that deployment, as a flat JSON object
     GET    /_emulator/deployments/{request_id}/logs the raw captured stdout+stderr bytes
@@ -33,31 +47,27 @@ internals, for tests and users' CI. It needs no authentication and its calls are
                                                    long-poll: 200 with the status body once
                                                    the deployment has reached that status
                                                    (now or earlier), 408 if the timeout
-                                                   (max 60 s) passes first or it terminated
-                                                   without reaching it
+                                                   (max 60 s) passes first or it can no
+                                                   longer reach it (terminated, or READY
+                                                   awaited and ERROR reached)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.models import FaultBody
-from sidecar.emulator.state import state_of
+from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, Status
-from sidecar.emulator.views import status_view
+from sidecar.emulator.views import crash_data_view, status_view
 from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
 _MAX_WAIT_SECONDS = 60.0
-
-
-def _deployment(request: web.Request) -> Deployment:
-    request_id = request.match_info["request_id"]
-    deployment = state_of(request).store.get(request_id)
-    if deployment is None:
-        raise PlatformError(404, f"Deployment {request_id} not found")
-    return deployment
 
 
 def _platform_route_names(app: web.Application) -> set[str]:
@@ -84,7 +94,7 @@ async def list_faults(request: web.Request) -> web.Response:
 
 
 async def add_fault(request: web.Request) -> web.Response:
-    body = await parse_body(request, FaultBody)
+    body = await parse_body(request, FaultBody, invalid=422)
     targets = _platform_route_names(request.app)
     if body.target not in targets:
         raise PlatformError(
@@ -129,19 +139,103 @@ async def clear_requests(request: web.Request) -> web.Response:
     return web.json_response({"cleared": state_of(request).requests.clear()})
 
 
+def _app_version_view(app: AppVersion) -> dict[str, Any]:
+    return {
+        "backed": app.command is not None,
+        "restart_policy": app.restart_policy,
+        "time_to_deploy": app.time_to_deploy,
+        "termination_grace_period_seconds": app.grace_seconds,
+        "max_duration": app.max_duration,
+        "endpoint_storage": app.endpoint_storage,
+        "ports": [
+            {
+                "name": port.name,
+                "port": port.port,
+                "protocol": port.protocol,
+                "to_check": port.to_check,
+                "tls_upgrade": port.tls_upgrade,
+            }
+            for port in app.ports
+        ],
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    state = state_of(request)
+    manager = state.manager
+    deployments = list(state.store)
+    names = sorted({*state.options.apps, *state.options.app_versions})
+    return web.json_response(
+        {
+            "status": "ok",
+            "url": state.base_url_for(request),
+            "isolation": str(manager.isolation),
+            "isolation_note": manager.isolation_note,
+            "rate_limits": state.options.rate_limits,
+            "rate_limited": state.limits.refused,
+            "show_tokens": state.options.show_tokens,
+            "endpoint_storages": sorted(manager.storages.names),
+            "apps": {name: _app_version_view(state.options.app_version(name)) for name in names},
+            "deployments": {
+                "total": len(deployments),
+                "active": sum(not deployment.terminated for deployment in deployments),
+            },
+        }
+    )
+
+
+def _internals_view(deployment: Deployment) -> dict[str, Any]:
+    kept: bool | None = deployment.logs_kept if deployment.terminated else None
+    return {
+        "request_id": deployment.request_id,
+        "app_name": deployment.app_name,
+        "current_status": str(deployment.status),
+        "history": [str(status) for status in deployment.history],
+        "error_detail": deployment.error_detail,
+        "backed": deployment.command is not None,
+        "isolation": deployment.isolation,
+        "pid": deployment.pid,
+        "app_version": _app_version_view(deployment.app),
+        "ports": {
+            name: {
+                "internal": mapping.internal,
+                "external": mapping.external,
+                "protocol": mapping.protocol,
+                "to_check": mapping.to_check,
+                "reach": f"{deployment.public_ip}:{mapping.external}",
+            }
+            for name, mapping in deployment.ports.items()
+        },
+        "end_reason": deployment.end_reason or None,
+        "crash_data": crash_data_view(deployment.exit),
+        "last_output": bytes(deployment.output_tail)
+        .decode("utf-8", errors="replace")
+        .splitlines()[-20:],
+        "logs": {
+            "kept": kept,
+            "note": deployment.logs_note
+            or (deployment.stop_logs.note if deployment.stop_logs else "no stop yet"),
+        },
+    }
+
+
+async def deployment_internals(request: web.Request) -> web.Response:
+    return web.json_response(_internals_view(deployment_of(request)))
+
+
 async def deployment_env(request: web.Request) -> web.Response:
-    return web.json_response(_deployment(request).env)
+    return web.json_response(deployment_of(request).env)
 
 
 async def deployment_logs(request: web.Request) -> web.Response:
-    deployment = _deployment(request)
+    deployment = deployment_of(request)
     if deployment.logs is None:
         raise PlatformError(404, "Logs were discarded when the deployment stopped")
     return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
 
 
 async def wait_for_status(request: web.Request) -> web.Response:
-    deployment = _deployment(request)
+    deployment = deployment_of(request)
     try:
         status = Status(request.query.get("status", ""))
     except ValueError:
@@ -160,12 +254,14 @@ async def wait_for_status(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     router = app.router
+    router.add_get(PREFIX + "health", health, name="control_health")
     router.add_get(PREFIX + "faults", list_faults, name="control_list_faults")
     router.add_post(PREFIX + "faults", add_fault, name="control_add_fault")
     router.add_delete(PREFIX + "faults", clear_faults, name="control_clear_faults")
     router.add_get(PREFIX + "requests", list_requests, name="control_list_requests")
     router.add_delete(PREFIX + "requests", clear_requests, name="control_clear_requests")
     deployment = PREFIX + "deployments/{request_id}"
+    router.add_get(deployment, deployment_internals, name="control_deployment")
     router.add_get(deployment + "/env", deployment_env, name="control_env")
     router.add_get(deployment + "/logs", deployment_logs, name="control_logs")
     router.add_get(deployment + "/wait", wait_for_status, name="control_wait")

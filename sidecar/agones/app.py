@@ -1,0 +1,357 @@
+"""The Agones SDK REST API on 127.0.0.1 (SPEC §10): routes, the watch, start and close.
+
+A sibling of the local API, built the same way from narrow parts: the lifecycle, the platform's
+deployment info and the facade's options. The lifecycle announces its own changes, so nothing
+here tells the timer loop anything. No token: the Agones SDKs send none, and the port is bound
+on loopback only.
+
+Handlers are thin: parse the body (wire.py), call the GameServer (gameserver.py), answer in
+Agones' shapes. Routing mirrors grpc-gateway: an unknown path is 404 (code 5), a known path
+with another method 501 (code 12).
+
+The watch (`GET /watch/gameserver`, watch.py) is told of changes three ways: a lifecycle
+transition (`Lifecycle.subscribe`), any other lifecycle change, whichever API made it
+(`Lifecycle.on_change`: a roster or hold change through the local API), and any call on this
+API but a GET (labels, counters and lists live here, not in the lifecycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.agones import wire
+from sidecar.agones.counters import LIST_FIELDS, Refused
+from sidecar.agones.gameserver import FacadeOptions, GameServer, counter_json, list_json
+from sidecar.agones.watch import MAX_WATCHERS, Watch
+from sidecar.agones.wire import EMPTY, AgonesError, PingScanner
+from sidecar.deployment import DeploymentInfo
+from sidecar.errors import StartupError
+from sidecar.lifecycle import Change, Lifecycle, State
+
+log = logging.getLogger("sidecar.agones")
+
+HOST = "127.0.0.1"  # SPEC §10: whatever SIDECAR_HOST is
+# Annotations may hold 256 KiB in all (Kubernetes); one body may carry that much.
+MAX_BODY_BYTES = 320 * 1024
+BODY_TIMEOUT = 10.0
+HEALTH_READ_AT_ONCE = 64 * 1024
+# A game needs a handful; the cap only keeps a flood from taking descriptors the self-stop needs.
+MAX_CONNECTIONS = 2 * MAX_WATCHERS
+SHUTDOWN_STEP_TIMEOUT = 5.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AgonesFacade:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        options: FacadeOptions,
+        deployment: DeploymentInfo,
+        *,
+        port: int = 9358,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.gameserver = GameServer(lifecycle, options, deployment)
+        self._requested_port = port
+        self.port: int | None = None
+        self.body_timeout = body_timeout
+        self._runner: web.AppRunner | None = None
+        self.watch = Watch(lifecycle, self.gameserver)
+        lifecycle.subscribe(self._on_transition)
+        lifecycle.on_change(self._on_change)
+
+    # --- start and close ---------------------------------------------------------------------
+    async def start(self) -> int:
+        """Bind 127.0.0.1:port; StartupError when it cannot. Returns the port bound."""
+        from sidecar.http_server import ApiRunner, connection_cap
+
+        runner = ApiRunner(
+            self.build_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            max_connections=min(MAX_CONNECTIONS, connection_cap()),
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, self._requested_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            why = (
+                "the port is already in use (set SIDECAR_AGONES_HTTP_PORT to a free port, or 0)"
+                if exc.errno == errno.EADDRINUSE
+                else exc.strerror
+            )
+            raise StartupError(
+                f"cannot serve the Agones SDK on {HOST}:{self._requested_port}: {why}"
+            ) from None
+        self._runner = runner
+        addresses = runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self._requested_port
+        log.info("Agones SDK REST API on http://%s:%s", HOST, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        """End the watch streams, then stop serving (each step bounded)."""
+        self.watch.close()
+        self.gameserver.close()
+        if self._runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_STEP_TIMEOUT)
+            self._runner = None
+
+    # --- change detection for the watch ----------------------------------------------------
+    def changed(self) -> None:
+        """Something the GameServer shows may have changed."""
+        self.watch.changed()
+
+    def _on_change(self, change: Change) -> None:
+        self.watch.changed()  # cheap: nothing is done without a watcher, and once a loop pass
+
+    def _on_transition(self, old: State, new: State) -> None:
+        self.gameserver.on_transition(old, new)
+        self.watch.changed()
+
+    # --- the application ---------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        routes: list[tuple[str, dict[str, Handler]]] = [
+            ("/ready", {"POST": self.ready}),
+            ("/allocate", {"POST": self.allocate}),
+            ("/shutdown", {"POST": self.shutdown}),
+            ("/health", {"POST": self.health}),
+            ("/reserve", {"POST": self.reserve}),
+            ("/gameserver", {"GET": self.get_gameserver}),
+            ("/watch/gameserver", {"GET": self.watch_gameserver}),
+            ("/metadata/label", {"PUT": self.set_label}),
+            ("/metadata/annotation", {"PUT": self.set_annotation}),
+            ("/alpha/player/connect", {"POST": self.player_connect}),
+            ("/alpha/player/disconnect", {"POST": self.player_disconnect}),
+            (
+                "/alpha/player/capacity",
+                {"GET": self.get_player_capacity, "PUT": self.set_player_capacity},
+            ),
+            ("/alpha/player/count", {"GET": self.get_player_count}),
+            ("/alpha/player/connected", {"GET": self.connected_players}),
+            ("/alpha/player/connected/{playerID}", {"GET": self.is_player_connected}),
+            (
+                "/v1beta1/counters/{name}",
+                {"GET": self.get_counter, "PATCH": self.update_counter},
+            ),
+            # Before /lists/{name}, which would also match "name:addValue".
+            ("/v1beta1/lists/{name}:addValue", {"POST": self.add_list_value}),
+            ("/v1beta1/lists/{name}:removeValue", {"POST": self.remove_list_value}),
+            ("/v1beta1/lists/{name}", {"GET": self.get_list, "PATCH": self.update_list}),
+        ]
+        for path, methods in routes:
+            for method, handler in methods.items():
+                app.router.add_route(method, path, self._guarded(handler))
+            # Same resource, the methods above did not take: grpc-gateway's 501.
+            app.router.add_route("*", path, self._guarded(self._method_not_allowed))
+        app.router.add_route("*", "/{tail:.*}", self._guarded(self._not_found))
+        return app
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except AgonesError as exc:
+                response = _error(exc)
+            except Refused as exc:
+                response = _error(wire.refused(str(exc)))
+            if request.method != "GET":
+                self.watch.changed()
+            return response
+
+        return guarded
+
+    @staticmethod
+    async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+        raise wire.METHOD_NOT_ALLOWED
+
+    @staticmethod
+    async def _not_found(request: web.Request) -> web.StreamResponse:
+        raise wire.NOT_FOUND
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise wire.invalid_argument(
+                f"the body is larger than {MAX_BODY_BYTES // 1024} KiB"
+            ) from None
+        except TimeoutError:
+            raise AgonesError(
+                504, 4, f"the body did not arrive within {self.body_timeout:g}s", close=True
+            ) from None
+
+    async def _body(self, request: web.Request, message: wire.Message) -> dict[str, Any]:
+        return message.parse(await self._read(request))
+
+    # --- SDK ---------------------------------------------------------------------------------
+    async def ready(self, request: web.Request) -> web.Response:
+        await self._body(request, wire.EMPTY_MESSAGE)
+        self.gameserver.ready()
+        return _ok(EMPTY)
+
+    async def allocate(self, request: web.Request) -> web.Response:
+        await self._body(request, wire.EMPTY_MESSAGE)
+        self.gameserver.allocate()
+        return _ok(EMPTY)
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        await self._body(request, wire.EMPTY_MESSAGE)
+        self.gameserver.shutdown()
+        return _ok(EMPTY)
+
+    async def reserve(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.DURATION)
+        self.gameserver.reserve(body["seconds"])
+        return _ok(EMPTY)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """Client streaming: one ping per JSON object, counted as the bytes arrive."""
+        if not request.body_exists:
+            # What Agones' sdk-server answers to a body-less ping (its healthCheckWrapper).
+            return web.Response(status=400)
+        length = request.content_length
+        if length is not None and length <= HEALTH_READ_AT_ONCE:
+            # The SDKs send one `{}` per request: read it whole (the hot path, ~15% cheaper).
+            raw = await self._read(request)
+            if raw == EMPTY:
+                self.gameserver.health(1)
+                return _ok(EMPTY)
+            chunks: AsyncIterator[bytes] = _once(raw)
+        else:
+            chunks = request.content.iter_any()  # a long-lived client stream
+        scanner = PingScanner()
+        try:
+            async for chunk in chunks:
+                self.gameserver.health(scanner.feed(chunk))
+            scanner.close()
+        except AgonesError as exc:
+            # Pings before the malformed part were counted; close the connection rather than
+            # read the rest of a stream we refused.
+            raise AgonesError(exc.status, exc.code, exc.message, close=True) from None
+        return _ok(EMPTY)
+
+    async def get_gameserver(self, request: web.Request) -> web.Response:
+        return _ok(wire.dumps(self.gameserver.snapshot()))
+
+    async def watch_gameserver(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.watch.websocket(request)
+        return await self.watch.ndjson(request)
+
+    async def set_label(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.KEY_VALUE)
+        self.gameserver.set_label(body["key"], body["value"])
+        return _ok(EMPTY)
+
+    async def set_annotation(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.KEY_VALUE)
+        self.gameserver.set_annotation(body["key"], body["value"])
+        return _ok(EMPTY)
+
+    # --- players (alpha) -------------------------------------------------------------------
+    async def player_connect(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.PLAYER_ID)
+        return _ok(wire.dumps({"bool": self.gameserver.player_connect(body["playerID"])}))
+
+    async def player_disconnect(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.PLAYER_ID)
+        return _ok(wire.dumps({"bool": self.gameserver.player_disconnect(body["playerID"])}))
+
+    async def set_player_capacity(self, request: web.Request) -> web.Response:
+        body = await self._body(request, wire.COUNT)
+        self.gameserver.set_player_capacity(body["count"])
+        return _ok(EMPTY)
+
+    async def get_player_capacity(self, request: web.Request) -> web.Response:
+        return _ok(wire.dumps({"count": wire.int64(self.gameserver.player_capacity)}))
+
+    async def get_player_count(self, request: web.Request) -> web.Response:
+        return _ok(wire.dumps({"count": wire.int64(self.lifecycle.player_count)}))
+
+    async def connected_players(self, request: web.Request) -> web.Response:
+        return _ok(wire.dumps({"list": self.lifecycle.player_ids}))
+
+    async def is_player_connected(self, request: web.Request) -> web.Response:
+        player_id = request.match_info["playerID"]
+        return _ok(wire.dumps({"bool": self.gameserver.is_connected(player_id)}))
+
+    # --- counters and lists (beta) ---------------------------------------------------------
+    async def get_counter(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return _ok(wire.dumps(counter_json(name, self.gameserver.get_counter(name))))
+
+    async def update_counter(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await self._body(request, wire.COUNTER_UPDATE)
+        counter = self.gameserver.update_counter(
+            name, count=body["count"], capacity=body["capacity"], diff=body["countDiff"]
+        )
+        return _ok(wire.dumps(counter_json(name, counter)))
+
+    async def get_list(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return _ok(wire.dumps(list_json(name, self.gameserver.get_list(name))))
+
+    async def update_list(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        raw = await self._read(request)
+        body = wire.LIST.parse(raw)
+        mask = _update_mask(request, raw)
+        updated = self.gameserver.update_list(
+            name, mask, capacity=body["capacity"], values=body["values"]
+        )
+        return _ok(wire.dumps(list_json(name, updated)))
+
+    async def add_list_value(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await self._body(request, wire.LIST_VALUE)
+        return _ok(wire.dumps(list_json(name, self.gameserver.add_list_value(name, body["value"]))))
+
+    async def remove_list_value(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await self._body(request, wire.LIST_VALUE)
+        updated = self.gameserver.remove_list_value(name, body["value"])
+        return _ok(wire.dumps(list_json(name, updated)))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _update_mask(request: web.Request, raw: bytes) -> list[str]:
+    """The fields an UpdateList sets: `?update_mask=` (or `updateMask`), comma-separated, or
+    else the top-level fields the body names, as grpc-gateway infers a PATCH's mask."""
+    given = request.query.getall("update_mask", []) or request.query.getall("updateMask", [])
+    if given:
+        return [path.strip() for item in given for path in item.split(",") if path.strip()]
+    if not raw.strip():
+        return []
+    data = wire.parse_json(raw)  # already parsed once: it is an object
+    return [key for key in data if key in LIST_FIELDS]
+
+
+def _ok(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
+def _error(exc: AgonesError) -> web.Response:
+    response = web.Response(body=exc.body(), status=exc.status, content_type="application/json")
+    if exc.close:
+        response.force_close()
+    return response

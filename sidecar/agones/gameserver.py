@@ -1,0 +1,377 @@
+"""The GameServer behind the facade: the SDK calls of SPEC §10 applied to the lifecycle, and the
+object Agones would show for it.
+
+What lives here and nowhere else: labels and annotations, the alpha player capacity, counters
+and the lists other than the players list, the resource version. What is only a view: the state
+(state.py, from the lifecycle), the players and the players list (the lifecycle's roster, the
+same one `/v1/players` changes), addresses and ports (the platform's variables).
+
+Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change nothing (the SDKs
+retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
+lists, labels and health keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sidecar.agones import counters as rules
+from sidecar.agones.counters import Counter, ListState, Refused
+from sidecar.agones.manifest import PLAYER_ID_MAX, GameServerManifest, HealthSpec
+from sidecar.agones.metadata import (
+    ANNOTATIONS_MAX_BYTES,
+    annotations_size,
+    key_problem,
+    label_value_problem,
+    sdk_key,
+)
+from sidecar.agones.state import GameServerState, agones_state
+from sidecar.agones.wire import AgonesError, int64, invalid_argument
+from sidecar.deployment import DeploymentInfo
+from sidecar.lifecycle import ROSTER_CAP, Lifecycle, ReadySource, RosterFull, State
+
+# Reserve(0) holds "until the next Ready or Allocate". The lifecycle's hold is a deadline, so an
+# open-ended one is ten years (the longest duration a setting may have), not infinity: status
+# and metrics show the seconds left as numbers.
+OPEN_ENDED_HOLD = 10 * 365 * 86400.0
+PLAYERS_LIST_CAPACITY = 1000
+SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Cancellable]
+
+
+@dataclass(frozen=True)
+class FacadeOptions:
+    """What the facade takes from the settings (config.Settings' agones_* fields)."""
+
+    players_list: str = "players"
+    auto_allocate: bool = True
+    manifest: GameServerManifest | None = None
+    health_timeout: float = 30.0  # the effective one (the manifest's spec.health applied)
+
+
+def check_player_id(player_id: str) -> None:
+    if not 1 <= len(player_id) <= PLAYER_ID_MAX or not player_id.isprintable():
+        raise invalid_argument(
+            f"playerID must be 1-{PLAYER_ID_MAX} printable characters (the sidecar's roster rule)"
+        )
+
+
+class GameServer:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        options: FacadeOptions,
+        deployment: DeploymentInfo,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        call_later: CallLater | None = None,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.options = options
+        self._wall_clock = wall_clock
+        self._call_later = call_later
+        self.pings = 0  # health pings received, for the record
+        manifest = options.manifest
+        self.name = deployment.request_id or "local"
+        self.uid = deployment.request_id or str(uuid.uuid4())
+        self.creation_timestamp = int(wall_clock() - lifecycle.uptime())
+        self.deletion_timestamp = 0
+        self.address = deployment.public_ip or "127.0.0.1"
+        self.ports = [
+            {"name": p.name, "port": p.external if p.external is not None else p.internal}
+            for p in deployment.ports
+            if p.external is not None or p.internal is not None
+        ]
+        self.labels: dict[str, str] = dict(manifest.labels) if manifest else {}
+        self.annotations: dict[str, str] = dict(manifest.annotations) if manifest else {}
+        self.health_spec = self._health_spec(manifest, options.health_timeout)
+        # Health pings before spec.health's initial delay count from the delay's end (below).
+        self._health_delay_until: float | None = None
+        if manifest is not None and manifest.health is not None and manifest.health_sets_timer:
+            self._health_delay_until = lifecycle.started_at + manifest.health.initial_delay_seconds
+        self._delayed_ping: Cancellable | None = None
+        self.player_capacity = (manifest.player_capacity if manifest else None) or 0
+        self.counters: dict[str, Counter] = dict(manifest.counters) if manifest else {}
+        self.lists: dict[str, ListState] = dict(manifest.lists) if manifest else {}
+        players = self.lists.pop(options.players_list, None)
+        self.players_list_capacity = players.capacity if players else PLAYERS_LIST_CAPACITY
+        seeded = (*(players.values if players else ()), *(manifest.player_ids if manifest else ()))
+        if seeded:  # checked with the settings (GameServerManifest.roster_problem)
+            lifecycle.set_players(ids=list(dict.fromkeys(seeded)))
+        self._version = 1
+        self._last_content: dict[str, Any] | None = None
+
+    @staticmethod
+    def _health_spec(manifest: GameServerManifest | None, timeout: float) -> HealthSpec:
+        if manifest is not None and manifest.health is not None:
+            return manifest.health
+        # No spec.health: show the sidecar's own rule in Agones' terms (one period of the
+        # whole timeout, armed by the first ping).
+        seconds = max(0, round(timeout))
+        return HealthSpec(
+            disabled=seconds == 0,
+            period_seconds=seconds,
+            failure_threshold=1 if seconds else 0,
+            initial_delay_seconds=0,
+        )
+
+    # --- lifecycle calls -----------------------------------------------------------------
+    @property
+    def _stop_decided(self) -> bool:
+        return self.lifecycle.stop_decided or self.lifecycle.state is State.TERMINATING
+
+    def ready(self) -> None:
+        if self._stop_decided:
+            return
+        lifecycle = self.lifecycle
+        lifecycle.ready(ReadySource.AGONES)
+        self._end_hold()
+        if self.options.auto_allocate:
+            lifecycle.match_started()
+
+    def allocate(self) -> None:
+        if self._stop_decided:
+            return
+        self._end_hold()
+        self.lifecycle.match_started()
+
+    def reserve(self, seconds: int) -> None:
+        if self._stop_decided:
+            return
+        self.lifecycle.hold(float(seconds) if seconds > 0 else OPEN_ENDED_HOLD)
+
+    def shutdown(self) -> None:
+        self.lifecycle.shutdown_requested(SHUTDOWN_DETAIL)
+
+    def health(self, pings: int) -> None:
+        if pings <= 0:
+            return
+        self.pings += pings
+        lifecycle = self.lifecycle
+        lifecycle.heartbeat()
+        delay_until = self._health_delay_until
+        # Agones starts counting missed pings only after initialDelaySeconds: a ping in the
+        # delay counts as if it came at its end.
+        if delay_until is not None and lifecycle.now < delay_until and self._delayed_ping is None:
+            call_later = self._call_later or asyncio.get_running_loop().call_later
+            self._delayed_ping = call_later(delay_until - lifecycle.now, self._ping_after_delay)
+
+    def _ping_after_delay(self) -> None:
+        self._health_delay_until = None
+        self.lifecycle.heartbeat()
+
+    def close(self) -> None:
+        if self._delayed_ping is not None:
+            self._delayed_ping.cancel()
+
+    def _end_hold(self) -> None:
+        # Only a hold that is on: hold(0) also restarts the idle windows.
+        if self.lifecycle.hold_active:
+            self.lifecycle.hold(0)
+
+    def on_transition(self, old: State, new: State) -> None:
+        if new in (State.STOPPED, State.TERMINATING) and not self.deletion_timestamp:
+            # The platform is deleting the deployment: Kubernetes' deletionTimestamp.
+            self.deletion_timestamp = int(self._wall_clock())
+
+    # --- metadata --------------------------------------------------------------------------
+    def set_label(self, key: str, value: str) -> None:
+        full = sdk_key(key)
+        problem = key_problem(full) or label_value_problem(value)
+        if problem is not None:
+            raise invalid_argument(f"invalid label {full!r}: {problem}")
+        self.labels[full] = value
+
+    def set_annotation(self, key: str, value: str) -> None:
+        full = sdk_key(key)
+        problem = key_problem(full)
+        if problem is not None:
+            raise invalid_argument(f"invalid annotation {full!r}: {problem}")
+        annotations = {**self.annotations, full: value}
+        if annotations_size(annotations) > ANNOTATIONS_MAX_BYTES:
+            raise invalid_argument(
+                f"annotations may hold at most {ANNOTATIONS_MAX_BYTES // 1024} KiB in total"
+            )
+        self.annotations = annotations
+
+    # --- players (alpha) -------------------------------------------------------------------
+    def player_connect(self, player_id: str) -> bool:
+        check_player_id(player_id)
+        lifecycle = self.lifecycle
+        if player_id in lifecycle.player_ids:
+            return False
+        if self.player_capacity and lifecycle.player_count >= self.player_capacity:
+            raise Refused("players are already at capacity")
+        self._connect(player_id)
+        return True
+
+    def player_disconnect(self, player_id: str) -> bool:
+        if player_id not in self.lifecycle.player_ids:
+            return False
+        self.lifecycle.player_disconnected(player_id)
+        return True
+
+    def _connect(self, player_id: str) -> None:
+        try:
+            self.lifecycle.player_connected(player_id)
+        except RosterFull as exc:
+            raise Refused(str(exc)) from None
+
+    def is_connected(self, player_id: str) -> bool:
+        return player_id in self.lifecycle.player_ids
+
+    def set_player_capacity(self, count: int) -> None:
+        if count < 0:
+            raise Refused(f"out of range. Capacity must be >= 0. Found Capacity: {count}")
+        self.player_capacity = count
+
+    # --- counters and lists (beta) ---------------------------------------------------------
+    def get_counter(self, name: str) -> Counter:
+        counter = self.counters.get(name)
+        if counter is None:
+            raise Refused(f"counter not found: {name}")
+        return counter
+
+    def update_counter(
+        self, name: str, *, count: int | None, capacity: int | None, diff: int
+    ) -> Counter:
+        updated = rules.update_counter(
+            name, self.get_counter(name), count=count, capacity=capacity, diff=diff
+        )
+        self.counters[name] = updated
+        return updated
+
+    def get_list(self, name: str) -> ListState:
+        if name == self.options.players_list:
+            return ListState(self.players_list_capacity, tuple(self.lifecycle.player_ids))
+        found = self.lists.get(name)
+        if found is None:
+            raise Refused(f"list not found: {name}")
+        return found
+
+    def update_list(
+        self, name: str, mask: list[str], *, capacity: int, values: list[str]
+    ) -> ListState:
+        updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
+        if name != self.options.players_list:
+            self.lists[name] = updated
+            return updated
+        for value in updated.values:
+            check_player_id(value)
+        if len(updated.values) > ROSTER_CAP:  # unreachable while lists hold <= 1000 values
+            raise Refused(f"the roster holds at most {ROSTER_CAP} players")
+        self.players_list_capacity = updated.capacity
+        if list(updated.values) != self.lifecycle.player_ids:
+            self.lifecycle.set_players(ids=updated.values)
+        return self.get_list(name)
+
+    def add_list_value(self, name: str, value: str) -> ListState:
+        current = self.get_list(name)
+        rules.check_add(name, current.values, current.capacity, value)
+        if name == self.options.players_list:
+            check_player_id(value)
+            self._connect(value)
+            return self.get_list(name)
+        updated = ListState(current.capacity, (*current.values, value))
+        self.lists[name] = updated
+        return updated
+
+    def remove_list_value(self, name: str, value: str) -> ListState:
+        current = self.get_list(name)
+        rules.check_remove(name, current.values, value)
+        if name == self.options.players_list:
+            self.lifecycle.player_disconnected(value)
+            return self.get_list(name)
+        updated = ListState(current.capacity, tuple(v for v in current.values if v != value))
+        self.lists[name] = updated
+        return updated
+
+    # --- the object ------------------------------------------------------------------------
+    @property
+    def state(self) -> GameServerState:
+        lc = self.lifecycle
+        return agones_state(lc.state, lc.decision, lc.hold_active)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The GameServer as Agones' gateway writes it; its resource_version moves whenever
+        anything else in it changed since the last snapshot."""
+        content = self._content()
+        if content != self._last_content:
+            if self._last_content is not None:
+                self._version += 1
+            self._last_content = content
+        meta = {**content["object_meta"], "resource_version": str(self._version)}
+        return {**content, "object_meta": meta}
+
+    def _content(self) -> dict[str, Any]:
+        lc = self.lifecycle
+        ids = lc.player_ids
+        health = self.health_spec
+        return {
+            "object_meta": {
+                "name": self.name,
+                "namespace": "default",
+                "uid": self.uid,
+                "resource_version": "",
+                "generation": "1",
+                "creation_timestamp": int64(self.creation_timestamp),
+                "deletion_timestamp": int64(self.deletion_timestamp),
+                "annotations": dict(self.annotations),
+                "labels": dict(self.labels),
+            },
+            "spec": {
+                "health": {
+                    "disabled": health.disabled,
+                    "period_seconds": health.period_seconds,
+                    "failure_threshold": health.failure_threshold,
+                    "initial_delay_seconds": health.initial_delay_seconds,
+                }
+            },
+            "status": {
+                "state": self.state.value,
+                "address": self.address,
+                "addresses": [{"type": "ExternalIP", "address": self.address}],
+                "ports": [dict(port) for port in self.ports],
+                "players": {
+                    "count": int64(lc.player_count),
+                    "capacity": int64(self.player_capacity),
+                    "ids": ids,
+                },
+                "counters": {
+                    name: {"count": int64(c.count), "capacity": int64(c.capacity)}
+                    for name, c in self.counters.items()
+                },
+                "lists": {
+                    **{
+                        name: {"capacity": int64(item.capacity), "values": list(item.values)}
+                        for name, item in self.lists.items()
+                    },
+                    self.options.players_list: {
+                        "capacity": int64(self.players_list_capacity),
+                        "values": list(ids),
+                    },
+                },
+            },
+        }
+
+
+def counter_json(name: str, counter: Counter) -> dict[str, Any]:
+    return {"name": name, "count": int64(counter.count), "capacity": int64(counter.capacity)}
+
+
+def list_json(name: str, item: ListState) -> dict[str, Any]:
+    return {"name": name, "capacity": int64(item.capacity), "values": list(item.values)}
+
+
+__all__ = ["AgonesError", "FacadeOptions", "GameServer", "counter_json", "list_json"]

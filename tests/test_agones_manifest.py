@@ -1,0 +1,220 @@
+"""SIDECAR_AGONES_GAMESERVER: seeding from an Agones manifest, and every way a file is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.agones.counters import Counter, ListState
+from sidecar.agones.manifest import HealthSpec
+from sidecar.config import load_settings
+from sidecar.errors import ConfigError
+from tests.agones_client import Agones
+from tests.conftest import SidecarFactory, base_env
+
+FLEET_YAML = """\
+apiVersion: agones.dev/v1
+kind: Fleet
+metadata:
+  name: arena
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        mode: ranked
+      annotations:
+        team.example.com/owner: "studio a"
+    spec:
+      ports:
+        - name: default
+          containerPort: 7654
+      health:
+        periodSeconds: 4
+        failureThreshold: 2
+      players:
+        initialCapacity: 8
+      counters:
+        rooms:
+          count: 2
+          capacity: 5
+      lists:
+        maps:
+          capacity: 3
+          values: [dust, nuke]
+      template:
+        spec:
+          containers:
+            - name: game
+              image: example/game:1.0
+"""
+
+
+def write(tmp_path: Path, name: str, content: Any) -> str:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def settings_for(path: str, **extra: str) -> Any:
+    return load_settings({"SIDECAR_AGONES": "true", "SIDECAR_AGONES_GAMESERVER": path, **extra})
+
+
+class TestSeeding:
+    async def test_a_fleet_manifest_seeds_the_gameserver(
+        self, sidecar: SidecarFactory, tmp_path: Path
+    ) -> None:
+        """Labels, annotations, spec.health, capacity, counters and lists from a YAML Fleet."""
+        path = write(tmp_path, "fleet.yaml", FLEET_YAML)
+        handle = await sidecar(
+            SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT="0", SIDECAR_AGONES_GAMESERVER=path
+        )
+        gameserver = await Agones(handle).gameserver()
+        meta = gameserver["object_meta"]
+        assert meta["labels"] == {"mode": "ranked"}
+        assert meta["annotations"] == {"team.example.com/owner": "studio a"}
+        assert gameserver["spec"]["health"] == {
+            "disabled": False,
+            "period_seconds": 4,
+            "failure_threshold": 2,
+            "initial_delay_seconds": 5,
+        }
+        status = gameserver["status"]
+        assert status["players"] == {"count": "0", "capacity": "8", "ids": []}
+        assert status["counters"] == {"rooms": {"count": "2", "capacity": "5"}}
+        assert status["lists"] == {
+            "maps": {"capacity": "3", "values": ["dust", "nuke"]},
+            "players": {"capacity": "1000", "values": []},
+        }
+        assert handle.agent.lifecycle.timers.health_timeout == 8
+
+    async def test_status_wins_and_seeds_the_roster(
+        self, sidecar: SidecarFactory, tmp_path: Path
+    ) -> None:
+        """status.* wins over spec.*; the players list's values are the first roster."""
+        manifest = {
+            "spec": {
+                "counters": {"rooms": {"count": 1, "capacity": 2}},
+                "players": {"initialCapacity": 4},
+            },
+            "status": {
+                "counters": {"rooms": {"count": 7, "capacity": 9}},
+                "lists": {"players": {"capacity": 50, "values": ["a", "b"]}},
+                "players": {"capacity": 6, "ids": ["b", "c"]},
+                "state": "Ready",
+                "unknownField": {"ignored": True},
+            },
+        }
+        path = write(tmp_path, "gs.json", manifest)
+        handle = await sidecar(
+            SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT="0", SIDECAR_AGONES_GAMESERVER=path
+        )
+        status = (await Agones(handle).gameserver())["status"]
+        assert status["counters"]["rooms"] == {"count": "7", "capacity": "9"}
+        assert status["players"] == {"count": "3", "capacity": "6", "ids": ["a", "b", "c"]}
+        assert status["lists"]["players"] == {"capacity": "50", "values": ["a", "b", "c"]}
+        assert (await handle.call("GET", "/v1/players"))[1] == {"count": 3, "ids": ["a", "b", "c"]}
+
+    def test_spec_health_sets_the_health_timeout(self, tmp_path: Path) -> None:
+        """period x threshold becomes the health timeout; `disabled` turns it off."""
+        path = write(tmp_path, "gs.json", {"spec": {"health": {"periodSeconds": 3}}})
+        assert settings_for(path).health_timeout == 9  # 3 x Agones' default threshold of 3
+        off = write(tmp_path, "off.json", {"spec": {"health": {"disabled": True}}})
+        assert settings_for(off).health_timeout == 0
+
+    def test_an_explicit_health_timeout_wins(self, tmp_path: Path) -> None:
+        """SIDECAR_HEALTH_TIMEOUT set explicitly overrides spec.health (and its initial delay)."""
+        path = write(tmp_path, "gs.json", {"spec": {"health": {"periodSeconds": 3}}})
+        settings = settings_for(path, SIDECAR_HEALTH_TIMEOUT="45s")
+        assert settings.health_timeout == 45
+        assert settings.agones_gameserver is not None
+        assert settings.agones_gameserver.health == HealthSpec(period_seconds=3)
+        assert settings.agones_gameserver.health_sets_timer is False
+
+    def test_the_manifest_needs_the_facade_to_matter(self, tmp_path: Path) -> None:
+        """With SIDECAR_AGONES off, spec.health leaves the health timeout alone."""
+        path = write(tmp_path, "gs.json", {"spec": {"health": {"periodSeconds": 3}}})
+        assert load_settings({"SIDECAR_AGONES_GAMESERVER": path}).health_timeout == 30
+
+    def test_json_manifest_read_into_typed_values(self, tmp_path: Path) -> None:
+        """A JSON GameServer becomes the typed manifest (counters and lists as values)."""
+        manifest = {
+            "kind": "GameServer",
+            "spec": {"lists": {"maps": {"values": ["x"]}}, "counters": {"c": {}}},
+        }
+        loaded = settings_for(write(tmp_path, "gs.json", manifest)).agones_gameserver
+        assert loaded is not None
+        assert loaded.lists == {"maps": ListState(1000, ("x",))}
+        assert loaded.counters == {"c": Counter(0, 1000)}
+        assert str(loaded).endswith("gs.json")
+
+
+BAD = [
+    pytest.param("[1, 2]", "must be an object", id="not-an-object"),
+    pytest.param("{}", "empty", id="empty"),
+    pytest.param("{nope", "not valid JSON", id="bad-json"),
+    pytest.param("a: [unclosed", "not valid YAML", id="bad-yaml"),
+    pytest.param({"metadata": {"labels": {"a b": "x"}}}, "metadata.labels", id="label-key"),
+    pytest.param({"metadata": {"labels": {"a": "b c"}}}, "metadata.labels.a", id="label-value"),
+    pytest.param({"metadata": {"labels": {"a": 1}}}, "must be a string", id="label-number"),
+    pytest.param({"metadata": {"annotations": []}}, "must be an object", id="annotations-list"),
+    pytest.param({"spec": {"health": {"disabled": "no"}}}, "true or false", id="health-bool"),
+    pytest.param({"spec": {"health": {"periodSeconds": -1}}}, "periodSeconds", id="health-neg"),
+    pytest.param({"spec": {"players": {"initialCapacity": "8"}}}, "whole number", id="capacity"),
+    pytest.param({"spec": {"counters": {"r": {"count": 3, "capacity": 2}}}}, "above", id="count"),
+    pytest.param({"status": {"lists": {"l": {"capacity": 1001}}}}, "0 to 1000", id="list-cap"),
+    pytest.param({"spec": {"lists": {"l": {"capacity": 1, "values": ["a", "b"]}}}}, "more than"),
+    pytest.param({"spec": {"lists": {"l": {"values": ["a", "a"]}}}}, "twice", id="duplicates"),
+    pytest.param({"spec": {"lists": {"l": {"values": [1]}}}}, "list of strings", id="values"),
+]
+
+
+class TestBadManifests:
+    @pytest.mark.parametrize(("content", "problem"), BAD)
+    def test_refused_naming_the_variable(self, tmp_path: Path, content: Any, problem: str) -> None:
+        """A manifest the sidecar cannot use is a ConfigError naming the variable and field."""
+        suffix = ".yaml" if isinstance(content, str) and not content.startswith(("{", "[")) else ""
+        path = write(tmp_path, f"gs{suffix or '.json'}", content)
+        with pytest.raises(ConfigError) as caught:
+            settings_for(path)
+        message = str(caught.value)
+        assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
+        assert problem in message
+
+    def test_seeded_players_follow_the_roster_rule(self, tmp_path: Path) -> None:
+        """Ids the roster cannot hold (the players list, status.players.ids) are exit 2 too."""
+        long_id = {"status": {"players": {"ids": ["x" * 129]}}}
+        with pytest.raises(ConfigError, match="1-128 printable characters"):
+            settings_for(write(tmp_path, "a.json", long_id))
+        control = {"spec": {"lists": {"players": {"values": ["tab\there"]}}}}
+        with pytest.raises(ConfigError, match="list 'players'"):
+            settings_for(write(tmp_path, "b.json", control))
+        # Another list may hold any string; only the roster's list is held to the rule.
+        other = {"spec": {"lists": {"maps": {"values": ["x" * 200]}}}}
+        assert settings_for(write(tmp_path, "c.json", other)).agones_gameserver is not None
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A file that cannot be read is named with the reason."""
+        with pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml: No such file"):
+            settings_for(str(tmp_path / "nope.yaml"))
+
+    def test_exit_2_without_a_traceback(self, tmp_path: Path) -> None:
+        """check-config with a bad manifest exits 2 with one line naming the variable."""
+        path = write(tmp_path, "gs.json", {"spec": {"counters": {"r": {"count": -1}}}})
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "check-config"],
+            env=base_env(SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=path),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith("edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: ")
+        assert "spec.counters.r.count" in result.stderr
+        assert "Traceback" not in result.stderr
