@@ -120,7 +120,8 @@ class Agent:
         log.info(
             "edgegap-sidecar %s listening on http://%s:%s (%s)", __version__, host, self.port, mode
         )
-        await self._start_agones()
+        if self.settings.agones:
+            await self._start_agones()
         self._tasks.spawn(self.api.warm_up(), "warm-models")
         self._stop.open()
         if self.handle_signals:
@@ -138,25 +139,13 @@ class Agent:
 
     async def _start_agones(self) -> None:
         """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
-        settings = self.settings
-        if not settings.agones:
-            return
         from sidecar.agones.app import AgonesFacade
-        from sidecar.agones.gameserver import FacadeOptions
 
-        options = FacadeOptions(
-            players_list=settings.agones_players_list,
-            auto_allocate=settings.agones_auto_allocate,
-            manifest=settings.agones_gameserver,
-            health_timeout=settings.health_timeout,
-        )
-        facade = AgonesFacade(
-            self.lifecycle, options, self.deployment, port=settings.agones_http_port
-        )
+        facade = AgonesFacade.from_settings(self.lifecycle, self.deployment, self.settings)
         try:
             await facade.start()
         except StartupError:
-            await self.api.close()
+            await self.api.close()  # already bound: release it before the CLI exits 3
             raise
         self.agones = facade
 
@@ -190,10 +179,9 @@ class Agent:
         """Start, serve until finished, shut down in order. Returns the process exit code."""
         await self.start()
         try:
-            await self._finished.wait()
+            return await self.wait_finished()
         finally:
             await self.close()
-        return self._exit_code if self._exit_code is not None else 0
 
     @property
     def exit_code(self) -> int | None:

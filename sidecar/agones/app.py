@@ -22,7 +22,7 @@ import contextlib
 import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -34,6 +34,9 @@ from sidecar.agones.wire import EMPTY, AgonesError, PingScanner
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import StartupError
 from sidecar.lifecycle import Change, Lifecycle, State
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
 
 log = logging.getLogger("sidecar.agones")
 
@@ -68,6 +71,19 @@ class AgonesFacade:
         self.watch = Watch(lifecycle, self.gameserver)
         lifecycle.subscribe(self._on_transition)
         lifecycle.on_change(self._on_change)
+
+    @classmethod
+    def from_settings(
+        cls, lifecycle: Lifecycle, deployment: DeploymentInfo, settings: Settings
+    ) -> AgonesFacade:
+        """The facade the SIDECAR_AGONES_* variables describe."""
+        options = FacadeOptions(
+            players_list=settings.agones_players_list,
+            auto_allocate=settings.agones_auto_allocate,
+            manifest=settings.agones_gameserver,
+            health_timeout=settings.health_timeout,
+        )
+        return cls(lifecycle, options, deployment, port=settings.agones_http_port)
 
     # --- start and close ---------------------------------------------------------------------
     async def start(self) -> int:
