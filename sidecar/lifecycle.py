@@ -1,5 +1,7 @@
 """The lifecycle core: states, timers as deadlines, and the one stop decision. No I/O.
 
+Over 400 lines on purpose: every rule of SPEC §5 in the one pure module the rest is built on.
+
 Events come in as method calls (`ready`, `heartbeat`, `player_connected`, `game_exited`, ...),
 the clock is injected, and decisions come out:
 

@@ -1,6 +1,8 @@
 """Deployment behaviour: creation, the status walk, backing processes, restart policy, stops,
 webhooks: the platform's rules about a deployment's life.
 
+Over 400 lines on purpose: one deployment's whole life, status walk to stop, reads in one place.
+
 `DeploymentManager` owns every background task of the emulator's deployments: one runner task
 per deployment (created in `launch`, cancelled and awaited in `close`), a metrics sampler per
 backed deployment, and the webhook posts (through `webhooks.Webhooks`). A runner walks

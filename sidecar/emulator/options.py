@@ -1,5 +1,7 @@
 """Emulator settings (`EmulatorOptions`) and the `emulate` command-line flags that build them.
 
+Over 400 lines on purpose: mostly flag definitions with their help texts, one per option.
+
 Settings are plain data: the CLI builds them once with `options_from_args`, tests build
 `EmulatorOptions(...)` directly. Bad flag values raise `UsageError` naming the flag.
 """
