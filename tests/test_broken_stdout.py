@@ -6,7 +6,6 @@ nobody reads that is already full; the project's emulator counts the DELETEs."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import aiohttp
 import pytest
 
 from sidecar.emulator import EmulatorServer
-from tests.conftest import base_env, free_port
+from tests.conftest import base_env, fill_pipe, free_port
 
 
 async def _start(
@@ -61,15 +60,7 @@ async def test_self_stop_survives_a_bad_stdout(emulator: EmulatorServer, how: st
             os.close(read_fd)
             read_fd = None
         else:
-            # Fill the pipe: the sidecar's first write would block forever.
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)
-            os.set_blocking(write_fd, False)
-            try:
-                while True:
-                    os.write(write_fd, b"x" * 4096)
-            except BlockingIOError:
-                pass
-            os.set_blocking(write_fd, True)
+            fill_pipe(write_fd)  # the sidecar's first write would block forever
     proc, url = await _start(write_fd, env, close_stdout=how == "closed")
     if write_fd is not None:
         os.close(write_fd)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from sidecar.logs import (
     TextFormatter,
 )
 from sidecar.output import OrderedOutput, encode_record
-from tests.conftest import base_env, free_port
+from tests.conftest import base_env, fill_pipe, free_port
 
 CHATTER_GAME = Path(__file__).parent / "faults" / "chatter_game.py"
 RECORD = {"event": "sidecar.stop", "reason": "shutdown_requested"}
@@ -57,18 +56,6 @@ def _read_all(fd: int) -> bytes:
     except BlockingIOError:
         pass
     return bytes(data)
-
-
-def _fill(fd: int) -> None:
-    """Make the pipe full, as a reader that stopped reading leaves it."""
-    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
-    os.set_blocking(fd, False)
-    try:
-        while True:
-            os.write(fd, b"x" * 4096)
-    except BlockingIOError:
-        pass
-    os.set_blocking(fd, True)
 
 
 # --- the ordered writer --------------------------------------------------------------------------
@@ -124,7 +111,7 @@ async def test_a_broken_stdout_costs_nothing_and_says_so_once(
 
 async def test_a_stalled_stdout_never_blocks_the_loop(pipe: tuple[int, int]) -> None:
     _, write_fd = pipe
-    _fill(write_fd)
+    fill_pipe(write_fd)
     output = OrderedOutput(write_fd, max_queued=2)
     ticks = 0
 
@@ -152,7 +139,7 @@ async def test_a_game_stuck_writing_does_not_hold_a_record_past_its_wait(
     """The relay thread blocked in a write to a full pipe holds the output lock; the loop only
     ever waits on the record's future, never on that lock."""
     _, write_fd = pipe
-    _fill(write_fd)
+    fill_pipe(write_fd)
     output = OrderedOutput(write_fd)
 
     def stuck_relay() -> None:
@@ -201,7 +188,7 @@ def test_a_newline_in_a_value_cannot_forge_a_text_log_line(pipe: tuple[int, int]
 
 def test_a_stalled_stderr_drops_lines_instead_of_blocking(pipe: tuple[int, int]) -> None:
     read_fd, write_fd = pipe
-    _fill(write_fd)
+    fill_pipe(write_fd)
     writer, logger = _handler(write_fd)
     started = time.monotonic()
     for number in range(30_000):  # three times what the queue holds
@@ -330,7 +317,7 @@ async def test_a_stalled_stderr_cannot_stop_the_self_stop_or_a_signal(
     """Item 2 for stderr: a log reader that stops reading. The game logs a lot to stderr (the
     relay is stuck too); the sidecar's own log calls must not block the loop."""
     read_fd, write_fd = os.pipe()
-    _fill(write_fd)
+    fill_pipe(write_fd)
     try:
         proc, url, request_id = await _sidecar_run(
             emulator,
@@ -380,7 +367,7 @@ async def test_sigterm_reaches_the_game_whatever_stdout_does(
         os.close(read_fd)
         read_fd = -1
     else:
-        _fill(write_fd)
+        fill_pipe(write_fd)
     try:
         proc, _, _ = await _sidecar_run(
             emulator,
@@ -413,7 +400,7 @@ async def test_a_game_exit_does_not_wait_for_output_nobody_reads(pipe: tuple[int
     from sidecar.supervisor import GameProcess
 
     _, write_fd = pipe
-    _fill(write_fd)
+    fill_pipe(write_fd)
     output = OrderedOutput(write_fd)
     async with Reaper(orphan_grace=0.05) as reaper:
         game = GameProcess(
