@@ -24,7 +24,6 @@ Rules (SPEC §5) that shape the code below:
   timers coincide), the earliest deadline wins; exact ties go by `TIMER_PRECEDENCE`.
 
 This module imports nothing from the rest of the package, nor aiohttp, psutil or pydantic.
-Over 400 lines on purpose: every timer rule of SPEC §5 is read beside the others, in one file.
 """
 
 from __future__ import annotations
