@@ -358,10 +358,11 @@ async def test_a_stalled_stderr_cannot_stop_the_self_stop_or_a_signal(
 
 @pytest.mark.parametrize("how", ["reader gone", "stalled"])
 async def test_sigterm_reaches_the_game_whatever_stdout_does(
-    emulator: EmulatorServer, how: str
+    emulator: EmulatorServer, how: str, tmp_path: Path
 ) -> None:
     """Item 1: the terminate record is written from the signal handler; a broken stdout used to
     raise there, and the signal was never forwarded."""
+    handler_set = tmp_path / "handler-set"
     read_fd, write_fd = os.pipe()
     if how == "reader gone":
         os.close(read_fd)
@@ -373,14 +374,19 @@ async def test_sigterm_reaches_the_game_whatever_stdout_does(
             emulator,
             sys.executable,
             "-c",
-            "import signal,sys,time\n"
+            "import pathlib,signal,sys,time\n"
             "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+            f"pathlib.Path({str(handler_set)!r}).touch()\n"
             "while True: time.sleep(1)\n",
             stdout=write_fd,
             stderr=subprocess.DEVNULL,
         )
         os.close(write_fd)
         write_fd = -1
+        # Only once the game has its handler: a SIGTERM before it would kill it (143, not 7).
+        async with asyncio.timeout(15):
+            while not handler_set.exists():
+                await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             code = await proc.wait()
