@@ -25,6 +25,18 @@ def isolation_modes() -> list[str]:
     return ["auto"] if netns.unavailable() is not None else ["auto", "--isolation ports"]
 
 
+def _run_recipe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(RECIPE)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the recipe needs curl")
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("flags", isolation_modes())
@@ -38,15 +50,7 @@ def test_ci_recipe_passes(flags: str) -> None:
         EMULATOR_FLAGS="" if flags == "auto" else flags,
         CI_TIMEOUT="60",
     )
-    result = subprocess.run(
-        ["bash", str(RECIPE)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
+    result = _run_recipe(env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "CI PASSED" in result.stdout
@@ -65,15 +69,7 @@ def test_ci_recipe_fails_loudly() -> None:
         TIME_TO_DEPLOY="1",
         CI_TIMEOUT="30",
     )
-    result = subprocess.run(
-        ["bash", str(RECIPE)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
+    result = _run_recipe(env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "CI FAILED" in result.stderr
     assert "Port readiness check failed" in result.stderr
