@@ -1,16 +1,23 @@
 """What the platform injected: `ARBITRIUM_*` and `MM_*` variables, parsed without ever failing.
 
 Any variable may be missing or malformed (edgegap-facts §1: the Unity SDK crashes on a missing
-ports mapping). Parsing collects a warning per bad variable and carries on. Tokens are never
-read here, so nothing built from this module can leak one.
+ports mapping). Parsing collects one warning per bad variable and carries on: a variable that is
+too large, not UTF-8, or (for a JSON one) not JSON within the bounds of `bounded_json` is
+ignored as a whole, so the game always starts. A warning names the variable and never quotes its
+value (a matchmaker ticket carries player data). Tokens are never read here, so nothing built
+from this module can leak one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from sidecar.bounded_json import MAX_BYTES, read_json
+
+# Ports, CPU units and megabytes: 18 digits is far beyond any of them and keeps int() cheap.
+_INT_MAX_DIGITS = 18
 
 
 @dataclass(frozen=True)
@@ -74,20 +81,59 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        digits = value.strip().removeprefix("-")
+        # ASCII only: str.isdigit() also accepts "²", which int() refuses.
+        if digits.isascii() and digits.isdigit() and len(digits) <= _INT_MAX_DIGITS:
+            return int(value)
     return None
 
 
-def _json(environ: Mapping[str, str], name: str, warnings: list[str]) -> Any:
+def _port(value: Any) -> int | None:
+    number = _int(value)
+    return number if number is not None and 0 <= number <= 65535 else None
+
+
+def _text(environ: Mapping[str, str], name: str, warnings: list[str]) -> str | None:
+    """A plain variable, or None when it is unset, empty, too large or not UTF-8."""
+    raw = environ.get(name)
+    if not raw:
+        return None
+    problem = _text_problem(raw)
+    if problem is not None:
+        warnings.append(f"{name} {problem}")
+        return None
+    return raw
+
+
+def _text_problem(raw: str) -> str | None:
+    if len(raw) > MAX_BYTES:
+        return f"is larger than {MAX_BYTES // 1024} KiB"
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError:  # the environment held bytes that are not UTF-8
+        return "is not UTF-8 text"
+    return f"is larger than {MAX_BYTES // 1024} KiB" if size > MAX_BYTES else None
+
+
+def _json(
+    environ: Mapping[str, str],
+    name: str,
+    warnings: list[str],
+    expected: type[dict[str, Any]] | type[list[Any]] | None = None,
+) -> Any:
+    """The decoded variable, or None when it is unset or blank, or unusable (one warning)."""
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        warnings.append(f"{name} is not valid JSON")
+    read = read_json(raw)
+    problem = read.problem
+    if problem is None and expected is not None and not isinstance(read.value, expected):
+        problem = "is not a JSON " + ("object" if expected is dict else "array")
+    if problem is not None:
+        warnings.append(f"{name} {problem}")
         return None
+    return read.value
 
 
 def _ports(environ: Mapping[str, str], warnings: list[str]) -> tuple[Port, ...]:
@@ -99,62 +145,74 @@ def _ports(environ: Mapping[str, str], warnings: list[str]) -> tuple[Port, ...]:
         warnings.append('ARBITRIUM_PORTS_MAPPING has no "ports" object')
         return ()
     parsed: list[Port] = []
+    skipped = 0
     # Keys are port names in newer material and port numbers in older: never trust the key,
     # read the values (edgegap-facts §1).
     for key, entry in ports.items():
         if not isinstance(entry, dict):
-            warnings.append(f"ARBITRIUM_PORTS_MAPPING entry {key!r} is not an object")
+            skipped += 1
             continue
         protocol = entry.get("protocol")
         parsed.append(
             Port(
                 name=str(entry.get("name") or key),
-                internal=_int(entry.get("internal")),
-                external=_int(entry.get("external")),
+                internal=_port(entry.get("internal")),
+                external=_port(entry.get("external")),
                 protocol=str(protocol) if protocol is not None else None,
             )
         )
+    if skipped:
+        # One warning for the variable, however many entries are bad, and never a key: they
+        # come from the platform's data, not from us.
+        warnings.append(f"ARBITRIUM_PORTS_MAPPING has {skipped} entries that are not objects")
     return tuple(parsed)
 
 
 def _matchmaker(environ: Mapping[str, str], warnings: list[str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    if "MM_MATCH_ID" in environ:
-        data["match_id"] = environ["MM_MATCH_ID"]
-    if "MM_MATCH_PROFILE" in environ:
-        data["match_profile"] = environ["MM_MATCH_PROFILE"]
-    for name in ("MM_TICKET_IDS", "MM_GROUPS", "MM_TEAMS", "MM_EQUALITY", "MM_INTERSECTION"):
+    for name in ("MM_MATCH_ID", "MM_MATCH_PROFILE"):
         if name in environ:
-            value = _json(environ, name, warnings)
-            data[name.removeprefix("MM_").lower()] = value if value is not None else environ[name]
-    tickets = {
-        name.removeprefix("MM_TICKET_"): _json(environ, name, warnings)
-        for name in environ
-        if name.startswith("MM_TICKET_") and name != "MM_TICKET_IDS"
-    }
+            data[name.removeprefix("MM_").lower()] = _text(environ, name, warnings)
+    # A present but unusable variable shows as null: given, and ignored as a whole.
+    for name, expected in _MATCHMAKER_JSON.items():
+        if name in environ:
+            data[name.removeprefix("MM_").lower()] = _json(environ, name, warnings, expected)
+    tickets: dict[str, Any] = {}
+    for name in environ:
+        if name.startswith("MM_TICKET_") and name != "MM_TICKET_IDS":
+            ticket = _json(environ, name, warnings, dict)  # a bad ticket is skipped
+            if ticket is not None:
+                tickets[name.removeprefix("MM_TICKET_")] = ticket
     if tickets:
         data["tickets"] = tickets
     return data
 
 
+# The matchmaker's JSON variables and the shape each must have (edgegap-matchmaker part A).
+_MATCHMAKER_JSON: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
+    "MM_TICKET_IDS": list,
+    "MM_GROUPS": dict,
+    "MM_TEAMS": dict,
+    "MM_EQUALITY": dict,
+    "MM_INTERSECTION": dict,
+}
+
+
 def parse_deployment(environ: Mapping[str, str]) -> DeploymentInfo:
     warnings: list[str] = []
-    location = _json(environ, "ARBITRIUM_DEPLOYMENT_LOCATION", warnings)
-    if location is not None and not isinstance(location, dict):
-        warnings.append("ARBITRIUM_DEPLOYMENT_LOCATION is not a JSON object")
-        location = None
-    tags_raw = environ.get("ARBITRIUM_DEPLOYMENT_TAGS", "")
+    location = _json(environ, "ARBITRIUM_DEPLOYMENT_LOCATION", warnings, dict)
+    tags_raw = _text(environ, "ARBITRIUM_DEPLOYMENT_TAGS", warnings) or ""
     ports = _ports(environ, warnings)
     matchmaker = _matchmaker(environ, warnings)
     return DeploymentInfo(
-        request_id=environ.get("ARBITRIUM_REQUEST_ID") or None,
-        public_ip=environ.get("ARBITRIUM_PUBLIC_IP") or None,
+        request_id=_text(environ, "ARBITRIUM_REQUEST_ID", warnings),
+        public_ip=_text(environ, "ARBITRIUM_PUBLIC_IP", warnings),
         ports=ports,
         location=location,
         tags=tuple(t.strip() for t in tags_raw.split(",") if t.strip()),
-        host_id=environ.get("ARBITRIUM_HOST_ID") or None,
-        vcpu_units=_int(environ.get("ARBITRIUM_DEPLOYMENT_VCPU_UNITS")),
-        memory_mb=_int(environ.get("ARBITRIUM_DEPLOYMENT_MEMORY_MB")),
+        host_id=_text(environ, "ARBITRIUM_HOST_ID", warnings),
+        vcpu_units=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_VCPU_UNITS", warnings)),
+        memory_mb=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_MEMORY_MB", warnings)),
         matchmaker=matchmaker,
         warnings=tuple(warnings),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,142 @@ class TestBadManifests:
         assert result.stderr.startswith("edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: ")
         assert "spec.counters.r.count" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def nested_yaml(depth: int) -> str:
+    """`depth` block mappings, each indented one space more than the one holding it."""
+    lines = [f"{' ' * level}k{level}:" for level in range(depth - 1)]
+    return "\n".join(lines) + f"\n{' ' * (depth - 1)}leaf: 1\n"
+
+
+def nested_json(depth: int) -> str:
+    """The root object, then `depth - 1` arrays: `depth` levels in all."""
+    return '{"x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
+class TestHostileFiles:
+    def test_a_fifo_is_refused_at_once_in_serve(self, tmp_path: Path) -> None:
+        """`serve` with the manifest pointing at a FIFO exits 2 naming the variable, without
+        waiting for a writer (start-up hung forever)."""
+        fifo = tmp_path / "gameserver.yaml"
+        os.mkfifo(fifo)
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "serve"],
+            env=base_env(
+                SIDECAR_PORT="0", SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=str(fifo)
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: {fifo} is a FIFO (named pipe), "
+            "not a regular file\n"
+        )
+
+    @pytest.mark.parametrize(
+        ("path", "problem"),
+        [("/dev/null", "is a device, not a regular file"), (".", "is a directory")],
+    )
+    def test_not_a_regular_file(self, tmp_path: Path, path: str, problem: str) -> None:
+        """A device or a directory is refused before it is read, naming what it is."""
+        target = str(tmp_path) if path == "." else path
+        with pytest.raises(ConfigError, match=problem):
+            settings_for(target)
+
+    def test_a_symlink_to_a_file_is_followed(self, tmp_path: Path) -> None:
+        """A symlink to a regular file (how Kubernetes mounts a ConfigMap) is read."""
+        target = write(tmp_path, "real.json", {"metadata": {"labels": {"a": "b"}}})
+        link = tmp_path / "gameserver.json"
+        link.symlink_to(target)
+        loaded = settings_for(str(link)).agones_gameserver
+        assert loaded is not None
+        assert loaded.labels == {"a": "b"}
+
+    def test_an_empty_file(self, tmp_path: Path) -> None:
+        """An empty file is refused as empty."""
+        with pytest.raises(ConfigError, match=r"gs\.yaml is empty"):
+            settings_for(write(tmp_path, "gs.yaml", ""))
+
+    def test_one_mebibyte_and_no_more(self, tmp_path: Path) -> None:
+        """A file of exactly 1 MiB is read; one byte more is refused."""
+        head = '{"metadata": {"labels": {"a": "b"}}, "padding": "'
+        exact = head + "x" * (1024 * 1024 - len(head) - 2) + '"}'
+        assert len(exact.encode()) == 1024 * 1024
+        loaded = settings_for(write(tmp_path, "exact.json", exact)).agones_gameserver
+        assert loaded is not None
+        assert loaded.labels == {"a": "b"}
+        over = exact[:-2] + 'x"}'
+        with pytest.raises(ConfigError, match=r"over\.json is larger than 1 MiB"):
+            settings_for(write(tmp_path, "over.json", over))
+
+    def test_json_depth_64_is_read_and_65_refused(self, tmp_path: Path) -> None:
+        """A JSON manifest nesting 64 levels is read; 65 is refused naming the limit."""
+        assert settings_for(write(tmp_path, "ok.json", nested_json(64))).agones_gameserver
+        with pytest.raises(ConfigError, match="nests deeper than 64 levels"):
+            settings_for(write(tmp_path, "deep.json", nested_json(65)))
+
+    def test_yaml_depth_64_is_read_and_65_refused(self, tmp_path: Path) -> None:
+        """A YAML manifest nesting 64 block mappings is read; 65 is refused naming the limit."""
+        assert settings_for(write(tmp_path, "ok.yaml", nested_yaml(64))).agones_gameserver
+        with pytest.raises(ConfigError, match="deeper than 64 levels"):
+            settings_for(write(tmp_path, "deep.yaml", nested_yaml(65)))
+
+    @pytest.mark.parametrize(
+        ("name", "content"),
+        [
+            ("deep.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+            ("deep.yaml", "a: " + "[" * 50_000 + "]" * 50_000 + "\n"),
+            ("deep-block.yaml", nested_yaml(1000)),
+        ],
+    )
+    def test_deep_manifests_exit_2(self, tmp_path: Path, name: str, content: str) -> None:
+        """JSON or YAML nested 1000 to 100k deep is exit 2 naming the variable, not the
+        RecursionError of a recursive decoder (exit 1, a traceback)."""
+        path = write(tmp_path, name, content)
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "check-config"],
+            env=base_env(SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr[-500:]
+        assert result.stderr.startswith(f"edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: {path} ")
+        assert "deeper than 64 levels" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_a_billion_laughs_is_refused(self, tmp_path: Path) -> None:
+        """Aliases that would expand to 10^9 values are refused, not expanded."""
+        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+        lines.append("metadata: {labels: {a: b}}")
+        with pytest.raises(ConfigError, match="expands to more than 1,000,000 values"):
+            settings_for(write(tmp_path, "laughs.yaml", "\n".join(lines) + "\n"))
+
+    def test_aliases_count_as_what_they_name(self, tmp_path: Path) -> None:
+        """Ordinary anchors and aliases work; a chain of them nesting beyond 64 levels once
+        expanded is refused, and so is an alias inside the node it names."""
+        shared = "common: &labels {mode: ranked}\nmetadata:\n  labels: *labels\n"
+        loaded = settings_for(write(tmp_path, "ok.yaml", shared)).agones_gameserver
+        assert loaded is not None
+        assert loaded.labels == {"mode": "ranked"}
+        chain = ["a0: &a0 [[[[[[[[[[x]]]]]]]]]]"]
+        chain += [f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]" for i in range(1, 8)]
+        with pytest.raises(ConfigError, match="deeper than 64 levels once alias"):
+            settings_for(write(tmp_path, "chain.yaml", "\n".join(chain) + "\n"))
+        with pytest.raises(ConfigError, match=r"alias \(\*a\) inside the node it names"):
+            settings_for(write(tmp_path, "loop.yaml", "a: &a [*a]\n"))
+
+    def test_yaml_errors_say_where_without_quoting(self, tmp_path: Path) -> None:
+        """A YAML syntax error gives line and column, not a snippet of the file."""
+        path = write(tmp_path, "bad.yaml", "metadata:\n  labels: {a: b\nspec: [secret-ish\n")
+        with pytest.raises(ConfigError) as caught:
+            settings_for(path)
+        message = str(caught.value)
+        assert "is not valid YAML: " in message
+        assert "(line 3, column 5)" in message
+        assert "secret-ish" not in message

@@ -16,9 +16,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.conftest import SidecarFactory, base_env, free_port
+from tests.conftest import Launch, SidecarFactory, base_env, free_port
 
 ROSTER_CAP = 10_000
 SSE_REQUEST = b"GET /v1/events HTTP/1.1\r\nHost: sidecar\r\n\r\n"
@@ -337,6 +338,20 @@ class TestBodies:
         other = await sidecar(SIDECAR_MATCH_END_GRACE="10s")
         status, body = await other.call("POST", "/v1/match/end", data=brackets.encode())
         assert status == 202, body
+
+    async def test_escaped_quotes_are_answered_at_once(self, launch: Launch) -> None:
+        """60 KB of escaped quotes in an unterminated string, then 70 brackets, is a 400 within
+        seconds and the API keeps answering: the depth scan is linear (it was quadratic and held
+        the event loop, timers and self-stop included, for tens of seconds a request)."""
+        sc = await launch("serve")
+        await sc.wait_status(state="starting")
+        raw = b'{"result": "' + b'\\"' * 30_000 + b"[" * 70
+        async with aiohttp.ClientSession() as http, asyncio.timeout(10):
+            async with http.post(sc.url + "/v1/match/end", data=raw) as answer:
+                assert answer.status == 400
+                assert "Unterminated string" in (await answer.json())["error"]["message"]
+            async with http.get(sc.url + "/healthz") as answer:
+                assert answer.status == 200
 
     @pytest.mark.parametrize("token_bytes", [b"Bearer \xe9", b"Bearer s3cret-api\xff", b"\xe9"])
     async def test_non_ascii_authorization_is_401(

@@ -297,6 +297,15 @@ class TestGameRules:
         assert game.game_port_from_env(env) == 7100
         assert game.game_port_from_env({}) is None
 
+    def test_a_deeply_nested_mapping_falls_back(self) -> None:
+        """A mapping nested 5000 deep (RecursionError in json.loads) is ignored like a
+        malformed one by both example games: they start on their fallback port."""
+        deep = "[" * 5000 + "]" * 5000
+        env = {"ARBITRIUM_PORTS_MAPPING": deep, "ARBITRIUM_PORT_GAMEPORT_INTERNAL": "7100"}
+        assert game.game_port_from_env(env) == 7100
+        agones_game = load_example("example_agones_server", EXAMPLES / "agones_game" / "server.py")
+        assert agones_game.game_port(env) == agones_game.DEFAULT_PORT
+
     def test_a_tie_has_no_winner(self) -> None:
         """When the top score is shared the result names no winner."""
         match = game.Match(target_score=0)

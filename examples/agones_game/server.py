@@ -211,7 +211,8 @@ def game_port(environ: dict[str, str]) -> int:
         for port in json.loads(environ.get("ARBITRIUM_PORTS_MAPPING", ""))["ports"].values():
             if "UDP" in str(port.get("protocol", "")).upper():
                 return int(port["internal"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        # RecursionError: JSON nested ~1000 deep defeats json.loads; the game starts anyway.
         pass
     return DEFAULT_PORT
 

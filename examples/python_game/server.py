@@ -65,7 +65,8 @@ def game_port_from_env(environ: Mapping[str, str]) -> int | None:
         for port in ports.values():
             if "UDP" in str(port.get("protocol", "")).upper():
                 return int(port["internal"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        # RecursionError: JSON nested ~1000 deep defeats json.loads; the game starts anyway.
         pass
     try:
         return int(environ["ARBITRIUM_PORT_GAMEPORT_INTERNAL"])

@@ -17,22 +17,22 @@ What is read, in Kubernetes' camelCase spelling (the way `kubectl` and Agones' l
 A Fleet or GameServerSet manifest works too: its `spec.template` is the GameServer. Every other
 field is ignored, as Kubernetes ignores unknown fields. JSON is told from YAML as Kubernetes'
 decoder does (JSON starts with `{`); YAML is parsed with PyYAML, imported only for a YAML file.
+How the file is read, and the bounds on it (a regular file of at most 1 MiB, 64 levels), are
+manifest_file.py's.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from sidecar.agones.counters import DEFAULT_CAPACITY, LIST_MAX_CAPACITY, Counter, ListState
+from sidecar.agones.manifest_file import read_document
 from sidecar.agones.metadata import ANNOTATIONS_MAX_BYTES, annotations_size, key_problem
 from sidecar.agones.metadata import label_value_problem as _label_value_problem
 from sidecar.lifecycle import ROSTER_CAP
 
-MAX_FILE_BYTES = 4 * 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; this is generous
 PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 INT32_MAX = 2**31 - 1
 
@@ -90,40 +90,11 @@ class GameServerManifest:
 
 def load_manifest(path: str) -> GameServerManifest:
     """Read and check the file at `path`; ValueError says what is wrong with it."""
-    file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    document = _parse(path, text)
+    document = read_document(path)
     try:
         return _manifest(path, document)
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
-
-
-def _parse(path: str, text: str) -> Any:
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    import yaml  # only for a YAML manifest (see the README's design notes)
-
-    try:
-        # The first document, as Kubernetes' YAML-or-JSON decoder takes it.
-        documents = yaml.safe_load_all(text)
-        return next(iter(documents), None)
-    except yaml.YAMLError as exc:
-        problem = " ".join(str(exc).split())
-        raise ValueError(f"{path} is not valid YAML: {problem}") from None
 
 
 class _Invalid(Exception):

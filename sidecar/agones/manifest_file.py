@@ -1,0 +1,229 @@
+"""The GameServer manifest file from disk to a document, within bounds; never a hang.
+
+`read_document(path)` returns the decoded document (any type; manifest.py judges its shape) or
+raises ValueError saying what is wrong, which config.py turns into exit 2 naming the variable.
+The file must be a regular file (a symlink to one is fine: Kubernetes mounts ConfigMaps that
+way) holding 1 byte to 1 MiB of UTF-8. It is checked with stat() before it is opened and again,
+with fstat(), on the open descriptor, which is opened non-blocking: a FIFO swapped in between
+can neither block the open nor be read.
+
+JSON (text starting with `{`, as Kubernetes' decoder tells them apart) goes through
+`bounded_json`. YAML goes through PyYAML's safe loader, fed by a parser whose events are
+counted before the composer, which recurses once per level, sees them: nesting deeper than 64
+levels stops the read. Aliases (`*name`) are counted as what they stand for, so a chain of
+anchors cannot nest deeper than the text shows, and the document they expand to is capped at
+MAX_NODES values (a "billion laughs" file is refused, not expanded); an alias inside the node it
+names (a recursive document) is refused too.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from sidecar.bounded_json import MAX_DEPTH, read_json
+
+MAX_FILE_BYTES = 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; a GameServer is far less
+# Values of the document once every alias is replaced by what it names. A 1 MiB file holds at
+# most about 350,000 (`- a` per line); ten times less than the expansion that would hurt.
+MAX_NODES = 1_000_000
+
+
+def read_document(path: str) -> Any:
+    """The first document of the manifest at `path`; ValueError says why it cannot be used."""
+    text = _read_text(path)
+    if text.lstrip().startswith("{"):
+        read = read_json(text, max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH)
+        if read.problem is not None:
+            raise ValueError(f"{path} {read.problem}")
+        return read.value
+    return _yaml(path, text)
+
+
+def _read_text(path: str) -> str:
+    raw = b""
+    try:
+        # stat() first: opening some devices has effects (a tape rewinds, a TTY is acquired).
+        kind = _kind(os.stat(path).st_mode)
+        if kind is None:
+            # O_NONBLOCK: if a FIFO replaced the file since stat(), open() does not wait for a
+            # writer, and fstat() below refuses it.
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            descriptor = os.open(path, flags)
+            try:
+                kind = _kind(os.fstat(descriptor).st_mode)
+                if kind is None:
+                    raw = _read_at_most(descriptor, MAX_FILE_BYTES + 1)
+            finally:
+                os.close(descriptor)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if kind is not None:
+        raise ValueError(f"{path} is {kind}, not a regular file")
+    if not raw:
+        raise ValueError(f"{path} is empty")
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+
+
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, for the message; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(descriptor, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class _Unusable(ValueError):
+    """The YAML document is beyond the bounds; raised from inside the loader."""
+
+
+@dataclass
+class _Collection:
+    """A mapping or sequence the parser has opened and not yet closed."""
+
+    anchor: str | None
+    deepest: int  # the deepest level reached inside it, aliases expanded
+    nodes: int = 1  # values inside it, itself included, aliases expanded
+
+
+@dataclass
+class _Shape:
+    """Depth and size of the document being parsed, as its aliases expand. Levels count from 1
+    for the outermost collection; a scalar adds none, as in bounded_json's count for JSON."""
+
+    open: list[_Collection] = field(default_factory=list)
+    heights: dict[str, int] = field(default_factory=dict)  # anchor -> levels it adds
+    sizes: dict[str, int] = field(default_factory=dict)  # anchor -> values it stands for
+    nodes: int = 0
+
+    def start(self, anchor: str | None) -> None:
+        level = len(self.open) + 1
+        if level > MAX_DEPTH:
+            raise _Unusable(f"nests mappings/sequences deeper than {MAX_DEPTH} levels")
+        self._count(1)
+        if anchor is not None:  # a name defined again: until this one closes, it is open
+            self.heights.pop(anchor, None)
+            self.sizes.pop(anchor, None)
+        self.open.append(_Collection(anchor, deepest=level))
+
+    def end(self) -> None:
+        closed = self.open.pop()
+        if closed.anchor is not None:
+            self.heights[closed.anchor] = closed.deepest - len(self.open)
+            self.sizes[closed.anchor] = closed.nodes
+        if self.open:
+            parent = self.open[-1]
+            parent.deepest = max(parent.deepest, closed.deepest)
+            parent.nodes += closed.nodes
+
+    def scalar(self, anchor: str | None) -> None:
+        self._count(1)
+        if self.open:
+            self.open[-1].nodes += 1
+        if anchor is not None:
+            self.heights[anchor] = 0
+            self.sizes[anchor] = 1
+
+    def alias(self, anchor: str) -> None:
+        if anchor not in self.sizes and any(item.anchor == anchor for item in self.open):
+            raise _Unusable(f"has an alias (*{anchor[:40]}) inside the node it names")
+        # An undefined alias counts as one value: the composer then refuses it by name.
+        size = self.sizes.get(anchor, 1)
+        self._count(size)
+        if self.open:
+            reached = len(self.open) + self.heights.get(anchor, 0)
+            if reached > MAX_DEPTH:
+                raise _Unusable(
+                    f"nests mappings/sequences deeper than {MAX_DEPTH} levels "
+                    f"once alias *{anchor[:40]} is expanded"
+                )
+            current = self.open[-1]
+            current.deepest = max(current.deepest, reached)
+            current.nodes += size
+
+    def _count(self, nodes: int) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
+            raise _Unusable(f"expands to more than {MAX_NODES:,} values through its aliases")
+
+
+@cache
+def _bounded_loader() -> Any:
+    """PyYAML's SafeLoader with every event measured on its way to the composer. Built on first
+    use: PyYAML is imported only for a YAML manifest."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.shape = _Shape()
+
+        def get_event(self) -> Any:
+            event = super().get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                self.shape.start(event.anchor)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                self.shape.end()
+            elif isinstance(event, yaml.ScalarEvent):
+                self.shape.scalar(event.anchor)
+            elif isinstance(event, yaml.AliasEvent):
+                self.shape.alias(event.anchor)
+            return event
+
+    return BoundedLoader
+
+
+def _yaml(path: str, text: str) -> Any:
+    import yaml  # only for a YAML manifest (see the README's design notes)
+
+    loader = _bounded_loader()(text)
+    try:
+        # The first document, as Kubernetes' YAML-or-JSON decoder takes it.
+        return loader.get_data() if loader.check_data() else None
+    except _Unusable as exc:
+        raise ValueError(f"{path} {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # an integer beyond the int/str conversion limit
+        raise ValueError(f"{path} is not usable YAML: {str(exc).split(':')[0]}") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: Any) -> str:
+    """PyYAML's message without the snippet of the file it quotes: the line and column say
+    where, and the file may be something other than a manifest."""
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())[:200]
+    context = getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{context}: {problem}{where}" if context else f"{problem}{where}"
