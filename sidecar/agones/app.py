@@ -263,7 +263,7 @@ class AgonesFacade:
         return _ok(EMPTY)
 
     async def get_gameserver(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps(self.gameserver.snapshot()))
+        return _ok(self.gameserver.body())
 
     async def watch_gameserver(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":

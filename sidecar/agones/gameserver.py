@@ -6,6 +6,14 @@ and the lists other than the players list, the resource version. What is only a 
 (state.py, from the lifecycle), the players and the players list (the lifecycle's roster, the
 same one `/v1/players` changes), addresses and ports (the platform's variables).
 
+Bounded like a Kubernetes object (SPEC §11): a change the game makes (label, annotation,
+player, counter, list, capacity) that would make the compact JSON larger than
+MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and undone, whichever API made it; a
+roster change through the local API is refused the same way (`RosterFull`: 422 there). The
+check renders the changed object, which is the rendering GET and every watcher are then sent:
+one `json.dumps` per change, whoever reads it. Lifecycle moves (the state's name, the deletion
+timestamp, the version's digits) are never refused, so they may take it a few bytes past.
+
 Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change nothing (the SDKs
 retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
 lists, labels and health keep working.
@@ -14,6 +22,7 @@ lists, labels and health keep working.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -31,9 +40,10 @@ from sidecar.agones.metadata import (
     sdk_key,
 )
 from sidecar.agones.state import GameServerState, agones_state
-from sidecar.agones.wire import AgonesError, int64, invalid_argument
+from sidecar.agones.wire import AgonesError, dumps, int64, invalid_argument
 from sidecar.deployment import DeploymentInfo
-from sidecar.lifecycle import ROSTER_CAP, Lifecycle, ReadySource, RosterFull, State
+from sidecar.errors import ConfigError
+from sidecar.lifecycle import ROSTER_CAP, Change, Lifecycle, ReadySource, RosterFull, State
 
 # Reserve(0) holds "until the next Ready or Allocate". The lifecycle's hold is a deadline, so an
 # open-ended one is ten years (the longest duration a setting may have), not infinity: status
@@ -41,6 +51,11 @@ from sidecar.lifecycle import ROSTER_CAP, Lifecycle, ReadySource, RosterFull, St
 OPEN_ENDED_HOLD = 10 * 365 * 86400.0
 PLAYERS_LIST_CAPACITY = 1000
 SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
+# Kubernetes keeps an object under etcd's 1.5 MiB request limit; Agones' GameServers live there.
+# Unbounded, 152 list values of 300 KB made a 45 MB object re-sent on every change.
+MAX_GAMESERVER_BYTES = 1024 * 1024
+_VERSION_AT = b'"resource_version":"'
+_MISSING = object()
 
 
 class Cancellable(Protocol):
@@ -109,8 +124,22 @@ class GameServer:
         seeded = (*(players.values if players else ()), *(manifest.player_ids if manifest else ()))
         if seeded:  # checked with the settings (GameServerManifest.roster_problem)
             lifecycle.set_players(ids=list(dict.fromkeys(seeded)))
+        # The rendering, once per change: `_content` is the compact JSON with an empty
+        # resource_version (what "changed" compares), `_body` the same with the version in.
         self._version = 1
-        self._last_content: dict[str, Any] | None = None
+        self._content: bytes | None = None
+        self._body = b""
+        self._shown_state: GameServerState | None = None
+        self._stale = True  # the lifecycle announced a change since the last rendering
+        size = len(self.body())
+        if size > MAX_GAMESERVER_BYTES and manifest is not None:
+            raise ConfigError(
+                "SIDECAR_AGONES_GAMESERVER",
+                f"{manifest.path}: the GameServer it describes would be {size} bytes of JSON, "
+                f"more than {MAX_GAMESERVER_BYTES} (1 MiB, a Kubernetes object's limit)",
+            )
+        lifecycle.on_change(self._lifecycle_changed)
+        lifecycle.limit_roster(self._roster_fits)
 
     @staticmethod
     def _health_spec(manifest: GameServerManifest | None, timeout: float) -> HealthSpec:
@@ -181,6 +210,7 @@ class GameServer:
             self.lifecycle.hold(0)
 
     def on_transition(self, old: State, new: State) -> None:
+        self._stale = True
         if new in (State.STOPPED, State.TERMINATING) and not self.deletion_timestamp:
             # The platform is deleting the deployment: Kubernetes' deletionTimestamp.
             self.deletion_timestamp = int(self._wall_clock())
@@ -191,7 +221,7 @@ class GameServer:
         problem = key_problem(full) or label_value_problem(value)
         if problem is not None:
             raise invalid_argument(f"invalid label {full!r}: {problem}")
-        self.labels[full] = value
+        self._set_item(self.labels, full, value)
 
     def set_annotation(self, key: str, value: str) -> None:
         full = sdk_key(key)
@@ -203,7 +233,7 @@ class GameServer:
             raise invalid_argument(
                 f"annotations may hold at most {ANNOTATIONS_MAX_BYTES // 1024} KiB in total"
             )
-        self.annotations = annotations
+        self._set_item(self.annotations, full, value)
 
     # --- players (alpha) -------------------------------------------------------------------
     def player_connect(self, player_id: str) -> bool:
@@ -234,7 +264,9 @@ class GameServer:
     def set_player_capacity(self, count: int) -> None:
         if count < 0:
             raise Refused(f"out of range. Capacity must be >= 0. Found Capacity: {count}")
+        before = self.player_capacity
         self.player_capacity = count
+        self._keep_if_fits(lambda: setattr(self, "player_capacity", before))
 
     # --- counters and lists (beta) ---------------------------------------------------------
     def get_counter(self, name: str) -> Counter:
@@ -249,7 +281,7 @@ class GameServer:
         updated = rules.update_counter(
             name, self.get_counter(name), count=count, capacity=capacity, diff=diff
         )
-        self.counters[name] = updated
+        self._set_item(self.counters, name, updated)
         return updated
 
     def get_list(self, name: str) -> ListState:
@@ -265,15 +297,21 @@ class GameServer:
     ) -> ListState:
         updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
         if name != self.options.players_list:
-            self.lists[name] = updated
+            self._set_item(self.lists, name, updated)
             return updated
         for value in updated.values:
             check_player_id(value)
         if len(updated.values) > ROSTER_CAP:  # unreachable while lists hold <= 1000 values
             raise Refused(f"the roster holds at most {ROSTER_CAP} players")
+        before = self.players_list_capacity
         self.players_list_capacity = updated.capacity
         if list(updated.values) != self.lifecycle.player_ids:
-            self.lifecycle.set_players(ids=updated.values)
+            try:
+                self.lifecycle.set_players(ids=updated.values)  # its size: _roster_fits
+            except RosterFull as exc:
+                self.players_list_capacity = before
+                raise Refused(str(exc)) from None
+        self._keep_if_fits(lambda: setattr(self, "players_list_capacity", before))
         return self.get_list(name)
 
     def add_list_value(self, name: str, value: str) -> ListState:
@@ -284,7 +322,7 @@ class GameServer:
             self._connect(value)
             return self.get_list(name)
         updated = ListState(current.capacity, (*current.values, value))
-        self.lists[name] = updated
+        self._set_item(self.lists, name, updated)
         return updated
 
     def remove_list_value(self, name: str, value: str) -> ListState:
@@ -294,7 +332,7 @@ class GameServer:
             self.lifecycle.player_disconnected(value)
             return self.get_list(name)
         updated = ListState(current.capacity, tuple(v for v in current.values if v != value))
-        self.lists[name] = updated
+        self._set_item(self.lists, name, updated)
         return updated
 
     # --- the object ------------------------------------------------------------------------
@@ -303,20 +341,87 @@ class GameServer:
         lc = self.lifecycle
         return agones_state(lc.state, lc.decision, lc.hold_active)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The GameServer as Agones' gateway writes it; its resource_version moves whenever
-        anything else in it changed since the last snapshot."""
-        content = self._content()
-        if content != self._last_content:
-            if self._last_content is not None:
-                self._version += 1
-            self._last_content = content
-        meta = {**content["object_meta"], "resource_version": str(self._version)}
-        return {**content, "object_meta": meta}
+    @property
+    def version(self) -> int:
+        """The resource_version of `body()` (call that first)."""
+        return self._version
 
-    def _content(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
+        """The GameServer as a dict (tests and tools; the routes send `body()`)."""
+        gameserver: dict[str, Any] = json.loads(self.body())
+        return gameserver
+
+    def body(self) -> bytes:
+        """The GameServer as Agones' gateway writes it (compact JSON), rendered once per change
+        and shared by GET and every watcher; resource_version moves whenever anything else in it
+        changed since the last rendering."""
+        state = self.state
+        if self._stale or state is not self._shown_state:
+            self._keep(self._render(), state)
+        return self._body
+
+    def _keep(self, content: bytes, state: GameServerState) -> None:
+        self._stale = False
+        self._shown_state = state
+        if content == self._content:
+            return
+        if self._content is not None:
+            self._version += 1
+        self._content = content
+        at = content.index(_VERSION_AT) + len(_VERSION_AT)  # the first: name/uid are escaped
+        self._body = b"".join((content[:at], str(self._version).encode(), content[at:]))
+
+    def _render(self, ids: list[str] | None = None, count: int | None = None) -> bytes:
+        return dumps(self._object(ids, count))
+
+    def _too_big(self, content: bytes) -> str | None:
+        """Why a rendering may not be kept: it is over the bound and larger than the one shown
+        (a change that shrinks the object is never refused)."""
+        size = len(content) + len(str(self._version + 1))
+        if size <= MAX_GAMESERVER_BYTES or size <= len(self._body):
+            return None
+        return (
+            f"the GameServer would be {size} bytes of JSON, more than {MAX_GAMESERVER_BYTES} "
+            "(1 MiB, a Kubernetes object's limit): the change was not made"
+        )
+
+    def _keep_if_fits(self, undo: Callable[[], None]) -> None:
+        """Keep a change just made when the object still fits, else `undo()` it and refuse."""
+        state = self.state
+        content = self._render()
+        why = self._too_big(content)
+        if why is not None:
+            undo()
+            raise Refused(why)
+        self._keep(content, state)
+
+    def _set_item(self, items: dict[str, Any], key: str, value: Any) -> None:
+        before = items.get(key, _MISSING)
+        items[key] = value
+
+        def undo() -> None:
+            if before is _MISSING:
+                del items[key]  # the order of the others is as it was
+            else:
+                items[key] = before
+
+        self._keep_if_fits(undo)
+
+    def _roster_fits(self, ids: list[str], count: int) -> str | None:
+        """The lifecycle's roster limit: any roster change, through either API."""
+        return self._too_big(self._render(ids, count))
+
+    def _lifecycle_changed(self, change: Change) -> None:
+        self._stale = True  # cheap on the heartbeat path: the rendering waits for a reader
+
+    def _object(self, ids: list[str] | None, count: int | None) -> dict[str, Any]:
+        """The GameServer with an empty resource_version; `ids`/`count` stand for a roster
+        the lifecycle is about to take."""
         lc = self.lifecycle
-        ids = lc.player_ids
+        if ids is None:
+            ids = lc.player_ids
+        if count is None:
+            count = lc.player_count
         health = self.health_spec
         return {
             "object_meta": {
@@ -327,8 +432,8 @@ class GameServer:
                 "generation": "1",
                 "creation_timestamp": int64(self.creation_timestamp),
                 "deletion_timestamp": int64(self.deletion_timestamp),
-                "annotations": dict(self.annotations),
-                "labels": dict(self.labels),
+                "annotations": self.annotations,
+                "labels": self.labels,
             },
             "spec": {
                 "health": {
@@ -342,9 +447,9 @@ class GameServer:
                 "state": self.state.value,
                 "address": self.address,
                 "addresses": [{"type": "ExternalIP", "address": self.address}],
-                "ports": [dict(port) for port in self.ports],
+                "ports": self.ports,
                 "players": {
-                    "count": int64(lc.player_count),
+                    "count": int64(count),
                     "capacity": int64(self.player_capacity),
                     "ids": ids,
                 },
@@ -359,11 +464,21 @@ class GameServer:
                     },
                     self.options.players_list: {
                         "capacity": int64(self.players_list_capacity),
-                        "values": list(ids),
+                        "values": ids,
                     },
                 },
             },
         }
+
+
+def check_manifest_size(manifest: GameServerManifest, players_list: str) -> None:
+    """ConfigError when the GameServer `manifest` starts would be over the bound (SPEC §11), so
+    that check-config and start-up refuse it before anything is bound. Without the platform's
+    variables: the GameServer also checks itself when the facade builds it."""
+    from sidecar.lifecycle import TimerSettings
+
+    lifecycle = Lifecycle(TimerSettings(), time.monotonic)
+    GameServer(lifecycle, FacadeOptions(players_list, manifest=manifest), DeploymentInfo())
 
 
 def counter_json(name: str, counter: Counter) -> dict[str, Any]:

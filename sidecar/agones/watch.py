@@ -7,8 +7,12 @@ sidecar exits: Agones' REST client breaks if one closes at Shutdown.
 
 `changed()` schedules one check at the end of the loop pass, so the changes one call makes are
 one line; a check sends only when the GameServer's resource version moved. Nothing announces the
-end of a hold (Reserved -> back), so a check that sees one plans another for its end. A watcher
-that reads slowly gets the newest GameServer, never a growing queue; at most MAX_WATCHERS at once.
+end of a hold (Reserved -> back), so a check that sees one plans another for its end.
+
+Coalescing: each line is built once per resource version from the GameServer's one rendering
+and the same bytes are offered to every watcher. A watcher holds a slot for the newest line and
+an event, not a queue: one that does not read gets only the latest GameServer when it catches
+up, so it costs at most the line its socket is sending plus the newest. At most MAX_WATCHERS.
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ class Watch:
         self.lifecycle = lifecycle
         self.gameserver = gameserver
         self.watchers: set[Watcher] = set()
-        self._sent_version: str | None = None
+        self._sent_version: int | None = None
+        self._line_version: int | None = None
+        self._cached_line = b""
         self._check_scheduled = False
         self._hold_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -83,14 +89,21 @@ class Watch:
 
     def _check(self) -> None:
         self._check_scheduled = False
-        snapshot = self.gameserver.snapshot()
-        version = snapshot["object_meta"]["resource_version"]
-        if version != self._sent_version:
-            self._sent_version = version
-            line = _line(snapshot)
+        line = self._current_line()
+        if self._line_version != self._sent_version:
+            self._sent_version = self._line_version
             for watcher in self.watchers:
                 watcher.offer(line)
         self._plan_hold_end()
+
+    def _current_line(self) -> bytes:
+        """`{"result": GameServer}` and a newline, built once per resource version."""
+        body = self.gameserver.body()
+        version = self.gameserver.version
+        if version != self._line_version:
+            self._line_version = version
+            self._cached_line = b"".join((b'{"result":', body, b"}\n"))
+        return self._cached_line
 
     def _plan_hold_end(self) -> None:
         if self._hold_timer is not None:
@@ -106,7 +119,7 @@ class Watch:
         if len(self.watchers) >= MAX_WATCHERS:
             raise AgonesError(429, 8, f"{MAX_WATCHERS} watchers are already connected")
         watcher = Watcher()
-        watcher.offer(_line(self.gameserver.snapshot()))
+        watcher.offer(self._current_line())
         if self._closed:
             watcher.end()
         self.watchers.add(watcher)
@@ -164,7 +177,3 @@ async def _until_closed(ws: web.WebSocketResponse, watcher: Watcher) -> None:
                 break
     finally:
         watcher.end()
-
-
-def _line(snapshot: object) -> bytes:
-    return wire.dumps({"result": snapshot}) + b"\n"
