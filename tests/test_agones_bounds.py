@@ -5,7 +5,9 @@ as it was, and a watcher that does not read is sent the latest GameServer, not a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,9 +15,13 @@ from typing import Any
 
 import pytest
 
-from sidecar.agones.gameserver import MAX_GAMESERVER_BYTES
+from sidecar.agones.counters import Counter, ListState, Refused
+from sidecar.agones.gameserver import MAX_GAMESERVER_BYTES, FacadeOptions, GameServer
+from sidecar.agones.manifest import GameServerManifest
 from sidecar.config import load_settings
+from sidecar.deployment import DeploymentInfo
 from sidecar.errors import ConfigError
+from sidecar.lifecycle import Lifecycle, RosterFull, TimerSettings
 from tests.agones_client import Agones, open_watch
 from tests.conftest import SidecarFactory, base_env
 
@@ -224,3 +230,74 @@ class TestWatchCoalesces:
         assert line_one == line_two == b'{"result":' + body + b"}\n"
         gameserver = client.facade.gameserver
         assert gameserver.body() is gameserver.body()
+
+
+class TestSizeWithoutRendering:
+    def test_the_size_kept_change_by_change_is_the_rendered_size(self) -> None:
+        """The bound is checked without rendering: the size it uses is always the real one."""
+        now = [1000.0]
+        lifecycle = Lifecycle(TimerSettings(), lambda: now[0])
+        manifest = GameServerManifest(
+            path="gameserver.yaml",
+            labels={"mode": "ranked"},
+            counters={"rounds": Counter(2, 5)},
+            lists={"maps": ListState(50, ("dust",)), "empty": ListState(3, ())},
+        )
+        gameserver = GameServer(
+            lifecycle, FacadeOptions(manifest=manifest), DeploymentInfo(request_id='r"1')
+        )
+        rng = random.Random(15)
+        # JSON escapes, non-ASCII and a character outside the BMP: each counted as written.
+        alphabet = 'ab"\\\n\x01é€😀/ '
+
+        def text(most: int) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
+
+        def name() -> str:
+            return rng.choice(["a", "b", "c", "d-1", "e.f"])
+
+        def player() -> str:
+            return rng.choice(["p1", "p2", "p3", 'p"4', "pé5", "p6"])
+
+        operations = [
+            lambda: gameserver.set_label(name(), rng.choice(["", "x", "long-value-1"])),
+            lambda: gameserver.set_annotation(name(), text(12)),
+            lambda: gameserver.set_player_capacity(rng.choice([0, 7, 12345, 10**15])),
+            lambda: gameserver.update_counter(
+                "rounds",
+                count=None,
+                capacity=rng.choice([None, 9, 10**12]),
+                diff=rng.choice([0, 1, -1]),
+            ),
+            lambda: gameserver.add_list_value(rng.choice(["maps", "empty"]), text(6)),
+            lambda: gameserver.remove_list_value(
+                "maps", rng.choice(list(gameserver.get_list("maps").values) or ["none"])
+            ),
+            lambda: gameserver.update_list(
+                "maps", ["values", "capacity"], capacity=rng.choice([3, 50, 1000]), values=[text(5)]
+            ),
+            lambda: gameserver.player_connect(player()),
+            lambda: gameserver.player_disconnect(player()),
+            lambda: gameserver.add_list_value("players", player()),
+            lambda: gameserver.update_list(
+                "players",
+                ["values", "capacity"],
+                capacity=rng.choice([10, 1000]),
+                values=[player()],
+            ),
+            lambda: lifecycle.set_players(ids=[player() for _ in range(rng.randint(0, 3))]),
+            lambda: lifecycle.set_players(count=rng.randint(0, 12)),
+            lambda: lifecycle.player_connected(player()),
+            lambda: lifecycle.hold(rng.choice([0.0, 5.0])),
+            lambda: now.__setitem__(0, now[0] + 3),
+            lambda: lifecycle.heartbeat(),
+        ]
+        for step in range(3000):
+            with contextlib.suppress(Refused, RosterFull):  # refusals change nothing either
+                rng.choice(operations)()
+            if step % rng.randint(1, 7) == 0:
+                size = gameserver.size()
+                assert size == len(gameserver.body()), step
+        lifecycle.ready()
+        lifecycle.match_started()
+        assert gameserver.size() == len(gameserver.body())

@@ -10,9 +10,11 @@ Bounded like a Kubernetes object (SPEC §11): a change the game makes (label, an
 player, counter, list, capacity) that would make the compact JSON larger than
 MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and undone, whichever API made it; a
 roster change through the local API is refused the same way (`RosterFull`: 422 there). The
-check renders the changed object, which is the rendering GET and every watcher are then sent:
-one `json.dumps` per change, whoever reads it. Lifecycle moves (the state's name, the deletion
-timestamp, the version's digits) are never refused, so they may take it a few bytes past.
+check renders nothing: the size is kept exact change by change (each change knows the bytes it
+adds), and re-learnt from a rendering only after the lifecycle changed the roster. Rendering
+happens when someone reads, once per change, and that one rendering is what GET and every
+watcher are sent. Lifecycle moves (the state's name, the deletion timestamp, the version's
+digits) are never refused, so they may take it a few bytes past the bound.
 
 Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change nothing (the SDKs
 retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
@@ -55,7 +57,6 @@ SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
 # Unbounded, 152 list values of 300 KB made a 45 MB object re-sent on every change.
 MAX_GAMESERVER_BYTES = 1024 * 1024
 _VERSION_AT = b'"resource_version":"'
-_MISSING = object()
 
 
 class Cancellable(Protocol):
@@ -130,7 +131,11 @@ class GameServer:
         self._content: bytes | None = None
         self._body = b""
         self._shown_state: GameServerState | None = None
-        self._stale = True  # the lifecycle announced a change since the last rendering
+        self._stale = True  # something changed since the last rendering
+        # The size of `_content` as it would render now, kept exact change by change so that the
+        # bound costs no rendering; None when the lifecycle changed the roster (render to know).
+        self._content_size: int | None = None
+        self._admitted_roster: tuple[int, int] | None = None  # (count, content size)
         size = len(self.body())
         if size > MAX_GAMESERVER_BYTES and manifest is not None:
             raise ConfigError(
@@ -210,10 +215,11 @@ class GameServer:
             self.lifecycle.hold(0)
 
     def on_transition(self, old: State, new: State) -> None:
-        self._stale = True
         if new in (State.STOPPED, State.TERMINATING) and not self.deletion_timestamp:
             # The platform is deleting the deployment: Kubernetes' deletionTimestamp.
             self.deletion_timestamp = int(self._wall_clock())
+            self._stale = True
+            self._content_size = None
 
     # --- metadata --------------------------------------------------------------------------
     def set_label(self, key: str, value: str) -> None:
@@ -221,7 +227,7 @@ class GameServer:
         problem = key_problem(full) or label_value_problem(value)
         if problem is not None:
             raise invalid_argument(f"invalid label {full!r}: {problem}")
-        self._set_item(self.labels, full, value)
+        self._set_text(self.labels, full, value)
 
     def set_annotation(self, key: str, value: str) -> None:
         full = sdk_key(key)
@@ -233,7 +239,7 @@ class GameServer:
             raise invalid_argument(
                 f"annotations may hold at most {ANNOTATIONS_MAX_BYTES // 1024} KiB in total"
             )
-        self._set_item(self.annotations, full, value)
+        self._set_text(self.annotations, full, value)
 
     # --- players (alpha) -------------------------------------------------------------------
     def player_connect(self, player_id: str) -> bool:
@@ -264,9 +270,10 @@ class GameServer:
     def set_player_capacity(self, count: int) -> None:
         if count < 0:
             raise Refused(f"out of range. Capacity must be >= 0. Found Capacity: {count}")
-        before = self.player_capacity
+        delta = _digits(count) - _digits(self.player_capacity)
+        self._admit(delta)
         self.player_capacity = count
-        self._keep_if_fits(lambda: setattr(self, "player_capacity", before))
+        self._grew(delta)
 
     # --- counters and lists (beta) ---------------------------------------------------------
     def get_counter(self, name: str) -> Counter:
@@ -281,7 +288,10 @@ class GameServer:
         updated = rules.update_counter(
             name, self.get_counter(name), count=count, capacity=capacity, diff=diff
         )
-        self._set_item(self.counters, name, updated)
+        delta = _counter_size(updated) - _counter_size(self.counters[name])
+        self._admit(delta)
+        self.counters[name] = updated
+        self._grew(delta)
         return updated
 
     def get_list(self, name: str) -> ListState:
@@ -297,21 +307,25 @@ class GameServer:
     ) -> ListState:
         updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
         if name != self.options.players_list:
-            self._set_item(self.lists, name, updated)
+            old = self.lists[name]
+            self._set_list(name, updated, _values_size(updated) - _values_size(old))
             return updated
         for value in updated.values:
             check_player_id(value)
         if len(updated.values) > ROSTER_CAP:  # unreachable while lists hold <= 1000 values
             raise Refused(f"the roster holds at most {ROSTER_CAP} players")
         before = self.players_list_capacity
+        delta = _digits(updated.capacity) - _digits(before)
+        self._admit(delta)
         self.players_list_capacity = updated.capacity
+        self._grew(delta)
         if list(updated.values) != self.lifecycle.player_ids:
             try:
                 self.lifecycle.set_players(ids=updated.values)  # its size: _roster_fits
             except RosterFull as exc:
-                self.players_list_capacity = before
+                self.players_list_capacity = before  # all or nothing
+                self._grew(-delta)
                 raise Refused(str(exc)) from None
-        self._keep_if_fits(lambda: setattr(self, "players_list_capacity", before))
         return self.get_list(name)
 
     def add_list_value(self, name: str, value: str) -> ListState:
@@ -322,7 +336,7 @@ class GameServer:
             self._connect(value)
             return self.get_list(name)
         updated = ListState(current.capacity, (*current.values, value))
-        self._set_item(self.lists, name, updated)
+        self._set_list(name, updated, _text_size(value) + (1 if current.values else 0))
         return updated
 
     def remove_list_value(self, name: str, value: str) -> ListState:
@@ -332,7 +346,7 @@ class GameServer:
             self.lifecycle.player_disconnected(value)
             return self.get_list(name)
         updated = ListState(current.capacity, tuple(v for v in current.values if v != value))
-        self._set_item(self.lists, name, updated)
+        self._set_list(name, updated, -_text_size(value) - (1 if updated.values else 0))
         return updated
 
     # --- the object ------------------------------------------------------------------------
@@ -363,6 +377,7 @@ class GameServer:
     def _keep(self, content: bytes, state: GameServerState) -> None:
         self._stale = False
         self._shown_state = state
+        self._content_size = len(content)
         if content == self._content:
             return
         if self._content is not None:
@@ -374,45 +389,82 @@ class GameServer:
     def _render(self, ids: list[str] | None = None, count: int | None = None) -> bytes:
         return dumps(self._object(ids, count))
 
-    def _too_big(self, content: bytes) -> str | None:
-        """Why a rendering may not be kept: it is over the bound and larger than the one shown
-        (a change that shrinks the object is never refused)."""
-        size = len(content) + len(str(self._version + 1))
-        if size <= MAX_GAMESERVER_BYTES or size <= len(self._body):
+    def size(self) -> int:
+        """The size of `body()` as it would render now, without rendering when it is known."""
+        if self._content_size is None or self.state is not self._shown_state:
+            return len(self.body())
+        return self._content_size + _digits(self._version + (1 if self._stale else 0))
+
+    def _known_content_size(self) -> int:
+        if self._content_size is None or self.state is not self._shown_state:
+            self.body()  # the lifecycle changed the roster or the state: know it again
+        assert self._content_size is not None
+        return self._content_size
+
+    def _too_big(self, delta: int) -> str | None:
+        """Why a change that grows the rendering by `delta` bytes may not be made (a change
+        that does not grow it never is)."""
+        if delta <= 0:
+            return None
+        size = self._known_content_size() + delta + _digits(self._version + 1)
+        if size <= MAX_GAMESERVER_BYTES:
             return None
         return (
             f"the GameServer would be {size} bytes of JSON, more than {MAX_GAMESERVER_BYTES} "
             "(1 MiB, a Kubernetes object's limit): the change was not made"
         )
 
-    def _keep_if_fits(self, undo: Callable[[], None]) -> None:
-        """Keep a change just made when the object still fits, else `undo()` it and refuse."""
-        state = self.state
-        content = self._render()
-        why = self._too_big(content)
+    def _admit(self, delta: int) -> None:
+        why = self._too_big(delta)
         if why is not None:
-            undo()
             raise Refused(why)
-        self._keep(content, state)
 
-    def _set_item(self, items: dict[str, Any], key: str, value: Any) -> None:
-        before = items.get(key, _MISSING)
+    def _grew(self, delta: int) -> None:
+        """A change of `delta` bytes was made: known without rendering; rendered for a reader."""
+        self._stale = True
+        if self._content_size is not None:
+            self._content_size += delta
+
+    def _set_text(self, items: dict[str, str], key: str, value: str) -> None:
+        """A label or annotation: `"key":"value"` in a JSON object."""
+        old = items.get(key)
+        if old is not None:
+            delta = _text_size(value) - _text_size(old)
+        else:
+            delta = _text_size(key) + 1 + _text_size(value) + (1 if items else 0)
+        self._admit(delta)
         items[key] = value
+        self._grew(delta)
 
-        def undo() -> None:
-            if before is _MISSING:
-                del items[key]  # the order of the others is as it was
-            else:
-                items[key] = before
-
-        self._keep_if_fits(undo)
+    def _set_list(self, name: str, updated: ListState, delta: int) -> None:
+        delta += _digits(updated.capacity) - _digits(self.lists[name].capacity)
+        self._admit(delta)
+        self.lists[name] = updated
+        self._grew(delta)
 
     def _roster_fits(self, ids: list[str], count: int) -> str | None:
-        """The lifecycle's roster limit: any roster change, through either API."""
-        return self._too_big(self._render(ids, count))
+        """The lifecycle's roster limit, for any roster change through either API: the ids are
+        shown twice (status.players.ids and the players list)."""
+        current = self.lifecycle.player_ids
+        if len(ids) == len(current) + 1 and ids[:-1] == current:  # one connect
+            added = _text_size(ids[-1]) + (1 if current else 0)
+        else:
+            added = len(dumps(ids)) - len(dumps(current))
+        delta = 2 * added + _digits(count) - _digits(self.lifecycle.player_count)
+        why = self._too_big(delta)
+        if why is None:
+            self._admitted_roster = (count, self._known_content_size() + delta)
+        return why
 
     def _lifecycle_changed(self, change: Change) -> None:
-        self._stale = True  # cheap on the heartbeat path: the rendering waits for a reader
+        if change is Change.STATUS:
+            return  # the heartbeat path: nothing the GameServer shows
+        self._stale = True
+        admitted, self._admitted_roster = self._admitted_roster, None
+        if admitted is not None and admitted[0] == self.lifecycle.player_count:
+            self._content_size = admitted[1]  # the roster change _roster_fits measured
+        else:
+            self._content_size = None  # a player left, a hold...: render when it matters
 
     def _object(self, ids: list[str] | None, count: int | None) -> dict[str, Any]:
         """The GameServer with an empty resource_version; `ids`/`count` stand for a roster
@@ -469,6 +521,23 @@ class GameServer:
                 },
             },
         }
+
+
+def _text_size(text: str) -> int:
+    """The bytes of one JSON string as `wire.dumps` writes it."""
+    return len(dumps(text))
+
+
+def _digits(number: int) -> int:
+    return len(int64(number))
+
+
+def _counter_size(counter: Counter) -> int:
+    return _digits(counter.count) + _digits(counter.capacity)
+
+
+def _values_size(item: ListState) -> int:
+    return len(dumps(list(item.values)))
 
 
 def check_manifest_size(manifest: GameServerManifest, players_list: str) -> None:
