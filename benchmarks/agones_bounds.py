@@ -7,6 +7,7 @@ from a source tree (`--source`, default this one: point it at an older checkout 
 * SetLabel: the server's CPU time per call (robust on a shared machine) and the median and p99
   latency of sequential calls, on a small GameServer and on one filled to ~900 KB with list
   values, with no watcher and with one watcher reading everything;
+* `GET /gameserver` of the ~900 KB GameServer, unchanged between reads;
 * the `:addValue` flood of the issue: 300 KB values, one reading watcher, until refused or the
   time budget: values kept, GET size, bytes pushed to the watcher, server CPU and RSS;
 * a SetLabel flood (distinct keys, 63-character values), one reading watcher: the same figures.
@@ -172,6 +173,20 @@ async def label_latency(
     return cpu * 1e6, statistics.median(times) * 1e6, p99 * 1e6, size
 
 
+async def get_cost(source: Path, http: aiohttp.ClientSession, calls: int) -> tuple[float, float]:
+    """Server CPU µs and median µs per `GET /gameserver` of a ~900 KB GameServer."""
+    async with serve(source, http) as server:
+        await fill(http, server.url, 3)
+        times = []
+        cpu_before = server.cpu_seconds()
+        for _ in range(calls):
+            start = time.perf_counter()
+            await get_size(http, server.url)
+            times.append(time.perf_counter() - start)
+        cpu = (server.cpu_seconds() - cpu_before) / calls
+    return cpu * 1e6, statistics.median(times) * 1e6
+
+
 @dataclass
 class Flood:
     tried: int
@@ -280,6 +295,8 @@ async def main(source: Path, budget: float, labels: int, calls: int) -> None:
                 size_name = "~900 KB" if filled else "small"
                 name = f"{size_name} GameServer, {'1' if watched else 'no'} watcher"
                 print(f"| {name} | {cpu:.0f} | {median:.0f} | {p99:.0f} | {size} |")
+        cpu, median = await get_cost(source, http, calls // 3)
+        print(f"| (`GET /gameserver`, ~900 KB, unchanged) | {cpu:.0f} | {median:.0f} | | |")
         print()
         print(
             "| flood (1 reading watcher) | calls | kept | seconds | GET bytes | pushed MB "
