@@ -18,6 +18,7 @@ import pytest
 from sidecar.agones.counters import Counter, ListState, Refused
 from sidecar.agones.gameserver import MAX_GAMESERVER_BYTES, FacadeOptions, GameServer
 from sidecar.agones.manifest import GameServerManifest
+from sidecar.agones.sdk import AgonesSdk
 from sidecar.config import load_settings
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import ConfigError
@@ -216,6 +217,27 @@ class TestWatchCoalesces:
         assert len(lines) < changes // 2, len(lines)
         last = json.loads(lines[-1][lines[-1].index(b"{") :])["result"]
         assert last["object_meta"]["resource_version"] == latest["object_meta"]["resource_version"]
+
+    async def test_the_core_wakes_a_stalled_watcher_once(self) -> None:
+        """Without any transport: ten changes while a watcher does not read are one update,
+        and what it then reads is the latest GameServer."""
+        now = [1000.0]
+        sdk = AgonesSdk(
+            Lifecycle(TimerSettings(), lambda: now[0]), FacadeOptions(), DeploymentInfo()
+        )
+        watcher = sdk.watch_game_server()
+        async with contextlib.aclosing(watcher.updates()) as updates:
+            await anext(updates)  # the current GameServer, at once
+            for index in range(10):
+                sdk.set_label("round", f"r{index}")
+                await asyncio.sleep(0)  # one loop pass per change, as separate requests are
+            await anext(updates)
+            latest = json.loads(sdk.get_game_server())
+            assert latest["object_meta"]["labels"] == {"agones.dev/sdk-round": "r9"}
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(updates), 0.05)
+        sdk.unwatch(watcher)
+        sdk.close()
 
     async def test_get_and_every_watcher_share_one_rendering(self, agones: AgonesFactory) -> None:
         """GET and the watchers are sent the same bytes, rendered once per change."""

@@ -136,6 +136,7 @@ class GameServer:
         # bound costs no rendering; None when the lifecycle changed the roster (render to know).
         self._content_size: int | None = None
         self._admitted_roster: tuple[int, int] | None = None  # (count, content size)
+        self._change_listeners: list[Callable[[], None]] = []
         size = len(self.body())
         if size > MAX_GAMESERVER_BYTES and manifest is not None:
             raise ConfigError(
@@ -355,6 +356,11 @@ class GameServer:
         lc = self.lifecycle
         return agones_state(lc.state, lc.decision, lc.hold_active)
 
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each change the GameServer itself holds (labels, annotations,
+        capacities, counters, lists); the lifecycle announces the rest."""
+        self._change_listeners.append(listener)
+
     @property
     def version(self) -> int:
         """The resource_version of `body()` (call that first)."""
@@ -424,6 +430,8 @@ class GameServer:
         self._stale = True
         if self._content_size is not None:
             self._content_size += delta
+        for listener in self._change_listeners:
+            listener()
 
     def _set_text(self, items: dict[str, str], key: str, value: str) -> None:
         """A label or annotation: `"key":"value"` in a JSON object."""
@@ -550,12 +558,4 @@ def check_manifest_size(manifest: GameServerManifest, players_list: str) -> None
     GameServer(lifecycle, FacadeOptions(players_list, manifest=manifest), DeploymentInfo())
 
 
-def counter_json(name: str, counter: Counter) -> dict[str, Any]:
-    return {"name": name, "count": int64(counter.count), "capacity": int64(counter.capacity)}
-
-
-def list_json(name: str, item: ListState) -> dict[str, Any]:
-    return {"name": name, "capacity": int64(item.capacity), "values": list(item.values)}
-
-
-__all__ = ["AgonesError", "FacadeOptions", "GameServer", "counter_json", "list_json"]
+__all__ = ["AgonesError", "FacadeOptions", "GameServer"]
