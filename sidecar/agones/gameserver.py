@@ -8,10 +8,10 @@ same one `/v1/players` changes), addresses and ports (the platform's variables).
 
 Bounded like a Kubernetes object (SPEC §11): a change the game makes (label, annotation,
 player, counter, list, capacity) that would make the compact JSON larger than
-MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and undone, whichever API made it; a
-roster change through the local API is refused the same way (`RosterFull`: 422 there). The
-check renders nothing: the size is kept exact change by change (each change knows the bytes it
-adds), and re-learnt from a rendering only after the lifecycle changed the roster. Rendering
+MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and changes nothing, whichever API made
+it; a roster change through the local API is refused the same way (`RosterFull`: 422 there).
+The check renders nothing: the size is kept exact change by change (each change knows the bytes
+it adds), and re-learnt from a rendering only after the lifecycle changed the roster. Rendering
 happens when someone reads, once per change, and that one rendering is what GET and every
 watcher are sent. Lifecycle moves (the state's name, the deletion timestamp, the version's
 digits) are never refused, so they may take it a few bytes past the bound.
@@ -19,6 +19,9 @@ digits) are never refused, so they may take it a few bytes past the bound.
 Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change nothing (the SDKs
 retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
 lists, labels and health keep working.
+
+Over 400 lines on purpose: every field of the object, each change to it and the bytes that
+change adds stand in one file, so the size the bound checks cannot drift from the rendering.
 """
 
 from __future__ import annotations
@@ -416,8 +419,8 @@ class GameServer:
         if size <= MAX_GAMESERVER_BYTES:
             return None
         return (
-            f"the GameServer would be {size} bytes of JSON, more than {MAX_GAMESERVER_BYTES} "
-            "(1 MiB, a Kubernetes object's limit): the change was not made"
+            f"the Agones GameServer would be {size} bytes of JSON, more than "
+            f"{MAX_GAMESERVER_BYTES} (1 MiB, a Kubernetes object's limit): the change was not made"
         )
 
     def _admit(self, delta: int) -> None:

@@ -31,6 +31,8 @@ class RestWatch:
         self.sdk = sdk
         self._line_version: int | None = None
         self._line = b""
+        self._text_version: int | None = None
+        self._text = ""
 
     def _current_line(self) -> tuple[int, bytes]:
         """`{"result": GameServer}` and a newline, as it is now, built once per version."""
@@ -40,6 +42,14 @@ class RestWatch:
             self._line_version = version
             self._line = b"".join((b'{"result":', body, b"}\n"))
         return version, self._line
+
+    def _current_text(self) -> tuple[int, str]:
+        """The same without its newline, as a WebSocket text frame takes it, once per version."""
+        version, line = self._current_line()
+        if version != self._text_version:
+            self._text_version = version
+            self._text = line[:-1].decode()
+        return version, self._text
 
     async def ndjson(self, request: web.Request) -> web.StreamResponse:
         watcher = self.sdk.watch_game_server()
@@ -77,10 +87,10 @@ class RestWatch:
                     async for _ in updates:
                         if ws.closed:
                             break
-                        version, line = self._current_line()
+                        version, text = self._current_text()
                         if version != sent:
                             sent = version
-                            await ws.send_str(line[:-1].decode())
+                            await ws.send_str(text)
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
