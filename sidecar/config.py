@@ -486,9 +486,13 @@ def _apply_manifest(values: dict[str, Any], *, explicit_health: bool) -> None:
     manifest = values.get("agones_gameserver")
     if manifest is None or not values.get("agones"):
         return
-    problem = manifest.roster_problem(values.get("agones_players_list", "players"))
+    players_list = values.get("agones_players_list", "players")
+    problem = manifest.roster_problem(players_list)
     if problem is not None:
         raise ConfigError("SIDECAR_AGONES_GAMESERVER", f"{manifest.path}: {problem}")
+    from sidecar.agones.gameserver import check_manifest_size
+
+    check_manifest_size(manifest, players_list)  # SPEC §11: at most 1 MiB, as on Kubernetes
     if manifest.health is None:
         return
     if explicit_health:

@@ -131,11 +131,13 @@ ROSTER_CAP = 10_000
 
 
 class RosterFull(Exception):
-    """A roster change that would exceed ROSTER_CAP (the API answers 422)."""
+    """A roster change that would exceed ROSTER_CAP, or that a roster limit refused (the API
+    answers 422)."""
 
-    def __init__(self, wanted: int) -> None:
+    def __init__(self, wanted: int, why: str | None = None) -> None:
         super().__init__(
-            f"the roster holds at most {ROSTER_CAP} players; this change would make it {wanted}"
+            why
+            or f"the roster holds at most {ROSTER_CAP} players; this change would make it {wanted}"
         )
         self.wanted = wanted
 
@@ -195,6 +197,9 @@ class Trigger:
 Listener = Callable[[State, State], None]
 ChangeListener = Callable[[Change], None]
 ReplanListener = Callable[[], object]
+# Another bound on the roster, from an adapter that shows it (the Agones GameServer's 1 MiB):
+# given the ids and count a change would leave, a text refuses the change (RosterFull).
+RosterLimit = Callable[[list[str], int], str | None]
 
 
 @dataclass
@@ -241,6 +246,7 @@ class Lifecycle:
         self._listeners: list[Listener] = []
         self._change_listeners: list[ChangeListener] = []
         self._replan_listeners: list[ReplanListener] = []
+        self._roster_limits: list[RosterLimit] = []
 
     # --- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -258,6 +264,17 @@ class Lifecycle:
         `next_deadline()` must look again. Kept apart so that the hot path (a heartbeat that
         only pushes its deadline later) calls nobody who has nothing to do."""
         self._replan_listeners.append(listener)
+
+    def limit_roster(self, limit: RosterLimit) -> None:
+        """Ask `limit(ids, count)` before a connect or a new roster; a text it returns refuses it
+        (`RosterFull` with that text, nothing changed)."""
+        self._roster_limits.append(limit)
+
+    def _check_roster_limits(self, ids: list[str], count: int) -> None:
+        for limit in self._roster_limits:
+            why = limit(ids, count)
+            if why is not None:
+                raise RosterFull(count, why)
 
     @property
     def now(self) -> float:
@@ -325,6 +342,8 @@ class Lifecycle:
         if player_id not in roster.ids:
             if roster.count >= ROSTER_CAP:
                 raise RosterFull(roster.count + 1)
+            if self._roster_limits:
+                self._check_roster_limits([*roster.ids, player_id], roster.count + 1)
             roster.ids[player_id] = None
             self._roster_changed(roster.count - 1)
         self._changed(Change.TIMERS)
@@ -355,6 +374,8 @@ class Lifecycle:
             roster = _Roster(anonymous=max(0, count or 0))
         if roster.count > ROSTER_CAP:
             raise RosterFull(roster.count)
+        if self._roster_limits:
+            self._check_roster_limits(list(roster.ids), roster.count)
         self._roster = roster
         self._roster_changed(before)
         self._changed(Change.TIMERS)

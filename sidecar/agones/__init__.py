@@ -1,4 +1,4 @@
-"""The Agones SDK REST compatibility facade (SPEC §10): a second API adapter over the lifecycle.
+"""The Agones SDK compatibility facade (SPEC §10): a second API adapter over the lifecycle.
 
     wire.py        proto-JSON as Agones' gateway speaks it: int64 as strings, request fields,
                    `{"code", "message", "details"}` errors, the client-streamed health body
@@ -6,9 +6,11 @@
     manifest.py    SIDECAR_AGONES_GAMESERVER: the GameServer file an Agones user already has
     state.py       lifecycle state (+ hold, stop reason) -> Agones GameServer state
     counters.py    counters and lists with Agones' rules (pure)
-    gameserver.py  the GameServer object: what the facade owns plus a view of the lifecycle
-    watch.py       GET /watch/gameserver: NDJSON and WebSocket streams, one line per change
-    app.py         the aiohttp routes, start and close
+    gameserver.py  the GameServer object: what the facade owns plus a view of the lifecycle,
+                   bounded at 1 MiB, rendered once per change
+    sdk.py         the transport-independent core: the SDK's calls and the watch fan-out
+    watch.py       REST's GET /watch/gameserver: NDJSON and WebSocket framing of the core's watch
+    app.py         the REST transport: aiohttp routes over sdk.py, start and close
 
 Only `manifest` is imported outside a running facade (config.py parses the variable with it),
 so this file imports nothing.

@@ -1,18 +1,13 @@
 """The Agones SDK REST API on 127.0.0.1 (SPEC §10): routes, the watch, start and close.
 
 A sibling of the local API, built the same way from narrow parts: the lifecycle, the platform's
-deployment info and the facade's options. The lifecycle announces its own changes, so nothing
-here tells the timer loop anything. No token: the Agones SDKs send none, and the port is bound
-on loopback only.
+deployment info and the facade's options. No token: the Agones SDKs send none, and the port is
+bound on loopback only.
 
-Handlers are thin: parse the body (wire.py), call the GameServer (gameserver.py), answer in
-Agones' shapes. Routing mirrors grpc-gateway: an unknown path is 404 (code 5), a known path
-with another method 501 (code 12).
-
-The watch (`GET /watch/gameserver`, watch.py) is told of changes three ways: a lifecycle
-transition (`Lifecycle.subscribe`), any other lifecycle change, whichever API made it
-(`Lifecycle.on_change`: a roster or hold change through the local API), and any call on this
-API but a GET (labels, counters and lists live here, not in the lifecycle).
+A thin adapter over the transport-independent core (sdk.py): parse the body (wire.py), make the
+SDK call, answer in Agones' proto-JSON shapes. The core announces its own changes to the watch,
+so no handler tells anyone anything. Routing mirrors grpc-gateway: an unknown path is 404
+(code 5), a known path with another method 501 (code 12).
 """
 
 from __future__ import annotations
@@ -27,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sidecar.agones import wire
-from sidecar.agones.counters import LIST_FIELDS, Refused
-from sidecar.agones.gameserver import FacadeOptions, GameServer, counter_json, list_json
-from sidecar.agones.watch import MAX_WATCHERS, Watch
+from sidecar.agones.counters import LIST_FIELDS, Counter, ListState, Refused
+from sidecar.agones.gameserver import FacadeOptions
+from sidecar.agones.sdk import MAX_WATCHERS, AgonesSdk
+from sidecar.agones.watch import RestWatch
 from sidecar.agones.wire import EMPTY, AgonesError, PingScanner
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import StartupError
-from sidecar.lifecycle import Change, Lifecycle, State
+from sidecar.lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -63,14 +59,14 @@ class AgonesFacade:
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.lifecycle = lifecycle
-        self.gameserver = GameServer(lifecycle, options, deployment)
+        self.sdk = AgonesSdk(lifecycle, options, deployment)
+        self.gameserver = self.sdk.gameserver
+        self.watch = self.sdk.watch  # the core's fan-out: its watchers are every transport's
+        self._rest_watch = RestWatch(self.sdk)
         self._requested_port = port
         self.port: int | None = None
         self.body_timeout = body_timeout
         self._runner: web.AppRunner | None = None
-        self.watch = Watch(lifecycle, self.gameserver)
-        lifecycle.subscribe(self._on_transition)
-        lifecycle.on_change(self._on_change)
 
     @classmethod
     def from_settings(
@@ -119,24 +115,11 @@ class AgonesFacade:
 
     async def close(self) -> None:
         """End the watch streams, then stop serving (each step bounded)."""
-        self.watch.close()
-        self.gameserver.close()
+        self.sdk.close()
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runner.cleanup(), SHUTDOWN_STEP_TIMEOUT)
             self._runner = None
-
-    # --- change detection for the watch ----------------------------------------------------
-    def changed(self) -> None:
-        """Something the GameServer shows may have changed."""
-        self.watch.changed()
-
-    def _on_change(self, change: Change) -> None:
-        self.watch.changed()  # cheap: nothing is done without a watcher, and once a loop pass
-
-    def _on_transition(self, old: State, new: State) -> None:
-        self.gameserver.on_transition(old, new)
-        self.watch.changed()
 
     # --- the application ---------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -185,8 +168,6 @@ class AgonesFacade:
                 response = _error(exc)
             except Refused as exc:
                 response = _error(wire.refused(str(exc)))
-            if request.method != "GET":
-                self.watch.changed()
             return response
 
         return guarded
@@ -218,22 +199,22 @@ class AgonesFacade:
     # --- SDK ---------------------------------------------------------------------------------
     async def ready(self, request: web.Request) -> web.Response:
         await self._body(request, wire.EMPTY_MESSAGE)
-        self.gameserver.ready()
+        self.sdk.ready()
         return _ok(EMPTY)
 
     async def allocate(self, request: web.Request) -> web.Response:
         await self._body(request, wire.EMPTY_MESSAGE)
-        self.gameserver.allocate()
+        self.sdk.allocate()
         return _ok(EMPTY)
 
     async def shutdown(self, request: web.Request) -> web.Response:
         await self._body(request, wire.EMPTY_MESSAGE)
-        self.gameserver.shutdown()
+        self.sdk.shutdown()
         return _ok(EMPTY)
 
     async def reserve(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.DURATION)
-        self.gameserver.reserve(body["seconds"])
+        self.sdk.reserve(body["seconds"])
         return _ok(EMPTY)
 
     async def health(self, request: web.Request) -> web.Response:
@@ -246,7 +227,7 @@ class AgonesFacade:
             # The SDKs send one `{}` per request: read it whole (the hot path, ~15% cheaper).
             raw = await self._read(request)
             if raw == EMPTY:
-                self.gameserver.health(1)
+                self.sdk.health(1)
                 return _ok(EMPTY)
             chunks: AsyncIterator[bytes] = _once(raw)
         else:
@@ -254,7 +235,7 @@ class AgonesFacade:
         scanner = PingScanner()
         try:
             async for chunk in chunks:
-                self.gameserver.health(scanner.feed(chunk))
+                self.sdk.health(scanner.feed(chunk))
             scanner.close()
         except AgonesError as exc:
             # Pings before the malformed part were counted; close the connection rather than
@@ -263,86 +244,84 @@ class AgonesFacade:
         return _ok(EMPTY)
 
     async def get_gameserver(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps(self.gameserver.snapshot()))
+        return _ok(self.sdk.get_game_server())
 
     async def watch_gameserver(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self.watch.websocket(request)
-        return await self.watch.ndjson(request)
+            return await self._rest_watch.websocket(request)
+        return await self._rest_watch.ndjson(request)
 
     async def set_label(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.KEY_VALUE)
-        self.gameserver.set_label(body["key"], body["value"])
+        self.sdk.set_label(body["key"], body["value"])
         return _ok(EMPTY)
 
     async def set_annotation(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.KEY_VALUE)
-        self.gameserver.set_annotation(body["key"], body["value"])
+        self.sdk.set_annotation(body["key"], body["value"])
         return _ok(EMPTY)
 
     # --- players (alpha) -------------------------------------------------------------------
     async def player_connect(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.PLAYER_ID)
-        return _ok(wire.dumps({"bool": self.gameserver.player_connect(body["playerID"])}))
+        return _ok(wire.dumps({"bool": self.sdk.player_connect(body["playerID"])}))
 
     async def player_disconnect(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.PLAYER_ID)
-        return _ok(wire.dumps({"bool": self.gameserver.player_disconnect(body["playerID"])}))
+        return _ok(wire.dumps({"bool": self.sdk.player_disconnect(body["playerID"])}))
 
     async def set_player_capacity(self, request: web.Request) -> web.Response:
         body = await self._body(request, wire.COUNT)
-        self.gameserver.set_player_capacity(body["count"])
+        self.sdk.set_player_capacity(body["count"])
         return _ok(EMPTY)
 
     async def get_player_capacity(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"count": wire.int64(self.gameserver.player_capacity)}))
+        return _ok(wire.dumps({"count": wire.int64(self.sdk.get_player_capacity())}))
 
     async def get_player_count(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"count": wire.int64(self.lifecycle.player_count)}))
+        return _ok(wire.dumps({"count": wire.int64(self.sdk.get_player_count())}))
 
     async def connected_players(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"list": self.lifecycle.player_ids}))
+        return _ok(wire.dumps({"list": self.sdk.get_connected_players()}))
 
     async def is_player_connected(self, request: web.Request) -> web.Response:
         player_id = request.match_info["playerID"]
-        return _ok(wire.dumps({"bool": self.gameserver.is_connected(player_id)}))
+        return _ok(wire.dumps({"bool": self.sdk.is_player_connected(player_id)}))
 
     # --- counters and lists (beta) ---------------------------------------------------------
     async def get_counter(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        return _ok(wire.dumps(counter_json(name, self.gameserver.get_counter(name))))
+        return _ok(wire.dumps(counter_json(name, self.sdk.get_counter(name))))
 
     async def update_counter(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await self._body(request, wire.COUNTER_UPDATE)
-        counter = self.gameserver.update_counter(
+        counter = self.sdk.update_counter(
             name, count=body["count"], capacity=body["capacity"], diff=body["countDiff"]
         )
         return _ok(wire.dumps(counter_json(name, counter)))
 
     async def get_list(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        return _ok(wire.dumps(list_json(name, self.gameserver.get_list(name))))
+        return _ok(wire.dumps(list_json(name, self.sdk.get_list(name))))
 
     async def update_list(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         raw = await self._read(request)
         body = wire.LIST.parse(raw)
         mask = _update_mask(request, raw)
-        updated = self.gameserver.update_list(
-            name, mask, capacity=body["capacity"], values=body["values"]
-        )
+        updated = self.sdk.update_list(name, mask, capacity=body["capacity"], values=body["values"])
         return _ok(wire.dumps(list_json(name, updated)))
 
     async def add_list_value(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await self._body(request, wire.LIST_VALUE)
-        return _ok(wire.dumps(list_json(name, self.gameserver.add_list_value(name, body["value"]))))
+        return _ok(wire.dumps(list_json(name, self.sdk.add_list_value(name, body["value"]))))
 
     async def remove_list_value(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         body = await self._body(request, wire.LIST_VALUE)
-        updated = self.gameserver.remove_list_value(name, body["value"])
+        updated = self.sdk.remove_list_value(name, body["value"])
         return _ok(wire.dumps(list_json(name, updated)))
 
 
@@ -360,6 +339,18 @@ def _update_mask(request: web.Request, raw: bytes) -> list[str]:
         return []
     data = wire.parse_json(raw)  # already parsed once: it is an object
     return [key for key in data if key in LIST_FIELDS]
+
+
+def counter_json(name: str, counter: Counter) -> dict[str, Any]:
+    return {
+        "name": name,
+        "count": wire.int64(counter.count),
+        "capacity": wire.int64(counter.capacity),
+    }
+
+
+def list_json(name: str, item: ListState) -> dict[str, Any]:
+    return {"name": name, "capacity": wire.int64(item.capacity), "values": list(item.values)}
 
 
 def _ok(body: bytes) -> web.Response:

@@ -6,14 +6,28 @@ and the lists other than the players list, the resource version. What is only a 
 (state.py, from the lifecycle), the players and the players list (the lifecycle's roster, the
 same one `/v1/players` changes), addresses and ports (the platform's variables).
 
+Bounded like a Kubernetes object (SPEC §11): a change the game makes (label, annotation,
+player, counter, list, capacity) that would make the compact JSON larger than
+MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and changes nothing, whichever API made
+it; a roster change through the local API is refused the same way (`RosterFull`: 422 there).
+The check renders nothing: the size is kept exact change by change (each change knows the bytes
+it adds), and re-learnt from a rendering only after the lifecycle changed the roster. Rendering
+happens when someone reads, once per change, and that one rendering is what GET and every
+watcher are sent. Lifecycle moves (the state's name, the deletion timestamp, the version's
+digits) are never refused, so they may take it a few bytes past the bound.
+
 Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change nothing (the SDKs
 retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
 lists, labels and health keep working.
+
+Over 400 lines on purpose: every field of the object, each change to it and the bytes that
+change adds stand in one file, so the size the bound checks cannot drift from the rendering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -31,9 +45,10 @@ from sidecar.agones.metadata import (
     sdk_key,
 )
 from sidecar.agones.state import GameServerState, agones_state
-from sidecar.agones.wire import AgonesError, int64, invalid_argument
+from sidecar.agones.wire import AgonesError, dumps, int64, invalid_argument
 from sidecar.deployment import DeploymentInfo
-from sidecar.lifecycle import ROSTER_CAP, Lifecycle, ReadySource, RosterFull, State
+from sidecar.errors import ConfigError
+from sidecar.lifecycle import ROSTER_CAP, Change, Lifecycle, ReadySource, RosterFull, State
 
 # Reserve(0) holds "until the next Ready or Allocate". The lifecycle's hold is a deadline, so an
 # open-ended one is ten years (the longest duration a setting may have), not infinity: status
@@ -41,6 +56,10 @@ from sidecar.lifecycle import ROSTER_CAP, Lifecycle, ReadySource, RosterFull, St
 OPEN_ENDED_HOLD = 10 * 365 * 86400.0
 PLAYERS_LIST_CAPACITY = 1000
 SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
+# Kubernetes keeps an object under etcd's 1.5 MiB request limit; Agones' GameServers live there.
+# Unbounded, 152 list values of 300 KB made a 45 MB object re-sent on every change.
+MAX_GAMESERVER_BYTES = 1024 * 1024
+_VERSION_AT = b'"resource_version":"'
 
 
 class Cancellable(Protocol):
@@ -109,8 +128,27 @@ class GameServer:
         seeded = (*(players.values if players else ()), *(manifest.player_ids if manifest else ()))
         if seeded:  # checked with the settings (GameServerManifest.roster_problem)
             lifecycle.set_players(ids=list(dict.fromkeys(seeded)))
+        # The rendering, once per change: `_content` is the compact JSON with an empty
+        # resource_version (what "changed" compares), `_body` the same with the version in.
         self._version = 1
-        self._last_content: dict[str, Any] | None = None
+        self._content: bytes | None = None
+        self._body = b""
+        self._shown_state: GameServerState | None = None
+        self._stale = True  # something changed since the last rendering
+        # The size of `_content` as it would render now, kept exact change by change so that the
+        # bound costs no rendering; None when the lifecycle changed the roster (render to know).
+        self._content_size: int | None = None
+        self._admitted_roster: tuple[int, int] | None = None  # (count, content size)
+        self._change_listeners: list[Callable[[], None]] = []
+        size = len(self.body())
+        if size > MAX_GAMESERVER_BYTES and manifest is not None:
+            raise ConfigError(
+                "SIDECAR_AGONES_GAMESERVER",
+                f"{manifest.path}: the GameServer it describes would be {size} bytes of JSON, "
+                f"more than {MAX_GAMESERVER_BYTES} (1 MiB, a Kubernetes object's limit)",
+            )
+        lifecycle.on_change(self._lifecycle_changed)
+        lifecycle.limit_roster(self._roster_fits)
 
     @staticmethod
     def _health_spec(manifest: GameServerManifest | None, timeout: float) -> HealthSpec:
@@ -184,6 +222,8 @@ class GameServer:
         if new in (State.STOPPED, State.TERMINATING) and not self.deletion_timestamp:
             # The platform is deleting the deployment: Kubernetes' deletionTimestamp.
             self.deletion_timestamp = int(self._wall_clock())
+            self._stale = True
+            self._content_size = None
 
     # --- metadata --------------------------------------------------------------------------
     def set_label(self, key: str, value: str) -> None:
@@ -191,7 +231,7 @@ class GameServer:
         problem = key_problem(full) or label_value_problem(value)
         if problem is not None:
             raise invalid_argument(f"invalid label {full!r}: {problem}")
-        self.labels[full] = value
+        self._set_text(self.labels, full, value)
 
     def set_annotation(self, key: str, value: str) -> None:
         full = sdk_key(key)
@@ -203,7 +243,7 @@ class GameServer:
             raise invalid_argument(
                 f"annotations may hold at most {ANNOTATIONS_MAX_BYTES // 1024} KiB in total"
             )
-        self.annotations = annotations
+        self._set_text(self.annotations, full, value)
 
     # --- players (alpha) -------------------------------------------------------------------
     def player_connect(self, player_id: str) -> bool:
@@ -234,7 +274,10 @@ class GameServer:
     def set_player_capacity(self, count: int) -> None:
         if count < 0:
             raise Refused(f"out of range. Capacity must be >= 0. Found Capacity: {count}")
+        delta = _digits(count) - _digits(self.player_capacity)
+        self._admit(delta)
         self.player_capacity = count
+        self._grew(delta)
 
     # --- counters and lists (beta) ---------------------------------------------------------
     def get_counter(self, name: str) -> Counter:
@@ -249,7 +292,10 @@ class GameServer:
         updated = rules.update_counter(
             name, self.get_counter(name), count=count, capacity=capacity, diff=diff
         )
+        delta = _counter_size(updated) - _counter_size(self.counters[name])
+        self._admit(delta)
         self.counters[name] = updated
+        self._grew(delta)
         return updated
 
     def get_list(self, name: str) -> ListState:
@@ -265,15 +311,25 @@ class GameServer:
     ) -> ListState:
         updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
         if name != self.options.players_list:
-            self.lists[name] = updated
+            old = self.lists[name]
+            self._set_list(name, updated, _values_size(updated) - _values_size(old))
             return updated
         for value in updated.values:
             check_player_id(value)
         if len(updated.values) > ROSTER_CAP:  # unreachable while lists hold <= 1000 values
             raise Refused(f"the roster holds at most {ROSTER_CAP} players")
+        before = self.players_list_capacity
+        delta = _digits(updated.capacity) - _digits(before)
+        self._admit(delta)
         self.players_list_capacity = updated.capacity
+        self._grew(delta)
         if list(updated.values) != self.lifecycle.player_ids:
-            self.lifecycle.set_players(ids=updated.values)
+            try:
+                self.lifecycle.set_players(ids=updated.values)  # its size: _roster_fits
+            except RosterFull as exc:
+                self.players_list_capacity = before  # all or nothing
+                self._grew(-delta)
+                raise Refused(str(exc)) from None
         return self.get_list(name)
 
     def add_list_value(self, name: str, value: str) -> ListState:
@@ -284,7 +340,7 @@ class GameServer:
             self._connect(value)
             return self.get_list(name)
         updated = ListState(current.capacity, (*current.values, value))
-        self.lists[name] = updated
+        self._set_list(name, updated, _text_size(value) + (1 if current.values else 0))
         return updated
 
     def remove_list_value(self, name: str, value: str) -> ListState:
@@ -294,7 +350,7 @@ class GameServer:
             self.lifecycle.player_disconnected(value)
             return self.get_list(name)
         updated = ListState(current.capacity, tuple(v for v in current.values if v != value))
-        self.lists[name] = updated
+        self._set_list(name, updated, -_text_size(value) - (1 if updated.values else 0))
         return updated
 
     # --- the object ------------------------------------------------------------------------
@@ -303,20 +359,132 @@ class GameServer:
         lc = self.lifecycle
         return agones_state(lc.state, lc.decision, lc.hold_active)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The GameServer as Agones' gateway writes it; its resource_version moves whenever
-        anything else in it changed since the last snapshot."""
-        content = self._content()
-        if content != self._last_content:
-            if self._last_content is not None:
-                self._version += 1
-            self._last_content = content
-        meta = {**content["object_meta"], "resource_version": str(self._version)}
-        return {**content, "object_meta": meta}
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each change the GameServer itself holds (labels, annotations,
+        capacities, counters, lists); the lifecycle announces the rest."""
+        self._change_listeners.append(listener)
 
-    def _content(self) -> dict[str, Any]:
+    @property
+    def version(self) -> int:
+        """The resource_version of `body()` (call that first)."""
+        return self._version
+
+    def snapshot(self) -> dict[str, Any]:
+        """The GameServer as a dict (tests and tools; the routes send `body()`)."""
+        gameserver: dict[str, Any] = json.loads(self.body())
+        return gameserver
+
+    def body(self) -> bytes:
+        """The GameServer as Agones' gateway writes it (compact JSON), rendered once per change
+        and shared by GET and every watcher; resource_version moves whenever anything else in it
+        changed since the last rendering."""
+        state = self.state
+        if self._stale or state is not self._shown_state:
+            self._keep(self._render(), state)
+        return self._body
+
+    def _keep(self, content: bytes, state: GameServerState) -> None:
+        self._stale = False
+        self._shown_state = state
+        self._content_size = len(content)
+        if content == self._content:
+            return
+        if self._content is not None:
+            self._version += 1
+        self._content = content
+        at = content.index(_VERSION_AT) + len(_VERSION_AT)  # the first: name/uid are escaped
+        self._body = b"".join((content[:at], str(self._version).encode(), content[at:]))
+
+    def _render(self, ids: list[str] | None = None, count: int | None = None) -> bytes:
+        return dumps(self._object(ids, count))
+
+    def size(self) -> int:
+        """The size of `body()` as it would render now, without rendering when it is known."""
+        if self._content_size is None or self.state is not self._shown_state:
+            return len(self.body())
+        return self._content_size + _digits(self._version + (1 if self._stale else 0))
+
+    def _known_content_size(self) -> int:
+        if self._content_size is None or self.state is not self._shown_state:
+            self.body()  # the lifecycle changed the roster or the state: know it again
+        assert self._content_size is not None
+        return self._content_size
+
+    def _too_big(self, delta: int) -> str | None:
+        """Why a change that grows the rendering by `delta` bytes may not be made (a change
+        that does not grow it never is)."""
+        if delta <= 0:
+            return None
+        size = self._known_content_size() + delta + _digits(self._version + 1)
+        if size <= MAX_GAMESERVER_BYTES:
+            return None
+        return (
+            f"the Agones GameServer would be {size} bytes of JSON, more than "
+            f"{MAX_GAMESERVER_BYTES} (1 MiB, a Kubernetes object's limit): the change was not made"
+        )
+
+    def _admit(self, delta: int) -> None:
+        why = self._too_big(delta)
+        if why is not None:
+            raise Refused(why)
+
+    def _grew(self, delta: int) -> None:
+        """A change of `delta` bytes was made: known without rendering; rendered for a reader."""
+        self._stale = True
+        if self._content_size is not None:
+            self._content_size += delta
+        for listener in self._change_listeners:
+            listener()
+
+    def _set_text(self, items: dict[str, str], key: str, value: str) -> None:
+        """A label or annotation: `"key":"value"` in a JSON object."""
+        old = items.get(key)
+        if old is not None:
+            delta = _text_size(value) - _text_size(old)
+        else:
+            delta = _text_size(key) + 1 + _text_size(value) + (1 if items else 0)
+        self._admit(delta)
+        items[key] = value
+        self._grew(delta)
+
+    def _set_list(self, name: str, updated: ListState, delta: int) -> None:
+        delta += _digits(updated.capacity) - _digits(self.lists[name].capacity)
+        self._admit(delta)
+        self.lists[name] = updated
+        self._grew(delta)
+
+    def _roster_fits(self, ids: list[str], count: int) -> str | None:
+        """The lifecycle's roster limit, for any roster change through either API: the ids are
+        shown twice (status.players.ids and the players list)."""
+        current = self.lifecycle.player_ids
+        if len(ids) == len(current) + 1 and ids[:-1] == current:  # one connect
+            added = _text_size(ids[-1]) + (1 if current else 0)
+        else:
+            added = len(dumps(ids)) - len(dumps(current))
+        delta = 2 * added + _digits(count) - _digits(self.lifecycle.player_count)
+        why = self._too_big(delta)
+        if why is None:
+            self._admitted_roster = (count, self._known_content_size() + delta)
+        return why
+
+    def _lifecycle_changed(self, change: Change) -> None:
+        if change is Change.STATUS:
+            return  # the heartbeat path: nothing the GameServer shows
+        self._stale = True
+        admitted, self._admitted_roster = self._admitted_roster, None
+        if admitted is not None and admitted[0] == self.lifecycle.player_count:
+            self._content_size = admitted[1]  # the roster change _roster_fits measured
+        else:
+            self._content_size = None  # a player left, a hold...: render when it matters
+
+    def _object(self, ids: list[str] | None, count: int | None) -> dict[str, Any]:
+        """The GameServer with an empty resource_version; `ids`/`count` stand for a roster
+        the lifecycle is about to take."""
         lc = self.lifecycle
-        ids = lc.player_ids
+        if ids is None:
+            ids = lc.player_ids
+        if count is None:
+            count = lc.player_count
         health = self.health_spec
         return {
             "object_meta": {
@@ -327,8 +495,8 @@ class GameServer:
                 "generation": "1",
                 "creation_timestamp": int64(self.creation_timestamp),
                 "deletion_timestamp": int64(self.deletion_timestamp),
-                "annotations": dict(self.annotations),
-                "labels": dict(self.labels),
+                "annotations": self.annotations,
+                "labels": self.labels,
             },
             "spec": {
                 "health": {
@@ -342,9 +510,9 @@ class GameServer:
                 "state": self.state.value,
                 "address": self.address,
                 "addresses": [{"type": "ExternalIP", "address": self.address}],
-                "ports": [dict(port) for port in self.ports],
+                "ports": self.ports,
                 "players": {
-                    "count": int64(lc.player_count),
+                    "count": int64(count),
                     "capacity": int64(self.player_capacity),
                     "ids": ids,
                 },
@@ -359,19 +527,38 @@ class GameServer:
                     },
                     self.options.players_list: {
                         "capacity": int64(self.players_list_capacity),
-                        "values": list(ids),
+                        "values": ids,
                     },
                 },
             },
         }
 
 
-def counter_json(name: str, counter: Counter) -> dict[str, Any]:
-    return {"name": name, "count": int64(counter.count), "capacity": int64(counter.capacity)}
+def _text_size(text: str) -> int:
+    """The bytes of one JSON string as `wire.dumps` writes it."""
+    return len(dumps(text))
 
 
-def list_json(name: str, item: ListState) -> dict[str, Any]:
-    return {"name": name, "capacity": int64(item.capacity), "values": list(item.values)}
+def _digits(number: int) -> int:
+    return len(int64(number))
 
 
-__all__ = ["AgonesError", "FacadeOptions", "GameServer", "counter_json", "list_json"]
+def _counter_size(counter: Counter) -> int:
+    return _digits(counter.count) + _digits(counter.capacity)
+
+
+def _values_size(item: ListState) -> int:
+    return len(dumps(list(item.values)))
+
+
+def check_manifest_size(manifest: GameServerManifest, players_list: str) -> None:
+    """ConfigError when the GameServer `manifest` starts would be over the bound (SPEC §11), so
+    that check-config and start-up refuse it before anything is bound. Without the platform's
+    variables: the GameServer also checks itself when the facade builds it."""
+    from sidecar.lifecycle import TimerSettings
+
+    lifecycle = Lifecycle(TimerSettings(), time.monotonic)
+    GameServer(lifecycle, FacadeOptions(players_list, manifest=manifest), DeploymentInfo())
+
+
+__all__ = ["AgonesError", "FacadeOptions", "GameServer"]
