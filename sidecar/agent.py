@@ -2,14 +2,16 @@
 SIDECAR_AGONES is on), the self-stop, the game (any mode, through sidecar.game.Game) and every
 background task.
 
-Start-up:  bind the local API, then the Agones facade (port in use → StartupError) → start the
+Start-up:  the signal handlers (sidecar.signals: one per row of the table for this mode) →
+           bind the local API, then the Agones facade (port in use → StartupError) → start the
            game → background tasks.
 Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until the lifecycle
            announces a change that needs re-planning (`on_replan`); when `poll()` releases the
            stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
-           game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE and Agones watch
-           streams, both APIs and the HTTP session, and releases the game — each step bounded.
+           game under SIDECAR_TERM_GRACE, sweeps what the game left behind (run mode), cancels
+           the tasks, closes the SSE and Agones watch streams, both APIs and the HTTP session,
+           releases the game, and only then gives the signals back — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
 """
@@ -120,6 +122,9 @@ class Agent:
                 "sending it",
                 self.settings.dry_run_reason,
             )
+        if self.handle_signals:
+            # First: from the line that says we listen on, no signal can end us unannounced.
+            self._install_signal_handlers(loop)
         host = self.settings.host
         self.port = await self.api.start(host, self.settings.port)
         mode = self.game.mode
@@ -130,8 +135,6 @@ class Agent:
             await self._start_agones()
         self._tasks.spawn(self.api.warm_up(), "warm-models")
         self._stop.open()
-        if self.handle_signals:
-            self._install_signal_handlers(loop)
         self._start_game()
         if self.settings.network_idle_timeout > 0:
             from sidecar.watchers import feed_network_samples
