@@ -61,6 +61,8 @@ DEFAULT_DRAIN_TIMEOUT = 1.0
 RELAY_CHECK_INTERVAL = 0.05
 # While the game's leftovers get their grace: how often to look whether they are gone.
 SWEEP_POLL_INTERVAL = 0.05
+# How long the sweep waits for what it SIGKILLed to be gone.
+KILL_SETTLE = 1.0
 
 
 class GameProcess:
@@ -325,7 +327,7 @@ class ChildGame:
         if Reaper.active() is None:
             self._reaper = Reaper()
             self._reaper.install()
-        self._spared = _children_now()
+        self._spared = current_children()
         process = GameProcess(self.argv, env={**self._environ, **api_env}, reaper=Reaper.active())
         try:
             pid = process.start()
@@ -374,7 +376,7 @@ class ChildGame:
             self._reaper = None
 
 
-def _children_now() -> frozenset[tuple[int, float]]:
+def current_children() -> frozenset[tuple[int, float]]:
     """(pid, start time) of this process's children: the ones a sweep must spare."""
     spared = set()
     with contextlib.suppress(psutil.Error):
@@ -428,6 +430,10 @@ async def end_descendants(
                 process.send_signal(signal.SIGTERM)
                 signalled[_identity(process)] = process
 
+    def still_running() -> list[psutil.Process]:
+        terminate_new_ones()
+        return [process for process in signalled.values() if _running(process)]
+
     terminate_new_ones()
     if not signalled:
         return 0
@@ -436,27 +442,37 @@ async def end_descendants(
         len(signalled),
         grace,
     )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while loop.time() < deadline:
-        if not any(_running(process) for process in signalled.values()):
-            return len(signalled)
-        # No event announces the end of a process that is not our child (or is reaped by
-        # the reaper's own schedule): look again shortly, until the grace is spent.
-        await asyncio.sleep(poll_interval)
-        terminate_new_ones()
+    if await _until_none(still_running, grace, poll_interval):
+        return len(signalled)
     late = unsignalled()
     stubborn = [p for p in signalled.values() if _running(p)] + late
     for process in stubborn:
         with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGKILL)  # psutil refuses a pid reused since
-    if stubborn:
-        log.warning(
-            "%d process(es) the game left behind outlived SIGTERM by %.3gs: killed",
-            len(stubborn),
-            grace,
-        )
+    log.warning(
+        "%d process(es) the game left behind outlived SIGTERM by %.3gs: killed",
+        len(stubborn),
+        grace,
+    )
+    # SIGKILL takes effect at once, but a process in uninterruptible sleep dies when that ends:
+    # give it a moment, so that "swept" means gone when we exit.
+    await _until_none(lambda: [p for p in stubborn if _running(p)], KILL_SETTLE, poll_interval)
     return len(signalled) + len(late)
+
+
+async def _until_none(
+    pending: Callable[[], list[psutil.Process]], within: float, poll_interval: float
+) -> bool:
+    """Wait up to `within` seconds until `pending()` is empty; True if it became so. No event
+    announces the end of a process that is not our child (or that the reaper collects on its own
+    schedule): look again every `poll_interval`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while pending():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll_interval)
+    return True
 
 
 def _identity(process: psutil.Process) -> tuple[int, float]:
