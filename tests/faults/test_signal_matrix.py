@@ -21,6 +21,7 @@ process exits. `pytest tests/faults/test_signal_matrix.py -k "run and sighup"` r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp import web
 from spawner import ForkedProcess, OutputPipe, Spawner
@@ -181,7 +183,10 @@ class CellRun:
         except TimeoutError:
             self.problems.append(f"cell did not end within {CELL_TIMEOUT:g}s")
         except (aiohttp.ClientError, OSError) as exc:
-            self.problems.append(f"lost the local API ({type(exc).__name__})")
+            # The local API (or the process) went away under the cell: a sidecar that died.
+            self.problems.append(f"lost the sidecar ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # a cell reports, it does not end the matrix
+            self.problems.append(f"{type(exc).__name__}: {exc}")
         finally:
             await self._cleanup()
         if self.problems:
@@ -265,7 +270,7 @@ class CellRun:
         reason = None if cell.moment == STARTING else "shutdown_requested"
         if len(terminates) != 1:
             problems.append(f"{len(terminates)} terminate records")
-        elif (terminates[0]["signal"], terminates[0]["stop_reason"]) != (cell.signal, reason):
+        elif (terminates[0]["signal"], terminates[0].get("stop_reason")) != (cell.signal, reason):
             problems.append(f"terminate record {terminates[0]}, expected {cell.signal}/{reason}")
         wanted_deletes = 1 if cell.moment == RETRYING else 0
         if len(self.platform.deletes) < wanted_deletes or any(
@@ -322,7 +327,7 @@ class CellRun:
         if len(_records(out, "sidecar.stop")) != 1:
             problems.append("not one stop record")
         terminates = _records(out, "sidecar.terminate")
-        if [(r["signal"], r["stop_reason"]) for r in terminates] != [
+        if [(r["signal"], r.get("stop_reason")) for r in terminates] != [
             ("SIGTERM", "shutdown_requested")
         ]:
             problems.append(f"terminate records {terminates}")
@@ -360,6 +365,24 @@ class CellRun:
         return re.findall(rb"got (\S+)", bytes(self.watched_out))
 
     async def _cleanup(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            await self._end_sidecar()
+        # A sidecar that died of the signal orphaned its game (the bug this matrix is about):
+        # the game must not outlive the test either.
+        started = re.search(rb"^ready (\d+)$", bytes(self.stdout.data), re.MULTILINE)
+        if self.cell.mode == "run" and started is not None:
+            with contextlib.suppress(psutil.Error):
+                game = psutil.Process(int(started.group(1)))
+                if str(GAME) in game.cmdline():  # that pid, if free again, may be anyone's
+                    game.kill()
+        if self.watched is not None:
+            if self.watched.returncode is None:
+                self.watched.send_signal(signal.SIGKILL)
+            await self.watched.wait()
+        self.stdout.close()
+        self.stderr.close()
+
+    async def _end_sidecar(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -368,12 +391,6 @@ class CellRun:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
-        if self.watched is not None:
-            if self.watched.returncode is None:
-                self.watched.send_signal(signal.SIGKILL)
-            await self.watched.wait()
-        self.stdout.close()
-        self.stderr.close()
 
 
 def _records(out: bytes, event: str) -> list[dict[str, Any]]:
