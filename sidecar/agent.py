@@ -2,14 +2,16 @@
 SIDECAR_AGONES is on), the self-stop, the game (any mode, through sidecar.game.Game) and every
 background task.
 
-Start-up:  bind the local API, then the Agones facade (port in use → StartupError) → start the
+Start-up:  the signal handlers (sidecar.signals: one per row of the table for this mode) →
+           bind the local API, then the Agones facade (port in use → StartupError) → start the
            game → background tasks.
 Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until the lifecycle
            announces a change that needs re-planning (`on_replan`); when `poll()` releases the
            stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
-           game under SIDECAR_TERM_GRACE, cancels the tasks, closes the SSE and Agones watch
-           streams, both APIs and the HTTP session, and releases the game — each step bounded.
+           game under SIDECAR_TERM_GRACE, sweeps what the game left behind (run mode), cancels
+           the tasks, closes the SSE and Agones watch streams, both APIs and the HTTP session,
+           releases the game, and only then gives the signals back — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
 """
@@ -38,6 +40,8 @@ from sidecar.lifecycle import Lifecycle, State, StopDecision
 from sidecar.metrics import RequestCounter
 from sidecar.output import submit_record
 from sidecar.redaction import redact
+from sidecar.signals import SignalAction, signal_name
+from sidecar.signals import plan as signal_plan
 from sidecar.status import StatusView, StopProgress
 from sidecar.stop import StopSequence, after_stop
 from sidecar.tasks import BackgroundTasks
@@ -99,6 +103,10 @@ class Agent:
         self._tasks = BackgroundTasks(self._task_failed)
         self._stop_task: asyncio.Task[None] | None = None
         self._signals_seen: list[int] = []
+        self._signals_logged: set[int] = set()
+        self._handled_signals: list[int] = []
+        self._terminate_recorded = False
+        self._closing = False
         self.lifecycle.subscribe(self._on_transition)
         self.lifecycle.on_replan(self._wake.set)
 
@@ -114,6 +122,9 @@ class Agent:
                 "sending it",
                 self.settings.dry_run_reason,
             )
+        if self.handle_signals:
+            # First: from the line that says we listen on, no signal can end us unannounced.
+            self._install_signal_handlers(loop)
         host = self.settings.host
         self.port = await self.api.start(host, self.settings.port)
         mode = self.game.mode
@@ -124,11 +135,6 @@ class Agent:
             await self._start_agones()
         self._tasks.spawn(self.api.warm_up(), "warm-models")
         self._stop.open()
-        if self.handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.on_terminate_signal, sig)
-            for sig in self.game.forwarded_signals:
-                loop.add_signal_handler(sig, self.game.send_signal, sig)
         self._start_game()
         if self.settings.network_idle_timeout > 0:
             from sidecar.watchers import feed_network_samples
@@ -257,6 +263,8 @@ class Agent:
         # For our child, wait() returns only after every byte of its output was relayed.
         game_exit = await self.game.wait()
         self.status_view.changed()
+        # What the game left behind goes now, beside the stop (close() waits for it).
+        self._tasks.spawn(self.game.sweep(self.settings.term_grace), "sweep")
         if self.lifecycle.state is State.TERMINATING:
             return  # the platform is stopping us; the signal path finishes
         log.info("%s exited: %s", self.game.name, game_exit.describe())
@@ -266,6 +274,48 @@ class Agent:
             await self._after_stop(self.lifecycle.state is State.STOPPED)
 
     # --- signals -------------------------------------------------------------------------------
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One handler per row of the signal table (sidecar.signals) for this mode."""
+        handlers = {
+            SignalAction.TERMINATE: self.on_terminate_signal,
+            SignalAction.FORWARD: self._forward_signal,
+            SignalAction.IGNORE: self._ignore_signal,
+        }
+        for sig, action in signal_plan(self.game.mode).items():
+            loop.add_signal_handler(sig, handlers[action], sig)
+            self._handled_signals.append(sig)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._handled_signals:
+            loop.remove_signal_handler(sig)
+        self._handled_signals.clear()
+
+    def _first_time(self, sig: int) -> bool:
+        """True the first time `sig` arrives: a flood of one signal logs one line, not a disk's
+        worth."""
+        if sig in self._signals_logged:
+            return False
+        self._signals_logged.add(sig)
+        return True
+
+    def _forward_signal(self, sig: int) -> None:
+        if self._first_time(sig):
+            log.info(
+                "%s received: forwarded to the %s (logged once; every one is forwarded)",
+                signal_name(sig),
+                self.game.kind,
+            )
+        self.game.send_signal(sig)
+
+    def _ignore_signal(self, sig: int) -> None:
+        if self._first_time(sig):
+            log.warning(
+                "%s received: ignored in %s (logged once; it does not stop the sidecar)",
+                signal_name(sig),
+                self.game.mode,
+            )
+
     def on_terminate_signal(self, sig: int) -> None:
         try:
             self._on_terminate_signal(sig)
@@ -278,18 +328,34 @@ class Agent:
                 self.finish(Ending.TERMINATED)
 
     def _on_terminate_signal(self, sig: int) -> None:
-        name = signal.Signals(sig).name
+        name = signal_name(sig)
         self._signals_seen.append(sig)
-        if self.lifecycle.state is State.TERMINATING:
+        if self._terminate_recorded:
             if sig == signal.SIGINT and self._signals_seen.count(signal.SIGINT) >= 2:
                 log.warning("second SIGINT: forcing exit")
                 self.game.send_signal(signal.SIGKILL)
                 self.finish(Ending.FORCED)
             return
+        self._terminate_recorded = True
+        # The decided stop, if any, goes in the record too: the stored logs must say why the
+        # deployment was ending even when the platform's SIGTERM cut the drain short.
+        decision = self.lifecycle.decision
         # Queued, never awaited or written here: a signal handler must not block on a stalled
         # stdout, nor raise on a broken one, or the signal would never reach the game.
-        submit_record({"event": "sidecar.terminate", "signal": name})
+        submit_record(
+            {
+                "event": "sidecar.terminate",
+                "signal": name,
+                "stop_reason": None if decision is None else str(decision.reason),
+                "stop_detail": None if decision is None else decision.detail,
+            }
+        )
         log.info("%s received: the platform is stopping the deployment", name)
+        if self._closing:
+            # Already shutting down (the stop finished): close() ends the game and its
+            # leftovers; only pass the signal on, as received.
+            self.game.send_signal(sig)
+            return
         self.lifecycle.terminating(name)
         if self._stop_task is not None and not self._stop_task.done():
             self._stop_task.cancel()  # the deployment is stopping anyway
@@ -313,18 +379,18 @@ class Agent:
         self.finish(Ending.BUG)
 
     async def close(self) -> None:
-        """Shut down in order, each step bounded."""
-        if self.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT, *self.game.forwarded_signals):
-                loop.remove_signal_handler(sig)
+        """Shut down in order, each step bounded. The signal handlers stay until the end: a
+        stray signal during shutdown (or during the sweep) must not end us halfway."""
+        self._closing = True
         game = self.game
+        grace = self.settings.term_grace
         if game.ours and game.exit is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    game.terminate(self.settings.term_grace),
-                    self.settings.term_grace + SHUTDOWN_STEP_TIMEOUT,
-                )
+                await asyncio.wait_for(game.terminate(grace), grace + SHUTDOWN_STEP_TIMEOUT)
+        # Run mode: whatever the game left behind (even outside its group or session) ends
+        # with us, not after us.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(game.sweep(grace), grace + SHUTDOWN_STEP_TIMEOUT)
         await self._tasks.cancel_all(SHUTDOWN_STEP_TIMEOUT)
         self.events.close()  # ends SSE streams so the runner's cleanup does not wait on them
         if self.agones is not None:
@@ -333,4 +399,6 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         await self._stop.close()
-        game.close()  # last: the reaper reaps the game's orphans until here
+        game.close()  # the reaper reaps the game's orphans until here
+        if self.handle_signals:
+            self._remove_signal_handlers()

@@ -88,10 +88,6 @@ class Game(Protocol):
         """What the line about ending it calls it: ``game`` or ``watched game``."""
 
     @property
-    def forwarded_signals(self) -> tuple[signal.Signals, ...]:
-        """The signals the sidecar passes on to the game (besides SIGTERM and SIGINT)."""
-
-    @property
     def pid(self) -> int | None:
         """The game's pid; None when there is no process (serve mode, or it could not start)."""
 
@@ -124,6 +120,10 @@ class Game(Protocol):
         """End the game: `sig`, then SIGKILL after `grace`. The agent ends a game that is not
         ours only when the stop failed for good (SPEC §4). Returns how it ended, when known."""
 
+    async def sweep(self, grace: float) -> None:
+        """Once the game has ended: end every process it left behind, SIGTERM then SIGKILL
+        after `grace` (run mode, where they are ours); nothing in the other modes."""
+
     def close(self) -> None:
         """Release what the game held (the reaper in run mode); the last step of shutdown."""
 
@@ -134,7 +134,6 @@ class NoGame:
     mode = "serve mode"
     name = "game"
     kind = "game"
-    forwarded_signals: tuple[signal.Signals, ...] = ()
     pid: int | None = None
     exit: GameExit | None = None
     ours = False
@@ -156,6 +155,9 @@ class NoGame:
 
     async def terminate(self, grace: float, sig: int = signal.SIGTERM) -> GameExit | None:
         return None
+
+    async def sweep(self, grace: float) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -192,7 +192,6 @@ class WatchedProcess:
 
     mode = "watch mode"
     kind = "watched game"
-    forwarded_signals: tuple[signal.Signals, ...] = ()
     ours = False
 
     def __init__(self, pid: int, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -237,6 +236,9 @@ class WatchedProcess:
         if self._process is not None and self._exit is None:
             await terminate_process(self._process, grace, sig)
         return self._exit
+
+    async def sweep(self, grace: float) -> None:
+        pass  # what a watched game started is not ours to end
 
     def close(self) -> None:
         pass

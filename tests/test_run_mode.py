@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 
 from sidecar.emulator import EmulatorServer
@@ -38,6 +40,30 @@ def stop_record(stdout: bytes) -> dict[str, Any]:
     ]
     assert len(records) == 1, stdout[-2000:]
     return records[0]
+
+
+def records(stdout: bytes, event: str) -> list[dict[str, Any]]:
+    prefix = b'{"event": "%s"' % event.encode()
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has ended, whoever reaps it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextlib.contextmanager
+def killed_at_exit(pids: list[int]) -> Iterator[None]:
+    """Whatever the test found, no escapee outlives it."""
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class TestRelayAndExit:
@@ -104,9 +130,20 @@ class TestRelayAndExit:
             137,
         )
 
-    @pytest.mark.parametrize(("command", "code"), [("/nonexistent/game", 127), (__file__, 126)])
-    async def test_unstartable_game(self, launch: Launch, command: str, code: int) -> None:
-        """A missing game exits 127 and a non-executable one 126, as game_crashed stops."""
+    @pytest.mark.parametrize(
+        ("command", "code"),
+        [("/nonexistent/game", 127), (__file__, 126), ("missing-interpreter", 127)],
+    )
+    async def test_unstartable_game(
+        self, launch: Launch, tmp_path: Path, command: str, code: int
+    ) -> None:
+        """A missing game, or one whose `#!` interpreter is missing, exits 127 (as bash and dash
+        say); a non-executable one 126; both are game_crashed stops."""
+        if command == "missing-interpreter":
+            script = tmp_path / "server.sh"
+            script.write_text("#!/nonexistent/interpreter\necho never\n")
+            script.chmod(0o755)
+            command = str(script)
         sc = await launch("run", "--", command)
         got, stdout, stderr = await sc.finish()
         assert got == code
@@ -126,7 +163,10 @@ class TestSignals:
         code, stdout, _ = await sc.finish()
         assert code == 0
         assert b"shutdown: SIGTERM received, saving state" in stdout
-        assert b'{"event": "sidecar.terminate", "signal": "SIGTERM"}' in stdout
+        assert (
+            b'{"event": "sidecar.terminate", "signal": "SIGTERM", "stop_reason": null, '
+            b'"stop_detail": null}\n' in stdout
+        )
         assert b"sidecar.stop" not in stdout
         assert await emulator.requests(path_contains="/v1/self/stop/") == []
 
@@ -141,6 +181,24 @@ class TestSignals:
         code, _, _ = await sc.finish()
         assert code == 137
         assert time.monotonic() - sent >= 0.3
+
+    async def test_sigterm_while_draining_records_the_decided_stop(self, launch: Launch) -> None:
+        """A SIGTERM that cuts a decided stop's drain short says in its record which stop it
+        was (the stored logs keep the reason), and no self-stop follows."""
+        sc = await launch("run", "--", *GAME, str(GAMES / "term_handler.py"))
+        await sc.wait_output(b"ready\n")
+        async with aiohttp.ClientSession() as http:
+            body = {"reason": "nightly restart", "grace_seconds": 60}
+            async with http.post(sc.url + "/v1/shutdown", json=body) as response:
+                assert (response.status, (await response.json())["state"]) == (202, "draining")
+        sc.proc.send_signal(signal.SIGTERM)
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        (record,) = records(stdout, "sidecar.terminate")
+        assert record["signal"] == "SIGTERM"
+        assert record["stop_reason"] == "shutdown_requested"
+        assert "nightly restart" in record["stop_detail"]
+        assert records(stdout, "sidecar.stop") == []
 
     async def test_sigusr1_is_forwarded(self, launch: Launch, tmp_path: Path) -> None:
         """SIGUSR1 reaches the game unchanged."""
@@ -157,6 +215,41 @@ class TestSignals:
         code, stdout, _ = await sc.finish()
         assert code == 0
         assert b"got SIGUSR1" in stdout
+
+
+class TestLeftBehind:
+    """The sidecar is the child subreaper of the game's tree: nothing the game started outlives
+    it, even a process that left the game's session and ignores SIGTERM."""
+
+    async def test_escaped_process_is_ended_when_the_platform_stops_us(
+        self, launch: Launch
+    ) -> None:
+        """On SIGTERM the game goes, and so does its escaped, SIGTERM-ignoring child, killed
+        SIDECAR_TERM_GRACE later, before the sidecar exits."""
+        sc = await launch(
+            "run", "--", *GAME, str(GAMES / "escape.py"), "stay", SIDECAR_TERM_GRACE="300ms"
+        )
+        await sc.wait_output(b"\n", timeout=10)
+        escapee = int(bytes(sc.stdout).split()[1])
+        with killed_at_exit([escapee]):
+            assert running(escapee)
+            sc.proc.send_signal(signal.SIGTERM)
+            code, _, stderr = await sc.finish()
+            assert code == 0
+            assert not running(escapee), stderr[-2000:]
+            assert "outlived SIGTERM" in stderr
+
+    async def test_escaped_process_is_ended_after_the_game_exits(self, launch: Launch) -> None:
+        """A game that exits leaving an escaped, SIGTERM-ignoring child: the child is ended
+        (SIGKILL after the grace) and the sidecar exits with the game's code only after."""
+        sc = await launch("run", "--", *GAME, str(GAMES / "escape.py"), SIDECAR_TERM_GRACE="300ms")
+        await sc.wait_output(b"\n", timeout=10)
+        escapee = int(bytes(sc.stdout).split()[1])
+        with killed_at_exit([escapee]):
+            code, stdout, stderr = await sc.finish()
+            assert code == 0
+            assert stop_record(stdout)["reason"] == "game_exited"
+            assert not running(escapee), stderr[-2000:]
 
 
 class TestIntegration:

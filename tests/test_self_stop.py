@@ -336,7 +336,10 @@ class TestServeSignals:
         sc.proc.terminate()
         code, stdout, _ = await sc.finish(timeout=3)
         assert code == 0
-        assert stdout == b'{"event": "sidecar.terminate", "signal": "SIGTERM"}\n'
+        assert stdout == (
+            b'{"event": "sidecar.terminate", "signal": "SIGTERM", "stop_reason": null, '
+            b'"stop_detail": null}\n'
+        )
 
     async def test_json_log_format_writes_one_object_per_line(self, launch: Launch) -> None:
         """SIDECAR_LOG_FORMAT=json: every stderr line is a JSON object with level and message."""

@@ -22,7 +22,7 @@ from games.harness import GAMES, REPO, GameRunner, game_argv
 from sidecar.errors import GameStartError
 from sidecar.game import GameExit
 from sidecar.reaper import Reaper
-from sidecar.supervisor import GameProcess
+from sidecar.supervisor import GameProcess, current_children, end_descendants
 
 
 @pytest.fixture
@@ -138,13 +138,14 @@ class TestStart:
             ("not-executable", 126, "not executable"),
             ("not-executable-in-path", 126, "not executable"),
             ("directory", 126, "is a directory"),
-            ("bad-interpreter", 126, "interpreter"),
+            ("bad-interpreter", 127, "interpreter"),
         ],
     )
     async def test_unstartable_command_exit_codes(
         self, tmp_path: Path, setup: str, code: int, message: str
     ) -> None:
-        """A command that is missing exits 127, one that cannot be executed 126, explained."""
+        """A command that is missing exits 127 (so does a script whose `#!` interpreter is
+        missing, as in bash and dash), one that cannot be executed 126, explained."""
         script = tmp_path / "server.sh"
         script.write_text("#!/bin/sh\necho hi\n")
         env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
@@ -257,6 +258,29 @@ class TestReaping:
         )
         assert await process.wait() == 5
 
+    async def test_sweep_ends_escaped_leftovers_and_spares_other_children(
+        self, reaper: Reaper, games: GameRunner
+    ) -> None:
+        """After the game: what it left behind, even outside its session and deaf to SIGTERM,
+        is killed after the grace; a child this process had before the game is left alone."""
+        unrelated = await asyncio.create_subprocess_exec(
+            *game_argv("idle.py"), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        try:
+            spared = current_children()
+            run = games.game("escape.py")
+            escapee = int((await run.out.line("escaped")).split()[1])
+            await run.game.wait()
+            assert _running(escapee)
+            assert await end_descendants(spared, 0.2) == 1
+            assert not _running(escapee)
+            assert unrelated.returncode is None
+            assert psutil.Process(unrelated.pid).status() != psutil.STATUS_ZOMBIE
+        finally:
+            assert unrelated.stdin is not None
+            unrelated.stdin.close()
+            await unrelated.wait()
+
     @pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare missing")
     def test_orphans_are_reaped_as_pid_1(self) -> None:
         """PID 1 path: in a new PID namespace (unshare) the sidecar's reaper leaves no zombies."""
@@ -276,6 +300,14 @@ class TestReaping:
         assert report["exit_code"] == 7
         assert report["orphans_reaped"] == 5
         assert report["zombies"] == []
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _exists(pid: int) -> bool:

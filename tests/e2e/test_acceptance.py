@@ -111,7 +111,12 @@ class TestServe:
         sidecar.signal(signal.SIGTERM)
         assert await sidecar.wait_exit() == 0
         assert json_records(sidecar.stdout, "sidecar.terminate") == [
-            {"event": "sidecar.terminate", "signal": "SIGTERM"}
+            {
+                "event": "sidecar.terminate",
+                "signal": "SIGTERM",
+                "stop_reason": "match_ended",
+                "stop_detail": "the game ended the match",
+            }
         ]
 
 
@@ -216,7 +221,12 @@ class TestRunMode:
         await sidecar.wait_line(lambda line: line.startswith("shutdown: SIGTERM received"))
         assert await sidecar.wait_exit() == 0
         assert json_records(sidecar.stdout, "sidecar.terminate") == [
-            {"event": "sidecar.terminate", "signal": "SIGTERM"}
+            {
+                "event": "sidecar.terminate",
+                "signal": "SIGTERM",
+                "stop_reason": None,
+                "stop_detail": None,
+            }
         ]
         assert json_records(sidecar.stdout, "sidecar.stop") == []
 
