@@ -4,6 +4,11 @@
 `Settings`. Tests build `Settings(...)` directly with typed values, or call
 `load_settings(mapping)` with the strings a user would set.
 
+Each Settings field carries its variable (`setting()`: name, parser, secrecy, one-line help), and
+`VARIABLES` is read off the fields: parsing, redaction, check-config (`--json`, `--list`) and the
+unknown-variable check use that one table, so a variable cannot be parsed but not redacted, or
+listed but not parsed.
+
 Also here: the duration syntax (`90`, `90s`, `1500ms`, `5m`, `1h`), the dry-run rule, and
 `redacted_settings()` for `check-config`.
 
@@ -17,13 +22,16 @@ Over 400 lines on purpose: every variable, its parser and its rule stand in this
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -120,179 +128,6 @@ class LogLevel(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
-
-
-# The timers' names and defaults are the lifecycle's (the one definition); Settings reads them
-# from the environment and hands them over in `timer_settings()`.
-_TIMERS = TimerSettings()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Effective configuration; `load_settings()` reads each field from ENV_NAMES[field]."""
-
-    # --- platform variables (injected by Edgegap) ---------------------------------------------
-    delete_url: str | None = None
-    delete_token: Secret | None = None
-    # --- local API -----------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = 8787
-    api_token: Secret | None = None
-    # --- timers (seconds; 0 disables): lifecycle.TimerSettings, see timer_settings() ----------
-    ready_timeout: float = _TIMERS.ready_timeout
-    first_player_timeout: float = _TIMERS.first_player_timeout
-    empty_timeout: float = _TIMERS.empty_timeout
-    max_duration: float = _TIMERS.max_duration
-    health_timeout: float = _TIMERS.health_timeout
-    match_end_grace: float = _TIMERS.match_end_grace
-    network_idle_timeout: float = _TIMERS.network_idle_timeout
-    network_idle_pps: float = _TIMERS.network_idle_pps
-    # --- self-stop -----------------------------------------------------------------------------
-    log_storage: str | None = None
-    error_log_storage: str | None = None
-    stop_retry_budget: float = 600.0
-    stop_attempt_timeout: float = 10.0
-    on_stop_failure: StopFailurePolicy = StopFailurePolicy.EXIT
-    # None = auto: dry-run exactly when the platform variables are missing.
-    dry_run: bool | None = None
-    # --- run mode ------------------------------------------------------------------------------
-    term_grace: float = 8.0
-    # --- logging -------------------------------------------------------------------------------
-    log_format: LogFormat = LogFormat.TEXT
-    log_level: LogLevel = LogLevel.INFO
-    # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
-    agones: bool = False
-    agones_http_port: int = 9358
-    agones_gameserver: GameServerManifest | None = None
-    agones_players_list: str = "players"
-    agones_auto_allocate: bool = True
-
-    def __post_init__(self) -> None:
-        if self.dry_run is False and self.delete_url_problem is not None:
-            raise ConfigError(
-                "ARBITRIUM_DELETE_URL",
-                f"{self.delete_url_problem}; SIDECAR_DRY_RUN=false needs a usable URL",
-            )
-        if self.dry_run is False and not self.platform_configured:
-            raise ConfigError(
-                "SIDECAR_DRY_RUN",
-                "false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN to be set",
-            )
-        if self.api_token is None and not is_loopback(self.host):
-            raise ConfigError(
-                "SIDECAR_HOST",
-                f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
-                "game can stop the deployment",
-            )
-
-    # --- derived values ------------------------------------------------------------------------
-    def timer_settings(self) -> TimerSettings:
-        """The lifecycle's timers. Spelled out field by field, not copied by name: a timer
-        renamed on either side then fails the type checker instead of the start-up (a timer
-        added to TimerSettings and not here fails tests/test_config.py)."""
-        return TimerSettings(
-            ready_timeout=self.ready_timeout,
-            first_player_timeout=self.first_player_timeout,
-            empty_timeout=self.empty_timeout,
-            max_duration=self.max_duration,
-            health_timeout=self.health_timeout,
-            match_end_grace=self.match_end_grace,
-            network_idle_timeout=self.network_idle_timeout,
-            network_idle_pps=self.network_idle_pps,
-        )
-
-    @property
-    def delete_url_problem(self) -> str | None:
-        """Why ARBITRIUM_DELETE_URL is unusable (SPEC §11: then it counts as missing), or None."""
-        return delete_url_problem(self.delete_url) if self.delete_url else None
-
-    @property
-    def platform_configured(self) -> bool:
-        return (
-            bool(self.delete_url)
-            and self.delete_url_problem is None
-            and self.delete_token is not None
-        )
-
-    @property
-    def dry_run_reason(self) -> str | None:
-        """The one-line reason for dry-run that agent.start logs; None when live."""
-        if not self.effective_dry_run:
-            return None
-        problem = self.delete_url_problem
-        if self.dry_run:
-            extra = f" (ARBITRIUM_DELETE_URL {problem})" if problem else ""
-            return f"SIDECAR_DRY_RUN=true{extra}"
-        if problem:
-            return f"ARBITRIUM_DELETE_URL {problem}, so it counts as unset"
-        return "ARBITRIUM_DELETE_URL/ARBITRIUM_DELETE_TOKEN are not set"
-
-    @property
-    def effective_dry_run(self) -> bool:
-        """The dry-run rule of SPEC §4: explicit value, else dry exactly when unconfigured."""
-        if self.dry_run is None:
-            return not self.platform_configured
-        return self.dry_run
-
-    @property
-    def effective_error_log_storage(self) -> str | None:
-        return self.error_log_storage if self.error_log_storage is not None else self.log_storage
-
-    def secrets(self) -> list[str]:
-        """Every secret value, for log redaction."""
-        values = [s.get_secret_value() for s in (self.delete_token, self.api_token) if s]
-        return [v for v in values if v]
-
-
-_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
-
-
-@functools.lru_cache(maxsize=8)
-def delete_url_problem(url: str) -> str | None:
-    """Why aiohttp could not send DELETE to `url` (None when it can).
-
-    Parsed with yarl, as aiohttp does, plus the checks aiohttp only makes at request time
-    (scheme, host, IDNA encoding of the host, credentials that clash with the token header) and
-    the ones yarl is lenient about (`:+80`, Unicode-digit ports). Messages never quote the URL:
-    it may carry credentials."""
-    from urllib.parse import urlsplit
-
-    from yarl import URL
-
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return "contains whitespace or control characters"
-    try:
-        netloc = urlsplit(url).netloc
-        parsed = URL(url)
-    except ValueError:
-        return "cannot be parsed as a URL (bad IPv6 address or port)"
-    if parsed.scheme not in ("http", "https"):
-        return "is not an http or https URL"
-    if not parsed.raw_host:
-        return "has no host"
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        return "carries credentials (user@host), which clash with ARBITRIUM_DELETE_TOKEN"
-    hostport = netloc.rpartition("@")[2]
-    after_host = hostport.partition("]")[2] if hostport.startswith("[") else hostport
-    port_text = after_host.partition(":")[2]
-    if port_text and not (
-        port_text.isascii() and port_text.isdigit() and 0 < int(port_text[:6]) <= 65535
-    ):
-        return "has a port that is not a number 1-65535"
-    host = parsed.raw_host
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            host.encode("idna")  # what the resolver does at request time
-        except UnicodeError:
-            return "has an invalid host name"
-        if not _HOST_NAME.fullmatch(host):
-            return "has an invalid host name"
-    else:
-        if "%" in host:
-            return "has an IPv6 zone id, which is not supported"
-    return None
 
 
 # --- parsers: the string a user sets → the typed value, or ValueError with the expected form ---
@@ -402,52 +237,359 @@ def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
     return parse
 
 
-_DURATION_FIELDS = frozenset(
-    {
-        "ready_timeout",
-        "first_player_timeout",
-        "empty_timeout",
-        "max_duration",
-        "health_timeout",
-        "match_end_grace",
-        "network_idle_timeout",
-        "stop_retry_budget",
-        "stop_attempt_timeout",
-        "term_grace",
-    }
-)
-# Every duration takes parse_duration unless the table below gives it a stricter parser.
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    **dict.fromkeys(_DURATION_FIELDS, parse_duration),
-    "delete_url": _optional_url,
-    "delete_token": _optional_secret,
-    "host": _host,
-    "port": _port,
-    "api_token": _api_token,
-    "network_idle_pps": _rate,
-    "log_storage": _optional_text,
-    "error_log_storage": _optional_text,
-    "stop_attempt_timeout": _positive_duration,  # an attempt needs some time
-    "on_stop_failure": _choice(StopFailurePolicy),
-    "dry_run": _tri_state,
-    "log_format": _choice(LogFormat),
-    "log_level": _choice(LogLevel),
-    "agones": _flag,
-    "agones_http_port": _port,
-    "agones_gameserver": _manifest,
-    "agones_players_list": _name,
-    "agones_auto_allocate": _flag,
-}
+# The timers' names and defaults are the lifecycle's (the one definition); Settings reads them
+# from the environment and hands them over in `timer_settings()`.
+_TIMERS = TimerSettings()
 
-# Field name → the variable a user sets, for parsing, error messages and check-config.
-ENV_NAMES: dict[str, str] = {
-    field.name: (
-        f"ARBITRIUM_{field.name.upper()}"
-        if field.name in ("delete_url", "delete_token")
-        else f"SIDECAR_{field.name.upper()}"
+
+class Shown(StrEnum):
+    """How check-config shows a value (and how `--json` encodes it)."""
+
+    PLAIN = "plain"  # str(value); JSON: the value itself (enums as their string)
+    DURATION = "duration"  # the shortest exact syntax (90s, 5m); JSON: seconds
+    SECRET = "secret"  # <redacted> / "***", whatever the value
+    URL = "url"  # credentials and query redacted (ARBITRIUM_DELETE_URL)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, parser, secrecy and meaning, carried by the Settings
+    field it sets (`setting()`), so that parsing, redaction, check-config (`--json`, `--list`)
+    and the unknown-variable check all read the same table, `VARIABLES`."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    shown: Shown = Shown.PLAIN
+    # How --list writes the default when the field's own default does not say it (None → auto).
+    default_text: str | None = None
+    field: str = ""  # the Settings attribute; filled in by VARIABLES
+
+    @property
+    def secret(self) -> bool:
+        return self.shown is Shown.SECRET
+
+
+def setting(
+    name: str,
+    parse: Callable[[str], Any],
+    default: Any,
+    help: str,
+    *,
+    shown: Shown = Shown.PLAIN,
+    default_text: str | None = None,
+) -> Any:
+    """A Settings field that carries its variable (typed Any, as dataclasses.field is)."""
+    variable = Variable(name, parse, help, shown, default_text)
+    return dataclass_field(default=default, metadata={"variable": variable})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration; `load_settings()` reads each field from its variable."""
+
+    # --- platform variables (injected by Edgegap) ---------------------------------------------
+    delete_url: str | None = setting(
+        "ARBITRIUM_DELETE_URL",
+        _optional_url,
+        None,
+        "the self-stop URL (injected by Edgegap); malformed counts as unset",
+        shown=Shown.URL,
     )
-    for field in fields(Settings)
-}
+    delete_token: Secret | None = setting(
+        "ARBITRIUM_DELETE_TOKEN",
+        _optional_secret,
+        None,
+        "the self-stop token (injected by Edgegap)",
+        shown=Shown.SECRET,
+    )
+    # --- local API -----------------------------------------------------------------------------
+    host: str = setting("SIDECAR_HOST", _host, "127.0.0.1", "bind address of the local API")
+    port: int = setting("SIDECAR_PORT", _port, 8787, "port of the local API (0 picks a free one)")
+    api_token: Secret | None = setting(
+        "SIDECAR_API_TOKEN",
+        _api_token,
+        None,
+        "bearer token every /v1/* call needs; required for a non-loopback SIDECAR_HOST",
+        shown=Shown.SECRET,
+    )
+    # --- timers (seconds; 0 disables): lifecycle.TimerSettings, see timer_settings() ----------
+    ready_timeout: float = setting(
+        "SIDECAR_READY_TIMEOUT",
+        parse_duration,
+        _TIMERS.ready_timeout,
+        "from start until the game is ready (POST /v1/ready or its game port)",
+        shown=Shown.DURATION,
+    )
+    first_player_timeout: float = setting(
+        "SIDECAR_FIRST_PLAYER_TIMEOUT",
+        parse_duration,
+        _TIMERS.first_player_timeout,
+        "from ready until the first player connects (games that report players)",
+        shown=Shown.DURATION,
+    )
+    empty_timeout: float = setting(
+        "SIDECAR_EMPTY_TIMEOUT",
+        parse_duration,
+        _TIMERS.empty_timeout,
+        "no players left after at least one had connected",
+        shown=Shown.DURATION,
+    )
+    max_duration: float = setting(
+        "SIDECAR_MAX_DURATION",
+        parse_duration,
+        _TIMERS.max_duration,
+        "hard cap from start, whatever the players",
+        shown=Shown.DURATION,
+    )
+    health_timeout: float = setting(
+        "SIDECAR_HEALTH_TIMEOUT",
+        parse_duration,
+        _TIMERS.health_timeout,
+        "heartbeat silence that makes the game unhealthy (armed by the first POST /v1/health)",
+        shown=Shown.DURATION,
+    )
+    match_end_grace: float = setting(
+        "SIDECAR_MATCH_END_GRACE",
+        parse_duration,
+        _TIMERS.match_end_grace,
+        "delay between match end / shutdown request and the self-stop",
+        shown=Shown.DURATION,
+    )
+    network_idle_timeout: float = setting(
+        "SIDECAR_NETWORK_IDLE_TIMEOUT",
+        parse_duration,
+        _TIMERS.network_idle_timeout,
+        "traffic below SIDECAR_NETWORK_IDLE_PPS this long counts as empty",
+        shown=Shown.DURATION,
+    )
+    network_idle_pps: float = setting(
+        "SIDECAR_NETWORK_IDLE_PPS",
+        _rate,
+        _TIMERS.network_idle_pps,
+        "packets per second below which the network counts as idle",
+    )
+    # --- self-stop -----------------------------------------------------------------------------
+    log_storage: str | None = setting(
+        "SIDECAR_LOG_STORAGE",
+        _optional_text,
+        None,
+        "container_log_storage for normal stops: true, false or an endpoint-storage name",
+    )
+    error_log_storage: str | None = setting(
+        "SIDECAR_ERROR_LOG_STORAGE",
+        _optional_text,
+        None,
+        "the same for abnormal stops (ready_timeout, unhealthy, game_crashed)",
+        default_text="= SIDECAR_LOG_STORAGE",
+    )
+    stop_retry_budget: float = setting(
+        "SIDECAR_STOP_RETRY_BUDGET",
+        parse_duration,
+        600.0,
+        "how long to keep retrying the self-stop",
+        shown=Shown.DURATION,
+    )
+    stop_attempt_timeout: float = setting(
+        "SIDECAR_STOP_ATTEMPT_TIMEOUT",
+        _positive_duration,  # an attempt needs some time
+        10.0,
+        "one self-stop attempt's timeout (more than 0)",
+        shown=Shown.DURATION,
+    )
+    on_stop_failure: StopFailurePolicy = setting(
+        "SIDECAR_ON_STOP_FAILURE",
+        _choice(StopFailurePolicy),
+        StopFailurePolicy.EXIT,
+        "when the self-stop fails for good: exit (end the game and the container) or stay",
+    )
+    # None = auto: dry-run exactly when the platform variables are missing.
+    dry_run: bool | None = setting(
+        "SIDECAR_DRY_RUN",
+        _tri_state,
+        None,
+        "true, false or auto (dry-run exactly when the ARBITRIUM_DELETE_* are missing)",
+        default_text="auto",
+    )
+    # --- run mode ------------------------------------------------------------------------------
+    term_grace: float = setting(
+        "SIDECAR_TERM_GRACE",
+        parse_duration,
+        8.0,
+        "run mode: from forwarding SIGTERM to the game until SIGKILL",
+        shown=Shown.DURATION,
+    )
+    # --- logging -------------------------------------------------------------------------------
+    log_format: LogFormat = setting(
+        "SIDECAR_LOG_FORMAT", _choice(LogFormat), LogFormat.TEXT, "text or json (one per line)"
+    )
+    log_level: LogLevel = setting(
+        "SIDECAR_LOG_LEVEL", _choice(LogLevel), LogLevel.INFO, "debug, info, warning or error"
+    )
+    # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
+    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK REST facade")
+    agones_http_port: int = setting(
+        "SIDECAR_AGONES_HTTP_PORT", _port, 9358, "port of the Agones SDK facade"
+    )
+    agones_gameserver: GameServerManifest | None = setting(
+        "SIDECAR_AGONES_GAMESERVER",
+        _manifest,
+        None,
+        "path of an Agones GameServer manifest (labels, annotations, counters, lists, health)",
+    )
+    agones_players_list: str = setting(
+        "SIDECAR_AGONES_PLAYERS_LIST",
+        _name,
+        "players",
+        "the Agones list that mirrors the player roster",
+    )
+    agones_auto_allocate: bool = setting(
+        "SIDECAR_AGONES_AUTO_ALLOCATE",
+        _flag,
+        True,
+        "a match start or first player marks the GameServer Allocated",
+    )
+
+    def __post_init__(self) -> None:
+        if self.dry_run is False and self.delete_url_problem is not None:
+            raise ConfigError(
+                "ARBITRIUM_DELETE_URL",
+                f"{self.delete_url_problem}; SIDECAR_DRY_RUN=false needs a usable URL",
+            )
+        if self.dry_run is False and not self.platform_configured:
+            raise ConfigError(
+                "SIDECAR_DRY_RUN",
+                "false needs ARBITRIUM_DELETE_URL and ARBITRIUM_DELETE_TOKEN to be set",
+            )
+        if self.api_token is None and not is_loopback(self.host):
+            raise ConfigError(
+                "SIDECAR_HOST",
+                f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
+                "game can stop the deployment",
+            )
+
+    # --- derived values ------------------------------------------------------------------------
+    def timer_settings(self) -> TimerSettings:
+        """The lifecycle's timers. Spelled out field by field, not copied by name: a timer
+        renamed on either side then fails the type checker instead of the start-up (a timer
+        added to TimerSettings and not here fails tests/test_config.py)."""
+        return TimerSettings(
+            ready_timeout=self.ready_timeout,
+            first_player_timeout=self.first_player_timeout,
+            empty_timeout=self.empty_timeout,
+            max_duration=self.max_duration,
+            health_timeout=self.health_timeout,
+            match_end_grace=self.match_end_grace,
+            network_idle_timeout=self.network_idle_timeout,
+            network_idle_pps=self.network_idle_pps,
+        )
+
+    @property
+    def delete_url_problem(self) -> str | None:
+        """Why ARBITRIUM_DELETE_URL is unusable (SPEC §11: then it counts as missing), or None."""
+        return delete_url_problem(self.delete_url) if self.delete_url else None
+
+    @property
+    def platform_configured(self) -> bool:
+        return (
+            bool(self.delete_url)
+            and self.delete_url_problem is None
+            and self.delete_token is not None
+        )
+
+    @property
+    def dry_run_reason(self) -> str | None:
+        """The one-line reason for dry-run that agent.start logs; None when live."""
+        if not self.effective_dry_run:
+            return None
+        problem = self.delete_url_problem
+        if self.dry_run:
+            extra = f" (ARBITRIUM_DELETE_URL {problem})" if problem else ""
+            return f"SIDECAR_DRY_RUN=true{extra}"
+        if problem:
+            return f"ARBITRIUM_DELETE_URL {problem}, so it counts as unset"
+        return "ARBITRIUM_DELETE_URL/ARBITRIUM_DELETE_TOKEN are not set"
+
+    @property
+    def effective_dry_run(self) -> bool:
+        """The dry-run rule of SPEC §4: explicit value, else dry exactly when unconfigured."""
+        if self.dry_run is None:
+            return not self.platform_configured
+        return self.dry_run
+
+    @property
+    def effective_error_log_storage(self) -> str | None:
+        return self.error_log_storage if self.error_log_storage is not None else self.log_storage
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction: the fields whose variable says it is secret."""
+        values = [getattr(self, variable.field) for variable in VARIABLES if variable.secret]
+        return [value.get_secret_value() for value in values if value and value.get_secret_value()]
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
+
+
+@functools.lru_cache(maxsize=8)
+def delete_url_problem(url: str) -> str | None:
+    """Why aiohttp could not send DELETE to `url` (None when it can).
+
+    Parsed with yarl, as aiohttp does, plus the checks aiohttp only makes at request time
+    (scheme, host, IDNA encoding of the host, credentials that clash with the token header) and
+    the ones yarl is lenient about (`:+80`, Unicode-digit ports). Messages never quote the URL:
+    it may carry credentials."""
+    from urllib.parse import urlsplit
+
+    from yarl import URL
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "contains whitespace or control characters"
+    try:
+        netloc = urlsplit(url).netloc
+        parsed = URL(url)
+    except ValueError:
+        return "cannot be parsed as a URL (bad IPv6 address or port)"
+    if parsed.scheme not in ("http", "https"):
+        return "is not an http or https URL"
+    if not parsed.raw_host:
+        return "has no host"
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        return "carries credentials (user@host), which clash with ARBITRIUM_DELETE_TOKEN"
+    hostport = netloc.rpartition("@")[2]
+    after_host = hostport.partition("]")[2] if hostport.startswith("[") else hostport
+    port_text = after_host.partition(":")[2]
+    if port_text and not (
+        port_text.isascii() and port_text.isdigit() and 0 < int(port_text[:6]) <= 65535
+    ):
+        return "has a port that is not a number 1-65535"
+    host = parsed.raw_host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host.encode("idna")  # what the resolver does at request time
+        except UnicodeError:
+            return "has an invalid host name"
+        if not _HOST_NAME.fullmatch(host):
+            return "has an invalid host name"
+    else:
+        if "%" in host:
+            return "has an IPv6 zone id, which is not supported"
+    return None
+
+
+def _variables() -> tuple[Variable, ...]:
+    table = []
+    for item in dataclass_fields(Settings):
+        variable = item.metadata["variable"]
+        table.append(dataclasses.replace(variable, field=item.name))
+    return tuple(table)
+
+
+# Every variable a user sets, in Settings order: the one table (issue 16).
+VARIABLES: tuple[Variable, ...] = _variables()
+# Field name → the variable a user sets (for tests and error messages).
+ENV_NAMES: dict[str, str] = {variable.field: variable.name for variable in VARIABLES}
 
 
 # Every variable the sidecar reads starts with one of these: its own settings, and what the
@@ -467,13 +609,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     `overrides` are typed values by field name (for tests and embedders)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field, variable in ENV_NAMES.items():
-        if variable in env:
+    for variable in VARIABLES:
+        if variable.name in env:
             try:
-                values[field] = _PARSERS[field](env[variable])
+                values[variable.field] = variable.parse(env[variable.name])
             except (ValueError, ArithmeticError) as exc:
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
-                raise ConfigError(variable, str(exc)) from None
+                raise ConfigError(variable.name, str(exc)) from None
     _apply_manifest(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
     values.update(overrides)
     return Settings(**values)
@@ -497,43 +639,43 @@ def _apply_manifest(values: dict[str, Any], *, explicit_health: bool) -> None:
         values["health_timeout"] = manifest.health.timeout
 
 
-# The parsers of the variables that hold secrets.
-_SECRET_PARSERS = (_optional_secret, _api_token)
-
-
 def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The secrets as set in the environment (what Settings.secrets() holds once loaded), to
     redact text written without a Settings: a crash before or outside `load_settings()`."""
     env = os.environ if environ is None else environ
     return [
-        env[variable].strip()
-        for field, variable in ENV_NAMES.items()
-        if _PARSERS[field] in _SECRET_PARSERS and env.get(variable, "").strip()
+        env[variable.name].strip()
+        for variable in VARIABLES
+        if variable.secret and env.get(variable.name, "").strip()
     ]
 
 
 def redacted_settings(settings: Settings) -> dict[str, str]:
-    """Effective settings by variable name, secrets shown only as set/unset."""
+    """Effective settings by variable name as check-config prints them, secrets as <redacted>."""
     rows: dict[str, str] = {}
-    for field, variable in ENV_NAMES.items():
-        value = getattr(settings, field)
-        if isinstance(value, Secret):
-            shown = "<redacted>"
-        elif field == "delete_url" and value is not None:
-            shown = redact_url(value) or "<unset>"
-            if settings.delete_url_problem:
-                shown += f"  (ignored: {settings.delete_url_problem})"
-        elif value is None:
-            shown = "<unset>"
-            if field == "dry_run":
-                shown = f"auto ({'true' if settings.effective_dry_run else 'false'})"
-            elif field == "error_log_storage" and settings.log_storage is not None:
-                shown = f"<same as SIDECAR_LOG_STORAGE: {settings.log_storage}>"
-        elif isinstance(value, bool):
-            shown = "true" if value else "false"
-        elif field in _DURATION_FIELDS:
-            shown = format_duration(value)
-        else:
-            shown = str(value)
-        rows[variable] = shown
+    for variable in VARIABLES:
+        value = getattr(settings, variable.field)
+        shown = _shown(variable, value)
+        if variable.shown is Shown.URL and value is not None and settings.delete_url_problem:
+            shown += f"  (ignored: {settings.delete_url_problem})"
+        elif value is None and variable.field == "dry_run":
+            shown = f"auto ({'true' if settings.effective_dry_run else 'false'})"
+        elif value is None and variable.field == "error_log_storage" and settings.log_storage:
+            shown = f"<same as SIDECAR_LOG_STORAGE: {settings.log_storage}>"
+        rows[variable.name] = shown
     return rows
+
+
+def _shown(variable: Variable, value: Any) -> str:
+    """One value as check-config writes it (and as --list writes a default)."""
+    if variable.secret:
+        return "<redacted>" if value is not None else "<unset>"
+    if value is None:
+        return "<unset>"
+    if variable.shown is Shown.URL:
+        return redact_url(value) or "<unset>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if variable.shown is Shown.DURATION:
+        return format_duration(value)
+    return str(value)

@@ -11,9 +11,11 @@ import pytest
 
 from sidecar.config import (
     ENV_NAMES,
+    VARIABLES,
     Secret,
     Settings,
     StopFailurePolicy,
+    environ_secrets,
     format_duration,
     load_settings,
     parse_duration,
@@ -214,6 +216,32 @@ class TestLoading:
         assert PLATFORM["ARBITRIUM_DELETE_TOKEN"] not in text
         assert "api-secret" not in text
         assert rows["ARBITRIUM_DELETE_TOKEN"] == "<redacted>"
+
+
+class TestVariableTable:
+    """Issue 16: one table of variables, carried by the Settings fields, drives everything."""
+
+    def test_every_settings_field_carries_its_variable(self) -> None:
+        """Each Settings field names its variable, a parser and a one-line meaning."""
+        assert [variable.field for variable in VARIABLES] == [
+            field.name for field in dataclasses.fields(Settings)
+        ]
+        for variable in VARIABLES:
+            assert variable.name.startswith(("SIDECAR_", "ARBITRIUM_"))
+            assert variable.help
+            assert "\n" not in variable.help
+            assert callable(variable.parse)
+
+    def test_secrecy_comes_from_the_field(self) -> None:
+        """The variables marked secret are exactly the ones redacted, loaded or not."""
+        secret_names = {variable.name for variable in VARIABLES if variable.secret}
+        assert secret_names == {"ARBITRIUM_DELETE_TOKEN", "SIDECAR_API_TOKEN"}
+        env = {**PLATFORM, "SIDECAR_API_TOKEN": "api-secret-1", "SIDECAR_LOG_STORAGE": "bucket"}
+        settings = load_settings(env)
+        assert sorted(settings.secrets()) == sorted(env[name] for name in secret_names)
+        assert sorted(environ_secrets(env)) == sorted(settings.secrets())
+        rows = redacted_settings(settings)
+        assert {name for name, shown in rows.items() if shown == "<redacted>"} == secret_names
 
 
 class TestCommandLine:
