@@ -45,18 +45,22 @@ if TYPE_CHECKING:
 
 # re.ASCII: without it \d and IGNORECASE accept Unicode digits and letters (Arabic-Indic
 # five, the long s), which int()/float() would then happily convert.
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h)?", re.IGNORECASE | re.ASCII)
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# One part of a duration: a number and its unit (`ms` before `m`, so 5ms is not 5 minutes).
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|h|m|s)", re.IGNORECASE | re.ASCII)
 _RATE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 # Only ASCII whitespace is stripped: str.strip() would also eat NBSP and friends.
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
 # Longer than any real timer; beyond it, deadlines and timeouts risk overflow downstream.
 MAX_DURATION_SECONDS = 10 * 365 * 86400.0
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-DURATION_FORM = "a duration like 90, 90s, 1500ms, 5m or 1h (0 disables)"
+# Units largest first: a compound duration names each at most once, in this order (1h30m15s).
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_ORDER = list(_UNIT_SECONDS)
+DURATION_FORM = "a duration like 90, 90s, 1500ms, 5m, 1h or 1m30s (0 disables)"
 
 
 def parse_duration(value: object) -> float:
-    """Turn `90`, `90s`, `1500ms`, `5m`, `1h` (or a number) into seconds."""
+    """Turn `90`, `90s`, `1500ms`, `5m`, `1h`, `1m30s`, `1h30m15s` (or a number) into seconds."""
     if isinstance(value, bool):
         raise ValueError(f"expected {DURATION_FORM}")
     if isinstance(value, int | float):
@@ -66,16 +70,36 @@ def parse_duration(value: object) -> float:
             seconds = math.inf
     else:
         text = str(value)
-        match = _DURATION.fullmatch(text.strip(_ASCII_SPACE)) if text.isascii() else None
-        if match is None:
+        parsed = _duration_text(text.strip(_ASCII_SPACE)) if text.isascii() else None
+        if parsed is None:
             raise ValueError(f"expected {DURATION_FORM}, got {text[:40]!r}")
-        unit = match.group(2).lower() if match.group(2) else None
-        seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+        seconds = parsed
     if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"expected {DURATION_FORM}, got a negative or invalid value")
     if seconds > MAX_DURATION_SECONDS:
         raise ValueError(f"expected {DURATION_FORM}, at most 10 years; got a larger value")
     return seconds
+
+
+def _duration_text(text: str) -> float | None:
+    """Seconds for a plain number or for parts with units, each unit at most once and largest
+    first (`1h30m`, not `30m1h` or `1m1m`); None when `text` is neither."""
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    seconds = 0.0
+    position = 0
+    next_unit = 0  # index in _UNIT_ORDER of the largest unit still allowed
+    while position < len(text):
+        part = _DURATION_PART.match(text, position)
+        if part is None:
+            return None
+        unit = _UNIT_ORDER.index(part.group(2).lower())
+        if unit < next_unit:
+            return None
+        seconds += float(part.group(1)) * _UNIT_SECONDS[_UNIT_ORDER[unit]]
+        next_unit = unit + 1
+        position = part.end()
+    return seconds if text else None
 
 
 def format_duration(seconds: float) -> str:
@@ -484,6 +508,20 @@ class Settings:
             network_idle_pps=self.network_idle_pps,
         )
 
+    def timers_summary(self) -> str:
+        """The effective timers in one phrase, for the start-up line."""
+        timers = (
+            ("ready", self.ready_timeout),
+            ("first player", self.first_player_timeout),
+            ("empty", self.empty_timeout),
+            ("max", self.max_duration),
+            ("health", self.health_timeout),
+            ("network idle", self.network_idle_timeout),
+        )
+        shown = [f"{name} {format_duration(left) if left else 'off'}" for name, left in timers]
+        # A grace of 0 is no delay, not a timer turned off.
+        return ", ".join([*shown, f"match end grace {format_duration(self.match_end_grace)}"])
+
     @property
     def delete_url_problem(self) -> str | None:
         """Why ARBITRIUM_DELETE_URL is unusable (SPEC §11: then it counts as missing), or None."""
@@ -592,17 +630,6 @@ VARIABLES: tuple[Variable, ...] = _variables()
 ENV_NAMES: dict[str, str] = {variable.field: variable.name for variable in VARIABLES}
 
 
-# Every variable the sidecar reads starts with one of these: its own settings, and what the
-# platform injects (sidecar.deployment).
-VARIABLE_PREFIXES = ("SIDECAR_", "ARBITRIUM_", "MM_")
-
-
-def without_sidecar_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """`environ` without any variable the sidecar reads: where tests and benchmarks start the
-    environment of a sidecar they launch, so that a developer's own exports cannot change it."""
-    return {key: value for key, value in environ.items() if not key.startswith(VARIABLE_PREFIXES)}
-
-
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read the environment once. Raises ConfigError naming the offending variable.
 
@@ -666,6 +693,47 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
     return rows
 
 
+def settings_json(settings: Settings) -> dict[str, Any]:
+    """Effective settings by variable name for `check-config --json` (SPEC §13): durations as
+    seconds, secrets as "***" (null when unset), the URL redacted, auto values resolved."""
+    document: dict[str, Any] = {}
+    for variable in VARIABLES:
+        value = getattr(settings, variable.field)
+        if variable.field == "dry_run":
+            value = settings.effective_dry_run
+        elif variable.field == "error_log_storage":
+            value = settings.effective_error_log_storage
+        if value is None or isinstance(value, bool):
+            encoded: Any = value
+        elif variable.secret:
+            encoded = "***"
+        elif variable.shown is Shown.URL:
+            encoded = redact_url(value)
+        elif isinstance(value, float):
+            encoded = int(value) if value.is_integer() else value
+        elif isinstance(value, int):
+            encoded = value
+        elif isinstance(value, str):
+            encoded = str(value)  # a StrEnum as its plain value
+        else:
+            encoded = str(value)  # the Agones manifest: its path
+        document[variable.name] = encoded
+    return document
+
+
+def variables_help() -> list[tuple[str, str, str]]:
+    """(name, default, meaning) of every variable, for `check-config --list`."""
+    defaults = Settings()
+    rows = []
+    for variable in VARIABLES:
+        default = variable.default_text
+        if default is None:
+            value = getattr(defaults, variable.field)
+            default = "unset" if value is None else _shown(variable, value)
+        rows.append((variable.name, default, variable.help))
+    return rows
+
+
 def _shown(variable: Variable, value: Any) -> str:
     """One value as check-config writes it (and as --list writes a default)."""
     if variable.secret:
@@ -679,3 +747,56 @@ def _shown(variable: Variable, value: Any) -> str:
     if variable.shown is Shown.DURATION:
         return format_duration(value)
     return str(value)
+
+
+# Every variable the sidecar reads starts with one of these: its own settings, and what the
+# platform injects (sidecar.deployment).
+VARIABLE_PREFIXES = ("SIDECAR_", "ARBITRIUM_", "MM_")
+
+
+def without_sidecar_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without any variable the sidecar reads: where tests and benchmarks start the
+    environment of a sidecar they launch, so that a developer's own exports cannot change it."""
+    return {key: value for key, value in environ.items() if not key.startswith(VARIABLE_PREFIXES)}
+
+
+# `SIDECAR_*` names that are not settings, so never "unknown": the sidecar sets SIDECAR_URL for
+# the game it starts (and `status` reads it); the tests, the CI recipe and the binary build take
+# their command or build root from the others. Documented in the README's configuration section.
+NOT_SETTINGS = frozenset(
+    {"SIDECAR_URL", "SIDECAR_BINARY", "SIDECAR_CMD", "SIDECAR_BUILD_ROOT", "SIDECAR_BUILD_FRESH"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each `SIDECAR_*` variable set that the sidecar does not know, with the closest known name
+    (None when nothing is close): a typo such as SIDECAR_EMPTY_TIMOUT would otherwise silently
+    leave the default in place."""
+    import difflib
+
+    prefix = "SIDECAR_"
+    known = [variable.name for variable in VARIABLES if variable.name.startswith(prefix)]
+    # Compared without the prefix every name shares, or SIDECAR_FOO would be "close" to them all.
+    suffixes = [name.removeprefix(prefix) for name in known]
+    unknown = []
+    for name in sorted(environ):
+        if name.startswith(prefix) and name not in NOT_SETTINGS and name not in known:
+            typed = name.removeprefix(prefix).upper()
+            close = difflib.get_close_matches(typed, suffixes, n=1, cutoff=0.6)
+            unknown.append((name, prefix + close[0] if close else None))
+    return unknown
+
+
+def unknown_variable_message(name: str, suggestion: str | None, *, strict: bool = False) -> str:
+    """Why `name` is not used, and the closest known name (the name is shown printable)."""
+    shown = name if name.isprintable() else repr(name)
+    hint = (
+        f"did you mean {suggestion}?" if suggestion else "see edgegap-sidecar check-config --list"
+    )
+    verdict = "refused by --strict" if strict else "ignored"
+    return f"{shown} is not a setting of the sidecar ({verdict}); {hint}"
+
+
+def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What check-config and the start-up warn about without refusing to start."""
+    return [unknown_variable_message(name, close) for name, close in unknown_variables(environ)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import pytest
 
 from sidecar.config import (
     ENV_NAMES,
+    MAX_DURATION_SECONDS,
+    NOT_SETTINGS,
     VARIABLES,
     Secret,
     Settings,
@@ -20,6 +23,7 @@ from sidecar.config import (
     load_settings,
     parse_duration,
     redacted_settings,
+    unknown_variables,
     without_sidecar_variables,
 )
 from sidecar.errors import ConfigError
@@ -411,3 +415,134 @@ class TestDeleteUrl:
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("edgegap-sidecar: SIDECAR_STOP_ATTEMPT_TIMEOUT")
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+class TestCompoundDurations:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [
+            ("1m30s", 90),
+            ("2h15m", 8100),
+            ("1h30m15s", 5415),
+            ("1s500ms", 1.5),
+            ("1H30M", 5400),
+            ("1.5h", 5400),
+        ],
+    )
+    def test_compound_forms_parse(self, text: str, seconds: float) -> None:
+        """Durations with several units, largest first, add up (SPEC §13)."""
+        assert parse_duration(text) == seconds
+
+    @pytest.mark.parametrize("text", ["30m1h", "1m1m", "1h30", "1h 30m", "1m\u0665s", "h", "1d2h"])
+    def test_unordered_repeated_or_odd_parts_are_refused(self, text: str) -> None:
+        """Units out of order, repeated, without a number or with Unicode digits are errors."""
+        with pytest.raises(ValueError, match="duration like"):
+            parse_duration(text)
+
+    def test_compound_duration_still_capped_at_ten_years(self) -> None:
+        """The ten-year ceiling holds for the sum of the parts."""
+        assert parse_duration("87599h59m59s") < MAX_DURATION_SECONDS
+        with pytest.raises(ValueError, match="at most 10 years"):
+            parse_duration("87600h1s")
+
+    def test_compound_duration_reaches_the_settings(self) -> None:
+        """SIDECAR_EMPTY_TIMEOUT=1m30s is 90 seconds."""
+        assert load_settings({"SIDECAR_EMPTY_TIMEOUT": "1m30s"}).empty_timeout == 90
+
+
+class TestUnknownVariables:
+    def test_typo_gets_the_closest_known_name(self) -> None:
+        """A mistyped SIDECAR_* variable is reported with the name it was probably meant as."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_LOGLEVEL": "debug", "SIDECAR_ZZZ": "1"}
+        assert unknown_variables(env) == [
+            ("SIDECAR_EMPTY_TIMOUT", "SIDECAR_EMPTY_TIMEOUT"),
+            ("SIDECAR_LOGLEVEL", "SIDECAR_LOG_LEVEL"),
+            ("SIDECAR_ZZZ", None),
+        ]
+
+    def test_known_names_and_non_settings_never_warn(self) -> None:
+        """Settings, the allow-listed SIDECAR_URL/SIDECAR_BINARY... and other prefixes are fine."""
+        env = {name: "x" for name in ENV_NAMES.values()}
+        env |= {name: "x" for name in NOT_SETTINGS}
+        env |= {"ARBITRIUM_SOMETHING_NEW": "x", "MM_X": "y", "PATH": "/bin"}
+        assert unknown_variables(env) == []
+        assert "SIDECAR_URL" in NOT_SETTINGS
+        assert "SIDECAR_BINARY" in NOT_SETTINGS
+
+    def test_check_config_warns_and_strict_refuses(self) -> None:
+        """check-config warns naming the variable and its closest name; --strict exits 2."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_URL": "http://127.0.0.1:1"}
+        relaxed = cli("check-config", env=env)
+        assert relaxed.returncode == 0, relaxed.stderr
+        assert (
+            "warning: SIDECAR_EMPTY_TIMOUT is not a setting of the sidecar (ignored); "
+            "did you mean SIDECAR_EMPTY_TIMEOUT?"
+        ) in relaxed.stdout
+        assert "SIDECAR_URL" not in relaxed.stdout
+        strict = cli("check-config", "--strict", env=env)
+        assert strict.returncode == 2
+        assert strict.stderr.startswith("edgegap-sidecar: SIDECAR_EMPTY_TIMOUT ")
+        assert "did you mean SIDECAR_EMPTY_TIMEOUT?" in strict.stderr
+        assert "Traceback" not in strict.stderr
+        assert cli("check-config", "--strict", env={"SIDECAR_URL": "x"}).returncode == 0
+
+    def test_run_warns_at_start_and_shows_the_timers(self) -> None:
+        """`run` logs the unknown variable and the effective timers before the game runs."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_EMPTY_TIMEOUT": "1m30s", "SIDECAR_PORT": "0"}
+        result = cli("run", "--", sys.executable, "-c", "pass", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "did you mean SIDECAR_EMPTY_TIMEOUT?" in result.stderr
+        assert "timers: ready 5m, first player 2m, empty 90s, max off" in result.stderr
+
+
+class TestCheckConfigOutputs:
+    def test_json_is_one_object_keyed_by_variable(self) -> None:
+        """--json: every variable once, durations in seconds, secrets as "***", nothing leaked."""
+        env = {
+            **PLATFORM,
+            "SIDECAR_API_TOKEN": "api-token-secret",
+            "SIDECAR_EMPTY_TIMEOUT": "1m30s",
+            "SIDECAR_MATCH_END_GRACE": "1500ms",
+            "SIDECAR_EMPTY_TIMOUT": "1",
+        }
+        result = cli("check-config", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert list(document) == [variable.name for variable in VARIABLES]
+        assert document["SIDECAR_EMPTY_TIMEOUT"] == 90
+        assert document["SIDECAR_MATCH_END_GRACE"] == 1.5
+        assert document["SIDECAR_READY_TIMEOUT"] == 300
+        assert document["SIDECAR_API_TOKEN"] == "***"
+        assert document["ARBITRIUM_DELETE_TOKEN"] == "***"
+        assert document["SIDECAR_PORT"] == 8787
+        assert document["SIDECAR_DRY_RUN"] is False
+        assert document["SIDECAR_LOG_STORAGE"] is None
+        # The warning goes to stderr, so stdout stays one JSON document.
+        assert "SIDECAR_EMPTY_TIMOUT" in result.stderr
+        for secret in ("api-token-secret", PLATFORM["ARBITRIUM_DELETE_TOKEN"]):
+            assert secret not in result.stdout + result.stderr
+
+    def test_list_shows_every_variable_with_default_and_meaning(self) -> None:
+        """--list names each variable, its default and what it does, whatever is set."""
+        result = cli("check-config", "--list", env={"SIDECAR_PORT": "not-a-port"})
+        assert result.returncode == 0, result.stderr
+        lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+        for variable in VARIABLES:
+            assert variable.name in lines
+            assert variable.help in lines[variable.name]
+        assert lines["SIDECAR_EMPTY_TIMEOUT"].split()[1] == "1m"
+        assert lines["SIDECAR_DRY_RUN"].split()[1] == "auto"
+
+    @pytest.mark.parametrize(
+        "command", ["run", "serve", "check-config", "healthcheck", "emulate", "demo"]
+    )
+    def test_every_command_help_has_a_description(self, command: str) -> None:
+        """`COMMAND --help` explains what the command does, beyond the usage line."""
+        result = cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        usage, _, rest = result.stdout.partition("\n\n")
+        assert usage.startswith("usage: edgegap-sidecar")
+        assert rest.strip()
+        assert not rest.startswith(("positional", "options"))
+        if command in ("run", "serve"):
+            assert "check-config --list" in result.stdout
