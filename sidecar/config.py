@@ -155,11 +155,6 @@ class LogLevel(StrEnum):
 
 
 # --- parsers: the string a user sets → the typed value, or ValueError with the expected form ---
-def _optional_text(value: str) -> str | None:
-    """An empty variable (`FOO=`) means "not set", as in most container tooling."""
-    return value.strip() or None
-
-
 def _optional_url(value: str) -> str | None:
     """Never an error: a malformed URL counts as missing (Settings.delete_url_problem)."""
     return value.strip(_ASCII_SPACE) or None
@@ -169,13 +164,55 @@ def _optional_secret(value: str) -> Secret | None:
     return Secret(value.strip()) if value.strip() else None
 
 
+# SPEC §11: a shorter token is neither a secret nor something redaction can hide without
+# mangling the logs (a token "list" would turn "listening" into "<redacted>ening").
+MIN_API_TOKEN_LENGTH = 8
+
+
 def _api_token(value: str) -> Secret | None:
     token = value.strip()
+    if not token:
+        return None
     # The game sends it in an HTTP header, and SPEC §11 answers a non-ASCII Authorization
     # header with 401: such a token could never be used.
-    if token and not (token.isascii() and token.isprintable()):
+    if not (token.isascii() and token.isprintable()):
         raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
-    return Secret(token) if token else None
+    # Counted as given (untrimmed, SPEC §11) and as used (the header drops the spaces around
+    # it): eight characters either way. The message never quotes the value, nor its length.
+    if min(len(value), len(token)) < MIN_API_TOKEN_LENGTH:
+        raise ValueError(
+            f"expected at least {MIN_API_TOKEN_LENGTH} characters: a shorter token is "
+            "neither a secret nor something the logs can hide (e.g. openssl rand -hex 16)"
+        )
+    return Secret(token)
+
+
+# SPEC §11: the platform owns its naming rules, so any printable name up to 256 characters is
+# sent; one outside this pattern is only worth a warning.
+MAX_STORAGE_NAME = 256
+_PLAIN_STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
+
+
+def _log_storage(value: str) -> str | None:
+    """`true`, `false` or an endpoint-storage name (1-256 printable characters); empty = unset."""
+    name = value.strip(_ASCII_SPACE)
+    if not name:
+        return None
+    if len(name) > MAX_STORAGE_NAME or not name.isprintable():
+        raise ValueError(
+            f"expected true, false or a storage name of 1-{MAX_STORAGE_NAME} printable characters"
+        )
+    return name
+
+
+def storage_name_problem(name: str) -> str | None:
+    """Why a storage name may not be what the platform expects (a warning, never an error)."""
+    if name in ("true", "false") or _PLAIN_STORAGE_NAME.fullmatch(name):
+        return None
+    return (
+        f"{name[:60]!r} has characters outside A-Z a-z 0-9 . _ -; it is sent as set, and if the "
+        "platform refuses it the stop is retried without a log choice"
+    )
 
 
 def _host(value: str) -> str:
@@ -396,13 +433,13 @@ class Settings:
     # --- self-stop -----------------------------------------------------------------------------
     log_storage: str | None = setting(
         "SIDECAR_LOG_STORAGE",
-        _optional_text,
+        _log_storage,
         None,
         "container_log_storage for normal stops: true, false or an endpoint-storage name",
     )
     error_log_storage: str | None = setting(
         "SIDECAR_ERROR_LOG_STORAGE",
-        _optional_text,
+        _log_storage,
         None,
         "the same for abnormal stops (ready_timeout, unhealthy, game_crashed)",
         default_text="= SIDECAR_LOG_STORAGE",
@@ -799,4 +836,11 @@ def unknown_variable_message(name: str, suggestion: str | None, *, strict: bool 
 
 def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """What check-config and the start-up warn about without refusing to start."""
-    return [unknown_variable_message(name, close) for name, close in unknown_variables(environ)]
+    warnings = [unknown_variable_message(name, close) for name, close in unknown_variables(environ)]
+    storages = (("SIDECAR_LOG_STORAGE", settings.log_storage),)
+    storages += (("SIDECAR_ERROR_LOG_STORAGE", settings.error_log_storage),)
+    for variable, name in storages:
+        problem = storage_name_problem(name) if name is not None else None
+        if problem is not None:
+            warnings.append(f"{variable}: {problem}")
+    return warnings

@@ -18,6 +18,7 @@ from sidecar.config import (
     Secret,
     Settings,
     StopFailurePolicy,
+    config_warnings,
     environ_secrets,
     format_duration,
     load_settings,
@@ -168,7 +169,7 @@ class TestLoading:
         with pytest.raises(ConfigError) as error:
             load_settings({"SIDECAR_HOST": "0.0.0.0"})
         assert error.value.variable == "SIDECAR_HOST"
-        assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t"}).api_token
+        assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t0k3n-8c"}).api_token
 
     @pytest.mark.parametrize(
         "host", ["localhost", "127.0.0.2", "::1", "[::1]", "::1%1", "::ffff:127.0.0.1"]
@@ -546,3 +547,71 @@ class TestCheckConfigOutputs:
         assert not rest.startswith(("positional", "options"))
         if command in ("run", "serve"):
             assert "check-config --list" in result.stdout
+
+
+class TestRoundTwoRules:
+    """SPEC §11 "Round 2": the API token's floor and free-form storage names."""
+
+    @pytest.mark.parametrize("token", ["short77", "  abcdef  ", "abcdefg ", "\tabcdefg"])
+    def test_api_token_under_eight_characters_is_refused(self, token: str) -> None:
+        """Fewer than 8 characters, as given or once the surrounding spaces go, is an error
+        naming SIDECAR_API_TOKEN that never quotes the token."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({"SIDECAR_API_TOKEN": token})
+        assert error.value.variable == "SIDECAR_API_TOKEN"
+        assert "at least 8 characters" in str(error.value)
+        assert token.strip() not in str(error.value)
+
+    def test_api_token_of_eight_characters_is_accepted(self) -> None:
+        """Eight printable ASCII characters make a token; a blank value means unset."""
+        token = load_settings({"SIDECAR_API_TOKEN": "t0k3n-8c"}).api_token
+        assert token is not None
+        assert token.get_secret_value() == "t0k3n-8c"
+        assert load_settings({"SIDECAR_API_TOKEN": "   "}).api_token is None
+
+    def test_short_token_cannot_mangle_the_logs(self) -> None:
+        """A token like "ten" used to turn "listening" into "lis<redacted>ing": now it is exit 2
+        before any log line, and an 8-character token leaves the start-up line intact."""
+        game = ("--", sys.executable, "-c", "pass")
+        refused = cli("run", *game, env={"SIDECAR_API_TOKEN": "ten", "SIDECAR_PORT": "0"})
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("edgegap-sidecar: SIDECAR_API_TOKEN: expected at least 8")
+        assert "<redacted>" not in refused.stderr + refused.stdout
+        env = {"SIDECAR_API_TOKEN": "t0k3n-8c", "SIDECAR_PORT": "0", "SIDECAR_LOG_STORAGE": "a b"}
+        accepted = cli("run", *game, env=env)
+        assert accepted.returncode == 0, accepted.stderr
+        assert " listening on http://127.0.0.1:" in accepted.stderr
+        assert "<redacted>" not in accepted.stderr
+        assert "t0k3n-8c" not in accepted.stderr + accepted.stdout
+        # An unusual storage name is a start-up warning, never a refusal.
+        assert "SIDECAR_LOG_STORAGE: 'a b' has characters outside" in accepted.stderr
+
+    @pytest.mark.parametrize("name", ["true", "false", "my-bucket_1.eu", "B" * 256])
+    def test_plain_storage_names_pass_silently(self, name: str) -> None:
+        """true, false and names of [A-Za-z0-9._-] up to 256 characters bring no warning."""
+        env = {"SIDECAR_LOG_STORAGE": name, "SIDECAR_ERROR_LOG_STORAGE": name}
+        settings = load_settings(env)
+        assert settings.log_storage == name
+        assert config_warnings(settings, env) == []
+
+    @pytest.mark.parametrize("name", ["logs bucket", "bücket", "a/b", "TRUE!"])
+    def test_unusual_storage_names_warn_but_are_kept(self, name: str) -> None:
+        """A name outside [A-Za-z0-9._-] is used as set, with a warning naming its variable."""
+        env = {"SIDECAR_ERROR_LOG_STORAGE": name}
+        settings = load_settings(env)
+        assert settings.effective_error_log_storage == name
+        (warning,) = config_warnings(settings, env)
+        assert warning.startswith("SIDECAR_ERROR_LOG_STORAGE: ")
+
+    @pytest.mark.parametrize("name", ["B" * 257, "tab\tinside", "new\nline", "bell\x07"])
+    def test_storage_names_beyond_256_printable_characters_are_errors(self, name: str) -> None:
+        """Longer than 256 characters or with control characters is exit 2 naming the variable."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({"SIDECAR_LOG_STORAGE": name})
+        assert error.value.variable == "SIDECAR_LOG_STORAGE"
+
+    def test_check_config_warns_about_an_unusual_storage_name(self) -> None:
+        """check-config exits 0 and prints the warning for a name with a space."""
+        result = cli("check-config", env={"SIDECAR_LOG_STORAGE": "my logs"})
+        assert result.returncode == 0, result.stderr
+        assert "warning: SIDECAR_LOG_STORAGE: 'my logs' has characters outside" in result.stdout
