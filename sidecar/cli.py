@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="exit 2 when an unknown SIDECAR_* variable is set"
     )
+    status = commands.add_parser(
+        "status",
+        help="show what the running sidecar is doing (state, timers, players, the stop)",
+        description="Ask the running sidecar, found through SIDECAR_URL, else SIDECAR_HOST and "
+        "SIDECAR_PORT (with SIDECAR_API_TOKEN when set), and print its state, timers with "
+        "time left, players, match and stop. Exit 0 when it answered, 1 when nothing did.",
+    )
+    status.add_argument("--json", action="store_true", help="the /v1/status body, unchanged")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow /v1/events, one line per change, until interrupted or the stream ends",
+    )
     commands.add_parser(
         "healthcheck",
         help="exit 0 when the local API answers /healthz (for a Docker HEALTHCHECK in images "
@@ -194,6 +207,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _check_config(json_output=args.json, strict=args.strict, list_only=args.list)
     if command == "healthcheck":
         return _healthcheck()
+    if command == "status":
+        from sidecar.status_command import run_status
+
+        return run_status(os.environ, json_output=args.json, watch=args.watch)
     watch_pid: int | None = None
     if args.watch_name is not None:
         from sidecar.watchers import find_pid_by_name

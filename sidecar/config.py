@@ -837,8 +837,10 @@ def unknown_variable_message(name: str, suggestion: str | None, *, strict: bool 
 def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """What check-config and the start-up warn about without refusing to start."""
     warnings = [unknown_variable_message(name, close) for name, close in unknown_variables(environ)]
-    storages = (("SIDECAR_LOG_STORAGE", settings.log_storage),)
-    storages += (("SIDECAR_ERROR_LOG_STORAGE", settings.error_log_storage),)
+    storages = [
+        ("SIDECAR_LOG_STORAGE", settings.log_storage),
+        ("SIDECAR_ERROR_LOG_STORAGE", settings.error_log_storage),
+    ]
     for variable, name in storages:
         problem = storage_name_problem(name) if name is not None else None
         if problem is not None:

@@ -535,7 +535,7 @@ class TestCheckConfigOutputs:
         assert lines["SIDECAR_DRY_RUN"].split()[1] == "auto"
 
     @pytest.mark.parametrize(
-        "command", ["run", "serve", "check-config", "healthcheck", "emulate", "demo"]
+        "command", ["run", "serve", "check-config", "healthcheck", "status", "emulate", "demo"]
     )
     def test_every_command_help_has_a_description(self, command: str) -> None:
         """`COMMAND --help` explains what the command does, beyond the usage line."""
