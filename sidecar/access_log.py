@@ -98,12 +98,14 @@ class AccessLog:
 
 
 def error_of(body: object) -> tuple[str | None, str | None]:
-    """The code and message of an error envelope `{"error": {"code", "message"}}`, for answers
-    built without an exception (404, 405); (None, None) for anything else."""
+    """The code and message of an error body, for answers built without an exception (404,
+    405): the local API's `{"error": {"code", "message"}}` or the Agones facade's grpc-gateway
+    `{"code": N, "message"}`; (None, None) for anything else."""
     if not isinstance(body, bytes):
         return None, None
     try:
-        error = json.loads(body)["error"]
+        document = json.loads(body)
+        error = document.get("error", document) if isinstance(document, dict) else None
         return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         return None, None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sidecar.access_log import LIMIT, WINDOW, AccessLog
+from sidecar.access_log import LIMIT, WINDOW, AccessLog, error_of
 from tests.conftest import SidecarFactory, wait_for
 from tests.test_client import Sidecar, start_sidecar
 
@@ -139,3 +139,25 @@ def test_a_real_sidecar_logs_a_refusal_without_the_token(
     wait_for(lambda: line in sidecar.log(), what="the access log line")
     assert "wrong-token-4711" not in sidecar.log()
     assert TOKEN not in sidecar.log()
+
+
+class TestErrorBodies:
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            (
+                b'{"error":{"code":"not_found","message":"no route /x"}}',
+                ("not_found", "no route /x"),
+            ),
+            (b'{"code":5,"message":"not found","details":[]}', ("5", "not found")),
+            (b"<html>", (None, None)),
+            (b"[1]", (None, None)),
+            (None, (None, None)),
+        ],
+    )
+    def test_error_of_reads_both_envelopes(
+        self, body: bytes | None, expected: tuple[str | None, str | None]
+    ) -> None:
+        """The local API's envelope and the Agones facade's grpc-gateway body both give their
+        code and message; anything else gives none."""
+        assert error_of(body) == expected
