@@ -105,7 +105,7 @@ def error_of(body: object) -> tuple[str | None, str | None]:
         return None, None
     try:
         document = json.loads(body)
-        error = document.get("error", document) if isinstance(document, dict) else None
+        error = document.get("error", document) if isinstance(document, dict) else {}
         return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         return None, None
