@@ -90,8 +90,7 @@ class TestThroughTheApi:
     async def test_refused_calls_are_logged_without_body_or_token(
         self, sidecar: SidecarFactory, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A 401, a 422 and a 404 from the real API each give one INFO line with the envelope's
-        code; the body, the header value and the query never appear."""
+        """Real 401, 422 and 404 answers give one INFO line each, without body, header or query."""
         handle = await sidecar(SIDECAR_API_TOKEN=TOKEN)
         caplog.set_level(logging.INFO, logger="sidecar.access")
         wrong = {"Authorization": "Bearer header-value-secret"}
@@ -158,6 +157,5 @@ class TestErrorBodies:
     def test_error_of_reads_both_envelopes(
         self, body: bytes | None, expected: tuple[str | None, str | None]
     ) -> None:
-        """The local API's envelope and the Agones facade's grpc-gateway body both give their
-        code and message; anything else gives none."""
+        """Both the local API's and the Agones facade's error bodies give code and message."""
         assert error_of(body) == expected

@@ -554,8 +554,7 @@ class TestRoundTwoRules:
 
     @pytest.mark.parametrize("token", ["short77", "  abcdef  ", "abcdefg ", "\tabcdefg"])
     def test_api_token_under_eight_characters_is_refused(self, token: str) -> None:
-        """Fewer than 8 characters, as given or once the surrounding spaces go, is an error
-        naming SIDECAR_API_TOKEN that never quotes the token."""
+        """Under 8 characters, as given or trimmed, is exit 2 naming the variable, not the token."""
         with pytest.raises(ConfigError) as error:
             load_settings({"SIDECAR_API_TOKEN": token})
         assert error.value.variable == "SIDECAR_API_TOKEN"
@@ -570,8 +569,7 @@ class TestRoundTwoRules:
         assert load_settings({"SIDECAR_API_TOKEN": "   "}).api_token is None
 
     def test_short_token_cannot_mangle_the_logs(self) -> None:
-        """A token like "ten" used to turn "listening" into "lis<redacted>ing": now it is exit 2
-        before any log line, and an 8-character token leaves the start-up line intact."""
+        """A token "ten" (once "lis<redacted>ing") is exit 2; 8 characters leave the logs intact."""
         game = ("--", sys.executable, "-c", "pass")
         refused = cli("run", *game, env={"SIDECAR_API_TOKEN": "ten", "SIDECAR_PORT": "0"})
         assert refused.returncode == 2

@@ -44,8 +44,7 @@ class TestStatus:
     def test_table_shows_state_timers_players_and_match(
         self, start_sidecar: Callable[..., Sidecar]
     ) -> None:
-        """A person sees the state as the API writes it, the timers with time left, the
-        players and the match; the token stays out of the output."""
+        """The table shows state, timers with time left, players and match; never the token."""
         sidecar = start_sidecar(SIDECAR_API_TOKEN=TOKEN, SIDECAR_EMPTY_TIMEOUT="1h")
         sidecar.client.ready()
         sidecar.client.match_start("match-42")
@@ -147,8 +146,7 @@ class TestWatch:
                     stream.close()
 
     def test_watch_json_ends_with_the_stream(self, start_sidecar: Callable[..., Sidecar]) -> None:
-        """--watch --json prints each event's status object and returns 0 when the sidecar
-        goes away."""
+        """--watch --json prints each event's object and exits 0 when the sidecar goes away."""
         sidecar = start_sidecar()
         watcher = subprocess.Popen(
             [sys.executable, "-m", "sidecar", "status", "--watch", "--json"],
