@@ -546,18 +546,18 @@ class Settings:
         )
 
     def timers_summary(self) -> str:
-        """The effective timers in one phrase, for the start-up line."""
-        timers = (
-            ("ready", self.ready_timeout),
-            ("first player", self.first_player_timeout),
-            ("empty", self.empty_timeout),
-            ("max", self.max_duration),
-            ("health", self.health_timeout),
-            ("network idle", self.network_idle_timeout),
-        )
-        shown = [f"{name} {format_duration(left) if left else 'off'}" for name, left in timers]
-        # A grace of 0 is no delay, not a timer turned off.
-        return ", ".join([*shown, f"match end grace {format_duration(self.match_end_grace)}"])
+        """The effective timers in one phrase, for the start-up line: the lifecycle's durations,
+        named after their fields (`empty 1m, max duration off, ...`)."""
+        shown = []
+        for item in dataclass_fields(TimerSettings):
+            seconds = getattr(self, item.name)
+            if _VARIABLE_OF[item.name].shown is not Shown.DURATION:
+                continue  # the packet-rate threshold is not a timer
+            name = item.name.removesuffix("_timeout").replace("_", " ")
+            # A grace of 0 is no delay, not a timer turned off.
+            off = "off" if not seconds and not item.name.endswith("_grace") else None
+            shown.append(f"{name} {off or format_duration(seconds)}")
+        return ", ".join(shown)
 
     @property
     def delete_url_problem(self) -> str | None:
@@ -665,6 +665,7 @@ def _variables() -> tuple[Variable, ...]:
 VARIABLES: tuple[Variable, ...] = _variables()
 # Field name → the variable a user sets (for tests and error messages).
 ENV_NAMES: dict[str, str] = {variable.field: variable.name for variable in VARIABLES}
+_VARIABLE_OF: dict[str, Variable] = {variable.field: variable for variable in VARIABLES}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

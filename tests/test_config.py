@@ -493,7 +493,7 @@ class TestUnknownVariables:
         result = cli("run", "--", sys.executable, "-c", "pass", env=env)
         assert result.returncode == 0, result.stderr
         assert "did you mean SIDECAR_EMPTY_TIMEOUT?" in result.stderr
-        assert "timers: ready 5m, first player 2m, empty 90s, max off" in result.stderr
+        assert "timers: ready 5m, first player 2m, empty 90s, max duration off" in result.stderr
 
 
 class TestCheckConfigOutputs:
