@@ -129,7 +129,12 @@ class Agent:
         self.port = await self.api.start(host, self.settings.port)
         mode = self.game.mode
         log.info(
-            "edgegap-sidecar %s listening on http://%s:%s (%s)", __version__, host, self.port, mode
+            "edgegap-sidecar %s listening on http://%s:%s (%s); timers: %s",
+            __version__,
+            host,
+            self.port,
+            mode,
+            self.settings.timers_summary(),
         )
         if self.settings.agones:
             await self._start_agones()

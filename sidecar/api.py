@@ -27,11 +27,13 @@ import hmac
 import importlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from sidecar.access_log import AccessLog, error_of
 from sidecar.api_wire import (
     BODY_TIMEOUT,
     MAX_BODY_BYTES,
@@ -88,6 +90,7 @@ class LocalApi:
         self.requests = requests
         self.token = token
         self.body_timeout = body_timeout
+        self.access_log = AccessLog()
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -168,22 +171,37 @@ class LocalApi:
     def _guarded(self, label: str, handler: Handler, needs_token: bool) -> Handler:
         token = self.token if needs_token else None
         counts = self.requests.counts
+        access = self.access_log
 
         async def guarded(request: web.Request) -> web.StreamResponse:
+            # The access log reads the clock only when every call is logged (DEBUG): a
+            # heartbeat at the default level pays one level check (docs/benchmarks.md).
+            started = time.perf_counter() if access.enabled_for_all() else None
+            code: str | None = None
+            message: str | None = None
             try:
                 if token is not None:
                     _authorize(request, token)
                 response = await handler(request)
             except ApiError as exc:
                 response = error_response(exc.status, exc.code, exc.message)
+                code, message = exc.code, exc.message
                 if exc.close:
                     response.force_close()
             except TransitionRefused as exc:
-                response = error_response(409, "conflict", str(exc))
+                code, message = "conflict", str(exc)
+                response = error_response(409, code, message)
             except RosterFull as exc:
-                response = error_response(422, "roster_full", str(exc))
+                code, message = "roster_full", str(exc)
+                response = error_response(422, code, message)
+            status = response.status
             method = request.method if request.method in _METHODS else "OTHER"
-            counts[(label, method, response.status)] += 1
+            counts[(label, method, status)] += 1
+            if status >= 400 or started is not None:
+                if code is None and status >= 400 and isinstance(response, web.Response):
+                    code, message = error_of(response.body)  # a 404/405 built by its handler
+                took = time.perf_counter() - started if started is not None else None
+                access.record(method, request.path, status, took, code, message)
             return response
 
         return guarded

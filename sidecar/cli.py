@@ -48,11 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="supervise the game: edgegap-sidecar run -- ./Server.x86_64 ARGS",
         description="Start the game as a child, relay its output, serve the local API and "
         "stop the deployment when the game exits or a timer fires.",
+        epilog=_SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("game", nargs="*", help="the game command and its arguments")
 
     serve = commands.add_parser(
-        "serve", help="serve the local API and timers beside a game started by something else"
+        "serve",
+        help="serve the local API and timers beside a game started by something else",
+        description="Serve the local API and the timers beside a game started by something "
+        "else; with --watch-pid or --watch-name, that process's exit counts as the game's.",
+        epilog=_SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     watch = serve.add_mutually_exclusive_group()
     watch.add_argument(
@@ -64,13 +71,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="find the game process by name and treat its exit like the game's exit",
     )
 
-    commands.add_parser(
-        "check-config", help="validate the environment and print the effective settings"
+    check = commands.add_parser(
+        "check-config",
+        help="validate the environment and print the effective settings",
+        description="Validate the environment and print the effective settings (secrets "
+        "redacted); exit 0, or 2 naming the variable that is wrong. Unknown SIDECAR_* "
+        "variables and unusual log-storage names are warnings.",
+    )
+    shape = check.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object keyed by variable name: durations in seconds, secrets as "***"',
+    )
+    shape.add_argument(
+        "--list",
+        action="store_true",
+        help="list every variable with its default and meaning, without reading the environment",
+    )
+    check.add_argument(
+        "--strict", action="store_true", help="exit 2 when an unknown SIDECAR_* variable is set"
+    )
+    status = commands.add_parser(
+        "status",
+        help="show what the running sidecar is doing (state, timers, players, the stop)",
+        description="Ask the running sidecar, found through SIDECAR_URL, else SIDECAR_HOST and "
+        "SIDECAR_PORT (with SIDECAR_API_TOKEN when set), and print its state, timers with "
+        "time left, players, match and stop. Exit 0 when it answered, 1 when nothing did.",
+    )
+    status.add_argument("--json", action="store_true", help="the /v1/status body, unchanged")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow /v1/events, one line per change, until interrupted or the stream ends",
     )
     commands.add_parser(
         "healthcheck",
         help="exit 0 when the local API answers /healthz (for a Docker HEALTHCHECK in images "
         "without curl)",
+        description="Exit 0 when the local API (SIDECAR_HOST/SIDECAR_PORT) answers /healthz, "
+        "1 otherwise: a Docker HEALTHCHECK for images without curl.",
     )
     # emulate and demo own their flags (in their modules); they are parsed only when chosen,
     # so that `serve` and `run` never import the emulator.
@@ -78,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
+
+_SETTINGS_EPILOG = """\
+Configured by environment variables (SIDECAR_HOST, SIDECAR_PORT, SIDECAR_API_TOKEN, the
+timers SIDECAR_READY_TIMEOUT, SIDECAR_EMPTY_TIMEOUT... and the platform's ARBITRIUM_*).
+Every variable with its default and meaning: edgegap-sidecar check-config --list"""
 
 _DELEGATED = {
     "emulate": "run a local Edgegap API emulator (default http://127.0.0.1:9000)",
@@ -159,9 +204,13 @@ def _report_bug(exc: Exception) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "check-config":
-        return _check_config()
+        return _check_config(json_output=args.json, strict=args.strict, list_only=args.list)
     if command == "healthcheck":
         return _healthcheck()
+    if command == "status":
+        from sidecar.status_command import run_status
+
+        return run_status(os.environ, json_output=args.json, watch=args.watch)
     watch_pid: int | None = None
     if args.watch_name is not None:
         from sidecar.watchers import find_pid_by_name
@@ -199,11 +248,16 @@ def _run_delegated(command: str, args: argparse.Namespace) -> int:
 
 
 def _serve(game: list[str] | None, watch_pid: int | None) -> int:
-    from sidecar.config import load_settings
+    import logging
+
+    from sidecar.config import config_warnings, load_settings
     from sidecar.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level.value, settings.log_format.value, settings.secrets())
+    # Before the agent starts: a mistyped variable explains a default that is in effect.
+    for warning in config_warnings(settings, os.environ):
+        logging.getLogger("sidecar.config").warning("%s", warning)
 
     from sidecar.agent import Agent
     from sidecar.game import Game, NoGame
@@ -255,21 +309,57 @@ def _healthcheck() -> int:
     return EXIT_OK if healthy else 1
 
 
-def _check_config() -> int:
-    from sidecar.config import load_settings, redacted_settings
+def _check_config(*, json_output: bool, strict: bool, list_only: bool) -> int:
+    from sidecar.config import (
+        config_warnings,
+        load_settings,
+        redacted_settings,
+        settings_json,
+        unknown_variable_message,
+        unknown_variables,
+        variables_help,
+    )
     from sidecar.deployment import parse_deployment
 
+    if list_only:
+        return _list_variables(variables_help())
     settings = load_settings()
+    if strict and (unknown := unknown_variables(os.environ)):
+        # One line per unknown variable, all of them: fixing one at a time would be tedious.
+        for name, close in unknown:
+            print(
+                f"edgegap-sidecar: {unknown_variable_message(name, close, strict=True)}",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE
+    warnings = [*config_warnings(settings, os.environ), *parse_deployment(os.environ).warnings]
+    if json_output:
+        import json
+
+        print(json.dumps(settings_json(settings), indent=2))
+        for warning in warnings:  # stdout stays one JSON document
+            print(f"edgegap-sidecar: warning: {warning}", file=sys.stderr)
+        return EXIT_OK
     rows = redacted_settings(settings)
     width = max(len(name) for name in rows)
     print("edgegap-sidecar configuration (secrets redacted):")
     for name, value in rows.items():
         print(f"  {name:<{width}}  {value}")
-    info = parse_deployment(os.environ)
     mode = f"dry-run ({settings.dry_run_reason})" if settings.effective_dry_run else "live"
     print(f"  {'mode':<{width}}  {mode}")
-    for warning in info.warnings:
+    print(f"  {'timers':<{width}}  {settings.timers_summary()}")
+    for warning in warnings:
         print(f"  warning: {warning}")
+    return EXIT_OK
+
+
+def _list_variables(rows: list[tuple[str, str, str]]) -> int:
+    width = max(len(name) for name, _, _ in rows)
+    default_width = max(len(default) for _, default, _ in rows)
+    print(f"  {'variable':<{width}}  {'default':<{default_width}}  meaning")
+    for name, default, meaning in rows:
+        print(f"  {name:<{width}}  {default:<{default_width}}  {meaning}")
+    print("Durations: 90, 90s, 1500ms, 5m, 1h or compound 1m30s, 1h30m15s; 0 turns a timer off.")
     return EXIT_OK
 
 

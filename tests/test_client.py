@@ -302,7 +302,7 @@ class TestEvents:
 
     def test_events_need_the_token(self, start_sidecar: Callable[..., Sidecar]) -> None:
         """Subscribing without the token raises the 401 at once, before any iteration."""
-        sidecar = start_sidecar(SIDECAR_API_TOKEN="tok")
+        sidecar = start_sidecar(SIDECAR_API_TOKEN="tok-0123")
         with pytest.raises(SidecarAPIError) as caught:
             SidecarClient(sidecar.url, token="").events(timeout=5)
         assert caught.value.status == 401

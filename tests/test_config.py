@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -11,13 +12,19 @@ import pytest
 
 from sidecar.config import (
     ENV_NAMES,
+    MAX_DURATION_SECONDS,
+    NOT_SETTINGS,
+    VARIABLES,
     Secret,
     Settings,
     StopFailurePolicy,
+    config_warnings,
+    environ_secrets,
     format_duration,
     load_settings,
     parse_duration,
     redacted_settings,
+    unknown_variables,
     without_sidecar_variables,
 )
 from sidecar.errors import ConfigError
@@ -162,7 +169,7 @@ class TestLoading:
         with pytest.raises(ConfigError) as error:
             load_settings({"SIDECAR_HOST": "0.0.0.0"})
         assert error.value.variable == "SIDECAR_HOST"
-        assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t"}).api_token
+        assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t0k3n-8c"}).api_token
 
     @pytest.mark.parametrize(
         "host", ["localhost", "127.0.0.2", "::1", "[::1]", "::1%1", "::ffff:127.0.0.1"]
@@ -214,6 +221,32 @@ class TestLoading:
         assert PLATFORM["ARBITRIUM_DELETE_TOKEN"] not in text
         assert "api-secret" not in text
         assert rows["ARBITRIUM_DELETE_TOKEN"] == "<redacted>"
+
+
+class TestVariableTable:
+    """Issue 16: one table of variables, carried by the Settings fields, drives everything."""
+
+    def test_every_settings_field_carries_its_variable(self) -> None:
+        """Each Settings field names its variable, a parser and a one-line meaning."""
+        assert [variable.field for variable in VARIABLES] == [
+            field.name for field in dataclasses.fields(Settings)
+        ]
+        for variable in VARIABLES:
+            assert variable.name.startswith(("SIDECAR_", "ARBITRIUM_"))
+            assert variable.help
+            assert "\n" not in variable.help
+            assert callable(variable.parse)
+
+    def test_secrecy_comes_from_the_field(self) -> None:
+        """The variables marked secret are exactly the ones redacted, loaded or not."""
+        secret_names = {variable.name for variable in VARIABLES if variable.secret}
+        assert secret_names == {"ARBITRIUM_DELETE_TOKEN", "SIDECAR_API_TOKEN"}
+        env = {**PLATFORM, "SIDECAR_API_TOKEN": "api-secret-1", "SIDECAR_LOG_STORAGE": "bucket"}
+        settings = load_settings(env)
+        assert sorted(settings.secrets()) == sorted(env[name] for name in secret_names)
+        assert sorted(environ_secrets(env)) == sorted(settings.secrets())
+        rows = redacted_settings(settings)
+        assert {name for name, shown in rows.items() if shown == "<redacted>"} == secret_names
 
 
 class TestCommandLine:
@@ -383,3 +416,200 @@ class TestDeleteUrl:
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("edgegap-sidecar: SIDECAR_STOP_ATTEMPT_TIMEOUT")
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+class TestCompoundDurations:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [
+            ("1m30s", 90),
+            ("2h15m", 8100),
+            ("1h30m15s", 5415),
+            ("1s500ms", 1.5),
+            ("1H30M", 5400),
+            ("1.5h", 5400),
+        ],
+    )
+    def test_compound_forms_parse(self, text: str, seconds: float) -> None:
+        """Durations with several units, largest first, add up (SPEC §13)."""
+        assert parse_duration(text) == seconds
+
+    @pytest.mark.parametrize("text", ["30m1h", "1m1m", "1h30", "1h 30m", "1m\u0665s", "h", "1d2h"])
+    def test_unordered_repeated_or_odd_parts_are_refused(self, text: str) -> None:
+        """Units out of order, repeated, without a number or with Unicode digits are errors."""
+        with pytest.raises(ValueError, match="duration like"):
+            parse_duration(text)
+
+    def test_compound_duration_still_capped_at_ten_years(self) -> None:
+        """The ten-year ceiling holds for the sum of the parts."""
+        assert parse_duration("87599h59m59s") < MAX_DURATION_SECONDS
+        with pytest.raises(ValueError, match="at most 10 years"):
+            parse_duration("87600h1s")
+
+    def test_compound_duration_reaches_the_settings(self) -> None:
+        """SIDECAR_EMPTY_TIMEOUT=1m30s is 90 seconds."""
+        assert load_settings({"SIDECAR_EMPTY_TIMEOUT": "1m30s"}).empty_timeout == 90
+
+
+class TestUnknownVariables:
+    def test_typo_gets_the_closest_known_name(self) -> None:
+        """A mistyped SIDECAR_* variable is reported with the name it was probably meant as."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_LOGLEVEL": "debug", "SIDECAR_ZZZ": "1"}
+        assert unknown_variables(env) == [
+            ("SIDECAR_EMPTY_TIMOUT", "SIDECAR_EMPTY_TIMEOUT"),
+            ("SIDECAR_LOGLEVEL", "SIDECAR_LOG_LEVEL"),
+            ("SIDECAR_ZZZ", None),
+        ]
+
+    def test_known_names_and_non_settings_never_warn(self) -> None:
+        """Settings, the allow-listed SIDECAR_URL/SIDECAR_BINARY... and other prefixes are fine."""
+        env = {name: "x" for name in ENV_NAMES.values()}
+        env |= {name: "x" for name in NOT_SETTINGS}
+        env |= {"ARBITRIUM_SOMETHING_NEW": "x", "MM_X": "y", "PATH": "/bin"}
+        assert unknown_variables(env) == []
+        assert "SIDECAR_URL" in NOT_SETTINGS
+        assert "SIDECAR_BINARY" in NOT_SETTINGS
+
+    def test_check_config_warns_and_strict_refuses(self) -> None:
+        """check-config warns naming the variable and its closest name; --strict exits 2."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_URL": "http://127.0.0.1:1"}
+        relaxed = cli("check-config", env=env)
+        assert relaxed.returncode == 0, relaxed.stderr
+        assert (
+            "warning: SIDECAR_EMPTY_TIMOUT is not a setting of the sidecar (ignored); "
+            "did you mean SIDECAR_EMPTY_TIMEOUT?"
+        ) in relaxed.stdout
+        assert "SIDECAR_URL" not in relaxed.stdout
+        strict = cli("check-config", "--strict", env=env)
+        assert strict.returncode == 2
+        assert strict.stderr.startswith("edgegap-sidecar: SIDECAR_EMPTY_TIMOUT ")
+        assert "did you mean SIDECAR_EMPTY_TIMEOUT?" in strict.stderr
+        assert "Traceback" not in strict.stderr
+        assert cli("check-config", "--strict", env={"SIDECAR_URL": "x"}).returncode == 0
+
+    def test_run_warns_at_start_and_shows_the_timers(self) -> None:
+        """`run` logs the unknown variable and the effective timers before the game runs."""
+        env = {"SIDECAR_EMPTY_TIMOUT": "30s", "SIDECAR_EMPTY_TIMEOUT": "1m30s", "SIDECAR_PORT": "0"}
+        result = cli("run", "--", sys.executable, "-c", "pass", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "did you mean SIDECAR_EMPTY_TIMEOUT?" in result.stderr
+        assert "timers: ready 5m, first player 2m, empty 90s, max duration off" in result.stderr
+
+
+class TestCheckConfigOutputs:
+    def test_json_is_one_object_keyed_by_variable(self) -> None:
+        """--json: every variable once, durations in seconds, secrets as "***", nothing leaked."""
+        env = {
+            **PLATFORM,
+            "SIDECAR_API_TOKEN": "api-token-secret",
+            "SIDECAR_EMPTY_TIMEOUT": "1m30s",
+            "SIDECAR_MATCH_END_GRACE": "1500ms",
+            "SIDECAR_EMPTY_TIMOUT": "1",
+        }
+        result = cli("check-config", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert list(document) == [variable.name for variable in VARIABLES]
+        assert document["SIDECAR_EMPTY_TIMEOUT"] == 90
+        assert document["SIDECAR_MATCH_END_GRACE"] == 1.5
+        assert document["SIDECAR_READY_TIMEOUT"] == 300
+        assert document["SIDECAR_API_TOKEN"] == "***"
+        assert document["ARBITRIUM_DELETE_TOKEN"] == "***"
+        assert document["SIDECAR_PORT"] == 8787
+        assert document["SIDECAR_DRY_RUN"] is False
+        assert document["SIDECAR_LOG_STORAGE"] is None
+        # The warning goes to stderr, so stdout stays one JSON document.
+        assert "SIDECAR_EMPTY_TIMOUT" in result.stderr
+        for secret in ("api-token-secret", PLATFORM["ARBITRIUM_DELETE_TOKEN"]):
+            assert secret not in result.stdout + result.stderr
+
+    def test_list_shows_every_variable_with_default_and_meaning(self) -> None:
+        """--list names each variable, its default and what it does, whatever is set."""
+        result = cli("check-config", "--list", env={"SIDECAR_PORT": "not-a-port"})
+        assert result.returncode == 0, result.stderr
+        lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+        for variable in VARIABLES:
+            assert variable.name in lines
+            assert variable.help in lines[variable.name]
+        assert lines["SIDECAR_EMPTY_TIMEOUT"].split()[1] == "1m"
+        assert lines["SIDECAR_DRY_RUN"].split()[1] == "auto"
+
+    @pytest.mark.parametrize(
+        "command", ["run", "serve", "check-config", "healthcheck", "status", "emulate", "demo"]
+    )
+    def test_every_command_help_has_a_description(self, command: str) -> None:
+        """`COMMAND --help` explains what the command does, beyond the usage line."""
+        result = cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        usage, _, rest = result.stdout.partition("\n\n")
+        assert usage.startswith("usage: edgegap-sidecar")
+        assert rest.strip()
+        assert not rest.startswith(("positional", "options"))
+        if command in ("run", "serve"):
+            assert "check-config --list" in result.stdout
+
+
+class TestRoundTwoRules:
+    """SPEC §11 "Round 2": the API token's floor and free-form storage names."""
+
+    @pytest.mark.parametrize("token", ["short77", "  abcdef  ", "abcdefg ", "\tabcdefg"])
+    def test_api_token_under_eight_characters_is_refused(self, token: str) -> None:
+        """Under 8 characters, as given or trimmed, is exit 2 naming the variable, not the token."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({"SIDECAR_API_TOKEN": token})
+        assert error.value.variable == "SIDECAR_API_TOKEN"
+        assert "at least 8 characters" in str(error.value)
+        assert token.strip() not in str(error.value)
+
+    def test_api_token_of_eight_characters_is_accepted(self) -> None:
+        """Eight printable ASCII characters make a token; a blank value means unset."""
+        token = load_settings({"SIDECAR_API_TOKEN": "t0k3n-8c"}).api_token
+        assert token is not None
+        assert token.get_secret_value() == "t0k3n-8c"
+        assert load_settings({"SIDECAR_API_TOKEN": "   "}).api_token is None
+
+    def test_short_token_cannot_mangle_the_logs(self) -> None:
+        """A token "ten" (once "lis<redacted>ing") is exit 2; 8 characters leave the logs intact."""
+        game = ("--", sys.executable, "-c", "pass")
+        refused = cli("run", *game, env={"SIDECAR_API_TOKEN": "ten", "SIDECAR_PORT": "0"})
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("edgegap-sidecar: SIDECAR_API_TOKEN: expected at least 8")
+        assert "<redacted>" not in refused.stderr + refused.stdout
+        env = {"SIDECAR_API_TOKEN": "t0k3n-8c", "SIDECAR_PORT": "0", "SIDECAR_LOG_STORAGE": "a b"}
+        accepted = cli("run", *game, env=env)
+        assert accepted.returncode == 0, accepted.stderr
+        assert " listening on http://127.0.0.1:" in accepted.stderr
+        assert "<redacted>" not in accepted.stderr
+        assert "t0k3n-8c" not in accepted.stderr + accepted.stdout
+        # An unusual storage name is a start-up warning, never a refusal.
+        assert "SIDECAR_LOG_STORAGE: 'a b' has characters outside" in accepted.stderr
+
+    @pytest.mark.parametrize("name", ["true", "false", "my-bucket_1.eu", "B" * 256])
+    def test_plain_storage_names_pass_silently(self, name: str) -> None:
+        """true, false and names of [A-Za-z0-9._-] up to 256 characters bring no warning."""
+        env = {"SIDECAR_LOG_STORAGE": name, "SIDECAR_ERROR_LOG_STORAGE": name}
+        settings = load_settings(env)
+        assert settings.log_storage == name
+        assert config_warnings(settings, env) == []
+
+    @pytest.mark.parametrize("name", ["logs bucket", "bücket", "a/b", "TRUE!"])
+    def test_unusual_storage_names_warn_but_are_kept(self, name: str) -> None:
+        """A name outside [A-Za-z0-9._-] is used as set, with a warning naming its variable."""
+        env = {"SIDECAR_ERROR_LOG_STORAGE": name}
+        settings = load_settings(env)
+        assert settings.effective_error_log_storage == name
+        (warning,) = config_warnings(settings, env)
+        assert warning.startswith("SIDECAR_ERROR_LOG_STORAGE: ")
+
+    @pytest.mark.parametrize("name", ["B" * 257, "tab\tinside", "new\nline", "bell\x07"])
+    def test_storage_names_beyond_256_printable_characters_are_errors(self, name: str) -> None:
+        """Longer than 256 characters or with control characters is exit 2 naming the variable."""
+        with pytest.raises(ConfigError) as error:
+            load_settings({"SIDECAR_LOG_STORAGE": name})
+        assert error.value.variable == "SIDECAR_LOG_STORAGE"
+
+    def test_check_config_warns_about_an_unusual_storage_name(self) -> None:
+        """check-config exits 0 and prints the warning for a name with a space."""
+        result = cli("check-config", env={"SIDECAR_LOG_STORAGE": "my logs"})
+        assert result.returncode == 0, result.stderr
+        assert "warning: SIDECAR_LOG_STORAGE: 'my logs' has characters outside" in result.stdout
