@@ -7,6 +7,9 @@
                                 retry budget is spent
     anything unexpected         retried the same way (an undecodable answer, a bug in a library)
     400, 401, 403, other 3xx/4xx  permanent failure
+    400 to `container_log_storage`  the log choice is dropped, not the stop: retried at once
+                                (0.5 s floor, same budget) and every later attempt without the
+                                parameter (SPEC §11 Round 2); a 400 without it is permanent
 
 The stop path must never die and never hammer the platform (SPEC §11), so:
 
@@ -68,6 +71,9 @@ class AttemptResult:
     status: int | None
     error: str | None
     retry_in: float | None  # seconds until the next attempt, None when this was the last
+    # This attempt carried `container_log_storage` and its 400 made the client drop it: true for
+    # that one attempt only.
+    log_storage_refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class StopResult:
     attempts: int
     status: int | None
     error: str | None
+    log_storage_refused: bool = False  # the platform refused the log choice along the way
 
     @property
     def ok(self) -> bool:
@@ -207,6 +214,7 @@ class SelfStopClient:
     ) -> StopResult:
         try:
             url = with_log_storage(self._delete_url, log_storage)
+            without_storage = with_log_storage(self._delete_url, None)
         except (ValueError, TypeError) as exc:
             # Settings validate the URL; this is the last line if an embedder passed a bad one.
             return StopResult(StopOutcome.FAILED, 0, None, f"unusable delete URL: {exc}")
@@ -216,25 +224,42 @@ class SelfStopClient:
         # it asked for (a 429 storm) are its pacing, not a reason to wait up to 30 s after the
         # next plain 503 (measured by the fleet simulation: up to 30 s late after a storm).
         unpaced_failures = 0
+        storage_refused = False
         while True:
             attempt += 1
+            carries_storage = log_storage is not None and not storage_refused
             status, error, retry_after = await self._attempt(url)
             outcome = classify(status) if status is not None else None
+            # The log choice is optional, the stop is not (SPEC §11 Round 2): a 400 to an
+            # attempt that named a storage (an unknown name, or `true` with none configured)
+            # says nothing about the stop itself. 401/403 are about the token: still permanent.
+            refused_now = carries_storage and status == 400
+            if refused_now:
+                outcome = None
+                storage_refused = True
+                url = without_storage
             remaining = budget_ends - self._clock()
             delay = None
             if outcome is None and remaining > 0:
-                if retry_after is None:
-                    unpaced_failures += 1
-                delay = retry_delay(unpaced_failures, retry_after, remaining, self._rng)
-            self._report(on_attempt, AttemptResult(attempt, status, error, delay))
+                if refused_now:
+                    # Not a platform fault, so the backoff does not grow: the attempt without
+                    # the parameter comes as soon as the floor (or a Retry-After) allows.
+                    pace = MIN_RETRY_DELAY if retry_after is None else retry_after
+                    delay = retry_delay(unpaced_failures, pace, remaining, self._rng)
+                else:
+                    if retry_after is None:
+                        unpaced_failures += 1
+                    delay = retry_delay(unpaced_failures, retry_after, remaining, self._rng)
+            self._report(on_attempt, AttemptResult(attempt, status, error, delay, refused_now))
             if outcome is not None:
-                return StopResult(outcome, attempt, status, error)
+                return StopResult(outcome, attempt, status, error, storage_refused)
             if delay is None:
                 return StopResult(
                     StopOutcome.FAILED,
                     attempt,
                     status,
                     f"retry budget of {self._retry_budget:g}s spent; last error: {error}",
+                    storage_refused,
                 )
             await self._sleep(delay)
 
