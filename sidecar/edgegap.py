@@ -314,7 +314,7 @@ class _OneStop:
             # storage (an unknown name, or `true` with none configured) says nothing about the
             # stop itself. 401/403 are about the token: still permanent. Not a platform fault,
             # so the backoff does not grow: the attempt without the parameter comes as soon as
-            # the floor (or a Retry-After) allows, and so does every later one.
+            # the floor (or a Retry-After) allows. It and every later attempt go without it.
             self._carries_storage = False
             self.storage_refused = True
             self._refused_on = self._number
