@@ -197,7 +197,9 @@ def _result_url(value: str) -> str | None:
         return None
     problem = result_url_problem(url)
     if problem is not None:
-        raise ValueError(f"expected an https:// URL, or http:// to a loopback address; it {problem}")
+        raise ValueError(
+            f"expected an https:// URL, or http:// to a loopback address; it {problem}"
+        )
     return url
 
 
@@ -800,11 +802,7 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
     for variable in VARIABLES:
         value = getattr(settings, variable.field)
         shown = _shown(variable, value)
-        if (
-            variable.field == "delete_url"
-            and value is not None
-            and settings.delete_url_problem
-        ):
+        if variable.field == "delete_url" and value is not None and settings.delete_url_problem:
             shown += f"  (ignored: {settings.delete_url_problem})"
         elif value is None and variable.field == "dry_run":
             shown = f"auto ({'true' if settings.effective_dry_run else 'false'})"
