@@ -116,7 +116,8 @@ class TestSettings:
     def test_defaults_are_off_10s_and_5m(self) -> None:
         """Without SIDECAR_RESULT_URL there is no delivery; the wait is 10 s, the budget 5 min."""
         settings = load_settings({})
-        assert settings.result_url is None and settings.result_token is None
+        assert settings.result_url is None
+        assert settings.result_token is None
         assert (settings.result_wait, settings.result_budget) == (10.0, 300.0)
 
     @pytest.mark.parametrize(
@@ -228,7 +229,8 @@ class TestRetries:
         d = delivery(receiver.url, FakeTime())
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert len(receiver.requests) == 1
-        assert d.progress.attempts == 1 and d.progress.last_status == status
+        assert d.progress.attempts == 1
+        assert d.progress.last_status == status
 
     async def test_the_budget_ends_the_retries(self, receiver: Receiver) -> None:
         """503 forever: attempts stop once SIDECAR_RESULT_BUDGET is spent; outcome failed."""
@@ -237,7 +239,8 @@ class TestRetries:
         d = delivery(receiver.url, fake, budget=10)
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert fake.now >= 10
-        assert d.progress.last_error is not None and "budget" in d.progress.last_error
+        assert d.progress.last_error is not None
+        assert "budget" in d.progress.last_error
         assert not receiver.accepted
 
     async def test_a_hung_attempt_times_out_and_is_retried(self, receiver: Receiver) -> None:
@@ -290,7 +293,8 @@ class TestWiring:
         assert status["result_delivery"]["outcome"] == "delivered"
         assert len(receiver.requests) == 1
         headers, body = receiver.requests[0]
-        assert body["result"] == {"winner": "red"} and body["match_id"] == "m-42"
+        assert body["result"] == {"winner": "red"}
+        assert body["match_id"] == "m-42"
         assert headers["Idempotency-Key"] == "none:m-42"
 
     async def test_the_stop_waits_at_most_result_wait(
