@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
-from conftest import SidecarFactory
+from conftest import Launch, SidecarFactory
 
 from sidecar.config import ConfigError, load_settings, redacted_settings, settings_json
 from sidecar.result import ResultDelivery, idempotency_key, result_body, rfc3339
@@ -324,3 +325,43 @@ class TestWiring:
         await sc.call("POST", "/v1/match/end", {})
         status = await sc.wait_state("stopped", "failed", timeout=2)
         assert status["result_delivery"]["outcome"] == "off"
+
+
+class TestServeProcess:
+    async def test_match_end_result_reaches_the_receiver_once(
+        self, receiver: Receiver, launch: Launch
+    ) -> None:
+        """A real `serve`: the match end's result is delivered once, with the matchmaker's
+        match id in body and key; the stop record carries the result and `delivered`; the token
+        is in neither stdout nor stderr."""
+        sc = await launch(
+            "serve",
+            SIDECAR_RESULT_URL=receiver.url,
+            SIDECAR_RESULT_TOKEN=TOKEN,
+            SIDECAR_MATCH_END_GRACE="0.1s",
+            SIDECAR_LOG_LEVEL="debug",
+            MM_MATCH_ID="mm-7",
+            ARBITRIUM_REQUEST_ID="req-9",
+        )
+        await sc.wait_status(state="starting")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(sc.url + "/v1/ready") as r:
+                assert r.status == 200
+            async with http.post(sc.url + "/v1/match/end", json={"result": {"mvp": "p1"}}) as r:
+                assert r.status == 202
+        await sc.wait_output(b'"sidecar.stop"')
+        status = await sc.wait_status(state="stopped")
+        assert status["result_delivery"]["outcome"] == "delivered"
+        sc.proc.terminate()
+        code, stdout, stderr = await sc.finish()
+        assert code == 0
+        records = [json.loads(line) for line in stdout.splitlines() if line.startswith(b"{")]
+        (stop,) = [r for r in records if r.get("event") == "sidecar.stop"]
+        assert stop["result_delivery"] == "delivered"
+        assert stop["match_result"] == {"mvp": "p1"}
+        assert len(receiver.requests) == 1
+        headers, body = receiver.requests[0]
+        assert headers["Idempotency-Key"] == "req-9:mm-7"
+        assert body["match_id"] == "mm-7"
+        assert body["result"] == {"mvp": "p1"}
+        assert TOKEN not in stdout.decode() + stderr
