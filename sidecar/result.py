@@ -131,6 +131,7 @@ class ResultDelivery:
         self._session = session
         self._own_session = session is None
         self._task: asyncio.Task[DeliveryOutcome] | None = None
+        self._started = False  # once: not even close() makes room for a second delivery
         self.progress = DeliveryProgress(outcome=DeliveryOutcome.OFF if url is None else None)
         # Everything that could show the URL's credentials or the token in an error text.
         self._secrets = [s for s in (token, url, *_url_secrets(url)) if s]
@@ -146,8 +147,9 @@ class ResultDelivery:
 
     def start(self, body: dict[str, Any], key: str) -> None:
         """Begin delivering `body` (no-op when off, or when already started: single flight)."""
-        if self._url is None or self._task is not None:
+        if self._url is None or self._started:
             return
+        self._started = True
         self.progress.outcome = DeliveryOutcome.PENDING
         self._task = asyncio.ensure_future(self._run(self._url, body, key))
         self._notify()

@@ -272,6 +272,19 @@ class TestRetries:
         await d.close()
         assert len(receiver.requests) == 1
 
+    async def test_no_second_delivery_after_close(self, receiver: Receiver) -> None:
+        """The process ending abandons a delivery; nothing starts it again."""
+        receiver.hang = True
+        d = delivery(receiver.url, FakeTime())
+        d.start(BODY, "req-1:m-1")
+        async with asyncio.timeout(5):
+            while not receiver.requests:
+                await asyncio.sleep(0.01)
+        await d.close()
+        d.start(BODY, "req-1:m-1")
+        assert await d.wait(0.2) is DeliveryOutcome.PENDING
+        assert len(receiver.requests) == 1
+
     async def test_off_without_a_url(self) -> None:
         """No SIDECAR_RESULT_URL: outcome off, nothing started, nothing waited for."""
         d = ResultDelivery(None, None, attempt_timeout=1, budget=1)
