@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import openapi
 from sidecar.lifecycle import TIMER_NAMES
+from sidecar.status_command import render_table
 from tests.conftest import Launch, SidecarFactory
 
 T1, T2, T3 = "aaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaa3"
@@ -215,6 +216,17 @@ class TestStatusAndMetrics:
         sc = await sidecar()
         _, status = await sc.call("POST", "/v1/match/start", {"match_id": "m-7"})
         assert status["match"] == {"match_id": "m-7", "expected": 0, "arrived": 0}
+
+    def test_the_status_command_shows_the_arrivals(self) -> None:
+        """`edgegap-sidecar status` shows how many of the expected players arrived."""
+        table = render_table(
+            {
+                "state": "ready",
+                "match_id": "m",
+                "match": {"match_id": "m", "expected": 3, "arrived": 1},
+            }
+        )
+        assert "match  m, 1 of 3 arrived\n" in table
 
     def test_the_documented_timer_names_are_the_lifecycles(self) -> None:
         """The OpenAPI timer names are the lifecycle's table plus the drain and the hold."""
