@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Callable
 
-from sidecar.emulator.network import DeploymentNetwork
+from sidecar.emulator.network import DeploymentNetwork, Isolation
 from sidecar.emulator.processes import BackedProcess, exit_description
 from sidecar.emulator.store import Deployment
 
@@ -58,7 +57,14 @@ class BackedRun:
             # The process sees the emulator's own environment plus what the platform injects.
             env = {**os.environ, **deployment.env}
             process = await BackedProcess.start(
-                deployment.command, env, on_output, prefix=prefix, pass_fds=pass_fds
+                deployment.command,
+                env,
+                on_output,
+                prefix=prefix,
+                pass_fds=pass_fds,
+                # Where namespaces are available (root), a PID namespace too: the kernel then
+                # guarantees that nothing of the tree outlives its guardian.
+                pid_namespace=self._network.isolation is Isolation.NETNS,
             )
         except OSError as exc:
             deployment.error_detail = f"Container failed to start: {exc}"
@@ -103,7 +109,7 @@ class BackedRun:
         """The process ended during the readiness check: restart it (None) when the policy and
         the time left allow, else say why the deployment is in ERROR."""
         code = await process.wait()
-        process.signal_group(signal.SIGKILL)
+        process.kill_leftovers()
         self.process = None
         self._record_exit(process, code)
         exit_code, _ = exit_description(code)
@@ -136,7 +142,7 @@ class BackedRun:
                 return  # stop requested: terminate() ends the process
             code = exited.result()
             # Leftovers of the group (daemonised helpers) die with the "container".
-            process.signal_group(signal.SIGKILL)
+            process.kill_leftovers()
             if stop.is_set():
                 return
             self._record_exit(process, code)

@@ -19,13 +19,14 @@ from aiohttp import web
 
 from sidecar.addresses import url_host
 from sidecar.emulator.app import create_app
-from sidecar.emulator.options import EmulatorOptions
+from sidecar.emulator.options import EmulatorOptions, check_listen_address
 from sidecar.emulator.state import STATE_KEY
 from sidecar.errors import StartupError
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve `app` on host:port; returns the runner and the base URL actually bound."""
+    check_listen_address(host, app[STATE_KEY].options.api_token)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -1,5 +1,7 @@
 """The control API under `/_emulator/`: fault injection, the request log and deployment
-internals, for tests and users' CI. It needs no authentication and its calls are not logged.
+internals, for tests and users' CI. Its calls are not logged. With `--api-token` every route but
+`GET /_emulator/health` needs `authorization: token <TOKEN>` (the routes hand out delete tokens
+and take faults); without one they are open, and the emulator only listens on loopback.
 
     GET    /_emulator/health                       the readiness probe: 200 once serving, with
                                                    {status, url, isolation, isolation_note,
