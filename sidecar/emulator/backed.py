@@ -32,11 +32,13 @@ class BackedRun:
         network: DeploymentNetwork,
         restart_delay: float,
         on_start: Callable[[Deployment, BackedProcess], None],
+        on_output: Callable[[Deployment, bytes], None] | None = None,
     ) -> None:
         self.deployment = deployment
         self._network = network
         self._restart_delay = restart_delay
         self._on_start = on_start
+        self._on_output = on_output
         # The current run of the process; None once it ended for good (or never started).
         self.process: BackedProcess | None = None
 
@@ -46,11 +48,14 @@ class BackedRun:
         deployment = self.deployment
         assert deployment.command is not None
         logs = deployment.logs
+        follow = self._on_output
 
         def on_output(chunk: bytes) -> None:
             deployment.remember_output(chunk)
             if logs is not None:
                 logs.extend(chunk)
+            if follow is not None:
+                follow(deployment, chunk)
 
         prefix, pass_fds = self._network.command_prefix()
         try:

@@ -26,6 +26,7 @@ from sidecar.emulator.apps import (
     RestartPolicy,
     read_app_version,
 )
+from sidecar.emulator.console import LOG_FORMATS, LogFormat
 from sidecar.emulator.faults import FaultSpec
 from sidecar.errors import UsageError
 
@@ -85,6 +86,10 @@ class EmulatorOptions:
     location_capacity: int | None = None
     # Where `run_emulator` writes its base URL once it listens (for `--port 0` in scripts).
     url_file: str | None = None
+    # The console of `run_emulator` (console.py): its format, and every backed deployment's
+    # output there too, prefixed by its request id (`--follow`).
+    log_format: LogFormat = "text"
+    follow: bool = False
 
     def app_version(self, app_name: str) -> AppVersion:
         """What deployments of `app_name` run as: the defaults, its file, then its flags."""
@@ -213,6 +218,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show authorization headers as sent in /_emulator/requests (default: redacted)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        metavar="text|json",
+        help="the console's lines, one per deployment event: text (default) or json (one "
+        "object per line)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="also print every backed deployment's output live, each line prefixed by its "
+        "request id",
+    )
+    parser.add_argument(
         "--self-stop-fault",
         action="append",
         default=[],
@@ -269,6 +287,8 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         show_tokens=bool(getattr(ns, "show_tokens", False)),
         rate_limits=bool(getattr(ns, "rate_limits", False)),
         url_file=_optional_text(ns, "url_file"),
+        log_format=_log_format(getattr(ns, "log_format", "text")),
+        follow=bool(getattr(ns, "follow", False)),
     )
 
 
@@ -393,6 +413,14 @@ def _isolation(value: object) -> IsolationChoice:
         if text == choice:
             return choice
     raise UsageError(f"--isolation: expected auto, netns or ports, got {text!r}")
+
+
+def _log_format(value: object) -> LogFormat:
+    text = str(value).strip().lower()
+    for choice in LOG_FORMATS:
+        if text == choice:
+            return choice
+    raise UsageError(f"--log-format: expected text or json, got {value!r}")
 
 
 def _capacity(value: object) -> int | None:
