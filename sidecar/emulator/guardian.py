@@ -9,7 +9,9 @@ owns everything that command ever starts:
   descendant that leaves the group or the session (`setsid`, a daemon's double fork) still
   hangs below it and is found;
 * the emulator talks to it over the socket FD (the lifeline): `term <grace>` sends SIGTERM to
-  the whole tree and SIGKILL to what is left after `grace` seconds; `kill` sends SIGKILL now;
+  the command's process group (the shell and the game, as a stop always did: a helper that
+  left the group is not asked, as a container runtime asks only its main process) and SIGKILL
+  to the whole tree, whatever is left of it, after `grace` seconds; `kill` sends SIGKILL now;
   end of file (the emulator exited, however: SIGKILL included, since the kernel closes a dead
   process's descriptors) means `kill` too. PR_SET_PDEATHSIG would only cover a direct child;
 * when the command's shell exits on its own, what it left behind is killed, as a container's
@@ -117,8 +119,9 @@ class Guardian:
             command, _, argument = line.decode("ascii", "replace").partition(" ")
             if command == "term" and not self._terminating:
                 self._terminating = True
-                self._kill_at = time.monotonic() + max(0.0, float(argument or 0))
-                self._signal_tree(signal.SIGTERM)
+                self._kill_at = time.monotonic() + _seconds(argument)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._main_pid, signal.SIGTERM)
             elif command == "kill":
                 self._terminating = True
                 self._kill_tree()
@@ -163,6 +166,14 @@ class Guardian:
     def _report(self, status: int) -> None:
         with contextlib.suppress(OSError):
             self._lifeline.sendall(f"exit {status}\n".encode())
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return 0.0
+    return seconds if 0.0 <= seconds < 1e9 else 0.0
 
 
 def _alive(process: psutil.Process) -> bool:

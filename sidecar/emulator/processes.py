@@ -6,8 +6,9 @@ two streams line by line, as a container runtime's log driver does: a line of on
 never cut by the other's output, however the writes were split (a line longer than 16 KiB is
 passed on in pieces; a last line without a newline is kept when the stream ends).
 
-Stopping asks the guardian (over its lifeline socket) for SIGTERM to the whole tree, then
-SIGKILL once the grace period is over, as a container runtime does; `terminate()` is
+Stopping asks the guardian (over its lifeline socket) for SIGTERM to the command's process
+group, then SIGKILL to the whole tree once the grace period is over, as a container runtime
+does; `terminate()` is
 idempotent. Nothing outlives the emulator, even a SIGKILLed one: the lifeline's end of file
 makes the guardian kill the tree. With `pid_namespace` (netns isolation, root) the guardian is
 also PID 1 of a PID namespace of its own (`unshare --pid`), so the kernel itself kills whatever
@@ -187,7 +188,7 @@ class BackedProcess:
             self._signal_group(signal.SIGKILL)
 
     async def terminate(self, grace_seconds: float) -> int:
-        """SIGTERM the tree, SIGKILL it after `grace_seconds`; returns the return code."""
+        """SIGTERM the group, SIGKILL the tree after `grace_seconds`; returns the return code."""
         if self.running or not all(reader.done() for reader in self._readers):
             # The guardian keeps the time itself; without one, the process group is signalled.
             if not self._tell(f"term {grace_seconds:f}"):
