@@ -136,6 +136,23 @@ class TestListenAddress:
 
 
 class TestNothingOutlivesTheEmulator:
+    async def test_the_game_starts_with_default_signal_dispositions(self) -> None:
+        """Under its guardian a backed command ignores no signal (Python ignores SIGPIPE and
+        SIGXFSZ; the guardian SIGTERM and SIGINT): a game behaves as started by a runtime."""
+        command = "grep SigIgn /proc/self/status"
+        options = EmulatorOptions(
+            port=0,
+            status_step_seconds=0.0,
+            game_port_check=False,
+            restart_policy="never",
+            apps={"game": command},
+        )
+        async with EmulatorServer(options) as emu:
+            request_id = await emu.deploy("game")
+            await emu.wait_for_status(request_id, "Status.TERMINATED", 30)
+            _, internals = await emu.call("GET", f"/_emulator/deployments/{request_id}")
+            assert internals["last_output"] == ["SigIgn:\t0000000000000000"]
+
     @pytest.mark.timeout(60)
     async def test_a_stop_takes_the_helper_that_left_the_session(self, tmp_path: Path) -> None:
         """DELETE /v1/stop of a game whose helper left its process group and session (and

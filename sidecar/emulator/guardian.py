@@ -67,14 +67,9 @@ class Guardian:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self._main_pid = os.posix_spawnp(
-                self._argv[0], self._argv, os.environ, setpgroup=0, setsigdef=_default_signals()
-            )
-        except OSError as exc:
-            print(f"{self._argv[0]}: {exc.strerror or exc}", file=sys.stderr, flush=True)
-            self._report(127)
-            return 127
+        self._main_pid = os.fork()
+        if self._main_pid == 0:
+            _exec_command(self._argv)  # never returns
         selector = selectors.DefaultSelector()
         selector.register(self._lifeline, selectors.EVENT_READ, "lifeline")
         selector.register(wakeup_r, selectors.EVENT_READ, "wakeup")
@@ -189,9 +184,23 @@ def _return_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _default_signals() -> tuple[int, ...]:
-    # The command starts with default dispositions, not the guardian's ignored SIGTERM/SIGINT.
-    return (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+def _exec_command(argv: list[str]) -> None:
+    """In the forked child: a process group of its own, default signal dispositions (not the
+    guardian's ignored SIGTERM/SIGINT, nor the SIGPIPE/SIGXFSZ every Python ignores: what
+    subprocess's restore_signals undoes), then the command. Forking is safe here: the
+    guardian has one thread."""
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.write(2, f"{argv[0]}: {exc.strerror or exc}\n".encode(errors="replace"))
+    finally:
+        os._exit(127)
 
 
 def main(argv: list[str]) -> int:
