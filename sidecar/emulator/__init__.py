@@ -30,6 +30,7 @@ Modules, one responsibility each:
     metrics.py      psutil samples and the metrics JSON
     faults.py       the injected-fault queue
     recorder.py     the request log
+    console.py      the console: a line per deployment event (text or JSON), --follow
     auth.py         management and raw-token checks
     fleets.py       fleets, policies and version links (stored resources)
     locations.py    the location catalogue

@@ -9,7 +9,8 @@ own, so a CI log shows the story as it happens. `text` is for people:
 
 `json` is one object per line (`time`, `request_id`, `event`, `message`, and the event's
 fields). No token ever appears: every line (and every followed output line) has the
-deployment's delete and context tokens and the emulator's `--api-token` redacted, and text
+deployment's delete and context tokens, its `SIDECAR_API_TOKEN` and the emulator's
+`--api-token` redacted, and text
 lines escape control characters, so a game's output cannot forge a line.
 """
 
@@ -58,7 +59,9 @@ class Console:
         self._clock = clock
 
     def _forms(self, deployment: Deployment) -> list[str]:
-        return all_forms([*self._secrets, deployment.delete_token, deployment.context_token])
+        # The tokens the deployment holds; its sidecar's own too, should its game print it.
+        own = [deployment.delete_token, deployment.context_token]
+        return all_forms([*self._secrets, *own, deployment.env.get("SIDECAR_API_TOKEN", "")])
 
     def _write(self, line: str) -> None:
         stream = self._stream or sys.stdout

@@ -22,6 +22,9 @@ and finally TERMINATING → TERMINATED.
 Stops follow the platform's rules: accepted at once when READY or ERROR, deferred until one of
 them is reached otherwise; the first stop's `container_log_storage` choice decides, at
 TERMINATED, whether the logs survive (storage.py).
+
+Every event it decides (created, each status with its why, each stop call, each restart) goes
+to the console (console.py) when `run_emulator` gave it one.
 """
 
 from __future__ import annotations
