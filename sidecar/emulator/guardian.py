@@ -37,6 +37,7 @@ import time
 
 import psutil
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 # Enough rounds to catch processes forked while the previous round was being killed.
 _KILL_ROUNDS = 50
@@ -195,6 +196,10 @@ def _exec_command(argv: list[str]) -> None:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         os.setpgid(0, 0)
+        # Should the guardian itself be SIGKILLed (by someone else), its direct child goes too;
+        # in a PID namespace the kernel takes everything anyway.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.execvp(argv[0], argv)
     except OSError as exc:
         with contextlib.suppress(OSError):
