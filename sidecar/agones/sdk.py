@@ -73,20 +73,21 @@ class GameServerWatch:
         self.gameserver = gameserver
         self.watchers: set[Watcher] = set()
         self._sent_version: int | None = None
-        self._check: asyncio.Handle | None = None
+        self._pending_update: asyncio.Handle | None = None
         self._next_check_at = 0.0  # loop time: spaced after each update by its size
         self._hold_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     def changed(self) -> None:
-        """Something the GameServer shows may have changed: check at the end of this loop pass."""
-        if self.watchers and self._check is None and not self._closed:
+        """Something the GameServer shows may have changed: update the watchers at the end of
+        this loop pass, or once the spacing after the last update is over."""
+        if self.watchers and self._pending_update is None and not self._closed:
             loop = asyncio.get_running_loop()
             wait = self._next_check_at - loop.time()
             if wait > 0:
-                self._check = loop.call_later(wait, self._update)
+                self._pending_update = loop.call_later(wait, self._update)
             else:
-                self._check = loop.call_soon(self._update)
+                self._pending_update = loop.call_soon(self._update)
 
     def subscribe(self) -> Watcher:
         """A new watcher, woken at once; AgonesError (429, code 8) beyond MAX_WATCHERS."""
@@ -111,12 +112,12 @@ class GameServerWatch:
         self._closed = True
         for watcher in list(self.watchers):
             watcher.end()
-        for timer in (self._check, self._hold_timer):
+        for timer in (self._pending_update, self._hold_timer):
             if timer is not None:
                 timer.cancel()
 
     def _update(self) -> None:
-        self._check = None
+        self._pending_update = None
         body = self.gameserver.body()  # rendered once here, for every transport
         version = self.gameserver.version
         if version != self._sent_version:
