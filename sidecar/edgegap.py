@@ -7,6 +7,9 @@
                                 retry budget is spent
     anything unexpected         retried the same way (an undecodable answer, a bug in a library)
     400, 401, 403, other 3xx/4xx  permanent failure
+    400 to `container_log_storage`  the log choice is dropped, not the stop: retried at once
+                                (0.5 s floor, same budget) and every later attempt without the
+                                parameter (SPEC §11 Round 2); a 400 without it is permanent
 
 The stop path must never die and never hammer the platform (SPEC §11), so:
 
@@ -18,6 +21,9 @@ The stop path must never die and never hammer the platform (SPEC §11), so:
 * every exception an attempt can raise is a retryable failure, never the end of the stop task;
 * one attempt is one DELETE on the wire: aiohttp's own silent resend is turned off.
 
+What each answer means is decided here (`classify`, `_OneStop.decide`); when and how often to
+try again is sidecar.retry's `RetryLoop`, the policy every platform client shares.
+
 The token goes in the raw `authorization` header and nowhere else: every error text this module
 produces is redacted (before it is truncated) by `sidecar.redaction`.
 """
@@ -26,12 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC
 from enum import StrEnum
 
 import aiohttp
@@ -39,15 +43,18 @@ from yarl import URL
 
 from sidecar.redaction import redact, truncate
 
+# The policy lives in sidecar.retry (shared by every platform client); these names stay
+# importable from here, where the self-stop's callers and tests have always found them.
+from sidecar.retry import BACKOFF_BASE as BACKOFF_BASE
+from sidecar.retry import BACKOFF_CAP as BACKOFF_CAP
+from sidecar.retry import MIN_RETRY_DELAY as MIN_RETRY_DELAY
+from sidecar.retry import Attempt, Retry, RetryLoop
+from sidecar.retry import backoff_delay as backoff_delay
+from sidecar.retry import parse_retry_after as parse_retry_after
+from sidecar.retry import retry_delay as retry_delay
+
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
-# The floor under every retry delay: `Retry-After: 0` or a date in the past must not turn a
-# platform fault into a retry storm (SPEC §11).
-MIN_RETRY_DELAY = 0.5
-# Past this many doublings the step is at the cap anyway; stops 2**n from growing unbounded.
-_MAX_DOUBLINGS = 16
 # How much of an error answer is read, and how much of it an error text keeps.
 ERROR_BODY_LIMIT = 64 * 1024
 ERROR_TEXT_CHARS = 300
@@ -68,6 +75,9 @@ class AttemptResult:
     status: int | None
     error: str | None
     retry_in: float | None  # seconds until the next attempt, None when this was the last
+    # This attempt carried `container_log_storage` and its 400 made the client drop it: true for
+    # that one attempt only.
+    log_storage_refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class StopResult:
     attempts: int
     status: int | None
     error: str | None
+    log_storage_refused: bool = False  # the platform refused the log choice along the way
 
     @property
     def ok(self) -> bool:
@@ -91,60 +102,6 @@ def classify(status: int) -> StopOutcome | None:
     if status in (408, 429) or status >= 500:
         return None
     return StopOutcome.FAILED
-
-
-def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Delay before retry number `attempt` (1-based): 0.5 s doubling, cap 30 s, with jitter.
-
-    "Equal jitter": half the step is fixed, half random, so retries from many servers hitting
-    the same platform fault spread out without ever retrying immediately.
-    """
-    doublings = min(max(attempt - 1, 0), _MAX_DOUBLINGS)
-    step = min(BACKOFF_CAP, BACKOFF_BASE * 2.0**doublings)
-    return float(step / 2 + rng() * step / 2)
-
-
-def retry_delay(
-    attempt: int,
-    retry_after: float | None,
-    remaining: float,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """The wait before the next attempt: `Retry-After` when given, else the backoff; capped at
-    what is left of the budget, and never under MIN_RETRY_DELAY (SPEC §11).
-
-    The floor wins over the budget cap: with less than 0.5 s of budget left, the one last attempt
-    comes 0.5 s later rather than a burst of attempts at the budget's edge.
-    """
-    delay = backoff_delay(attempt, rng) if retry_after is None else retry_after
-    return max(MIN_RETRY_DELAY, min(delay, remaining))
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` as seconds or an HTTP date; None when absent or unreadable.
-
-    Seconds are ASCII digits only: `str.isdigit` also accepts superscripts, which `float`
-    rejects, and other scripts' digits, which SPEC §11 rules out.
-    The result may be 0 or huge: the caller floors and caps it.
-    """
-    if not value:
-        return None
-    value = value.strip(" \t")
-    if value.isascii() and value.isdigit():
-        seconds = float(value)  # a 400-digit value is inf, not an error; capped by the caller
-        return seconds if math.isfinite(seconds) else math.inf
-    if not value.isascii():
-        return None
-    # Imported here: the email package costs ~10 ms of start-up and dates are rare.
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, when.timestamp() - now())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def with_log_storage(url: str, log_storage: str | None) -> URL:
@@ -206,37 +163,32 @@ class SelfStopClient:
         self, log_storage: str | None, on_attempt: Callable[[AttemptResult], None] | None
     ) -> StopResult:
         try:
-            url = with_log_storage(self._delete_url, log_storage)
+            stop = _OneStop(self, log_storage)
         except (ValueError, TypeError) as exc:
             # Settings validate the URL; this is the last line if an embedder passed a bad one.
             return StopResult(StopOutcome.FAILED, 0, None, f"unusable delete URL: {exc}")
-        budget_ends = self._clock() + self._retry_budget
-        attempt = 0
-        # The backoff grows only with the failures the platform gave no Retry-After for: waits
-        # it asked for (a 429 storm) are its pacing, not a reason to wait up to 30 s after the
-        # next plain 503 (measured by the fleet simulation: up to 30 s late after a storm).
-        unpaced_failures = 0
-        while True:
-            attempt += 1
-            status, error, retry_after = await self._attempt(url)
-            outcome = classify(status) if status is not None else None
-            remaining = budget_ends - self._clock()
-            delay = None
-            if outcome is None and remaining > 0:
-                if retry_after is None:
-                    unpaced_failures += 1
-                delay = retry_delay(unpaced_failures, retry_after, remaining, self._rng)
-            self._report(on_attempt, AttemptResult(attempt, status, error, delay))
-            if outcome is not None:
-                return StopResult(outcome, attempt, status, error)
-            if delay is None:
-                return StopResult(
-                    StopOutcome.FAILED,
-                    attempt,
-                    status,
-                    f"retry budget of {self._retry_budget:g}s spent; last error: {error}",
-                )
-            await self._sleep(delay)
+        loop = RetryLoop(
+            self._retry_budget,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+            on_unexpected=self._log_unexpected,
+        )
+        ending = await loop.run(
+            stop.attempt, stop.decide, lambda seen: stop.report(seen, on_attempt)
+        )
+        last = stop.answer_of(ending.last)
+        if ending.budget_spent:
+            return StopResult(
+                StopOutcome.FAILED,
+                ending.attempts,
+                last.status,
+                f"retry budget of {self._retry_budget:g}s spent; last error: {last.error}",
+                stop.storage_refused,
+            )
+        assert last.status is not None  # only an answer with a final status ends the loop
+        outcome = classify(last.status) or StopOutcome.FAILED
+        return StopResult(outcome, ending.attempts, last.status, last.error, stop.storage_refused)
 
     def _report(
         self, on_attempt: Callable[[AttemptResult], None] | None, result: AttemptResult
@@ -249,9 +201,9 @@ class SelfStopClient:
         except Exception as exc:  # the stop matters more than its progress report
             self._log_unexpected("reporting a self-stop attempt", exc)
 
-    async def _attempt(self, url: URL) -> tuple[int | None, str | None, float | None]:
-        """One DELETE. Returns (status, error text, Retry-After seconds); never raises except
-        for cancellation."""
+    async def _attempt(self, url: URL) -> _Answer:
+        """One DELETE: its status (None: no HTTP answer), error text and Retry-After seconds.
+        Never raises except for cancellation."""
         try:
             async with asyncio.timeout(self._attempt_timeout):
                 async with self._session.delete(
@@ -263,23 +215,23 @@ class SelfStopClient:
                     if classify(status) in (StopOutcome.ACCEPTED, StopOutcome.ALREADY_GONE):
                         # Decided by the status alone; the body (possibly slow, huge or
                         # undecodable) is not our business. Leaving the block drops it.
-                        return status, None, None
+                        return _Answer(status, None, None)
                     retry_after = parse_retry_after(
                         response.headers.get("Retry-After"), self._wall_clock
                     )
                     body = await self._error_body(response, self._body_timeout)
                     error = f"HTTP {status}: {body}" if body else f"HTTP {status}"
-                    return status, self._clean(error), retry_after
+                    return _Answer(status, self._clean(error), retry_after)
         except TimeoutError:
-            return None, f"no answer within {self._attempt_timeout:g}s", None
+            return _Answer(None, f"no answer within {self._attempt_timeout:g}s", None)
         except aiohttp.ClientError as exc:
-            return None, self._clean(f"{type(exc).__name__}: {exc}"), None
+            return _Answer(None, self._clean(f"{type(exc).__name__}: {exc}"), None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # SPEC §11: whatever went wrong, this attempt failed and the next one may not.
             self._log_unexpected("making a self-stop attempt", exc)
-            return None, self._clean(f"unexpected {type(exc).__name__}: {exc}"), None
+            return _Answer(None, self._clean(f"unexpected {type(exc).__name__}: {exc}"), None)
 
     @property
     def _body_timeout(self) -> float:
@@ -327,3 +279,62 @@ class SelfStopClient:
             self._clean(repr(exc)),
             exc_info=exc,
         )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one DELETE got: the status (None: no HTTP answer), the error text, Retry-After."""
+
+    status: int | None
+    error: str | None
+    retry_after: float | None
+
+
+class _OneStop:
+    """One stop's attempts, decisions and reports for the retry loop; it owns the one thing
+    that changes between attempts: whether the log choice is still sent."""
+
+    def __init__(self, client: SelfStopClient, log_storage: str | None) -> None:
+        self._client = client
+        self._url = with_log_storage(client._delete_url, log_storage)
+        self._without_storage = with_log_storage(client._delete_url, None)
+        self._carries_storage = log_storage is not None
+        self.storage_refused = False
+        self._refused_on: int | None = None  # the attempt whose 400 refused the log choice
+        self._number = 0
+
+    async def attempt(self, number: int) -> _Answer:
+        self._number = number
+        return await self._client._attempt(self._url)
+
+    def decide(self, answer: _Answer) -> Retry | None:
+        """SPEC §6 by status alone, plus the one exception of §11 Round 2."""
+        if self._carries_storage and answer.status == 400:
+            # The log choice is optional, the stop is not: a 400 to an attempt that named a
+            # storage (an unknown name, or `true` with none configured) says nothing about the
+            # stop itself. 401/403 are about the token: still permanent. Not a platform fault,
+            # so the backoff does not grow: the attempt without the parameter comes as soon as
+            # the floor (or a Retry-After) allows. It and every later attempt go without it.
+            self._carries_storage = False
+            self.storage_refused = True
+            self._refused_on = self._number
+            self._url = self._without_storage
+            return Retry(answer.retry_after, backoff=False)
+        if answer.status is not None and classify(answer.status) is not None:
+            return None
+        return Retry(answer.retry_after)
+
+    def answer_of(self, seen: Attempt[_Answer]) -> _Answer:
+        if seen.result is not None:
+            return seen.result
+        # Only if the loop's own guard caught something _attempt let through.
+        error = f"unexpected {type(seen.error).__name__}: {seen.error}"
+        return _Answer(None, self._client._clean(error), None)
+
+    def report(
+        self, seen: Attempt[_Answer], on_attempt: Callable[[AttemptResult], None] | None
+    ) -> None:
+        answer = self.answer_of(seen)
+        refused = seen.number == self._refused_on
+        result = AttemptResult(seen.number, answer.status, answer.error, seen.retry_in, refused)
+        self._client._report(on_attempt, result)

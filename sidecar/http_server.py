@@ -27,23 +27,32 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
   goes away is dropped at once instead of at its next keep-alive write.
 * Failures to accept (descriptor exhaustion) are logged at most once per 10 s: asyncio logs each
   failed `accept()` with a traceback, about a hundred a second while the limit is reached.
+
+None of this is public aiohttp API: the classes below subclass `RequestHandler` and `web.Server`,
+override `AppRunner._make_server` and read private attributes. pyproject.toml therefore bounds
+aiohttp to the minors the suite runs on (`SUPPORTED_AIOHTTP`), and `ApiRunner.setup` checks
+that every hook is there before the first connection (`check_aiohttp`): an aiohttp without one
+is a start-up error (exit 3, one line), never a server silently missing its rules.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import resource
 import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from sidecar.api_wire import error_code, error_response
+from sidecar.errors import StartupError
 
 log = logging.getLogger("sidecar.http")
 
@@ -61,12 +70,106 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 _ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _MAX_ERROR_MESSAGE = 200
 
+# pyproject.toml's aiohttp range (tests/test_http_server.py checks that the two agree): the
+# minors the suite has run on, newest and lowest (`scripts/test --lowest`).
+SUPPORTED_AIOHTTP = ">=3.14,<3.15"
+
+# What the classes below take from aiohttp beyond its public API, checked by `check_aiohttp`.
+# RequestHandler: attributes read, then methods overridden with the parameters they are given.
+_HANDLER_ATTRIBUTES = ("_request_count", "_waiter", "_manager", "_loop", "transport", "peername")
+_HANDLER_OVERRIDES: dict[str, tuple[str, ...]] = {
+    # GuardedServer passes the runner's options on; these two are ApiRunner's own.
+    "__init__": ("manager", "loop", "keepalive_timeout", "lingering_time"),
+    "connection_made": ("transport",),
+    "data_received": ("data",),
+    "pause_writing": (),
+    "resume_writing": (),
+    "connection_lost": ("exc",),
+    "handle_error": ("request", "status", "exc", "message"),
+    "force_close": (),
+}
+# web.Server: set in its __init__, so looked for on an instance.
+_SERVER_ATTRIBUTES = (
+    "_loop",
+    "_kwargs",
+    "_connections",
+    "request_handler",
+    "request_factory",
+    "handler_cancellation",
+)
+_SERVER_INIT = ("handler", "request_factory", "handler_cancellation", "loop")
+
+
+class UnsupportedAiohttp(StartupError):
+    """The installed aiohttp lacks a hook this module builds on (exit 3): serving anyway would
+    leave the local API without its connection rules."""
+
+
+def missing_aiohttp_hooks() -> list[str]:
+    """The private aiohttp hooks (SUPPORTED_AIOHTTP) this module needs and cannot find, as
+    `Class.name(parameters)`; empty when everything is there. Needs a running loop."""
+    missing = [f"RequestHandler.{n}" for n in _HANDLER_ATTRIBUTES if not hasattr(RequestHandler, n)]
+    for name, wanted in _HANDLER_OVERRIDES.items():
+        if not _accepts(getattr(RequestHandler, name, None), wanted):
+            missing.append(f"RequestHandler.{name}({', '.join(wanted)})")
+    if not _accepts(web.Server.__init__, _SERVER_INIT, passes_on=True):
+        missing.append(f"Server.__init__({', '.join(_SERVER_INIT)}, **kwargs)")
+    else:
+        server = web.Server(_never_called)
+        missing += [f"Server.{n}" for n in _SERVER_ATTRIBUTES if not hasattr(server, n)]
+    if not inspect.iscoroutinefunction(getattr(web.AppRunner, "_make_server", None)):
+        missing.append("AppRunner._make_server()")
+    return missing
+
+
+def check_aiohttp() -> None:
+    """UnsupportedAiohttp, one line naming what is missing, unless every hook is there."""
+    missing = missing_aiohttp_hooks()
+    if missing:
+        raise UnsupportedAiohttp(
+            f"aiohttp {aiohttp.__version__} is not supported: {', '.join(missing)} missing; "
+            f"supported: aiohttp{SUPPORTED_AIOHTTP}"
+        )
+
+
+def _accepts(method: Any, wanted: tuple[str, ...], *, passes_on: bool = False) -> bool:
+    """`method` exists, takes each of `wanted` by name and requires nothing else; with
+    `passes_on`, it also takes **kwargs (which the subclass forwards)."""
+    if not callable(method):
+        return False
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    if any(name not in parameters for name in wanted):
+        return False
+    optional = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    if any(
+        p.default is inspect.Parameter.empty and p.kind not in optional
+        for name, p in parameters.items()
+        if name != "self" and name not in wanted
+    ):
+        return False
+    return not passes_on or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+async def _never_called(request: BaseRequest) -> web.StreamResponse:
+    raise AssertionError("the probe server in missing_aiohttp_hooks never serves")
+
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection protocol plus the header timer, the write-stall timer and JSON
     error answers."""
 
-    __slots__ = ("_header_timeout", "_header_timer", "_stall_timer", "_write_stall_timeout")
+    __slots__ = (
+        "_header_timeout",
+        "_header_timer",
+        "_requests_at_arm",
+        "_stall_timer",
+        "_write_stall_timeout",
+    )
 
     def __init__(
         self,
@@ -80,6 +183,7 @@ class GuardedRequestHandler(RequestHandler):
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
         self._header_timer: asyncio.TimerHandle | None = None
+        self._requests_at_arm = 0
         self._stall_timer: asyncio.TimerHandle | None = None
 
     # --- the header timer ----------------------------------------------------------------------
@@ -112,6 +216,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def _arm_header_timer(self) -> None:
         if self._header_timeout > 0 and self.transport is not None:
+            self._requests_at_arm = self._request_count
             self._header_timer = self._loop.call_later(self._header_timeout, self._headers_late)
 
     def _cancel_header_timer(self) -> None:
@@ -121,6 +226,11 @@ class GuardedRequestHandler(RequestHandler):
 
     def _headers_late(self) -> None:
         self._header_timer = None
+        # aiohttp also completes requests outside data_received (since 3.14, those pipelined
+        # behind a declined upgrade, parsed as the upgrade's answer finishes): headers that
+        # completed there count as much as those seen above.
+        if self._request_count != self._requests_at_arm:
+            return
         if self.transport is not None:
             log.debug(
                 "closing a connection from %s: no complete request headers within %gs",
@@ -314,6 +424,7 @@ class ApiRunner(web.AppRunner):
         )
 
     async def setup(self) -> None:
+        check_aiohttp()  # before the application's start-up runs: nothing to undo
         self.accept_errors.install(asyncio.get_running_loop())
         await super().setup()
 
@@ -356,10 +467,14 @@ class AcceptErrorLog:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        # asyncio's accept loop passes the listening socket; its message text is a fallback
+        # (both stdlib details: tests/test_api_hardening.py exhausts descriptors for real).
         if (
             isinstance(exc, OSError)
             and exc.errno in _ACCEPT_ERRNOS
-            and str(context.get("message", "")).startswith("socket.accept()")
+            and (
+                "socket" in context or str(context.get("message", "")).startswith("socket.accept()")
+            )
         ):
             self._accept_failed(exc)
         elif self._previous is not None:

@@ -127,6 +127,13 @@ def render(status: Status, requests: RequestCounter) -> bytes:
         "1 for the self-stop outcome (accepted, already_gone, failed, dry_run).",
         [({"result": outcome.value}, 1)] if outcome else [],
     )
+    page.single(
+        "stop_log_storage_refused",
+        "gauge",
+        "1 once the platform refused the stop's container_log_storage (the stop went on "
+        "without it).",
+        status.stop.log_storage_refused,
+    )
     page.family(
         "http_requests",
         "counter",

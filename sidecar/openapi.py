@@ -112,6 +112,13 @@ class StopProgress(TypedDict):
     last_status: int | None
     outcome: Literal["accepted", "already_gone", "failed", "dry_run"] | None
     log_storage: str | None
+    log_storage_refused: Annotated[
+        bool,
+        Field(
+            description="The platform answered 400 to log_storage: the stop went on without it "
+            "(the deployment's default log storage applies)."
+        ),
+    ]
 
 
 @_exact

@@ -42,6 +42,8 @@ class StopProgress:
     last_status: int | None = None
     outcome: Outcome | None = None
     log_storage: str | None = None
+    # The platform answered 400 to the log choice; the stop went on without it (SPEC §11).
+    log_storage_refused: bool = False
 
 
 # Snapshots are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field
@@ -105,6 +107,7 @@ class Status:
                 "last_status": stop.last_status,
                 "outcome": stop.outcome.value if stop.outcome else None,
                 "log_storage": stop.log_storage,
+                "log_storage_refused": stop.log_storage_refused,
             },
             "deployment": self.deployment,
         }
@@ -163,7 +166,14 @@ class StatusView:
         lc = self.lifecycle
         decision = lc.decision
         p = self.progress
-        stop = StopProgress(p.attempts, p.last_error, p.last_status, p.outcome, p.log_storage)
+        stop = StopProgress(
+            p.attempts,
+            p.last_error,
+            p.last_status,
+            p.outcome,
+            p.log_storage,
+            p.log_storage_refused,
+        )
         if self._secrets and stop.last_error:
             # Belt and braces: nothing in status is built from a secret, but an error text from
             # the platform could echo one back.

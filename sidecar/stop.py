@@ -1,6 +1,7 @@
 """The stop sequence, from the released decision to what the agent does next (SPEC §6, §11).
 
     record    the `sidecar.stop` record on stdout, after every byte of the game's output
+    refusal   a `sidecar.log_storage_refused` record if the platform refuses the log choice
     dry-run   no delete URL or token (or SIDECAR_DRY_RUN): log the DELETE, count it accepted
     DELETE    edgegap.SelfStopClient and its retry policy; every attempt lands in StopProgress
     outcome   `stopped` or `failed` in the lifecycle, the outcome in StopProgress
@@ -8,6 +9,15 @@
 
 The retry policy itself (what is retried, backoff, Retry-After, the budget) is edgegap.py's; this
 module decides nothing about HTTP. Its log lines keep the `sidecar` logger they always had.
+
+The stop record goes out before the first DELETE, so it cannot know that the platform will refuse
+its `log_storage` (SPEC §11 Round 2). That comes as a record of its own, written the moment the
+400 arrives, so it is in the logs before the next DELETE (the one that may be accepted):
+`{"event": "sidecar.log_storage_refused", "reason", "request_id", "log_storage",
+"log_storage_refused": true, "attempt", "status", "error"}`. `reason` and `request_id` tie it to
+the stop record; merged over it (by `request_id`), the stop record says `log_storage_refused:
+true`. A second `sidecar.stop` line, or any event name starting with `sidecar.stop`, would break
+readers that take the one (or the last) line naming it, as examples/ci/emulator-ci.sh does.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from sidecar.exit_codes import Ending
 from sidecar.game import GameExit
 from sidecar.lifecycle import Lifecycle, StopDecision
 from sidecar.match import stop_record_fields
-from sidecar.output import write_record
+from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 from sidecar.status import Outcome, StopProgress
 
@@ -62,6 +72,7 @@ class StopSequence:
         self._on_progress = on_progress
         self._secrets = list(secrets)
         self._session: aiohttp.ClientSession | None = None
+        self._decision: StopDecision | None = None
 
     def open(self) -> None:
         """Open the HTTP session, unless in dry-run: one for every attempt (connection reuse and
@@ -88,6 +99,7 @@ class StopSequence:
     async def run(self, decision: StopDecision, game_exit: GameExit | None) -> bool:
         """Record, then stop (or only log it in dry-run); True when the platform took it."""
         settings = self._settings
+        self._decision = decision
         storage = self.log_storage_for(decision)
         self.progress.log_storage = storage
         # In run mode a game-exit decision is only made after wait() drained the relay, so this
@@ -129,11 +141,12 @@ class StopSequence:
         plural = "" if result.attempts == 1 else "s"
         if result.ok:
             log.info(
-                "self-stop %s (HTTP %s after %d attempt%s)",
+                "self-stop %s (HTTP %s after %d attempt%s%s)",
                 "accepted" if result.outcome is StopOutcome.ACCEPTED else "found it already gone",
                 result.status,
                 result.attempts,
                 plural,
+                ", without the refused container_log_storage" if result.log_storage_refused else "",
             )
             self._lifecycle.stop_accepted()
         else:
@@ -153,7 +166,9 @@ class StopSequence:
         progress.attempts = attempt.attempt
         progress.last_status = attempt.status
         progress.last_error = attempt.error
-        if attempt.retry_in is not None:
+        if attempt.log_storage_refused:
+            self._log_storage_refused(attempt)
+        elif attempt.retry_in is not None:
             log.warning(
                 "self-stop attempt %d: %s; retrying in %.2fs",
                 attempt.attempt,
@@ -161,6 +176,41 @@ class StopSequence:
                 attempt.retry_in,
             )
         self._on_progress()
+
+    def _log_storage_refused(self, attempt: AttemptResult) -> None:
+        """The platform refused the log choice: the one warning, the status flag, the refusal
+        record. Happens at most once per stop (the client drops the parameter for good)."""
+        self.progress.log_storage_refused = True
+        then = (
+            f"retrying without it in {attempt.retry_in:.2f}s"
+            if attempt.retry_in is not None
+            else "no retry budget left"
+        )
+        log.warning(
+            "self-stop attempt %d: the platform refused container_log_storage=%s (%s); %s, and "
+            "every later attempt goes without it: the deployment's default log storage applies",
+            attempt.attempt,
+            self.progress.log_storage,
+            attempt.error or f"HTTP {attempt.status}",
+            then,
+        )
+        # Never waits (a stalled stdout must not hold the stop back); the writer thread has it
+        # out long before the next attempt, at least 0.5 s away.
+        submit_record(self.refusal_record(attempt))
+
+    def refusal_record(self, attempt: AttemptResult) -> dict[str, Any]:
+        """The `sidecar.log_storage_refused` record: which choice, refused by which answer."""
+        decision = self._decision
+        return {
+            "event": "sidecar.log_storage_refused",
+            "reason": decision.reason.value if decision is not None else None,
+            "request_id": self._request_id,
+            "log_storage": self.progress.log_storage,
+            "log_storage_refused": True,
+            "attempt": attempt.attempt,
+            "status": attempt.status,
+            "error": attempt.error,
+        }
 
     def record(
         self, decision: StopDecision, storage: str | None, game_exit: GameExit | None

@@ -8,18 +8,24 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from sidecar import http_server
 from sidecar.api import LocalApi
+from sidecar.config import without_sidecar_variables
 from sidecar.http_server import AcceptErrorLog, ApiRunner, connection_cap
-from tests.conftest import SidecarFactory
+from tests.conftest import ROOT, SidecarFactory
 
 SHORT = 0.3
 
@@ -309,3 +315,68 @@ class TestAcceptErrors:
             log.uninstall()
             loop.set_exception_handler(previous)
         assert any("an unrelated loop error" in r.getMessage() for r in caplog.records)
+
+
+# An aiohttp without one of the hooks http_server builds on, made by changing the installed one
+# in a fresh interpreter (argv[1]), then `serve` as usual.
+WITHOUT_A_HOOK = """
+import sys
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+exec(sys.argv[1])
+from sidecar.cli import main
+raise SystemExit(main(["serve"]))
+"""
+
+
+class TestAiohttpHooks:
+    async def test_the_installed_aiohttp_has_every_hook(self) -> None:
+        """The aiohttp the suite runs on (newest, and the floor in `scripts/test --lowest`)
+        passes the start-up check."""
+        assert http_server.missing_aiohttp_hooks() == []
+
+    def test_the_supported_range_is_the_declared_one(self) -> None:
+        """The range the exit-3 line names is the one pyproject.toml installs."""
+        with (ROOT / "pyproject.toml").open("rb") as f:
+            dependencies = tomllib.load(f)["project"]["dependencies"]
+        assert f"aiohttp{http_server.SUPPORTED_AIOHTTP}" in dependencies
+
+    @pytest.mark.parametrize(
+        ("change", "named"),
+        [
+            ("del RequestHandler._request_count", "RequestHandler._request_count"),
+            (
+                "RequestHandler.handle_error = lambda self, request, status=500, exc=None: None",
+                "RequestHandler.handle_error(request, status, exc, message)",
+            ),
+            (
+                "import functools\n"
+                "init = web.Server.__init__\n"
+                "@functools.wraps(init)\n"
+                "def without_kwargs(self, *args, **kwargs):\n"
+                "    init(self, *args, **kwargs)\n"
+                "    del self._kwargs\n"
+                "web.Server.__init__ = without_kwargs",
+                "Server._kwargs",
+            ),
+            ("web.AppRunner._make_server = lambda self: None", "AppRunner._make_server()"),
+        ],
+        ids=["attribute", "signature", "server-attribute", "runner-method"],
+    )
+    def test_a_missing_hook_exits_3_with_one_line(self, change: str, named: str) -> None:
+        """On an aiohttp without a hook the connection rules need, `serve` exits 3 with one
+        line naming it and the supported range, instead of serving without the rules."""
+        result = subprocess.run(
+            [sys.executable, "-c", WITHOUT_A_HOOK, change],
+            env={**without_sidecar_variables(os.environ), "SIDECAR_PORT": "0"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            f"edgegap-sidecar: aiohttp {aiohttp.__version__} is not supported: {named} missing; "
+            f"supported: aiohttp{http_server.SUPPORTED_AIOHTTP}"
+        )
+        assert "Traceback" not in result.stderr

@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -91,7 +90,8 @@ class TestResponses:
     async def test_connection_errors_are_retried_until_the_budget_is_spent(
         self, sidecar: SidecarFactory
     ) -> None:
-        """Nothing listening: retries for SIDECAR_STOP_RETRY_BUDGET, then `failed`."""
+        """Nothing listening: retries until SIDECAR_STOP_RETRY_BUDGET is spent, then `failed`.
+        (How long it waits is test_retry_policy.py's, on a fake clock.)"""
         env = {
             "ARBITRIUM_DELETE_URL": f"http://127.0.0.1:{free_port()}/v1/self/stop/abc/1",
             "ARBITRIUM_DELETE_TOKEN": "t" * 32,
@@ -99,26 +99,10 @@ class TestResponses:
         sc = await sidecar(
             environ=env, SIDECAR_STOP_RETRY_BUDGET="1500ms", SIDECAR_ON_STOP_FAILURE="stay"
         )
-        started = time.monotonic()
         final = await stop_now(sc)
-        elapsed = time.monotonic() - started
         assert final["state"] == "failed"
         assert final["stop"]["attempts"] >= 3  # type: ignore[index,operator]
         assert "retry budget of 1.5s spent" in final["stop"]["last_error"]  # type: ignore[index,operator]
-        assert 1.4 <= elapsed < 5
-
-    async def test_retry_after_seconds_is_honoured(
-        self, sidecar: SidecarFactory, emulator: EmulatorServer
-    ) -> None:
-        """429 with Retry-After: 1 → the next attempt comes about 1 s later, not 0.25-0.5 s."""
-        _, env = await deployed(emulator)
-        await emulator.add_fault(status=429, count=1, retry_after=1)
-        sc = await sidecar(environ=env)
-        await stop_now(sc)
-        calls = await self_stops(emulator)
-        assert len(calls) == 2
-        first, second = (datetime.fromisoformat(str(c["time"])) for c in calls)
-        assert (second - first).total_seconds() >= 0.95
 
 
 class TestRetryPolicyUnits:

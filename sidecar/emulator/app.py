@@ -8,7 +8,8 @@ Every platform call passes, in order:
               and a bug into a logged 500 (the top-level guard of one request)
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
-              wrong token → 401)
+              wrong token → 401); with `api_token`, the control API needs it too (but
+              `GET /_emulator/health`)
     limits    with `rate_limits`, the reference's limits (ratelimit.py): 429 + Retry-After
     faults    plays back an injected fault for the call's route: after auth, so a call the
               platform would refuse (a wrong delete token) neither meets nor uses up a fault
@@ -146,10 +147,19 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     name = request.match_info.route.name
-    # Unnamed routes are aiohttp's 404/405 answers; control routes need no auth by design.
-    if name is None or name.startswith("control_"):
-        return await handler(request)
+    api_token = state_of(request).options.api_token
     header = request.headers.get("authorization")
+    # Unnamed routes are aiohttp's 404/405 answers. The control API hands out every
+    # deployment's delete token (`/env`) and takes faults: with `api_token` it needs it too,
+    # except the readiness probe, which carries no secret; without one it stays open (the
+    # emulator then listens on loopback only: options.py).
+    if name is None or name == "control_health":
+        return await handler(request)
+    if name.startswith("control_"):
+        problem = None if api_token is None else management_error(header, api_token)
+        if problem is not None:
+            raise PlatformError(401, problem)
+        return await handler(request)
     request[AUTHORIZED_KEY] = False
     if name in _RAW_TOKEN_ROUTES:
         segment, attribute, token = _RAW_TOKEN_ROUTES[name]
@@ -161,7 +171,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not raw_token_matches(header, getattr(deployment, token)):
             raise PlatformError(401, "Unauthorized")
     else:
-        problem = management_error(header, state_of(request).options.api_token)
+        problem = management_error(header, api_token)
         if problem is not None:
             raise PlatformError(401, problem)
     request[AUTHORIZED_KEY] = True

