@@ -50,6 +50,9 @@ CLASSIFIER_SPDX = {
     "ISC License (ISCL)": "ISC",
 }
 
+# A License field that is already an SPDX id (older metadata) is given as one.
+SPDX_IDS = {*CLASSIFIER_SPDX.values(), "BSD-2-Clause", "Apache-2.0", "MIT", "BSD-3-Clause"}
+
 
 def source_date_epoch() -> int:
     return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
@@ -82,6 +85,8 @@ def licenses_of(meta: Any) -> list[dict[str, Any]]:
             elif name != "OSI Approved":
                 found.append({"license": {"name": name}})
     declared = (meta.get("License") or "").strip()
+    if declared in SPDX_IDS:
+        return [{"license": {"id": declared}}]
     if not found and declared and "\n" not in declared and len(declared) <= 120:
         found.append({"license": {"name": declared}})
     return found
