@@ -786,6 +786,8 @@ def settings_json(settings: Settings) -> dict[str, Any]:
             encoded = "***"
         elif variable.shown is Shown.URL:
             encoded = redact_url(value)
+        elif isinstance(value, Quorum):
+            encoded = value.configured  # a number, or "all" / "teams"
         elif isinstance(value, float):
             encoded = int(value) if value.is_integer() else value
         elif isinstance(value, int):

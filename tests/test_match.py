@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.config import load_settings
+from sidecar.config import load_settings, settings_json
 from sidecar.deployment import parse_deployment
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import Quorum, QuorumRule
@@ -208,6 +208,12 @@ class TestSettings:
         with pytest.raises(ConfigError) as caught:
             load_settings({"SIDECAR_MATCH_QUORUM": text})
         assert caught.value.variable == "SIDECAR_MATCH_QUORUM"
+
+    def test_check_config_json_shows_the_quorum_as_configured(self) -> None:
+        """`check-config --json`: a number stays a number, all/teams stay words."""
+        assert settings_json(load_settings({}))["SIDECAR_MATCH_QUORUM"] == 1
+        teams = load_settings({"SIDECAR_MATCH_QUORUM": "teams"})
+        assert settings_json(teams)["SIDECAR_MATCH_QUORUM"] == "teams"
 
     def test_defaults(self) -> None:
         """No-show 60 s, quorum 1, not strict; the timer reaches the lifecycle."""
