@@ -70,8 +70,15 @@ class Agent:
         self.game: Game = game if game is not None else NoGame()
         self.clock = clock
         self.handle_signals = handle_signals  # embedders and in-process tests keep their own
-        self.lifecycle = lifecycle = Lifecycle(settings.timer_settings(), clock)
         self.deployment = parse_deployment(os.environ if environ is None else environ)
+        match = self.deployment.match  # SPEC §12: the matchmaker's tickets, if any
+        self.lifecycle = lifecycle = Lifecycle(
+            settings.timer_settings(),
+            clock,
+            match_id=match.match_id,
+            expected=match.expected(),
+            quorum=settings.match_quorum,
+        )
         self.events = EventHub()
         self.requests = RequestCounter()
         self._secrets = secrets = settings.secrets()
@@ -94,7 +101,14 @@ class Agent:
             secrets=secrets,
         )
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        self.api = LocalApi(lifecycle, view, self.events, self.requests, token=token)
+        self.api = LocalApi(
+            lifecycle,
+            view,
+            self.events,
+            self.requests,
+            token=token,
+            match_strict=settings.match_strict,
+        )
         self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
         self.port: int | None = None
         self._wake = asyncio.Event()
@@ -116,6 +130,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         for warning in self.deployment.warnings:
             log.warning("platform variable ignored: %s", warning)
+        if self.lifecycle.expected is not None:
+            log.info(
+                "match %s: %d players expected, quorum %s, no-show timeout %gs%s",
+                self.lifecycle.match_id or "(no MM_MATCH_ID)",
+                self.lifecycle.expected_count,
+                self.settings.match_quorum,
+                self.settings.no_show_timeout,
+                ", strict" if self.settings.match_strict else "",
+            )
         if self.settings.effective_dry_run:
             log.warning(
                 "dry-run: %s; the sidecar will log the self-stop it would send instead of "

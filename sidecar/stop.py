@@ -35,6 +35,7 @@ from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResu
 from sidecar.exit_codes import Ending
 from sidecar.game import GameExit
 from sidecar.lifecycle import Lifecycle, StopDecision
+from sidecar.match import stop_record_fields
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 from sidecar.status import Outcome, StopProgress
@@ -227,6 +228,7 @@ class StopSequence:
             "dry_run": self._settings.effective_dry_run,
             "request_id": self._request_id,
         }
+        record.update(stop_record_fields(lc))  # match_id, and the match's arrivals (SPEC §12)
         if lc.later_triggers:
             record["later_triggers"] = [t.reason.value for t in lc.later_triggers]
         if game_exit is not None and decision.exit_code is not None:
