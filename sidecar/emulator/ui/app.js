@@ -25,13 +25,21 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 // ---- the token: from #token=… (a fragment never reaches a server), else this tab's storage --
 
-function takeTokenFromFragment() {
+function readFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("token");
   if (token) {
     sessionStorage.setItem("emulator-token", token);
     // Out of the address bar, the history and any screenshot.
-    history.replaceState(null, "", location.pathname + location.search);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+  // #id=<request id>: show that deployment rather than follow the newest.
+  const id = params.get("id");
+  if (id) {
+    view.selected = id;
+    view.pinned = true;
   }
 }
 
@@ -479,7 +487,7 @@ async function loop() {
 }
 
 function start() {
-  takeTokenFromFragment();
+  readFragment();
   drawLegend();
   document.getElementById("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
