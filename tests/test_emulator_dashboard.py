@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -332,3 +333,48 @@ class TestInBrowser:
             await browser.wait_for(
                 f"document.body.innerText.includes({json.dumps(rid)})", "the deployment"
             )
+
+
+class TestDemo:
+    @pytest.mark.timeout(90)
+    async def test_demo_prints_the_dashboard_and_keep_leaves_it_up(self) -> None:
+        """`demo --keep` prints the dashboard's URL (with its token), plays the match, then
+        leaves the emulator up: the page and the finished deployment's timeline answer there
+        until Ctrl-C, after which the demo ends with its usual last line and exit 0."""
+        from sidecar.config import without_sidecar_variables
+
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "sidecar", "demo", "--players", "1", "--rounds", "1"),
+            *("--keep", "--quiet", "--timeout", "45"),
+            cwd=ROOT,
+            env=without_sidecar_variables(os.environ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(60):
+                line = (await process.stdout.readline()).decode()
+            assert "the emulator stays up (--keep)" in line, line
+            dashboard = next(word for word in line.split() if "/_emulator/ui#token=" in word)
+            page, _, fragment = dashboard.partition("#")
+            token = fragment.removeprefix("token=")
+            async with aiohttp.ClientSession() as http:
+                async with http.get(page) as answer:
+                    assert answer.status == 200
+                base = page.removesuffix("/_emulator/ui")
+                headers = {"authorization": f"token {token}"}
+                async with http.get(base + "/_emulator/timeline", headers=headers) as answer:
+                    body = await answer.json()
+            [deployment] = body["deployments"]
+            assert deployment["current_status"] == "Status.TERMINATED"
+            process.send_signal(signal.SIGINT)
+            async with asyncio.timeout(30):
+                rest = (await process.stdout.read()).decode()
+                await process.wait()
+            assert process.returncode == 0, rest
+            assert rest.startswith("demo ok"), rest
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
