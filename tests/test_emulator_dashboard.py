@@ -70,7 +70,8 @@ class TestRoutes:
             text = path.read_text()
             urls = set(re.findall(r"[a-z]+://[^\s\"'`)]*", text))
             assert urls <= {"http://www.w3.org/2000/svg"}, (path.name, urls)
-            assert "@import" not in text and "url(" not in text, path.name
+            assert "@import" not in text, path.name
+            assert "url(" not in text, path.name
 
     async def test_data_routes_need_the_token(self) -> None:
         """The timeline and the masked env and logs are control routes: 401 without the
@@ -129,7 +130,8 @@ class TestRoutes:
             raw = await emu.env(rid)
             base = f"/_emulator/deployments/{rid}"
             _, env = await emu.call("GET", f"{base}/env/masked")
-            assert env["ARBITRIUM_REQUEST_ID"] == rid and env["PLAIN"] == "visible"
+            assert env["ARBITRIUM_REQUEST_ID"] == rid
+            assert env["PLAIN"] == "visible"
             text = json.dumps(env)
             for secret in (
                 raw["ARBITRIUM_DELETE_TOKEN"],
@@ -286,7 +288,8 @@ class TestInBrowser:
                 f"[...document.querySelectorAll('{row} rect[data-status]')]"
                 ".map(r => r.dataset.status)"
             )
-            assert segments[0] == "Status.INITIALIZING" and "Status.READY" in segments
+            assert segments[0] == "Status.INITIALIZING"
+            assert "Status.READY" in segments
             await browser.wait_for(
                 "document.getElementById('logs').textContent.includes('[game] listening on')",
                 "the game's log lines",
