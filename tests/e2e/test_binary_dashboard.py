@@ -41,4 +41,4 @@ async def test_dashboard_files_are_bundled(tmp_path: Path) -> None:
                     assert answer.status == 200, (path, await answer.text())
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.communicate(timeout=30)  # closes the stderr pipe too
