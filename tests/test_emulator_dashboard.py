@@ -241,6 +241,7 @@ async def open_browser(tmp_path: Path) -> AsyncIterator[Browser]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "HOME": str(tmp_path)},
+        start_new_session=True,
     )
     try:
         port_file = profile / "DevToolsActivePort"
@@ -257,9 +258,16 @@ async def open_browser(tmp_path: Path) -> AsyncIterator[Browser]:
             async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 yield Browser(process, ws)
     finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+        # Its own session: the renderer and GPU helpers go with the browser.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(10):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
 
 
 class TestInBrowser:
