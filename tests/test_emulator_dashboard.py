@@ -73,6 +73,19 @@ class TestRoutes:
             assert "@import" not in text, path.name
             assert "url(" not in text, path.name
 
+    @pytest.mark.parametrize(
+        "raw",
+        [b"", b"a", b"a\n", b"a\nb", b"a\n\nb\n", b"\n", b"x\r\ny\r\n", "é\nü".encode()],
+    )
+    def test_log_tail_counts_and_cuts_like_splitlines(self, raw: bytes) -> None:
+        """The logs' tail (decoded alone, however long the logs) is the same lines, and the
+        same count, as splitting the whole text."""
+        from sidecar.emulator.routes.dashboard import _last_lines
+
+        expected = raw.decode().splitlines()
+        for count in (1, 2, 5):
+            assert _last_lines(raw, count) == (len(expected), expected[-count:])
+
     async def test_data_routes_need_the_token(self) -> None:
         """The timeline and the masked env and logs are control routes: 401 without the
         token."""

@@ -152,15 +152,31 @@ async def logs_masked(request: web.Request) -> web.Response:
     # Once the stop discarded the logs, the last output the emulator keeps for itself still
     # says why the deployment ended.
     raw = bytes(deployment.logs if deployment.logs is not None else deployment.output_tail)
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    total, lines = _last_lines(raw, tail)
     forms = _secret_forms(deployment, state_of(request).options.api_token)
     return web.json_response(
         {
             "source": "logs" if kept else "last_output",
-            "total_lines": len(lines),
-            "lines": [redact_forms(line, forms) for line in lines[-tail:]],
+            "total_lines": total,
+            "lines": [redact_forms(line, forms) for line in lines],
         }
     )
+
+
+def _last_lines(raw: bytes, count: int) -> tuple[int, list[str]]:
+    """How many lines `raw` has, and its last `count` decoded. The page asks every second
+    and a game's logs grow without bound: only the tail is decoded, never the whole."""
+    body = raw[:-1] if raw.endswith(b"\n") else raw
+    total = body.count(b"\n") + 1 if raw else 0
+    start = len(body)
+    for _ in range(min(count, total)):
+        start = body.rfind(b"\n", 0, start)
+        if start < 0:
+            break
+    if total == 0:
+        return 0, []
+    text = body[start + 1 :].decode("utf-8", errors="replace")
+    return total, [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def add_routes(app: web.Application) -> None:
