@@ -290,8 +290,9 @@ class TestInBrowser:
     ) -> None:
         """In headless Chromium: the deployment of the example game (under the real sidecar)
         appears on the timeline, reaches READY, its logs show the game's lines and its
-        sidecar's state shows through the proxy; clicking Stop takes it to TERMINATED, on
-        the page and on the platform API; no token is shown anywhere."""
+        sidecar's state shows through the proxy; Inject fault queues a self-stop fault for
+        it; clicking Stop takes it to TERMINATED, on the page and on the platform API; no
+        token is shown anywhere."""
         command = f"{sys.executable} -m sidecar run -- {sys.executable} {GAME_UNDER_SIDECAR}"
         options = _options(apps={"game": command}, isolation="ports", status_step_seconds=0.1)
         variables = [{"key": "SIDECAR_API_TOKEN", "value": SIDECAR_TOKEN, "is_hidden": True}]
@@ -320,6 +321,15 @@ class TestInBrowser:
             )
             assert state in ("ready", "allocated", "active")
             assert await browser.evaluate("document.getElementById('detail-id').textContent") == rid
+
+            await browser.click("#fault-button")
+            await browser.wait_for(
+                "document.getElementById('faults').textContent.includes('503 · 2 left')",
+                "the fault it queued",
+            )
+            _, pending = await emu.call("GET", "/_emulator/faults")
+            [fault] = pending["faults"]
+            assert (fault["target"], fault["request_id"]) == ("self_stop", rid)
 
             await browser.click("#stop-button")
             await browser.wait_for(
