@@ -33,7 +33,7 @@ from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
-from sidecar.emulator.routes import add_platform_routes, control
+from sidecar.emulator.routes import add_platform_routes, control, dashboard
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
 from sidecar.emulator.wire import PlatformError, error_response
@@ -71,6 +71,7 @@ def create_app(options: EmulatorOptions) -> web.Application:
     app.cleanup_ctx.append(_manager_context)
     add_platform_routes(app)
     control.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 
@@ -152,8 +153,9 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     # Unnamed routes are aiohttp's 404/405 answers. The control API hands out every
     # deployment's delete token (`/env`) and takes faults: with `api_token` it needs it too,
     # except the readiness probe, which carries no secret; without one it stays open (the
-    # emulator then listens on loopback only: options.py).
-    if name is None or name == "control_health":
+    # emulator then listens on loopback only: options.py). The dashboard's page and files
+    # carry no secret and are what a browser navigates to, without headers (dashboard.py).
+    if name is None or name == "control_health" or name in dashboard.OPEN_ROUTES:
         return await handler(request)
     if name.startswith("control_"):
         problem = None if api_token is None else management_error(header, api_token)

@@ -197,6 +197,7 @@ class DeploymentManager:
             ports=ports,
             location=deployment_location(index),
             created_at=now,
+            history_times=[now],
             user_env=dict(request.env_vars),
             app=app,
             webhooks=dict(request.webhooks),
@@ -248,6 +249,7 @@ class DeploymentManager:
         deployment.last_status = deployment.status
         deployment.status = status
         deployment.history.append(status)
+        deployment.history_times.append(utcnow())
         why = self._why(deployment, status)
         self._say(
             deployment, "status", f"{status}: {why}" if why else str(status), status=str(status)
