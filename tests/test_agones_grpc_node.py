@@ -13,17 +13,20 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.agones_client import Agones
-from tests.conftest import Launch, SidecarFactory
+from tests.conftest import Launch, SidecarFactory, free_port
 
 NODE_DIR = Path(__file__).resolve().parent / "agones_node"
 SEQUENCE = NODE_DIR / "sequence.js"
 NODE = shutil.which("node")
+EXAMPLE = NODE_DIR.parent.parent / "examples" / "agones_node_game" / "server.js"
 
 pytestmark = pytest.mark.skipif(
     NODE is None or not (NODE_DIR / "node_modules" / "@google-cloud" / "agones-sdk").is_dir(),
@@ -160,3 +163,71 @@ async def test_run_mode_game_finds_the_port(launch: Launch, tmp_path: Path) -> N
     assert len(records) == 1, stdout.decode()[-2000:]
     assert records[0]["reason"] == "shutdown_requested"
     assert code == 0, stderr
+
+
+async def udp(port: int, *commands: str) -> list[str]:
+    """One datagram per command to the game, one reply each."""
+
+    def exchange() -> list[str]:
+        replies = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(10)
+            for command in commands:
+                sock.sendto(command.encode(), ("127.0.0.1", port))
+                replies.append(sock.recv(1024).decode())
+        return replies
+
+    return await asyncio.to_thread(exchange)
+
+
+@pytest.mark.slow
+async def test_example_node_game_under_run(launch: Launch) -> None:
+    """examples/agones_node_game, unchanged under `run`: players are the roster, its
+    Shutdown() at the match's end is the one stop, its label shows."""
+    assert NODE is not None
+    game_port = free_port()
+    sc = await launch(
+        "run",
+        "--",
+        NODE,
+        str(EXAMPLE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(game_port),
+        "--health-interval",
+        "0.2",
+        SIDECAR_AGONES="true",
+        SIDECAR_AGONES_HTTP_PORT="0",
+        SIDECAR_MATCH_END_GRACE="100ms",
+        SIDECAR_LOG_FORMAT="json",
+        NODE_PATH=str(NODE_DIR / "node_modules"),
+    )
+    await sc.wait_output(b"listening on udp", timeout=30)
+    replies = await udp(
+        game_port, "JOIN alice", "JOIN bob", "SCORE alice 3", "LEAVE bob", "PING", "LEAVE alice"
+    )
+    assert replies == [
+        "OK JOIN alice players=1",
+        "OK JOIN bob players=2",
+        "OK SCORE alice 3",
+        "OK LEAVE bob players=1",
+        "OK PING - players=1",
+        "OK LEAVE alice players=0",
+    ]
+    # Dry-run: the stop is recorded, not sent; the platform's SIGTERM then ends the deployment.
+    await sc.wait_output(b'"sidecar.stop"', timeout=15)
+    sc.proc.send_signal(signal.SIGTERM)
+    code, stdout, stderr = await sc.finish(timeout=30)
+    text = stdout.decode()
+    records = [
+        json.loads(line)
+        for line in text.splitlines()
+        if line.startswith("{") and "sidecar.stop" in line
+    ]
+    assert [record["reason"] for record in records] == ["shutdown_requested"], text[-3000:]
+    assert records[0]["players_peak"] == 2
+    assert "[agones-node-game] told Agones to shut down" in text
+    assert "[agones-node-game] GameServer is Shutdown" in text
+    assert "[agones-node-game] SIGTERM: exiting (shutdown was sent)" in text
+    assert code in (0, 143), stderr

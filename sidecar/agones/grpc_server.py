@@ -160,6 +160,9 @@ class AgonesGrpc:
     # --- start and close -----------------------------------------------------------------------
     async def start(self) -> int:
         """Bind 127.0.0.1:port; StartupError when it cannot. Returns the port bound."""
+        # grpclib logs every call a client cancels at INFO (a watch the game stops reading, its
+        # Health stream at exit): noise in the game's log. Its errors still show.
+        logging.getLogger("grpclib").setLevel(logging.WARNING)
         server = _Server(self._services())
         try:
             await server.start(HOST, self._requested_port)
