@@ -27,6 +27,7 @@ import errno
 import json
 import logging
 import weakref
+from asyncio import BaseTransport
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
+from grpclib.server import Handler as GrpclibHandler
 from grpclib.server import Server, Stream
 
 from sidecar.agones import grpc_wire as pb
@@ -83,16 +85,55 @@ class _Service:
         return self._mapping
 
 
+class _CorkedTransport:
+    """The writes of one loop pass go out as one send. grpclib flushes a unary answer's
+    headers, message and trailers one by one: three syscalls, and three wake-ups of the client,
+    where one does (measured: about a third of a call's CPU)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info...: the transport's
+        return getattr(self._transport, name)
+
+
+class _Protocol(H2Protocol):
+    def connection_made(self, transport: BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        super().connection_made(cast(asyncio.Transport, _CorkedTransport(transport)))
+
+
 class _Server(Server):
-    """grpclib's Server, plus what it lacks here: its connections are closed with it (not
-    only their calls cancelled)."""
+    """grpclib's Server, plus what it lacks here: writes corked per loop pass, and its
+    connections closed with it (not only their calls cancelled). Built on grpclib's
+    `_protocol_factory` (pinned <0.5 in pyproject.toml)."""
 
     def __init__(self, services: list[_Service]) -> None:
         super().__init__(services, codec=WireCodec())
         self.protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:
-        protocol = super()._protocol_factory()
+        self.__gc_step__()
+        handler = GrpclibHandler(
+            self._mapping, self._codec, self._status_details_codec, self.__dispatch__
+        )
+        self._handlers.add(handler)
+        protocol = _Protocol(handler, self._config, self._h2_config)
         self.protocols.add(protocol)
         return protocol
 
