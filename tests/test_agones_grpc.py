@@ -125,6 +125,52 @@ class TestServer:
         await client.sdk.Ready(client.empty())
         assert (await client.agones.state()) == "Allocated"
 
+    async def test_malformed_and_oversized_messages(self, grpc_sdk: SdkFactory) -> None:
+        """Bytes that are not the message: INVALID_ARGUMENT; over 4 MiB: RESOURCE_EXHAUSTED;
+        compressed: UNIMPLEMENTED. The connection and the sidecar go on."""
+        client = await grpc_sdk()
+        set_label = client.channel.unary_unary("/agones.dev.sdk.SDK/SetLabel")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await set_label(b"\x0a\x05ab")
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await set_label(b"\x0a\x80\x80\x80\x03" + b"x" * (6 * 1024 * 1024))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.sdk.SetLabel(
+                client.pb.KeyValue(key="k", value="x" * 50), compression=grpc.Compression.Gzip
+            )
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.channel.unary_unary("/agones.dev.sdk.SDK/Nope")(b"")
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        await client.sdk.SetLabel(client.pb.KeyValue(key="still", value="here"))
+        labels = (await client.agones.gameserver())["object_meta"]["labels"]
+        assert labels == {"agones.dev/sdk-still": "here"}
+
+    async def test_connections_are_capped(self, grpc_sdk: SdkFactory) -> None:
+        """Beyond MAX_CONNECTIONS a new connection is closed at once; freed, calls work again."""
+        from sidecar.agones.grpc_server import MAX_CONNECTIONS
+
+        client = await grpc_sdk()
+        server = client.handle.agent.agones_grpc
+        assert server is not None
+        held = [
+            await asyncio.open_connection("127.0.0.1", server.port) for _ in range(MAX_CONNECTIONS)
+        ]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed without a word
+            writer.close()
+        finally:
+            for _, held_writer in held:
+                held_writer.close()
+        async with asyncio.timeout(10):
+            while len(server._server.live) >= MAX_CONNECTIONS:  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+        await client.sdk.Ready(client.empty())
+
 
 class TestSdkService:
     async def test_gameserver_is_the_rest_one(self, grpc_sdk: SdkFactory) -> None:

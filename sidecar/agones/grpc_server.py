@@ -26,7 +26,7 @@ import contextlib
 import errno
 import json
 import logging
-import weakref
+import time
 from asyncio import BaseTransport
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
@@ -48,6 +48,12 @@ log = logging.getLogger("sidecar.agones")
 
 HOST = "127.0.0.1"  # SPEC §10.1: whatever SIDECAR_HOST is
 DEFAULT_PORT = 9357
+# gRPC's own default limit for a received message. No SDK call needs more (the GameServer is
+# bounded at 1 MiB), and grpclib itself has no limit: it would buffer a 4 GiB length prefix.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# As the REST facade: a game needs one or two; the cap keeps a flood from taking the
+# descriptors the self-stop needs.
+MAX_CONNECTIONS = 128
 SHUTDOWN_STEP_TIMEOUT = 5.0
 
 RpcFunc = Callable[[Stream[Any, Any]], Awaitable[None]]
@@ -73,6 +79,9 @@ class WireCodec(CodecBase):
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"malformed {message_type.name}: {exc}"
             ) from None
+
+
+_CODEC = WireCodec()
 
 
 class _Service:
@@ -113,9 +122,30 @@ class _CorkedTransport:
 
 
 class _Protocol(H2Protocol):
+    def __init__(self, server: _Server, *args: Any) -> None:
+        super().__init__(*args)
+        self._server = server
+        self._refused = False
+
     def connection_made(self, transport: BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        live = self._server.live
+        if len(live) >= MAX_CONNECTIONS:
+            self._refused = True
+            self._server.refused()
+            transport.close()
+            return
+        live.add(self)
         super().connection_made(cast(asyncio.Transport, _CorkedTransport(transport)))
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._refused:
+            self._server.live.discard(self)
+            super().connection_lost(exc)
 
 
 class _Server(Server):
@@ -124,8 +154,9 @@ class _Server(Server):
     `_protocol_factory` (pinned <0.5 in pyproject.toml)."""
 
     def __init__(self, services: list[_Service]) -> None:
-        super().__init__(services, codec=WireCodec())
-        self.protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+        super().__init__(services, codec=_CODEC)
+        self.live: set[_Protocol] = set()
+        self._refused_logged_at: float | None = None
 
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()
@@ -133,20 +164,49 @@ class _Server(Server):
             self._mapping, self._codec, self._status_details_codec, self.__dispatch__
         )
         self._handlers.add(handler)
-        protocol = _Protocol(handler, self._config, self._h2_config)
-        self.protocols.add(protocol)
-        return protocol
+        return _Protocol(self, handler, self._config, self._h2_config)
+
+    def refused(self) -> None:
+        """A connection beyond MAX_CONNECTIONS was closed: said at most once per 10 s."""
+        now = time.monotonic()
+        if self._refused_logged_at is None or now - self._refused_logged_at >= 10:
+            self._refused_logged_at = now
+            log.warning("Agones gRPC: %d connections are open; closing new ones", MAX_CONNECTIONS)
 
     def close_connections(self) -> None:
-        for protocol in list(self.protocols):
-            processor = getattr(protocol, "processor", None)
-            if processor is not None:
-                processor.close("the sidecar is stopping")
+        for protocol in list(self.live):
+            protocol.processor.close("the sidecar is stopping")
+
+
+async def _recv(stream: Stream[Any, Any], message_type: pb.Message) -> dict[str, Any] | None:
+    """The next message of the call, None at its end: grpclib's framing (a flag byte, a 4-byte
+    length, the message), with the bound it lacks and errors a client can act on."""
+    raw = stream._stream  # grpclib's HTTP/2 stream (pinned <0.5 in pyproject.toml)
+    prefix = await raw.recv_data(5)
+    if not prefix:
+        return None
+    if len(prefix) < 5:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message")
+    if prefix[0]:
+        raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported")
+    length = int.from_bytes(prefix[1:5], "big")
+    if length > MAX_MESSAGE_BYTES:
+        raise GRPCError(
+            Status.RESOURCE_EXHAUSTED,
+            f"a message of {length} bytes is larger than {MAX_MESSAGE_BYTES} (4 MiB)",
+        )
+    data = await raw.recv_data(length)
+    if len(data) < length:
+        raise GRPCError(Status.INVALID_ARGUMENT, "the stream ended inside a message")
+    decoded: dict[str, Any] = _CODEC.decode(data, message_type)
+    return decoded
 
 
 def _unary(func: Callable[[Any], Any], request: pb.Message, reply: pb.Message) -> Handler:
     async def rpc(stream: Stream[Any, Any]) -> None:
-        message = await stream.recv_message()
+        message = await _recv(stream, request)
+        if message is None:
+            raise GRPCError(Status.INVALID_ARGUMENT, f"no {request.name} was sent")
         with _as_grpc_errors():
             answer = func(message)
         await stream.send_message(answer)
@@ -339,12 +399,12 @@ class AgonesGrpc:
 
     async def _health(self, stream: Stream[Any, Any]) -> None:
         # Answered only once the client ends its stream: the SDKs never do while they run.
-        async for _ in stream:
+        while await _recv(stream, pb.EMPTY) is not None:
             self.sdk.health(1)
         await stream.send_message({})
 
     async def _watch(self, stream: Stream[Any, Any]) -> None:
-        await stream.recv_message()
+        await _recv(stream, pb.EMPTY)
         try:
             watcher = self.sdk.watch_game_server()
         except AgonesError as exc:  # beyond the shared cap
