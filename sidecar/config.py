@@ -488,7 +488,7 @@ class Settings:
         "SIDECAR_LOG_LEVEL", _choice(LogLevel), LogLevel.INFO, "debug, info, warning or error"
     )
     # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
-    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK REST facade")
+    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK (REST and gRPC)")
     agones_http_port: int = setting(
         "SIDECAR_AGONES_HTTP_PORT", _port, 9358, "port of the Agones SDK facade"
     )
