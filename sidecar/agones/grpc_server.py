@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from asyncio import BaseTransport
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from grpclib.const import Cardinality, Handler, Status
@@ -55,8 +55,6 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # descriptors the self-stop needs.
 MAX_CONNECTIONS = 128
 SHUTDOWN_STEP_TIMEOUT = 5.0
-
-RpcFunc = Callable[[Stream[Any, Any]], Awaitable[None]]
 
 
 class WireCodec(CodecBase):
