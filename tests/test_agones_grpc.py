@@ -251,6 +251,26 @@ class TestSdkService:
         assert not call.done()
         call.cancel()
 
+    async def test_a_watcher_that_does_not_read_gets_the_latest(self, grpc_sdk: SdkFactory) -> None:
+        """No backlog: 60 changes while a watcher of a 200 KB GameServer does not read; it then
+        gets far fewer than 60 messages, and the last is the latest GameServer."""
+        client = await grpc_sdk()
+        await client.sdk.SetAnnotation(client.pb.KeyValue(key="big", value="x" * 200_000))
+        call = client.sdk.WatchGameServer(client.empty())
+        await asyncio.wait_for(call.read(), 5)
+        for index in range(60):
+            await client.sdk.SetLabel(client.pb.KeyValue(key="n", value=str(index)))
+            await asyncio.sleep(0)  # a loop pass each: 60 separate changes
+        received = 0
+        async with asyncio.timeout(20):
+            while True:
+                gameserver = await call.read()
+                received += 1
+                if gameserver.object_meta.labels["agones.dev/sdk-n"] == "59":
+                    break
+        assert received < 60
+        call.cancel()
+
     async def test_watchers_are_shared_with_rest_and_bounded(self, grpc_sdk: SdkFactory) -> None:
         """gRPC and REST watchers count in one cap; beyond it gRPC is RESOURCE_EXHAUSTED."""
         client = await grpc_sdk()
