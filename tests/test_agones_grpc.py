@@ -5,7 +5,9 @@ Health and Watch streams, refusals, and one GameServer shared with REST and the 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +20,7 @@ from sidecar.agones.sdk import MAX_WATCHERS
 from sidecar.errors import StartupError
 from tests.agones_client import Agones, open_watch
 from tests.agones_protos import generate
-from tests.conftest import SidecarFactory
+from tests.conftest import GAMES, Launch, SidecarFactory
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,23 @@ class TestServer:
         assert server._server is not None
         hosts = {s.getsockname()[0] for s in server._server._server.sockets}  # type: ignore[union-attr]
         assert hosts == {"127.0.0.1"}
+
+    async def test_run_mode_gives_the_game_the_grpc_port(self, launch: Launch) -> None:
+        """The game's environment has AGONES_SDK_GRPC_PORT, the port actually bound."""
+        sc = await launch(
+            "run",
+            "--",
+            sys.executable,
+            str(GAMES / "introspect.py"),
+            "AGONES_SDK_GRPC_PORT",
+            SIDECAR_AGONES="true",
+            SIDECAR_AGONES_HTTP_PORT="0",
+        )
+        code, stdout, _ = await sc.finish()
+        assert code == 0
+        port = json.loads(stdout.splitlines()[0])["variable"]
+        assert port is not None
+        assert int(port) > 0
 
     async def test_port_in_use_is_a_startup_error(self, sidecar: SidecarFactory) -> None:
         """A taken SIDECAR_AGONES_GRPC_PORT stops the start with a message naming it."""
