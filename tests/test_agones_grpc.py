@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -115,6 +116,17 @@ class TestServer:
         port = json.loads(stdout.splitlines()[0])["variable"]
         assert port is not None
         assert int(port) > 0
+
+    def test_grpc_stack_is_imported_only_with_agones(self) -> None:
+        """Without SIDECAR_AGONES the sidecar never loads grpclib or h2 (their memory)."""
+        code = (
+            "import sys, sidecar.cli, sidecar.agent, sidecar.config; "
+            "print(sorted(m for m in ('grpclib', 'h2') if m in sys.modules))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert result.stdout.strip() == "[]"
 
     async def test_port_in_use_is_a_startup_error(self, sidecar: SidecarFactory) -> None:
         """A taken SIDECAR_AGONES_GRPC_PORT stops the start with a message naming it."""
