@@ -48,6 +48,7 @@ from sidecar.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
     from sidecar.agones.app import AgonesFacade
+    from sidecar.agones.grpc_server import AgonesGrpc
 
 log = logging.getLogger("sidecar")
 
@@ -110,6 +111,7 @@ class Agent:
             match_strict=settings.match_strict,
         )
         self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
+        self.agones_grpc: AgonesGrpc | None = None  # SPEC §10.1: the same SDK core over gRPC
         self.port: int | None = None
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
@@ -172,16 +174,25 @@ class Agent:
         self._tasks.spawn(self._timer_loop(), "timers")
 
     async def _start_agones(self) -> None:
-        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
+        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle, served over
+        REST and gRPC (§10.1) from one SDK core."""
         from sidecar.agones.app import AgonesFacade
+        from sidecar.agones.grpc_server import AgonesGrpc
 
         facade = AgonesFacade.from_settings(self.lifecycle, self.deployment, self.settings)
+        grpc = AgonesGrpc(facade.sdk, port=self.settings.agones_grpc_port)
         try:
             await facade.start()
+            try:
+                await grpc.start()
+            except StartupError:
+                await facade.close()
+                raise
         except StartupError:
             await self.api.close()  # already bound: release it before the CLI exits 3
             raise
         self.agones = facade
+        self.agones_grpc = grpc
 
     def _start_game(self) -> None:
         host = self.settings.host
@@ -193,6 +204,8 @@ class Agent:
         }
         if self.agones is not None:
             api_env["AGONES_SDK_HTTP_PORT"] = str(self.agones.port)
+        if self.agones_grpc is not None:
+            api_env["AGONES_SDK_GRPC_PORT"] = str(self.agones_grpc.port)
         try:
             self.game.start(api_env)
         except GameStartError as exc:
@@ -424,6 +437,9 @@ class Agent:
         if self.agones is not None:
             await self.agones.close()  # ends its watch streams, then stops serving
             self.agones = None
+        if self.agones_grpc is not None:
+            await self.agones_grpc.close()  # its watch streams ended with the core above
+            self.agones_grpc = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         await self._stop.close()

@@ -522,9 +522,12 @@ class Settings:
         "SIDECAR_LOG_LEVEL", _choice(LogLevel), LogLevel.INFO, "debug, info, warning or error"
     )
     # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
-    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK REST facade")
+    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK (REST and gRPC)")
     agones_http_port: int = setting(
         "SIDECAR_AGONES_HTTP_PORT", _port, 9358, "port of the Agones SDK facade"
+    )
+    agones_grpc_port: int = setting(
+        "SIDECAR_AGONES_GRPC_PORT", _port, 9357, "gRPC port of the Agones SDK facade"
     )
     agones_gameserver: GameServerManifest | None = setting(
         "SIDECAR_AGONES_GAMESERVER",
@@ -717,6 +720,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable.name, str(exc)) from None
     _apply_manifest(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
+    if values.get("agones_http_port") == 0 and "SIDECAR_AGONES_GRPC_PORT" not in env:
+        # A free REST port asked for (several sidecars on one host, tests): a free gRPC port
+        # too, rather than all of them fighting over 9357.
+        values["agones_grpc_port"] = 0
     values.update(overrides)
     return Settings(**values)
 

@@ -126,6 +126,7 @@ class TestLoading:
             "SIDECAR_LOG_LEVEL",
             "SIDECAR_AGONES",
             "SIDECAR_AGONES_HTTP_PORT",
+            "SIDECAR_AGONES_GRPC_PORT",
             "SIDECAR_AGONES_GAMESERVER",
             "SIDECAR_AGONES_PLAYERS_LIST",
             "SIDECAR_AGONES_AUTO_ALLOCATE",
