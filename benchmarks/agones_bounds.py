@@ -10,7 +10,8 @@ from a source tree (`--source`, default this one: point it at an older checkout 
 * `GET /gameserver` of the ~900 KB GameServer, unchanged between reads;
 * the `:addValue` flood of the issue: 300 KB values, one reading watcher, until refused or the
   time budget: values kept, GET size, bytes pushed to the watcher, server CPU and RSS;
-* a SetLabel flood (distinct keys, 63-character values), one reading watcher: the same figures.
+* a SetLabel flood (distinct keys, 63-character values), one reading watcher: the same figures,
+  on a small GameServer and on the ~900 KB one.
 
 First, in process, the GameServer core alone (CPU time per SetLabel, then per SetLabel plus
 what one reader costs: the old code rendered the snapshot for each GET and each watch check,
@@ -199,9 +200,11 @@ class Flood:
 
 
 async def flood(
-    source: Path, http: aiohttp.ClientSession, kind: str, count: int, budget: float
+    source: Path, http: aiohttp.ClientSession, kind: str, count: int, budget: float, filled: bool
 ) -> Flood:
     async with serve(source, http) as server:
+        if filled:
+            await fill(http, server.url, 3)
         watcher = Watcher(http, server.url)
         await watcher.started.wait()
         kept = tried = 0
@@ -303,9 +306,15 @@ async def main(source: Path, budget: float, labels: int, calls: int) -> None:
             "| server CPU s | server RSS MB |"
         )
         print("|---|---|---|---|---|---|---|---|")
-        for kind, count in (("list", 152), ("label", labels)):
-            result = await flood(source, http, kind, count, budget)
+        for kind, count, filled in (
+            ("list", 152, False),
+            ("label", labels, False),
+            ("label", labels, True),
+        ):
+            result = await flood(source, http, kind, count, budget, filled)
             name = "`:addValue` 300 KB values" if kind == "list" else "SetLabel, distinct keys"
+            if filled:
+                name += ", on a ~900 KB GameServer"
             print(
                 f"| {name} | {result.tried} | {result.kept} | {result.seconds:.1f} "
                 f"| {result.get_bytes} | {result.pushed_mb:.0f} | {result.cpu_seconds:.1f} "

@@ -672,7 +672,7 @@ def summarise_group(name: str, group: list[dict[str, Any]]) -> dict[str, Any]:
 # What each kind of finding means, in the order the report lists them.
 FINDING_KINDS = {
     "late_backoff": "late beyond window + outage, but within the retry rules + 1 s: after the "
-    "platform came back, the next attempt waited out the backoff step of SPEC 6 (0.5 s "
+    "platform came back, the next attempt waited out the retry rules' backoff step (0.5 s "
     "doubling, cap 30 s, equal jitter: after the n-th failed attempt the wait is between half "
     "and all of 0.5 * 2^(n-1) s). An outage of T s leaves "
     "the step near T, so the stop can come up to ~T s (at most 30 s) after the platform is "
@@ -810,14 +810,15 @@ DEFINITIONS = (
     f"outage; target <= {LATE_TARGET:g} s. *beyond retry rules* = late minus the longest the "
     "retry rules allow (each call's time at the platform, plus after each refusal its "
     "Retry-After floored at 0.5 s, else the full backoff step 0.5 s doubling, cap 30 s): over 0 "
-    "means the sidecar waited longer than SPEC 6/11 let it. *zombie-min / 1000* = minutes "
+    "means the sidecar waited longer than the retry rules let it. *zombie-min / 1000* = minutes "
     "beyond window + outage, summed, per 1000 matches (a stop never accepted counts until the "
     "end of the run). *max accepted* = the most real 2xx answers one deployment got (target "
     "<= 1); *DELETEs after accept* = calls that still reached the platform after it had "
     "accepted. *records lost* = stored logs without the `sidecar.stop` record exactly once, on "
     "a line of its own, with the expected reason and no game output after it (the game's "
     "answer to SIGTERM excepted). *min retry gap* = the shortest time between an answer and the "
-    "next attempt (SPEC 11: >= 0.5 s). *accept to terminated* = from the accepted stop until "
+    "next attempt (the retry rules' floor: >= 0.5 s). *accept to terminated* = from the "
+    "accepted stop until "
     "the emulator had the process gone (SIGTERM, the sidecar's SIDECAR_TERM_GRACE of 2 s for a "
     "game that ignores it; the platform would SIGKILL at 5 s)."
 )

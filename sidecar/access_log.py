@@ -60,11 +60,15 @@ class AccessLog:
         seconds: float | None,
         code: str | None = None,
         message: str | None = None,
+        *,
+        refused: bool = False,
     ) -> None:
-        """Log one answered call (`seconds` None when it was not timed)."""
+        """Log one answered call (`seconds` None when it was not timed). `refused` marks an
+        answer that refuses the call whatever its status: the Agones facade answers a refused
+        SDK call (capacity reached, unknown counter) 500 with code 2, as Agones does."""
         path = _cut(path)
         took = f" {seconds * 1000:.1f}ms" if seconds is not None else ""
-        if 400 <= status < 500 and self._admit():
+        if (400 <= status < 500 or refused) and self._admit():
             left_out = self._take_suppressed()
             self.logger.info(
                 "%s %s %s %s: %s%s%s",

@@ -49,6 +49,7 @@ from sidecar.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
     from sidecar.agones.app import AgonesFacade
+    from sidecar.agones.grpc_server import AgonesGrpc
 
 log = logging.getLogger("sidecar")
 
@@ -71,8 +72,15 @@ class Agent:
         self.game: Game = game if game is not None else NoGame()
         self.clock = clock
         self.handle_signals = handle_signals  # embedders and in-process tests keep their own
-        self.lifecycle = lifecycle = Lifecycle(settings.timer_settings(), clock)
         self.deployment = parse_deployment(os.environ if environ is None else environ)
+        match = self.deployment.match  # SPEC §12: the matchmaker's tickets, if any
+        self.lifecycle = lifecycle = Lifecycle(
+            settings.timer_settings(),
+            clock,
+            match_id=match.match_id,
+            expected=match.expected(),
+            quorum=settings.match_quorum,
+        )
         self.events = EventHub()
         self.requests = RequestCounter()
         self._secrets = secrets = settings.secrets()
@@ -105,11 +113,18 @@ class Agent:
             on_progress=self._stop_progressed,
             secrets=secrets,
             result=self._result,
-            mm_match_id=self.deployment.matchmaker.get("match_id"),
         )
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        self.api = LocalApi(lifecycle, view, self.events, self.requests, token=token)
+        self.api = LocalApi(
+            lifecycle,
+            view,
+            self.events,
+            self.requests,
+            token=token,
+            match_strict=settings.match_strict,
+        )
         self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
+        self.agones_grpc: AgonesGrpc | None = None  # SPEC §10.1: the same SDK core over gRPC
         self.port: int | None = None
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
@@ -130,6 +145,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         for warning in self.deployment.warnings:
             log.warning("platform variable ignored: %s", warning)
+        if self.lifecycle.expected is not None:
+            log.info(
+                "match %s: %d players expected, quorum %s, no-show timeout %gs%s",
+                self.lifecycle.match_id or "(no MM_MATCH_ID)",
+                self.lifecycle.expected_count,
+                self.settings.match_quorum,
+                self.settings.no_show_timeout,
+                ", strict" if self.settings.match_strict else "",
+            )
         if self.settings.effective_dry_run:
             log.warning(
                 "dry-run: %s; the sidecar will log the self-stop it would send instead of "
@@ -163,16 +187,25 @@ class Agent:
         self._tasks.spawn(self._timer_loop(), "timers")
 
     async def _start_agones(self) -> None:
-        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle."""
+        """The Agones SDK facade (SPEC §10), a second API over the same lifecycle, served over
+        REST and gRPC (§10.1) from one SDK core."""
         from sidecar.agones.app import AgonesFacade
+        from sidecar.agones.grpc_server import AgonesGrpc
 
         facade = AgonesFacade.from_settings(self.lifecycle, self.deployment, self.settings)
+        grpc = AgonesGrpc(facade.sdk, port=self.settings.agones_grpc_port)
         try:
             await facade.start()
+            try:
+                await grpc.start()
+            except StartupError:
+                await facade.close()
+                raise
         except StartupError:
             await self.api.close()  # already bound: release it before the CLI exits 3
             raise
         self.agones = facade
+        self.agones_grpc = grpc
 
     def _start_game(self) -> None:
         host = self.settings.host
@@ -184,6 +217,8 @@ class Agent:
         }
         if self.agones is not None:
             api_env["AGONES_SDK_HTTP_PORT"] = str(self.agones.port)
+        if self.agones_grpc is not None:
+            api_env["AGONES_SDK_GRPC_PORT"] = str(self.agones_grpc.port)
         try:
             self.game.start(api_env)
         except GameStartError as exc:
@@ -416,6 +451,9 @@ class Agent:
         if self.agones is not None:
             await self.agones.close()  # ends its watch streams, then stops serving
             self.agones = None
+        if self.agones_grpc is not None:
+            await self.agones_grpc.close()  # its watch streams ended with the core above
+            self.agones_grpc = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         # The result delivery gets no step of its own: it has had the whole shutdown so far.

@@ -45,7 +45,7 @@ from sidecar.api_wire import (
 )
 from sidecar.errors import StartupError
 from sidecar.events import TooManySubscribers
-from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused
+from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused, UnknownTicket
 
 # pydantic is only imported with the request models, after start-up: building them costs ~70 ms,
 # which start-up (`/healthz` answering) should not wait for. Each handler that reads a body
@@ -83,6 +83,7 @@ class LocalApi:
         *,
         token: str | None,
         body_timeout: float = BODY_TIMEOUT,
+        match_strict: bool = False,
     ) -> None:
         self.lifecycle = lifecycle
         self.status_view = status
@@ -90,6 +91,8 @@ class LocalApi:
         self.requests = requests
         self.token = token
         self.body_timeout = body_timeout
+        # SIDECAR_MATCH_STRICT: with match data, players who bring no ticket are refused (403).
+        self.match_strict = match_strict and lifecycle.expected is not None
         self.access_log = AccessLog()
         self._runner: web.AppRunner | None = None
 
@@ -149,6 +152,8 @@ class LocalApi:
             "/v1/players/connect": {"POST": self.connect},
             "/v1/players/disconnect": {"POST": self.disconnect},
             "/v1/hold": {"POST": self.hold},
+            "/v1/match": {"GET": self.match},
+            "/v1/match/tickets/{ticket_id}": {"GET": self.ticket},
             "/v1/match/start": {"POST": self.match_start},
             "/v1/match/end": {"POST": self.match_end},
             "/v1/shutdown": {"POST": self.shutdown},
@@ -193,6 +198,9 @@ class LocalApi:
                 response = error_response(409, code, message)
             except RosterFull as exc:
                 code, message = "roster_full", str(exc)
+                response = error_response(422, code, message)
+            except UnknownTicket as exc:
+                code, message = "unknown_ticket", str(exc)
                 response = error_response(422, code, message)
             status = response.status
             method = request.method if request.method in _METHODS else "OTHER"
@@ -248,10 +256,17 @@ class LocalApi:
         return self._status_answer()
 
     async def connect(self, request: web.Request) -> web.Response:
-        from sidecar.models import PlayerBody
+        from sidecar.models import ConnectBody
 
-        body = await self._body(request, PlayerBody)
-        return json_response({"count": self.lifecycle.player_connected(body.player_id)})
+        body = await self._body(request, ConnectBody)
+        lifecycle = self.lifecycle
+        if (
+            self.match_strict
+            and body.ticket_id is None
+            and not lifecycle.is_expected(body.player_id)
+        ):
+            raise _not_in_match(f"player {body.player_id!r} brings none of this match's tickets")
+        return json_response({"count": lifecycle.player_connected(body.player_id, body.ticket_id)})
 
     async def disconnect(self, request: web.Request) -> web.Response:
         from sidecar.models import PlayerBody
@@ -263,6 +278,15 @@ class LocalApi:
         from sidecar.models import PlayersBody
 
         body = await self._body(request, PlayersBody)
+        if self.match_strict:
+            if body.player_ids is None:
+                raise _not_in_match("a roster by count names no ticket (SIDECAR_MATCH_STRICT)")
+            strangers = [i for i in body.player_ids if not self.lifecycle.is_expected(i)]
+            if strangers:
+                raise _not_in_match(
+                    f"{len(strangers)} of these players bring none of this match's tickets "
+                    f"(first: {strangers[0]!r})"
+                )
         count = self.lifecycle.set_players(ids=body.player_ids, count=body.count)
         return json_response({"count": count, "ids": self.lifecycle.player_ids})
 
@@ -277,6 +301,27 @@ class LocalApi:
         body = await self._body(request, HoldBody)
         self.lifecycle.hold(body.seconds)
         return self._status_answer()
+
+    async def match(self, request: web.Request) -> web.Response:
+        from sidecar.match import match_document
+        from sidecar.status import DeliveryOutcome
+
+        info = self.status_view.deployment.match
+        # SPEC §12: null in status until a stop is decided; here, with a URL, it is to come.
+        delivery = self.status_view.delivery.outcome or DeliveryOutcome.PENDING
+        return json_response(match_document(info, self.lifecycle, delivery.value))
+
+    async def ticket(self, request: web.Request) -> web.Response:
+        from sidecar.match import ticket_document
+
+        ticket_id = request.match_info["ticket_id"]
+        info = self.status_view.deployment.match
+        document = ticket_document(info, self.lifecycle, ticket_id)
+        if document is None:
+            raise ApiError(
+                404, f"ticket {ticket_id[:128]!r} is not one of this match's", "unknown_ticket"
+            )
+        return json_response(document)
 
     async def match_start(self, request: web.Request) -> web.Response:
         from sidecar.models import MatchStartBody
@@ -356,6 +401,10 @@ class LocalApi:
         return web.Response(
             body=self.status_view.body(), status=status, content_type="application/json"
         )
+
+
+def _not_in_match(message: str) -> ApiError:
+    return ApiError(403, message + "; nothing changed", "not_in_match")
 
 
 def _authorize(request: web.Request, token: str) -> None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.addresses import is_loopback
 from sidecar.errors import ConfigError
-from sidecar.lifecycle import TimerSettings
+from sidecar.lifecycle import Quorum, QuorumRule, TimerSettings
 from sidecar.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -335,6 +335,20 @@ def _manifest(value: str) -> GameServerManifest | None:
     return load_manifest(value.strip())
 
 
+QUORUM_FORM = "a number of players (1 or more), all or teams"
+
+
+def _quorum(value: str) -> Quorum:
+    """SIDECAR_MATCH_QUORUM: `3`, `all` or `teams` (SPEC §12)."""
+    text = value.strip(_ASCII_SPACE).lower()
+    if text in (QuorumRule.ALL, QuorumRule.TEAMS):
+        return Quorum(QuorumRule(text))
+    # ASCII digits only, and few of them: no roster is larger than ROSTER_CAP anyway.
+    if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1:
+        return Quorum(QuorumRule.COUNT, int(text))
+    raise ValueError(f"expected {QUORUM_FORM}, got {value[:40]!r}")
+
+
 def _choice(enum: type[StrEnum]) -> Callable[[str], StrEnum]:
     def parse(value: str) -> StrEnum:
         try:
@@ -478,6 +492,26 @@ class Settings:
         _TIMERS.network_idle_pps,
         "packets per second below which the network counts as idle",
     )
+    # --- the match (SPEC §12) ------------------------------------------------------------------
+    no_show_timeout: float = setting(
+        "SIDECAR_NO_SHOW_TIMEOUT",
+        parse_duration,
+        _TIMERS.no_show_timeout,
+        "from ready until the quorum of the matchmaker's players must have arrived",
+        shown=Shown.DURATION,
+    )
+    match_quorum: Quorum = setting(
+        "SIDECAR_MATCH_QUORUM",
+        _quorum,
+        Quorum(),
+        "arrivals that make the match playable: a number (capped at the tickets), all or teams",
+    )
+    match_strict: bool = setting(
+        "SIDECAR_MATCH_STRICT",
+        _flag,
+        False,
+        "refuse (403) players that bring none of the matchmaker's tickets",
+    )
     # --- self-stop -----------------------------------------------------------------------------
     log_storage: str | None = setting(
         "SIDECAR_LOG_STORAGE",
@@ -489,7 +523,7 @@ class Settings:
         "SIDECAR_ERROR_LOG_STORAGE",
         _log_storage,
         None,
-        "the same for abnormal stops (ready_timeout, unhealthy, game_crashed)",
+        "the same for abnormal stops (ready_timeout, no_show, unhealthy, game_crashed)",
         default_text="= SIDECAR_LOG_STORAGE",
     )
     stop_retry_budget: float = setting(
@@ -565,9 +599,12 @@ class Settings:
         "SIDECAR_LOG_LEVEL", _choice(LogLevel), LogLevel.INFO, "debug, info, warning or error"
     )
     # --- the Agones SDK facade (SPEC §10) ---------------------------------------------------------
-    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK REST facade")
+    agones: bool = setting("SIDECAR_AGONES", _flag, False, "serve the Agones SDK (REST and gRPC)")
     agones_http_port: int = setting(
         "SIDECAR_AGONES_HTTP_PORT", _port, 9358, "port of the Agones SDK facade"
+    )
+    agones_grpc_port: int = setting(
+        "SIDECAR_AGONES_GRPC_PORT", _port, 9357, "gRPC port of the Agones SDK facade"
     )
     agones_gameserver: GameServerManifest | None = setting(
         "SIDECAR_AGONES_GAMESERVER",
@@ -620,6 +657,7 @@ class Settings:
             match_end_grace=self.match_end_grace,
             network_idle_timeout=self.network_idle_timeout,
             network_idle_pps=self.network_idle_pps,
+            no_show_timeout=self.no_show_timeout,
         )
 
     def timers_summary(self) -> str:
@@ -759,6 +797,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable.name, str(exc)) from None
     _apply_manifest(values, explicit_health="SIDECAR_HEALTH_TIMEOUT" in env)
+    if values.get("agones_http_port") == 0 and "SIDECAR_AGONES_GRPC_PORT" not in env:
+        # A free REST port asked for (several sidecars on one host, tests): a free gRPC port
+        # too, rather than all of them fighting over 9357.
+        values["agones_grpc_port"] = 0
     values.update(overrides)
     return Settings(**values)
 
@@ -828,6 +870,8 @@ def settings_json(settings: Settings) -> dict[str, Any]:
             encoded = "***"
         elif variable.shown is Shown.URL:
             encoded = redact_url(value)
+        elif isinstance(value, Quorum):
+            encoded = value.configured  # a number, or "all" / "teams"
         elif isinstance(value, float):
             encoded = int(value) if value.is_integer() else value
         elif isinstance(value, int):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.bounded_json import MAX_BYTES, read_json
+from sidecar.match import MatchInfo, build_match
 
 # Ports, CPU units and megabytes: 18 digits is far beyond any of them and keeps int() cheap.
 _INT_MAX_DIGITS = 18
@@ -39,6 +40,8 @@ class DeploymentInfo:
     vcpu_units: int | None = None
     memory_mb: int | None = None
     matchmaker: dict[str, Any] = field(default_factory=dict)
+    # The match made of the MM_* values (SPEC §12); `match.has_data` only with MM_TICKET_IDS.
+    match: MatchInfo = field(default_factory=MatchInfo)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -173,6 +176,11 @@ def _matchmaker(environ: Mapping[str, str], warnings: list[str]) -> dict[str, An
     for name in ("MM_MATCH_ID", "MM_MATCH_PROFILE"):
         if name in environ:
             data[name.removeprefix("MM_").lower()] = _text(environ, name, warnings)
+    # The expansion stage's name is disputed (matchmaker part A.1): either is read, the first
+    # one set wins.
+    for name in ("MM_EXPANSION", "MM_EXPANSION_STAGE"):
+        if name in environ and data.get("expansion") is None:
+            data["expansion"] = _text(environ, name, warnings)
     # A present but unusable variable shows as null: given, and ignored as a whole.
     for name, expected in _MATCHMAKER_JSON.items():
         if name in environ:
@@ -204,6 +212,12 @@ def parse_deployment(environ: Mapping[str, str]) -> DeploymentInfo:
     tags_raw = _text(environ, "ARBITRIUM_DEPLOYMENT_TAGS", warnings) or ""
     ports = _ports(environ, warnings)
     matchmaker = _matchmaker(environ, warnings)
+    given = {
+        name.removeprefix("MM_TICKET_")
+        for name in environ
+        if name.startswith("MM_TICKET_") and name != "MM_TICKET_IDS"
+    }
+    match = build_match(matchmaker, given, warnings)
     return DeploymentInfo(
         request_id=_text(environ, "ARBITRIUM_REQUEST_ID", warnings),
         public_ip=_text(environ, "ARBITRIUM_PUBLIC_IP", warnings),
@@ -214,5 +228,6 @@ def parse_deployment(environ: Mapping[str, str]) -> DeploymentInfo:
         vcpu_units=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_VCPU_UNITS", warnings)),
         memory_mb=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_MEMORY_MB", warnings)),
         matchmaker=matchmaker,
+        match=match,
         warnings=tuple(warnings),
     )

@@ -21,7 +21,12 @@ Rules (SPEC §5) that shape the code below:
 * Idle reasons (first player, empty, network idle) never fire while players are connected or a
   hold is active; when a hold ends the idle windows restart from its end (a full window).
 * When several deadlines have passed at the same `poll()` (the process was suspended, or two
-  timers coincide), the earliest deadline wins; exact ties go by `TIMER_PRECEDENCE`.
+  timers coincide), the earliest deadline wins; exact ties go by the order of `REASONS`.
+* The no-show (SPEC §12) counts arrivals, not players: a matchmaker ticket arrives when a player
+  with its id (or naming it) connects, and stays arrived. It runs from ready for a game that
+  reports players, until the quorum is met or a match starts; a hold postpones it.
+* Every stop reason is one row of `REASONS` (abnormal, idle, timer name, detail); a timer's
+  deadline is its rule in `_timer_deadlines`.
 
 This module imports nothing from the rest of the package, nor aiohttp, psutil or pydantic.
 """
@@ -29,7 +34,7 @@ This module imports nothing from the rest of the package, nor aiohttp, psutil or
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
@@ -70,6 +75,7 @@ class StopReason(StrEnum):
     MATCH_ENDED = "match_ended"
     SHUTDOWN_REQUESTED = "shutdown_requested"
     READY_TIMEOUT = "ready_timeout"
+    NO_SHOW = "no_show"
     FIRST_PLAYER_TIMEOUT = "first_player_timeout"
     EMPTY_TIMEOUT = "empty_timeout"
     MAX_DURATION = "max_duration"
@@ -79,34 +85,67 @@ class StopReason(StrEnum):
     NETWORK_IDLE = "network_idle"
 
 
-# Stops that mean something went wrong: they use SIDECAR_ERROR_LOG_STORAGE.
-ABNORMAL_REASONS = frozenset(
-    {StopReason.READY_TIMEOUT, StopReason.UNHEALTHY, StopReason.GAME_CRASHED}
-)
-# Stops that only mean "nobody is here": never while players are connected or a hold is active.
-IDLE_REASONS = frozenset(
-    {StopReason.FIRST_PLAYER_TIMEOUT, StopReason.EMPTY_TIMEOUT, StopReason.NETWORK_IDLE}
-)
+@dataclass(frozen=True)
+class ReasonRules:
+    """What one stop reason means beyond its name: a row of `REASONS`."""
 
-# When two timer deadlines are exactly equal, the earlier entry wins. Failures first (their
-# logs are kept with the error storage choice), then the hard cap, then the idle reasons.
-TIMER_PRECEDENCE: tuple[StopReason, ...] = (
-    StopReason.READY_TIMEOUT,
-    StopReason.UNHEALTHY,
-    StopReason.MAX_DURATION,
-    StopReason.FIRST_PLAYER_TIMEOUT,
-    StopReason.EMPTY_TIMEOUT,
-    StopReason.NETWORK_IDLE,
-)
+    # Something went wrong: the stop keeps its logs with SIDECAR_ERROR_LOG_STORAGE.
+    abnormal: bool = False
+    # Only "nobody is here": never while players are connected or a hold is active.
+    idle: bool = False
+    # A timer: its name in status and metrics (its deadline is `_timer_deadlines`' rule).
+    timer: str | None = None
+    # A timer's stop detail: formatted with the TimerSettings fields and `_detail_values()`.
+    detail: str = ""
 
-# Timer names as shown in status and metrics.
+
+# Every stop reason, in one table (issue 16: a new reason is one row plus its trigger). Timers
+# come first, in tie order: when two deadlines are exactly equal, the earlier row wins. Failures
+# first (their logs are kept with the error storage choice), then the hard cap, then the no-show
+# (the match never became playable), then the idle reasons.
+REASONS: dict[StopReason, ReasonRules] = {
+    StopReason.READY_TIMEOUT: ReasonRules(
+        abnormal=True, timer="ready", detail="the game was not ready within {ready_timeout:g}s"
+    ),
+    StopReason.UNHEALTHY: ReasonRules(
+        abnormal=True, timer="health", detail="no heartbeat for {health_timeout:g}s"
+    ),
+    StopReason.MAX_DURATION: ReasonRules(
+        timer="max_duration", detail="the server reached its maximum duration of {max_duration:g}s"
+    ),
+    StopReason.NO_SHOW: ReasonRules(
+        abnormal=True,  # a no-show usually means a connectivity problem worth its logs
+        timer="no_show",
+        detail="{arrived} of {expected} expected players arrived within {no_show_timeout:g}s "
+        "of ready (quorum {quorum})",
+    ),
+    StopReason.FIRST_PLAYER_TIMEOUT: ReasonRules(
+        idle=True,
+        timer="first_player",
+        detail="no player connected within {first_player_timeout:g}s of ready",
+    ),
+    StopReason.EMPTY_TIMEOUT: ReasonRules(
+        idle=True, timer="empty", detail="the server was empty for {empty_timeout:g}s"
+    ),
+    StopReason.NETWORK_IDLE: ReasonRules(
+        idle=True,
+        timer="network_idle",
+        detail="less than {network_idle_pps:g} packets/s for {network_idle_timeout:g}s",
+    ),
+    StopReason.MATCH_ENDED: ReasonRules(),
+    StopReason.SHUTDOWN_REQUESTED: ReasonRules(),
+    StopReason.GAME_EXITED: ReasonRules(),
+    StopReason.GAME_CRASHED: ReasonRules(abnormal=True),
+}
+
+# Views of the table, for readers that want one property.
+ABNORMAL_REASONS = frozenset(reason for reason, rules in REASONS.items() if rules.abnormal)
+IDLE_REASONS = frozenset(reason for reason, rules in REASONS.items() if rules.idle)
+TIMER_PRECEDENCE: tuple[StopReason, ...] = tuple(
+    reason for reason, rules in REASONS.items() if rules.timer is not None
+)
 TIMER_NAMES: dict[StopReason, str] = {
-    StopReason.READY_TIMEOUT: "ready",
-    StopReason.UNHEALTHY: "health",
-    StopReason.MAX_DURATION: "max_duration",
-    StopReason.FIRST_PLAYER_TIMEOUT: "first_player",
-    StopReason.EMPTY_TIMEOUT: "empty",
-    StopReason.NETWORK_IDLE: "network_idle",
+    reason: rules.timer for reason, rules in REASONS.items() if rules.timer is not None
 }
 
 _PRE_STOP = frozenset({State.STARTING, State.READY, State.ACTIVE})
@@ -164,6 +203,61 @@ class TimerSettings:
     match_end_grace: float = 5.0
     network_idle_timeout: float = 0.0
     network_idle_pps: float = 2.0
+    no_show_timeout: float = 60.0  # SPEC §12: Edgegap's guidance gives matched players ~60 s
+
+
+class UnknownTicket(Exception):
+    """A connect naming a ticket the matchmaker did not send (the API answers 422)."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"ticket {ticket_id!r} is not one of this match's tickets")
+        self.ticket_id = ticket_id
+
+
+class QuorumRule(StrEnum):
+    """How SIDECAR_MATCH_QUORUM counts."""
+
+    COUNT = "count"  # that many arrivals (capped at the number of tickets)
+    ALL = "all"  # every ticket
+    TEAMS = "teams"  # at least one arrival in every team (no team data: as a count of 1)
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """How many arrivals make the match playable (SPEC §12, `SIDECAR_MATCH_QUORUM`)."""
+
+    rule: QuorumRule = QuorumRule.COUNT
+    count: int = 1
+
+    def __str__(self) -> str:
+        return str(self.count) if self.rule is QuorumRule.COUNT else self.rule.value
+
+    @property
+    def configured(self) -> int | str:
+        """As configured, for JSON: the number, or `all` / `teams`."""
+        return self.count if self.rule is QuorumRule.COUNT else self.rule.value
+
+    def met(self, expected: ExpectedPlayers, arrived: Collection[str]) -> bool:
+        """True once `arrived` (ticket ids) is enough."""
+        if self.rule is QuorumRule.TEAMS and expected.teams:
+            return all(
+                any(ticket in arrived for ticket in team) for team in expected.teams.values()
+            )
+        if self.rule is QuorumRule.ALL:
+            needed = len(expected.tickets)
+        else:  # a count, or teams without team data: as `1`
+            needed = self.count if self.rule is QuorumRule.COUNT else 1
+        return len(arrived) >= min(needed, len(expected.tickets))
+
+
+@dataclass(frozen=True)
+class ExpectedPlayers:
+    """The matchmaker's tickets as the lifecycle needs them (SPEC §12): one expected player per
+    ticket id, and the teams (team id → ticket ids; empty without team data). Built by
+    sidecar.match from the MM_* variables."""
+
+    tickets: tuple[str, ...]
+    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,7 +311,15 @@ class _Roster:
 class Lifecycle:
     """The state machine and its timers. All times come from `clock()` (seconds, monotonic)."""
 
-    def __init__(self, timers: TimerSettings, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        timers: TimerSettings,
+        clock: Callable[[], float],
+        *,
+        match_id: str | None = None,
+        expected: ExpectedPlayers | None = None,
+        quorum: Quorum = Quorum(),
+    ) -> None:
         self.timers = timers
         self._clock = clock
         self.started_at = clock()
@@ -229,7 +331,17 @@ class Lifecycle:
         self.reports_players = False
         self.had_player = False
         self.players_peak = 0
-        self.match_id: str | None = None
+        # SPEC §12: MM_MATCH_ID, else the id given to match start, else None.
+        self.match_id: str | None = match_id
+        self._matchmaker_match_id = match_id is not None
+        self.match_started_at: float | None = None
+        # The matchmaker's tickets (None: no match data) and the ones that arrived, each with
+        # the first player that brought it; an arrived ticket stays arrived.
+        self.expected = expected
+        self.quorum = quorum
+        self._expected_ids: frozenset[str] = frozenset(expected.tickets if expected else ())
+        self._arrivals: dict[str, str] = {}
+        self._quorum_met = expected is None or quorum.met(expected, ())
         self._roster = _Roster()
         # Start of the current idle window: moved by ready, a player leaving, activity, hold end.
         self._idle_anchor: float | None = None
@@ -335,8 +447,12 @@ class Lifecycle:
             self._network_anchor = self.now
         self._changed(Change.TIMERS)
 
-    def player_connected(self, player_id: str) -> int:
-        """Add a player (idempotent per id); `RosterFull` beyond ROSTER_CAP."""
+    def player_connected(self, player_id: str, ticket_id: str | None = None) -> int:
+        """Add a player (idempotent per id); `RosterFull` beyond ROSTER_CAP. The player brings
+        the ticket it names, or the ticket its id is (SPEC §12); `UnknownTicket` (and no change)
+        when it names one that is not expected."""
+        if ticket_id is not None and ticket_id not in self._expected_ids:
+            raise UnknownTicket(ticket_id)
         self._reports_players()
         roster = self._roster
         if player_id not in roster.ids:
@@ -346,6 +462,8 @@ class Lifecycle:
                 self._check_roster_limits([*roster.ids, player_id], roster.count + 1)
             roster.ids[player_id] = None
             self._roster_changed(roster.count - 1)
+        if self._expected_ids:
+            self._arrive(ticket_id or player_id, player_id)
         self._changed(Change.TIMERS)
         return roster.count
 
@@ -378,6 +496,9 @@ class Lifecycle:
             self._check_roster_limits(list(roster.ids), roster.count)
         self._roster = roster
         self._roster_changed(before)
+        if self._expected_ids:
+            for player_id in roster.ids:
+                self._arrive(player_id, player_id)
         self._changed(Change.TIMERS)
         return self._roster.count
 
@@ -390,8 +511,10 @@ class Lifecycle:
     def match_started(self, match_id: str | None = None) -> None:
         if self.state not in _PRE_STOP:
             raise TransitionRefused("start a match", self.state)
-        if match_id is not None:
-            self.match_id = match_id
+        if match_id is not None and not self._matchmaker_match_id:
+            self.match_id = match_id  # the matchmaker's id, when there is one, stays
+        if self.match_started_at is None:
+            self.match_started_at = self.now  # the game decided to play: no no-show from now
         if self.state is not State.ACTIVE:
             self._transition(State.ACTIVE)
         self._changed(Change.TIMERS)
@@ -524,7 +647,41 @@ class Lifecycle:
             return max(0.0, self._drain_until - self.now)
         return None
 
+    # --- the match (SPEC §12) ------------------------------------------------------------------
+    def is_expected(self, ticket_id: str) -> bool:
+        """Whether `ticket_id` is one of the matchmaker's tickets."""
+        return ticket_id in self._expected_ids
+
+    @property
+    def expected_count(self) -> int:
+        return len(self.expected.tickets) if self.expected is not None else 0
+
+    @property
+    def arrived_count(self) -> int:
+        return len(self._arrivals)
+
+    @property
+    def arrivals(self) -> Mapping[str, str]:
+        """Arrived ticket id → the player that brought it first, in arrival order."""
+        return self._arrivals
+
+    @property
+    def quorum_met(self) -> bool:
+        return self._quorum_met
+
+    def missing_tickets(self) -> list[str]:
+        """The expected tickets that have not arrived, in the matchmaker's order."""
+        if self.expected is None:
+            return []
+        return [ticket for ticket in self.expected.tickets if ticket not in self._arrivals]
+
     # --- internals -----------------------------------------------------------------------------
+    def _arrive(self, ticket_id: str, player_id: str) -> None:
+        if ticket_id in self._expected_ids and ticket_id not in self._arrivals:
+            self._arrivals[ticket_id] = player_id
+            if not self._quorum_met and self.expected is not None:
+                self._quorum_met = self.quorum.met(self.expected, self._arrivals)
+
     def _reports_players(self) -> None:
         self.reports_players = True
 
@@ -554,6 +711,18 @@ class Lifecycle:
             deadlines[StopReason.UNHEALTHY] = self.last_heartbeat + t.health_timeout
         if t.max_duration > 0:
             deadlines[StopReason.MAX_DURATION] = self.started_at + t.max_duration
+        if (
+            not self._quorum_met
+            and self.match_started_at is None
+            and t.no_show_timeout > 0
+            and self.ready_at is not None
+            and self.reports_players
+        ):
+            # Counted from ready; a hold postpones it like an idle timer (a full window from
+            # the hold's end). Connected players do not: only arrivals count.
+            deadlines[StopReason.NO_SHOW] = (
+                self._idle_window_start(self.ready_at) + t.no_show_timeout
+            )
         nobody_here = self._roster.count == 0
         if nobody_here and self.ready_at is not None and self.reports_players:
             anchor = self._idle_window_start(self._idle_anchor or self.ready_at)
@@ -584,18 +753,15 @@ class Lifecycle:
         return best
 
     def _timer_detail(self, reason: StopReason) -> str:
-        t = self.timers
+        return REASONS[reason].detail.format(**vars(self.timers), **self._detail_values())
+
+    def _detail_values(self) -> dict[str, object]:
+        """What timer details may name besides the timer settings."""
         return {
-            StopReason.READY_TIMEOUT: f"the game was not ready within {t.ready_timeout:g}s",
-            StopReason.UNHEALTHY: f"no heartbeat for {t.health_timeout:g}s",
-            StopReason.MAX_DURATION: f"the server reached its maximum duration of "
-            f"{t.max_duration:g}s",
-            StopReason.FIRST_PLAYER_TIMEOUT: f"no player connected within "
-            f"{t.first_player_timeout:g}s of ready",
-            StopReason.EMPTY_TIMEOUT: f"the server was empty for {t.empty_timeout:g}s",
-            StopReason.NETWORK_IDLE: f"less than {t.network_idle_pps:g} packets/s for "
-            f"{t.network_idle_timeout:g}s",
-        }[reason]
+            "expected": self.expected_count,
+            "arrived": self.arrived_count,
+            "quorum": self.quorum,
+        }
 
     def _decide(
         self,

@@ -89,6 +89,22 @@ def render(status: Status, requests: RequestCounter) -> bytes:
     page.single("players_peak", "gauge", "Most players connected at once.", status.players_peak)
     page.single("uptime_seconds", "gauge", "Seconds since the sidecar started.", status.uptime)
     page.single("dry_run", "gauge", "1 when self-stop calls are only logged.", status.dry_run)
+    # SPEC §12: the matchmaker's players (0 without match data); the match id as a label.
+    page.single(
+        "match_expected_players", "gauge", "Players the matchmaker sent.", status.match_expected
+    )
+    page.single(
+        "match_arrived_players",
+        "gauge",
+        "Matchmaker tickets whose player arrived.",
+        status.match_arrived,
+    )
+    page.family(
+        "match_info",
+        "gauge",
+        "1, labelled with the match id, once there is one.",
+        [({"match_id": status.match_id}, 1)] if status.match_id is not None else [],
+    )
     page.family(
         "timer_seconds_left",
         "gauge",

@@ -41,6 +41,12 @@ class PlayerBody(_Body):
     player_id: PlayerId
 
 
+class ConnectBody(_Body):
+    player_id: PlayerId
+    # SPEC §12: the matchmaker ticket this player brings (its id is checked against the match).
+    ticket_id: PlayerId | None = None
+
+
 class PlayersBody(_Body):
     # The roster cap, here too so that the request schema states it.
     player_ids: list[PlayerId] | None = Field(default=None, max_length=ROSTER_CAP)

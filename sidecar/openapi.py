@@ -82,9 +82,27 @@ class Roster(TypedDict):
     ]
 
 
+# lifecycle.TIMER_NAMES plus the drain and the hold (tests/test_match_api.py holds them equal).
 TimerName = Literal[
-    "ready", "health", "max_duration", "first_player", "empty", "network_idle", "drain", "hold"
+    "ready",
+    "health",
+    "max_duration",
+    "no_show",
+    "first_player",
+    "empty",
+    "network_idle",
+    "drain",
+    "hold",
 ]
+
+
+@_exact
+class MatchCounts(TypedDict):
+    """SPEC §12: the matchmaker's players, in status and metrics."""
+
+    match_id: str | None
+    expected: Annotated[NonNegativeInt, Field(description="Tickets (0 without match data).")]
+    arrived: Annotated[NonNegativeInt, Field(description="Tickets whose player arrived.")]
 
 
 @_exact
@@ -152,6 +170,7 @@ class Status(TypedDict):
     uptime_s: NonNegativeFloat
     ready_source: Literal["api", "port", "agones"] | None
     match_id: str | None
+    match: MatchCounts
     dry_run: bool
     stop: StopProgress
     deployment: DeploymentSummary
@@ -194,8 +213,50 @@ class Deployment(TypedDict):
     ]
 
 
+@_exact
+class Ticket(TypedDict):
+    """One matchmaker ticket: one expected player (SPEC §12)."""
+
+    id: str
+    team_id: Annotated[
+        str | None, Field(description="The ticket's team_id, else the team MM_TEAMS gives it.")
+    ]
+    group_id: str | None
+    player_ip: Annotated[
+        str | None, Field(description="The address the matchmaker saw: a hint, not an identity.")
+    ]
+    attributes: dict[str, Any] | None
+    arrived: Annotated[bool, Field(description="A player brought it; it stays arrived.")]
+    player_id: Annotated[str | None, Field(description="The first player that brought it.")]
+
+
+@_exact
+class Match(TypedDict):
+    """The match the matchmaker made (MM_* variables) and its arrivals."""
+
+    match_id: Annotated[
+        str | None, Field(description="MM_MATCH_ID, else the id given to match start.")
+    ]
+    profile: str | None
+    expansion: Annotated[str | None, Field(description="MM_EXPANSION or MM_EXPANSION_STAGE.")]
+    expected: NonNegativeInt
+    arrived: NonNegativeInt
+    quorum: Annotated[
+        Annotated[int, Field(ge=1)] | Literal["all", "teams"],
+        Field(description="SIDECAR_MATCH_QUORUM as configured."),
+    ]
+    no_show_deadline_s: Annotated[
+        NonNegativeFloat | None,
+        Field(description="Seconds left before a no_show stop; null when not armed."),
+    ]
+    tickets: list[Ticket]
+    teams: Annotated[dict[str, list[str]], Field(description="Team id -> ticket ids.")]
+    result_delivery: Literal["delivered", "failed", "pending", "off"]
+
+
 _REQUEST_MODELS: tuple[type[Any], ...] = (
     models.PlayerBody,
+    models.ConnectBody,
     models.PlayersBody,
     models.HoldBody,
     models.MatchStartBody,
@@ -210,12 +271,19 @@ _RESPONSE_SHAPES: tuple[type[Any], ...] = (
     Roster,
     Status,
     Deployment,
+    Match,
+    Ticket,
 )
 
 
 # Prose for the request models, kept here so that `sidecar.models` stays validation only.
 _REQUEST_NOTES: dict[str, dict[str, str]] = {
     "PlayerBody": {"player_id": "1-128 printable characters."},
+    "ConnectBody": {
+        "player_id": "1-128 printable characters; a player whose id is a ticket id brings it.",
+        "ticket_id": "The matchmaker ticket this player brings (422 unknown_ticket when it is "
+        "not one of the match's).",
+    },
     "PlayersBody": {
         "": 'Exactly one of "player_ids" or "count" (422 otherwise).',
         "player_ids": "The whole roster (each id 1-128 printable characters).",
@@ -244,6 +312,8 @@ def _components() -> dict[str, Any]:
     # control characters. It keeps most generated ids valid.
     for player_id in (
         schemas["PlayerBody"]["properties"]["player_id"],
+        schemas["ConnectBody"]["properties"]["player_id"],
+        schemas["ConnectBody"]["properties"]["ticket_id"]["anyOf"][0],
         schemas["PlayersBody"]["properties"]["player_ids"]["anyOf"][0]["items"],
     ):
         player_id["pattern"] = NO_CONTROL_CHARACTERS
@@ -287,6 +357,12 @@ _STATUS_202 = {
     )
 }
 _CONFLICT = {"409": _error("The change no longer applies: a stop is already decided.")}
+_NOT_IN_MATCH = {
+    "403": _error(
+        "not_in_match: SIDECAR_MATCH_STRICT is on and a player brings none of the match's "
+        "tickets (or the roster is a count); nothing changed."
+    )
+}
 
 
 def _body_errors(required: bool) -> dict[str, Any]:
@@ -297,7 +373,8 @@ def _body_errors(required: bool) -> dict[str, Any]:
         "413": _error("The body is larger than 64 KiB."),
         "422": _error(
             "Valid JSON of the wrong shape: not an object, an unknown field, a value out of "
-            "range, nesting deeper than 64 levels, or a roster over its cap of 10,000 ids."
+            "range, nesting deeper than 64 levels, or a roster over its cap of 10,000 ids; "
+            "unknown_ticket for a connect naming a ticket the match does not have."
         ),
     }
 
@@ -388,16 +465,16 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
             "put": _operation(
                 "setPlayers",
                 "Replace the whole roster: exactly these ids, or that many anonymous players.",
-                {"200": _json_response("The new roster.", _ref("Roster"))},
+                {"200": _json_response("The new roster.", _ref("Roster")), **_NOT_IN_MATCH},
                 body=("PlayersBody", True),
             ),
         },
         "/v1/players/connect": {
             "post": _operation(
                 "playerConnected",
-                "A player connected (idempotent per id).",
-                {"200": _json_response("The player count.", _ref("PlayerCount"))},
-                body=("PlayerBody", True),
+                "A player connected (idempotent per id), with the ticket it brings.",
+                {"200": _json_response("The player count.", _ref("PlayerCount")), **_NOT_IN_MATCH},
+                body=("ConnectBody", True),
             )
         },
         "/v1/players/disconnect": {
@@ -415,6 +492,33 @@ def _paths() -> dict[str, dict[str, dict[str, Any]]]:
                 _STATUS_200,
                 body=("HoldBody", True),
             )
+        },
+        "/v1/match": {
+            "get": _operation(
+                "match",
+                "The match the matchmaker made, its tickets and arrivals.",
+                {"200": _json_response("The match.", _ref("Match"))},
+            )
+        },
+        "/v1/match/tickets/{ticket_id}": {
+            "get": {
+                **_operation(
+                    "ticket",
+                    "One ticket: the game checks a joiner's ticket id in its handshake.",
+                    {
+                        "200": _json_response("The ticket.", _ref("Ticket")),
+                        "404": _error("unknown_ticket: not one of this match's tickets."),
+                    },
+                ),
+                "parameters": [
+                    {
+                        "name": "ticket_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            }
         },
         "/v1/match/start": {
             "post": _operation(

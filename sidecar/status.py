@@ -93,6 +93,8 @@ class Status:
     uptime: float
     ready_source: ReadySource | None
     match_id: str | None
+    match_expected: int  # the matchmaker's tickets (SPEC §12; 0 without match data)
+    match_arrived: int  # the tickets that arrived
     dry_run: bool
     stop: StopProgress  # a copy, with its error text redacted
     deployment: dict[str, Any]  # DeploymentInfo.summary()
@@ -115,6 +117,11 @@ class Status:
             "uptime_s": round(self.uptime, 3),
             "ready_source": self.ready_source.value if self.ready_source else None,
             "match_id": self.match_id,
+            "match": {
+                "match_id": self.match_id,
+                "expected": self.match_expected,
+                "arrived": self.match_arrived,
+            },
             "dry_run": self.dry_run,
             "stop": {
                 "attempts": stop.attempts,
@@ -224,6 +231,8 @@ class StatusView:
             uptime=lc.uptime(),
             ready_source=lc.ready_source,
             match_id=lc.match_id,
+            match_expected=lc.expected_count,
+            match_arrived=lc.arrived_count,
             dry_run=self.dry_run,
             stop=stop,
             deployment=self.deployment.summary(),

@@ -36,6 +36,7 @@ _KNOWN_KEYS = {
     "players",
     "players_peak",
     "match_id",
+    "match",
     "stop_reason",
     "stop_detail",
     "stop",
@@ -224,8 +225,13 @@ def render_table(status: Mapping[str, Any]) -> str:
         rows.append(("players", f"{_value(players.get('count'))}{listed}"))
     if "players_peak" in status:
         rows.append(("players peak", _value(status["players_peak"])))
-    if status.get("match_id") is not None:
-        rows.append(("match", _value(status["match_id"])))
+    given_match = status.get("match")
+    match: dict[str, Any] = given_match if isinstance(given_match, dict) else {}
+    if status.get("match_id") is not None or match.get("expected"):
+        shown = _value(status.get("match_id"))
+        if match.get("expected"):  # SPEC §12: the matchmaker's players
+            shown += f", {_value(match.get('arrived'))} of {_value(match['expected'])} arrived"
+        rows.append(("match", shown))
     rows += _stop_rows(status)
     if "dry_run" in status:
         rows.append(("dry run", _value(status["dry_run"])))

@@ -36,6 +36,7 @@ from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResu
 from sidecar.exit_codes import Ending
 from sidecar.game import GameExit
 from sidecar.lifecycle import Lifecycle, StopDecision
+from sidecar.match import stop_record_fields
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 from sidecar.result import ResultDelivery, idempotency_key, result_body
@@ -66,7 +67,6 @@ class StopSequence:
         on_progress: Callable[[], None],
         secrets: Sequence[str] = (),
         result: ResultDelivery | None = None,
-        mm_match_id: str | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -79,7 +79,6 @@ class StopSequence:
         self._decision: StopDecision | None = None
         # SPEC §12: the match result's delivery, started at the decision (start_result()).
         self.result = result
-        self._mm_match_id = mm_match_id
         self._wall_clock = wall_clock
 
     def open(self) -> None:
@@ -112,7 +111,7 @@ class StopSequence:
         lc = self._lifecycle
         # The lifecycle's times are monotonic; the receiver wants wall-clock ones.
         wall_offset = self._wall_clock() - lc.now
-        match_id = self._mm_match_id or lc.match_id
+        match_id = lc.match_id  # MM_MATCH_ID, else the one given to match start (SPEC §12)
         body = result_body(
             request_id=self._request_id,
             match_id=match_id,
@@ -120,7 +119,7 @@ class StopSequence:
             detail=decision.detail,
             result=decision.match_result,
             players_peak=lc.players_peak,
-            arrived=0,  # the match roster's arrivals, once it counts them
+            arrived=lc.arrived_count,
             started_at=lc.started_at + wall_offset,
             ended_at=decision.decided_at + wall_offset,
         )
@@ -266,6 +265,7 @@ class StopSequence:
                 self.result.outcome if self.result is not None else DeliveryOutcome.OFF
             ).value,
         }
+        record.update(stop_record_fields(lc))  # match_id, and the match's arrivals (SPEC §12)
         if lc.later_triggers:
             record["later_triggers"] = [t.reason.value for t in lc.later_triggers]
         if game_exit is not None and decision.exit_code is not None:

@@ -159,3 +159,33 @@ class TestErrorBodies:
     ) -> None:
         """Both the local API's and the Agones facade's error bodies give code and message."""
         assert error_of(body) == expected
+
+
+class TestAgonesAccessLog:
+    async def test_agones_calls_are_logged_and_a_refusal_is_info(
+        self, sidecar: SidecarFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The Agones facade logs every SDK call at DEBUG, and a refused call (500, code 2) or a
+        4xx at INFO with Agones' code and message, never the body it was sent."""
+        from tests.agones_client import Agones
+
+        caplog.set_level(logging.DEBUG, logger="sidecar.agones.access")
+        client = Agones(await sidecar(None, SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT="0"))
+        assert (await client.call("POST", "/ready"))[0] == 200
+        status, _ = await client.call("GET", "/v1beta1/counters/no-such-counter")
+        assert status == 500
+        status, _ = await client.call("PUT", "/metadata/label", data=b'{"key": "secret-value')
+        assert status == 400
+        lines = [
+            (record.levelno, record.getMessage())
+            for record in caplog.records
+            if record.name == "sidecar.agones.access"
+        ]
+        assert (logging.DEBUG, "POST /ready 200") in [
+            (level, text.rsplit(" ", 1)[0]) for level, text in lines
+        ]
+        info = [text for level, text in lines if level == logging.INFO]
+        assert len(info) == 2, lines
+        assert info[0].startswith("GET /v1beta1/counters/no-such-counter 500 2: "), info
+        assert info[1].startswith("PUT /metadata/label 400 3: "), info
+        assert not any("secret-value" in text for _, text in lines)

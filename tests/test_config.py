@@ -97,7 +97,7 @@ class TestLoading:
         assert (settings.agones_players_list, settings.agones_auto_allocate) == ("players", True)
 
     def test_every_variable_is_named_as_in_the_spec(self) -> None:
-        """The variables users set are exactly the SPEC §4 and §10 names."""
+        """The variables users set are exactly the SPEC §4, §10 and §12 names."""
         assert set(ENV_NAMES.values()) == {
             "ARBITRIUM_DELETE_URL",
             "ARBITRIUM_DELETE_TOKEN",
@@ -119,10 +119,14 @@ class TestLoading:
             "SIDECAR_TERM_GRACE",
             "SIDECAR_NETWORK_IDLE_TIMEOUT",
             "SIDECAR_NETWORK_IDLE_PPS",
+            "SIDECAR_NO_SHOW_TIMEOUT",
+            "SIDECAR_MATCH_QUORUM",
+            "SIDECAR_MATCH_STRICT",
             "SIDECAR_LOG_FORMAT",
             "SIDECAR_LOG_LEVEL",
             "SIDECAR_AGONES",
             "SIDECAR_AGONES_HTTP_PORT",
+            "SIDECAR_AGONES_GRPC_PORT",
             "SIDECAR_AGONES_GAMESERVER",
             "SIDECAR_AGONES_PLAYERS_LIST",
             "SIDECAR_AGONES_AUTO_ALLOCATE",

@@ -52,7 +52,7 @@ class TestFlags:
         options = parse(
             "--host=0.0.0.0",
             "--port=0",
-            "--api-token=t",
+            "--api-token=t0ken-of-8",
             "--app",
             "game=./server --port 7777",
             "--app=other=sleep 100",
@@ -69,7 +69,7 @@ class TestFlags:
         )
         assert options.show_tokens is True
         assert options.apps == {"game": "./server --port 7777", "other": "sleep 100"}
-        assert (options.port, options.game_port, options.api_token) == (0, 0, "t")
+        assert (options.port, options.game_port, options.api_token) == (0, 0, "t0ken-of-8")
         assert options.restart_policy == "never"
         assert (options.stop_grace_seconds, options.status_step_seconds) == (1.5, 0.0)
         assert options.faults == (

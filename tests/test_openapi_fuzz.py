@@ -195,7 +195,7 @@ class TestFuzz:
             for result in schema.get_all_operations()
             for op in [result.ok()]
         }
-        assert len(operations) == 16  # every operation but the stream, /openapi.json included
+        assert len(operations) == 18  # every operation but the stream, /openapi.json included
         others = [label for label in operations if label not in STOP_CALLS]
         # Before the stop, the stop itself, then the rest again to see the answers after it.
         plan = (

@@ -310,6 +310,9 @@ class TestWiring:
         assert body["result"] == {"winner": "red"}
         assert body["match_id"] == "m-42"
         assert headers["Idempotency-Key"] == "none:m-42"
+        code, match = await sc.call("GET", "/v1/match")
+        assert code == 200
+        assert match["result_delivery"] == "delivered"
 
     async def test_the_stop_waits_at_most_result_wait(
         self, receiver: Receiver, sidecar: SidecarFactory

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Talk to the edgegap-sidecar local API (SPEC §7) from a game's start script, with curl only.
+# Talk to the edgegap-sidecar local API (README, *Local API*) from a game's start script, with curl only.
 #
 # Usage:  integrate.sh COMMAND [ARGS]
 #   ready                     POST /v1/ready (retries while the sidecar is still starting)

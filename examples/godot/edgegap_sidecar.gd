@@ -1,5 +1,5 @@
 # Not compiled in this repository's CI: it needs the Godot 4 engine.
-# A node that talks to the edgegap-sidecar local API (SPEC §7) with HTTPRequest:
+# A node that talks to the edgegap-sidecar local API (README, *Local API*) with HTTPRequest:
 #
 #   POST /v1/ready                report_ready()                 then heartbeats start
 #   POST /v1/health               the heartbeat Timer, every heartbeat_interval seconds

@@ -1,4 +1,4 @@
-// A dependency-free client for the edgegap-sidecar local API (SPEC §7), for Node 20+ game
+// A dependency-free client for the edgegap-sidecar local API (README, *Local API*), for Node 20+ game
 // servers. It uses the built-in fetch; copy this one file into your project.
 //
 //   import { SidecarClient } from "./sidecar-client.mjs";

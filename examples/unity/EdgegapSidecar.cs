@@ -1,6 +1,6 @@
 // Compiled in this repository's CI with mono-mcs against stand-ins of the few UnityEngine types
 // it uses (tests/unity/), so it cannot rot; it runs only inside Unity (UnityEngine.Networking).
-// Written against Unity 2021.3+ and the edgegap-sidecar local API (SPEC §7):
+// Written against Unity 2021.3+ and the edgegap-sidecar local API (README, *Local API*):
 //
 //   POST /v1/ready                 ReportReady()
 //   POST /v1/health                the heartbeat loop started by ReportReady()

@@ -1,4 +1,4 @@
-// Unreal Engine 5 game-instance subsystem for the edgegap-sidecar local API (SPEC §7), with
+// Unreal Engine 5 game-instance subsystem for the edgegap-sidecar local API (README, *Local API*), with
 // Unreal's own HTTP module (FHttpModule). Not compiled in this repository's CI: it needs the
 // engine. Add both files to your server module and "HTTP" and "Json" to its
 // PublicDependencyModuleNames (Build.cs).

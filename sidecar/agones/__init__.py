@@ -1,4 +1,5 @@
-"""The Agones SDK compatibility facade (SPEC §10): a second API adapter over the lifecycle.
+"""The Agones SDK compatibility facade (SPEC §10, §10.1): a second API adapter over the
+lifecycle, over REST and gRPC.
 
     wire.py        proto-JSON as Agones' gateway speaks it: int64 as strings, request fields,
                    `{"code", "message", "details"}` errors, the client-streamed health body
@@ -11,6 +12,9 @@
     sdk.py         the transport-independent core: the SDK's calls and the watch fan-out
     watch.py       REST's GET /watch/gameserver: NDJSON and WebSocket framing of the core's watch
     app.py         the REST transport: aiohttp routes over sdk.py, start and close
+    grpc_wire.py   the proto3 binary format of the SDK's gRPC messages, by hand (proto/: the
+                   Agones .proto files the descriptions were written from)
+    grpc_server.py the gRPC transport (SPEC §10.1): grpclib services over sdk.py, start and close
 
 Only `manifest` is imported outside a running facade (config.py parses the variable with it),
 so this file imports nothing.

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import errno
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sidecar.access_log import AccessLog, error_of
 from sidecar.agones import wire
 from sidecar.agones.counters import LIST_FIELDS, Counter, ListState, Refused
 from sidecar.agones.gameserver import FacadeOptions
@@ -67,6 +69,8 @@ class AgonesFacade:
         self.port: int | None = None
         self.body_timeout = body_timeout
         self._runner: web.AppRunner | None = None
+        # Every SDK call the game makes, as Agones' local mode logs them (SPEC §13).
+        self.access_log = AccessLog(logging.getLogger("sidecar.agones.access"))
 
     @classmethod
     def from_settings(
@@ -161,13 +165,33 @@ class AgonesFacade:
         return app
 
     def _guarded(self, handler: Handler) -> Handler:
+        access = self.access_log
+
         async def guarded(request: web.Request) -> web.StreamResponse:
+            # Timed only when every call is logged (DEBUG): the default level reads no clock.
+            started = time.perf_counter() if access.enabled_for_all() else None
             try:
                 response = await handler(request)
             except AgonesError as exc:
                 response = _error(exc)
             except Refused as exc:
                 response = _error(wire.refused(str(exc)))
+            status = response.status
+            if status >= 400 or started is not None:
+                body = response.body if isinstance(response, web.Response) else None
+                code, message = error_of(body)
+                took = None if started is None else time.perf_counter() - started
+                # A refused SDK call is 500 with code 2 (Agones' own answer): the game's
+                # developer wants to see it as much as a 4xx.
+                access.record(
+                    request.method,
+                    request.path,
+                    status,
+                    took,
+                    code,
+                    message,
+                    refused=code == "2",
+                )
             return response
 
         return guarded

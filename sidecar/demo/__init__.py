@@ -9,7 +9,9 @@ The scenario, in order; a failure names the step it happened in:
     4. play a match with the example's UDP bots against the game port: the game ends the match,
        the sidecar drains, self-stops with `container_log_storage=true`, and the emulator walks
        the deployment to Status.TERMINATED;
-    5. read the stored container logs and print their tail, from the `sidecar.stop` record on.
+    5. read the stored container logs and print their tail, from the `sidecar.stop` record on;
+    6. with `--keep`, leave the emulator up until Ctrl-C, to look at it on its dashboard (its
+       URL, `/_emulator/ui#token=…`, is printed at step 1).
 
 The timeline is printed as it happens, stamped relative to the start. Everything listens on
 127.0.0.1, on ports picked at run time, so the demo runs beside anything already listening.

@@ -20,6 +20,8 @@ class DemoOptions:
     # The Agones-only example game under SIDECAR_AGONES=true (SPEC §10) instead of the one that
     # uses the sidecar's own API.
     agones: bool = False
+    # Leave the emulator (and its dashboard) up after the match, until Ctrl-C or SIGTERM.
+    keep: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="deploy the example game that uses only the Agones SDK API (SIDECAR_AGONES=true)",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the emulator and its dashboard up after the match, until Ctrl-C",
+    )
 
 
 def options_from_args(ns: argparse.Namespace) -> DemoOptions:
@@ -50,6 +57,7 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         timeout=_timeout(getattr(ns, "timeout", "60")),
         quiet=bool(getattr(ns, "quiet", False)),
         agones=bool(getattr(ns, "agones", False)),
+        keep=bool(getattr(ns, "keep", False)),
     )
 
 

@@ -113,6 +113,7 @@ class Demo:
         self.sidecar_status: dict[str, Any] = {}
         self.bots_outcome: dict[str, Any] | None = None
         self.expected_reason = "match_ended"
+        self._deadline: asyncio.Timeout | None = None
 
     async def run(self) -> DemoSummary:
         """The whole scenario under the --timeout cap; every failure is a DemoError.
@@ -145,7 +146,7 @@ class Demo:
                 loop.remove_signal_handler(signal.SIGTERM)
 
     async def _run_capped(self) -> DemoSummary:
-        deadline = asyncio.timeout(self.options.timeout)
+        deadline = self._deadline = asyncio.timeout(self.options.timeout)
         try:
             async with deadline:
                 return await self._run()
@@ -182,15 +183,46 @@ class Demo:
         )
         async with EmulatorServer(options) as emulator, aiohttp.ClientSession() as session:
             self.timeline.event("emulator", f"Edgegap API emulator on {emulator.url}")
+            # The token is this run's own, made up above: showing it exposes nothing else.
+            dashboard = f"{emulator.url}/_emulator/ui#token={options.api_token}"
+            self.timeline.event("emulator", f"dashboard: {dashboard}")
             self.timeline.event(
                 "emulator",
                 f"app {APP_NAME}: {'SIDECAR_AGONES=true ' if game.agones else ''}"
                 f"edgegap-sidecar run -- python {game.server.parent.name}/{game.server.name}",
             )
             try:
-                return await self._play(emulator, session, game, run_bots)
+                summary = await self._play(emulator, session, game, run_bots)
             finally:
                 await self._stop_watchers()
+            if self.options.keep:
+                await self._keep_up(dashboard)
+            return summary
+
+    async def _keep_up(self, dashboard: str) -> None:
+        """--keep: the emulator stays up, past --timeout, until SIGINT or SIGTERM, so the
+        finished deployment can be looked at on the dashboard; then the demo ends as usual."""
+        self.step = "keeping the emulator up (--keep)"
+        if self._deadline is not None:
+            self._deadline.reschedule(None)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        handled: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.set)
+                handled.append(signum)
+        # Printed even with --quiet: it is the reason the command has not returned.
+        print(
+            f"edgegap-sidecar demo: done; the emulator stays up (--keep): {dashboard} "
+            "- Ctrl-C to end it",
+            flush=True,
+        )
+        try:
+            await stop.wait()
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
 
     async def _play(
         self,

@@ -22,6 +22,7 @@ Modules, one responsibility each:
     ratelimit.py    the reference's rate limits
     webhooks.py     the ready / error / terminated webhook posts
     processes.py    one run of a backing process: spawn, capture, SIGTERM/SIGKILL
+    guardian.py     the helper that owns a backed process tree, so nothing outlives us
     store.py        deployment records, their tags, ids and tokens (data and its invariants)
     filters.py      which deployments a bulk-stop filter or a list query selects
     views.py        the reference's JSON shapes
@@ -29,6 +30,7 @@ Modules, one responsibility each:
     metrics.py      psutil samples and the metrics JSON
     faults.py       the injected-fault queue
     recorder.py     the request log
+    console.py      the console: a line per deployment event (text or JSON), --follow
     auth.py         management and raw-token checks
     fleets.py       fleets, policies and version links (stored resources)
     locations.py    the location catalogue

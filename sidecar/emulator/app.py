@@ -8,7 +8,8 @@ Every platform call passes, in order:
               and a bug into a logged 500 (the top-level guard of one request)
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
-              wrong token → 401)
+              wrong token → 401); with `api_token`, the control API needs it too (but
+              `GET /_emulator/health`)
     limits    with `rate_limits`, the reference's limits (ratelimit.py): 429 + Retry-After
     faults    plays back an injected fault for the call's route: after auth, so a call the
               platform would refuse (a wrong delete token) neither meets nor uses up a fault
@@ -32,7 +33,7 @@ from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
-from sidecar.emulator.routes import add_platform_routes, control
+from sidecar.emulator.routes import add_platform_routes, control, dashboard
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
 from sidecar.emulator.wire import PlatformError, error_response
@@ -70,6 +71,7 @@ def create_app(options: EmulatorOptions) -> web.Application:
     app.cleanup_ctx.append(_manager_context)
     add_platform_routes(app)
     control.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 
@@ -146,10 +148,20 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     name = request.match_info.route.name
-    # Unnamed routes are aiohttp's 404/405 answers; control routes need no auth by design.
-    if name is None or name.startswith("control_"):
-        return await handler(request)
+    api_token = state_of(request).options.api_token
     header = request.headers.get("authorization")
+    # Unnamed routes are aiohttp's 404/405 answers. The control API hands out every
+    # deployment's delete token (`/env`) and takes faults: with `api_token` it needs it too,
+    # except the readiness probe, which carries no secret; without one it stays open (the
+    # emulator then listens on loopback only: options.py). The dashboard's page and files
+    # carry no secret and are what a browser navigates to, without headers (dashboard.py).
+    if name is None or name == "control_health" or name in dashboard.OPEN_ROUTES:
+        return await handler(request)
+    if name.startswith("control_"):
+        problem = None if api_token is None else management_error(header, api_token)
+        if problem is not None:
+            raise PlatformError(401, problem)
+        return await handler(request)
     request[AUTHORIZED_KEY] = False
     if name in _RAW_TOKEN_ROUTES:
         segment, attribute, token = _RAW_TOKEN_ROUTES[name]
@@ -161,7 +173,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not raw_token_matches(header, getattr(deployment, token)):
             raise PlatformError(401, "Unauthorized")
     else:
-        problem = management_error(header, state_of(request).options.api_token)
+        problem = management_error(header, api_token)
         if problem is not None:
             raise PlatformError(401, problem)
     request[AUTHORIZED_KEY] = True

@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import Callable
 
-from sidecar.emulator.network import DeploymentNetwork
+from sidecar.emulator.network import DeploymentNetwork, Isolation
 from sidecar.emulator.processes import BackedProcess, exit_description
 from sidecar.emulator.store import Deployment
 
@@ -33,11 +32,13 @@ class BackedRun:
         network: DeploymentNetwork,
         restart_delay: float,
         on_start: Callable[[Deployment, BackedProcess], None],
+        on_output: Callable[[Deployment, bytes], None] | None = None,
     ) -> None:
         self.deployment = deployment
         self._network = network
         self._restart_delay = restart_delay
         self._on_start = on_start
+        self._on_output = on_output
         # The current run of the process; None once it ended for good (or never started).
         self.process: BackedProcess | None = None
 
@@ -47,18 +48,28 @@ class BackedRun:
         deployment = self.deployment
         assert deployment.command is not None
         logs = deployment.logs
+        follow = self._on_output
 
         def on_output(chunk: bytes) -> None:
             deployment.remember_output(chunk)
             if logs is not None:
                 logs.extend(chunk)
+            if follow is not None:
+                follow(deployment, chunk)
 
         prefix, pass_fds = self._network.command_prefix()
         try:
             # The process sees the emulator's own environment plus what the platform injects.
             env = {**os.environ, **deployment.env}
             process = await BackedProcess.start(
-                deployment.command, env, on_output, prefix=prefix, pass_fds=pass_fds
+                deployment.command,
+                env,
+                on_output,
+                prefix=prefix,
+                pass_fds=pass_fds,
+                # Where namespaces are available (root), a PID namespace too: the kernel then
+                # guarantees that nothing of the tree outlives its guardian.
+                pid_namespace=self._network.isolation is Isolation.NETNS,
             )
         except OSError as exc:
             deployment.error_detail = f"Container failed to start: {exc}"
@@ -103,7 +114,7 @@ class BackedRun:
         """The process ended during the readiness check: restart it (None) when the policy and
         the time left allow, else say why the deployment is in ERROR."""
         code = await process.wait()
-        process.signal_group(signal.SIGKILL)
+        process.kill_leftovers()
         self.process = None
         self._record_exit(process, code)
         exit_code, _ = exit_description(code)
@@ -136,7 +147,7 @@ class BackedRun:
                 return  # stop requested: terminate() ends the process
             code = exited.result()
             # Leftovers of the group (daemonised helpers) die with the "container".
-            process.signal_group(signal.SIGKILL)
+            process.kill_leftovers()
             if stop.is_set():
                 return
             self._record_exit(process, code)

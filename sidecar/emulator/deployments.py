@@ -22,6 +22,9 @@ and finally TERMINATING → TERMINATED.
 Stops follow the platform's rules: accepted at once when READY or ERROR, deferred until one of
 them is reached otherwise; the first stop's `container_log_storage` choice decides, at
 TERMINATED, whether the logs survive (storage.py).
+
+Every event it decides (created, each status with its why, each stop call, each restart) goes
+to the console (console.py) when `run_emulator` gave it one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sidecar.emulator.backed import BackedRun
+from sidecar.emulator.console import Console
 from sidecar.emulator.environment import GAME_PORT_NAME, build_env, external_port, pick_free_port
 from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.locations import deployment_location, full_cities, placement
@@ -117,6 +121,8 @@ class DeploymentManager:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._webhooks = Webhooks()
+        # Set by run_emulator: one line per deployment event (console.py); None in-process.
+        self.console: Console | None = None
 
     async def start(self) -> None:
         if self._options.apps:
@@ -191,6 +197,7 @@ class DeploymentManager:
             ports=ports,
             location=deployment_location(index),
             created_at=now,
+            history_times=[now],
             user_env=dict(request.env_vars),
             app=app,
             webhooks=dict(request.webhooks),
@@ -206,6 +213,15 @@ class DeploymentManager:
         self._store.add(deployment)
         if network is not None:
             self._networks[deployment.request_id] = network
+        kind = "simulated" if network is None else f"backed ({network.isolation} isolation)"
+        self._say(
+            deployment,
+            "created",
+            f"{deployment.app_name} {deployment.app_version}, {kind}",
+            app=deployment.app_name,
+            version=deployment.app_version,
+            backed=network is not None,
+        )
         self.launch(deployment, base_url)
         return deployment
 
@@ -233,12 +249,41 @@ class DeploymentManager:
         deployment.last_status = deployment.status
         deployment.status = status
         deployment.history.append(status)
+        deployment.history_times.append(utcnow())
+        why = self._why(deployment, status)
+        self._say(
+            deployment, "status", f"{status}: {why}" if why else str(status), status=str(status)
+        )
         # Wake every waiter, then arm a fresh event for the next change.
         self._changed.set()
         self._changed = asyncio.Event()
         event = {Status.READY: "ready", Status.ERROR: "error", Status.TERMINATED: "terminated"}
         if status in event:
             self._fire_webhook(deployment, event[status])
+
+    def _say(self, deployment: Deployment, event: str, message: str, **fields: Any) -> None:
+        if self.console is not None:
+            self.console.event(deployment, event, message, **fields)
+
+    def _why(self, deployment: Deployment, status: Status) -> str:
+        """What the console says with a status: why READY or ERROR, why it ended."""
+        if status is Status.READY:
+            if deployment.command is None:
+                return "simulated (no process to check)"
+            checked = [
+                f"{name} {port.protocol} {port.internal} at {deployment.public_ip}:{port.external}"
+                for name, port in deployment.ports.items()
+                if port.to_check
+            ]
+            return "listening on " + ", ".join(checked) if checked else "no port to check"
+        if status is Status.ERROR:
+            return deployment.error_detail
+        if status is Status.TERMINATING:
+            return deployment.end_reason
+        if status is Status.TERMINATED:
+            kept = "logs kept" if deployment.logs_kept else "logs discarded"
+            return f"{deployment.end_reason or 'stopped'}; {kept} ({deployment.logs_note})"
+        return ""
 
     def _fail(self, deployment: Deployment, detail: str) -> None:
         log.info("%s: %s", deployment.request_id, detail)
@@ -271,17 +316,38 @@ class DeploymentManager:
     ) -> StopOutcome:
         if deployment.terminated:
             return StopOutcome.GONE
-        if not deployment.stop_requested:
+        first = not deployment.stop_requested
+        if first:
             # The first stop decides what happens to the logs; a later one cannot undo it.
             deployment.stop_requested = True
             deployment.stop_logs = choice or LogChoice()
             deployment.end_reason = f"stopped by {by}"
+        outcome = self._stop_outcome(deployment)
+        note = (
+            deployment.stop_logs.note
+            if first and deployment.stop_logs
+            else "the first stop's log choice stands"
+        )
+        self._say(
+            deployment,
+            "stop",
+            f"{by}: {outcome.value}; {note}",
+            by=by,
+            outcome=outcome.value,
+            container_log_storage=None if choice is None else choice.keep,
+            storage=None if choice is None else choice.storage,
+        )
+        if outcome is StopOutcome.ACCEPTED:
+            self._begin_terminating(deployment)
+        elif outcome is StopOutcome.DEFERRED:
+            deployment.stop_pending = True
+        return outcome
+
+    def _stop_outcome(self, deployment: Deployment) -> StopOutcome:
         if deployment.status is Status.TERMINATING or deployment.stop_pending:
             return StopOutcome.IN_PROGRESS
         if deployment.status in (Status.READY, Status.ERROR):
-            self._begin_terminating(deployment)
             return StopOutcome.ACCEPTED
-        deployment.stop_pending = True
         return StopOutcome.DEFERRED
 
     def _begin_terminating(self, deployment: Deployment) -> None:
@@ -344,7 +410,11 @@ class DeploymentManager:
             await stop.wait()
             return
         run = BackedRun(
-            deployment, network, self._options.restart_delay_seconds, self._start_sampling
+            deployment,
+            network,
+            self._options.restart_delay_seconds,
+            self._started,
+            self._follow,
         )
         self._runs[deployment.request_id] = run
         if not await run.start():
@@ -386,7 +456,21 @@ class DeploymentManager:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    def _start_sampling(self, deployment: Deployment, process: BackedProcess) -> None:
+    def _follow(self, deployment: Deployment, chunk: bytes) -> None:
+        if self.console is not None:
+            self.console.output(deployment, chunk)
+
+    def _started(self, deployment: Deployment, process: BackedProcess) -> None:
+        exit_record = deployment.exit
+        if exit_record.restart_count:
+            self._say(
+                deployment,
+                "restart",
+                f"restart {exit_record.restart_count} after exit code {exit_record.exit_code} "
+                f"({exit_record.message}, restart policy {deployment.app.restart_policy})",
+                restart_count=exit_record.restart_count,
+                exit_code=exit_record.exit_code,
+            )
         sampler = self._samplers.get(deployment.request_id)
         if sampler is not None:
             self._spawn(self._sample_loop(sampler, process), f"emulator-metrics-{process.pid}")

@@ -120,7 +120,7 @@ class EmulatorServer:
 
     async def env(self, request_id: str) -> dict[str, str]:
         result: dict[str, str] = await self._expect(
-            200, "GET", f"/_emulator/deployments/{request_id}/env", auth=False
+            200, "GET", f"/_emulator/deployments/{request_id}/env"
         )
         return result
 
@@ -162,7 +162,6 @@ class EmulatorServer:
                     200,
                     "GET",
                     f"/_emulator/deployments/{request_id}/wait",
-                    auth=False,
                     params={"status": status, "timeout": str(timeout)},
                 ),
                 timeout + 5.0,
@@ -191,7 +190,6 @@ class EmulatorServer:
             201,
             "POST",
             "/_emulator/faults",
-            auth=False,
             json={
                 "target": target,
                 "status": status,
@@ -205,7 +203,7 @@ class EmulatorServer:
         )
 
     async def clear_faults(self) -> None:
-        await self._expect(200, "DELETE", "/_emulator/faults", auth=False)
+        await self._expect(200, "DELETE", "/_emulator/faults")
 
     async def requests(
         self, path_contains: str | None = None, method: str | None = None
@@ -215,6 +213,6 @@ class EmulatorServer:
             for key, value in (("path_contains", path_contains), ("method", method))
             if value is not None
         }
-        result = await self._expect(200, "GET", "/_emulator/requests", auth=False, params=params)
+        result = await self._expect(200, "GET", "/_emulator/requests", params=params)
         entries: list[dict[str, Any]] = result["requests"]
         return entries

@@ -122,8 +122,9 @@ def spawn_prefix(fd: int) -> list[str]:
 
 def unavailable() -> str | None:
     """None when this process may isolate deployments in namespaces, else the reason."""
-    if shutil.which("nsenter") is None:
-        return "nsenter (util-linux) is not installed"
+    for tool in ("nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"{tool} (util-linux) is not installed"
     try:
         os.close(create_namespace())
     except OSError as exc:

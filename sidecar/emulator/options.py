@@ -12,9 +12,11 @@ import argparse
 import dataclasses
 import math
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sidecar.addresses import is_loopback
 from sidecar.emulator.apps import (
     DEFAULT_TIME_TO_DEPLOY,
     RESTART_POLICIES,
@@ -24,6 +26,7 @@ from sidecar.emulator.apps import (
     RestartPolicy,
     read_app_version,
 )
+from sidecar.emulator.console import LOG_FORMATS, LogFormat
 from sidecar.emulator.faults import FaultSpec
 from sidecar.errors import UsageError
 
@@ -35,6 +38,8 @@ _APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 STORAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FAULT = re.compile(r"^(\d{3})(?:x(\d+))?$")
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)(?:x(\d+))?$")
+# Shorter is neither a secret nor something redaction can hide without mangling logs (SPEC §11).
+MIN_API_TOKEN_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,10 @@ class EmulatorOptions:
     location_capacity: int | None = None
     # Where `run_emulator` writes its base URL once it listens (for `--port 0` in scripts).
     url_file: str | None = None
+    # The console of `run_emulator` (console.py): its format, and every backed deployment's
+    # output there too, prefixed by its request id (`--follow`).
+    log_format: LogFormat = "text"
+    follow: bool = False
 
     def app_version(self, app_name: str) -> AppVersion:
         """What deployments of `app_name` run as: the defaults, its file, then its flags."""
@@ -209,6 +218,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show authorization headers as sent in /_emulator/requests (default: redacted)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        metavar="text|json",
+        help="the console's lines, one per deployment event: text (default) or json (one "
+        "object per line)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="also print every backed deployment's output live, each line prefixed by its "
+        "request id",
+    )
+    parser.add_argument(
         "--self-stop-fault",
         action="append",
         default=[],
@@ -235,13 +257,12 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
     retry_after = _optional_text(ns, "self_stop_retry_after")
     faults = [_status_fault(text, retry_after) for text in getattr(ns, "self_stop_fault", [])]
     faults += [_delay_fault(text) for text in getattr(ns, "self_stop_delay", [])]
-    api_token = _optional_text(ns, "api_token")
-    if api_token is not None and not api_token.strip():
-        raise UsageError("--api-token: expected a non-empty token")
+    api_token = _api_token(_optional_text(ns, "api_token"))
     default_policy, per_app_policies = _restart_policies(getattr(ns, "restart_policy", []))
     host = str(getattr(ns, "host", "127.0.0.1")).strip()
     if not host:
         raise UsageError("--host: expected an address such as 127.0.0.1")
+    check_listen_address(host, api_token)
     return EmulatorOptions(
         host=host,
         port=_port("--port", getattr(ns, "port", "9000")),
@@ -266,7 +287,41 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         show_tokens=bool(getattr(ns, "show_tokens", False)),
         rate_limits=bool(getattr(ns, "rate_limits", False)),
         url_file=_optional_text(ns, "url_file"),
+        log_format=_log_format(getattr(ns, "log_format", "text")),
+        follow=bool(getattr(ns, "follow", False)),
     )
+
+
+def check_listen_address(host: str, api_token: str | None) -> None:
+    """Refuse (UsageError) to serve beyond loopback without `--api-token`: the control API
+    would hand every deployment's delete token to the network. A name counts by every
+    address it resolves to."""
+    if api_token is not None:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"--host: cannot resolve {host!r}: {exc}") from None
+    exposed = sorted(str(address) for address in addresses if not is_loopback(str(address)))
+    if exposed:
+        raise UsageError(
+            f"--host {host}: listens beyond loopback ({', '.join(exposed)}), where anyone could "
+            "read every deployment's delete token from /_emulator/; give --api-token TOKEN "
+            f"(at least {MIN_API_TOKEN_LENGTH} characters), or listen on 127.0.0.1"
+        )
+
+
+def _api_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    printable = token.isascii() and token.isprintable() and token == token.strip()
+    if len(token) < MIN_API_TOKEN_LENGTH or not printable:
+        # The token itself is never echoed: it may be a real one, mistyped.
+        raise UsageError(
+            f"--api-token: expected at least {MIN_API_TOKEN_LENGTH} printable ASCII characters, "
+            f"without surrounding spaces (got {len(token)} characters)"
+        )
+    return token
 
 
 def _optional_text(ns: argparse.Namespace, name: str) -> str | None:
@@ -358,6 +413,14 @@ def _isolation(value: object) -> IsolationChoice:
         if text == choice:
             return choice
     raise UsageError(f"--isolation: expected auto, netns or ports, got {text!r}")
+
+
+def _log_format(value: object) -> LogFormat:
+    text = str(value).strip().lower()
+    for choice in LOG_FORMATS:
+        if text == choice:
+            return choice
+    raise UsageError(f"--log-format: expected text or json, got {value!r}")
 
 
 def _capacity(value: object) -> int | None:

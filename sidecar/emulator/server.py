@@ -19,14 +19,18 @@ from aiohttp import web
 
 from sidecar.addresses import url_host
 from sidecar.emulator.app import create_app
-from sidecar.emulator.options import EmulatorOptions
+from sidecar.emulator.console import Console
+from sidecar.emulator.options import EmulatorOptions, check_listen_address
 from sidecar.emulator.state import STATE_KEY
 from sidecar.errors import StartupError
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve `app` on host:port; returns the runner and the base URL actually bound."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    check_listen_address(host, app[STATE_KEY].options.api_token)
+    # handler_cancellation: a caller that goes away ends its long-poll or proxied SSE stream
+    # at once, instead of holding its upstream connection until the next event.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -63,12 +67,19 @@ async def run_emulator(options: EmulatorOptions) -> None:
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     url_file = Path(options.url_file) if options.url_file else None
+    console = Console(options.log_format, follow=options.follow, secrets=[options.api_token])
     try:
         if runner.app is not None:
             manager = runner.app[STATE_KEY].manager
-            print(f"isolation: {manager.isolation} ({manager.isolation_note})", flush=True)
-        # Last, and ending with the URL: scripts wait for this line and take its last word.
-        print(f"Edgegap emulator listening on {base_url}", flush=True)
+            manager.console = console
+            console.notice(
+                "isolation",
+                f"isolation: {manager.isolation} ({manager.isolation_note})",
+                isolation=str(manager.isolation),
+            )
+        # Last, and ending with the URL: scripts wait for this line and take its last word
+        # (in json, its `url`).
+        console.notice("listening", f"Edgegap emulator listening on {base_url}", url=base_url)
         if url_file is not None:
             _write_atomically(url_file, base_url + "\n")
         await stop.wait()

@@ -7,6 +7,7 @@ and the control routes alike (unknown → 404 in the platform's shape).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -30,6 +31,8 @@ class EmulatorState:
     fleets: FleetStore = field(default_factory=FleetStore)
     requests: RequestLog = field(default_factory=RequestLog)
     limits: RateLimiter = field(default_factory=RateLimiter)
+    # The upstream connections of /_emulator/deployments/{id}/sidecar/ calls in flight.
+    proxied: set[asyncio.StreamWriter] = field(default_factory=set)
     # Set by the server once the port is bound; the base of ARBITRIUM_DELETE_URL. Until then
     # (e.g. under aiohttp's TestServer) the deploy request's own origin is used.
     base_url: str | None = None

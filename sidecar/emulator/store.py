@@ -113,6 +113,8 @@ class Deployment:
     last_status: Status | None = None
     # Every status reached, in order, so a waiter cannot miss a short-lived one.
     history: list[Status] = field(default_factory=lambda: [Status.INITIALIZING])
+    # When each of `history` was reached (same order), for the dashboard's timeline.
+    history_times: list[datetime] = field(default_factory=lambda: [utcnow()])
     removal_time: datetime | None = None
     error_detail: str = ""
     # A stop that arrived before READY; carried out when READY is reached.

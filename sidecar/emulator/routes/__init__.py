@@ -11,6 +11,8 @@ what faults target (`/_emulator/faults` `target`), so they are part of the contr
     fleets.py       fleets, policies, version links
     locations.py    locations
     control.py      /_emulator/: faults, request log, deployment internals
+    sidecar_proxy.py  /_emulator/deployments/{id}/sidecar/: a deployment's local API
+    dashboard.py    /_emulator/ui (GET / redirects there): the dashboard page, its timeline
 """
 
 from __future__ import annotations

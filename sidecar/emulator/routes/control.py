@@ -1,5 +1,7 @@
 """The control API under `/_emulator/`: fault injection, the request log and deployment
-internals, for tests and users' CI. It needs no authentication and its calls are not logged.
+internals, for tests and users' CI. Its calls are not logged. With `--api-token` every route but
+`GET /_emulator/health` needs `authorization: token <TOKEN>` (the routes hand out delete tokens
+and take faults); without one they are open, and the emulator only listens on loopback.
 
     GET    /_emulator/health                       the readiness probe: 200 once serving, with
                                                    {status, url, isolation, isolation_note,
@@ -43,6 +45,10 @@ internals, for tests and users' CI. It needs no authentication and its calls are
                                                    that deployment, as a flat JSON object
     GET    /_emulator/deployments/{request_id}/logs the raw captured stdout+stderr bytes
                                                    (404 once discarded by the stop)
+    GET    /_emulator/deployments/{request_id}/sidecar/{path}
+                                                   that deployment's local API (its sidecar),
+                                                   inside its isolation; streams (SSE too);
+                                                   404 when it has none (sidecar_proxy.py)
     GET    /_emulator/deployments/{request_id}/wait?status=Status.READY&timeout=10
                                                    long-poll: 200 with the status body once
                                                    the deployment has reached that status
@@ -61,6 +67,7 @@ from aiohttp import web
 from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.models import FaultBody
+from sidecar.emulator.routes import sidecar_proxy
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, Status
 from sidecar.emulator.views import crash_data_view, status_view
@@ -265,3 +272,5 @@ def add_routes(app: web.Application) -> None:
     router.add_get(deployment + "/env", deployment_env, name="control_env")
     router.add_get(deployment + "/logs", deployment_logs, name="control_logs")
     router.add_get(deployment + "/wait", wait_for_status, name="control_wait")
+    router.add_get(deployment + "/sidecar/{path:.*}", sidecar_proxy.proxy, name="control_sidecar")
+    app.on_shutdown.append(sidecar_proxy.close_proxied)
