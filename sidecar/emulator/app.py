@@ -33,7 +33,7 @@ from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
-from sidecar.emulator.routes import add_platform_routes, control
+from sidecar.emulator.routes import add_platform_routes, control, matches, results
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
 from sidecar.emulator.wire import PlatformError, error_response
@@ -48,6 +48,10 @@ _RAW_TOKEN_ROUTES = {
     "self_stop": ("access_point_id", "access_point_id", "delete_token"),
     "context": ("number", "context_number", "context_token"),
 }
+
+# Routes open to any caller: the readiness probe (no secret), and the result sink, which takes
+# the sidecar's own `Bearer` token as a studio's backend would (routes/results.py).
+_OPEN_ROUTES = {"control_health", "result_sink"}
 
 
 def create_app(options: EmulatorOptions) -> web.Application:
@@ -71,6 +75,8 @@ def create_app(options: EmulatorOptions) -> web.Application:
     app.cleanup_ctx.append(_manager_context)
     add_platform_routes(app)
     control.add_routes(app)
+    matches.add_routes(app)
+    results.add_routes(app)
     return app
 
 
@@ -153,7 +159,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     # deployment's delete token (`/env`) and takes faults: with `api_token` it needs it too,
     # except the readiness probe, which carries no secret; without one it stays open (the
     # emulator then listens on loopback only: options.py).
-    if name is None or name == "control_health":
+    if name is None or name in _OPEN_ROUTES:
         return await handler(request)
     if name.startswith("control_"):
         problem = None if api_token is None else management_error(header, api_token)
