@@ -416,3 +416,49 @@ def test_the_routes_are_documented() -> None:
         path = route.resource.canonical if route.resource is not None else ""
         if route.method != "HEAD" and path.startswith(("/_emulator/matches", "/_emulator/results")):
             assert f"{route.method} {path}" in doc
+
+
+class TestDemoMatch:
+    @pytest.mark.timeout(60)
+    def test_one_player_never_shows_up(self) -> None:
+        """`demo --match`: a match of 3 tickets through POST /_emulator/matches, two players
+        arrive with their tickets, the third never does: the sidecar stops it for no_show and
+        the stored stop record names the missing ticket."""
+        import os
+        import subprocess
+
+        from sidecar.config import without_sidecar_variables
+
+        result = subprocess.run(
+            [sys.executable, "-m", "sidecar", "demo", "--match", "--players", "3"],
+            cwd=ROOT,
+            env=without_sidecar_variables(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "a match of 3 tickets, one never shows up" in result.stdout
+        assert "POST /_emulator/matches -> request_id" in result.stdout
+        assert result.stdout.count(" arrived with ticket ") == 2
+        assert "stopped itself (no_show)" in result.stdout
+        (record,) = [
+            json.loads(line.removeprefix("  | "))
+            for line in result.stdout.splitlines()
+            if line.startswith("  | {") and '"sidecar.stop"' in line
+        ]
+        assert record["reason"] == "no_show"
+        assert record["match"]["expected"] == 3
+        assert record["match"]["arrived"] == 2
+        assert len(record["match"]["missing"]) == 1
+
+    def test_match_and_agones_are_exclusive(self) -> None:
+        from sidecar.demo import add_arguments as demo_arguments
+        from sidecar.demo import options_from_args as demo_options
+
+        parser = argparse.ArgumentParser()
+        demo_arguments(parser)
+        assert demo_options(parser.parse_args(["--match"])).match is True
+        with pytest.raises(UsageError, match="--agones"):
+            demo_options(parser.parse_args(["--match", "--agones"]))

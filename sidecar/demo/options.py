@@ -20,6 +20,9 @@ class DemoOptions:
     # The Agones-only example game under SIDECAR_AGONES=true (SPEC §10) instead of the one that
     # uses the sidecar's own API.
     agones: bool = False
+    # A matchmaker match (POST /_emulator/matches) where one player never shows up: the
+    # sidecar stops it for no_show (SPEC §12) instead of the bots playing a match.
+    match: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="deploy the example game that uses only the Agones SDK API (SIDECAR_AGONES=true)",
     )
+    parser.add_argument(
+        "--match",
+        action="store_true",
+        help="a matchmaker match of --players tickets where one player never shows up: the "
+        "sidecar stops it for no_show (SIDECAR_MATCH_QUORUM=all)",
+    )
 
 
 def options_from_args(ns: argparse.Namespace) -> DemoOptions:
@@ -49,8 +58,16 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         rounds=_count("--rounds", getattr(ns, "rounds", "3"), 100),
         timeout=_timeout(getattr(ns, "timeout", "60")),
         quiet=bool(getattr(ns, "quiet", False)),
-        agones=bool(getattr(ns, "agones", False)),
+        agones=_agones_or_match(ns),
+        match=bool(getattr(ns, "match", False)),
     )
+
+
+def _agones_or_match(ns: argparse.Namespace) -> bool:
+    agones = bool(getattr(ns, "agones", False))
+    if agones and getattr(ns, "match", False):
+        raise UsageError("--match runs the example game of the sidecar's own API: drop --agones")
+    return agones
 
 
 def _count(flag: str, value: object, maximum: int) -> int:
