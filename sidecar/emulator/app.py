@@ -9,7 +9,8 @@ Every platform call passes, in order:
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
               wrong token → 401); with `api_token`, the control API needs it too (but
-              `GET /_emulator/health`)
+              `GET /_emulator/health`, and `POST /_emulator/results`: the result sink takes
+              the sidecar's own bearer token)
     limits    with `rate_limits`, the reference's limits (ratelimit.py): 429 + Retry-After
     faults    plays back an injected fault for the call's route: after auth, so a call the
               platform would refuse (a wrong delete token) neither meets nor uses up a fault
