@@ -462,3 +462,52 @@ class TestDemoMatch:
         assert demo_options(parser.parse_args(["--match"])).match is True
         with pytest.raises(UsageError, match="--agones"):
             demo_options(parser.parse_args(["--match", "--agones"]))
+
+
+# A game that delivers a result itself, to the origin of its ARBITRIUM_DELETE_URL, as a sidecar
+# with SIDECAR_RESULT_URL=<that origin>/_emulator/results would.
+DELIVER = """
+import json, os, time, urllib.parse, urllib.request
+origin = urllib.parse.urlsplit(os.environ["ARBITRIUM_DELETE_URL"])
+rid = os.environ["ARBITRIUM_REQUEST_ID"]
+body = {"request_id": rid, "match_id": os.environ["MM_MATCH_ID"], "reason": "match_ended",
+        "detail": None, "result": None, "players_peak": 0, "arrived": 0,
+        "started_at": None, "ended_at": "2026-03-02T10:09:00Z"}
+request = urllib.request.Request(
+    f"{origin.scheme}://{origin.netloc}/_emulator/results", data=json.dumps(body).encode(),
+    headers={"Content-Type": "application/json", "Authorization": "Bearer from-inside",
+             "Idempotency-Key": rid + ":" + os.environ["MM_MATCH_ID"]})
+print("DELIVERED", urllib.request.urlopen(request, timeout=5).status, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_deployment_reaches_the_sink_in_its_isolation(tmp_path: Path) -> None:
+    """The sink answers inside a backed deployment at the emulator's own origin (a network
+    namespace where available), as ARBITRIUM_DELETE_URL does."""
+    script = tmp_path / "deliver.py"
+    script.write_text(DELIVER)
+    options = EmulatorOptions(
+        port=0,
+        status_step_seconds=0.0,
+        isolation="auto",
+        game_port_check=False,
+        result_sink=True,
+        apps={"game": f"{sys.executable} {script}"},
+    )
+    async with EmulatorServer(options) as emu:
+        status, body = await emu.call(
+            "POST", "/_emulator/matches", json={"app": "game", "tickets": [{}]}
+        )
+        assert status == 201, body
+        results: list[dict[str, Any]] = []
+        async with asyncio.timeout(30):
+            while not results:
+                results = (await emu.call("GET", "/_emulator/results"))[1]["results"]
+                await asyncio.sleep(0.1)
+        (entry,) = results
+        assert entry["body"]["request_id"] == body["request_id"]
+        assert entry["body"]["match_id"] == body["match_id"]
+        assert entry["problems"] == []
+        assert entry["authorization"] == "Bearer <redacted>"
