@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -73,6 +74,21 @@ class TestUnityPackageLayout:
         assert asmdef["name"] == "Edgegap.Sidecar"
         # Unity imports Samples~ only on request; the sample must not be in Runtime.
         assert SAMPLE.is_file()
+
+    def test_every_asset_has_a_meta_file(self) -> None:
+        """Unity ignores an asset without a .meta in an immutable package (a git URL install):
+        every file and folder outside Samples~ has one, with its own GUID."""
+        guids = []
+        for path in sorted(PACKAGE.rglob("*")):
+            relative = path.relative_to(PACKAGE)
+            if relative.parts[0] == "Samples~" or path.suffix == ".meta":
+                continue
+            meta = path.with_name(path.name + ".meta")
+            assert meta.is_file(), f"{relative} has no .meta"
+            guid = re.search(r"^guid: ([0-9a-f]{32})$", meta.read_text(), re.MULTILINE)
+            assert guid is not None, meta
+            guids.append(guid.group(1))
+        assert len(guids) == len(set(guids))
 
 
 class TestUnityPackageCompiles:
