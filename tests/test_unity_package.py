@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.client import SidecarClient
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from tests.test_examples import Harness
 
 PACKAGE = ROOT / "examples" / "unity" / "com.edgegap.sidecar"
@@ -185,4 +185,7 @@ class TestUnitySceneChange:
         runtime = [broken, *(path for path in RUNTIME if path != source)]
         out, client = play_scene_change(harness, tmp_path, runtime, scene_only=True)
         assert out["same_instance"] == ["False"]
-        assert client.status()["stop_reason"] == "unhealthy"
+        reason = wait_for(
+            lambda: client.status()["stop_reason"], what="the sidecar to decide a stop", timeout=10
+        )
+        assert reason == "unhealthy"

@@ -176,7 +176,13 @@ namespace Edgegap.Sidecar
             if (_instance != this) return;
             _instance = null;
             Application.quitting -= OnQuitting;
-            if (_eventsRequest != null) _eventsRequest.Abort();
+            // The events coroutine dies with this object, and its `using` with it: end the stream here.
+            if (_eventsRequest != null)
+            {
+                _eventsRequest.Abort();
+                _eventsRequest.Dispose();
+                _eventsRequest = null;
+            }
         }
 
         private static void OnQuitting() { _quitting = true; }

@@ -225,10 +225,11 @@ void UEdgegapSidecarSubsystem::StartHealthLoop()
 	FTimerManager& Timers = GetGameInstance()->GetTimerManager();
 	if (Timers.IsTimerActive(HeartbeatTimer)) return;
 	// The game instance's timer manager outlives every world: map travel does not stop it.
+	Send(TEXT("POST"), TEXT("/v1/health"), FString(), 1, FEdgegapSidecarDone());
 	Timers.SetTimer(HeartbeatTimer, FTimerDelegate::CreateWeakLambda(this, [this]()
 	{
 		Send(TEXT("POST"), TEXT("/v1/health"), FString(), 1, FEdgegapSidecarDone());
-	}), HeartbeatIntervalSeconds, true, 0.f);
+	}), HeartbeatIntervalSeconds, true);
 }
 
 void UEdgegapSidecarSubsystem::StopHealthLoop()
@@ -351,7 +352,7 @@ void UEdgegapSidecarSubsystem::OnEventBytes(const TArray<uint8>& Bytes)
 		if (Length > 0 && EventsBuffer[Length - 1] == '\r') --Length;
 		const FUTF8ToTCHAR Converted(reinterpret_cast<const ANSICHAR*>(EventsBuffer.GetData()), Length);
 		const FString Line(Converted.Length(), Converted.Get());
-		EventsBuffer.RemoveAt(0, Newline + 1, false);
+		EventsBuffer.RemoveAt(0, Newline + 1);
 
 		if (Line.IsEmpty())
 		{
