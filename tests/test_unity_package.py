@@ -110,7 +110,7 @@ class TestUnityPackageCompiles:
 
 
 def play_scene_change(
-    harness: Harness, tmp_path: Path, runtime: list[Path], *, scene_only: bool = False
+    harness: Harness, tmp_path: Path, runtime: list[Path], *, mode: str | None = None
 ) -> tuple[dict[str, list[str]], SidecarClient]:
     """Build the harness with these Runtime sources and run it against a fresh sidecar."""
     exe = tmp_path / "harness.exe"
@@ -123,7 +123,7 @@ def play_scene_change(
     port = client.base_url.rsplit(":", 1)[1]
     env = {"PATH": os.environ.get("PATH", ""), "SIDECAR_PORT": port, "HOME": str(tmp_path)}
     run = subprocess.run(
-        [mono, str(exe), "3", *(["scene-only"] if scene_only else [])],
+        [mono, str(exe), "3", *([mode] if mode else [])],
         env=env,
         capture_output=True,
         text=True,
@@ -183,9 +183,19 @@ class TestUnitySceneChange:
         broken = tmp_path / "EdgegapSidecar.cs"
         broken.write_text(text.replace("DontDestroyOnLoad(gameObject);", ""))
         runtime = [broken, *(path for path in RUNTIME if path != source)]
-        out, client = play_scene_change(harness, tmp_path, runtime, scene_only=True)
+        out, client = play_scene_change(harness, tmp_path, runtime, mode="scene-only")
         assert out["same_instance"] == ["False"]
         reason = wait_for(
             lambda: client.status()["stop_reason"], what="the sidecar to decide a stop", timeout=10
         )
         assert reason == "unhealthy"
+
+    def test_a_client_build_does_nothing(self, harness: Harness, tmp_path: Path) -> None:
+        """Not batch mode, not UNITY_SERVER: no object is created at start-up, calls answer
+        Skipped without a request, and no heartbeat runs."""
+        out, client = play_scene_change(harness, tmp_path, RUNTIME, mode="client")
+        assert out["active"] == ["False"]
+        assert out["auto_created"] == ["0"]
+        assert out["ready_skipped"] == ["True"]
+        assert out["health_loop"] == ["False"]
+        assert client.status()["state"] == "starting"

@@ -1,7 +1,7 @@
 // Plays a lobby -> map scene change with the com.edgegap.sidecar package on the stand-in engine
 // (UnityEngineStandIns.cs) against a real sidecar, then every route and the event stream.
 // Built with mcs and run with mono by tests/test_unity_package.py, which reads the
-// "key value" lines this prints. Usage: mono harness.exe SECONDS_AFTER_SCENE_CHANGE [scene-only]
+// "key value" lines this prints. Usage: mono harness.exe SECONDS_AFTER_SCENE_CHANGE [scene-only | client]
 
 using System;
 using System.Globalization;
@@ -55,9 +55,28 @@ public static class Program
         Say("route shutdown", (await sidecar.Shutdown("after the match")).Code);
     }
 
+    // A client build (not batch mode, not UNITY_SERVER): nothing is created, nothing is sent.
+    private static int Client()
+    {
+        Engine.Boot(batchMode: false, editor: false);
+        Engine.RunInitializers(RuntimeInitializeLoadType.SubsystemRegistration);
+        SceneManager.LoadScene("Menu");
+        Engine.Tick();
+        Engine.RunInitializers(RuntimeInitializeLoadType.AfterSceneLoad);
+        Say("active", EdgegapSidecar.IsActive);
+        Say("auto_created", UnityEngine.Object.FindObjectsOfType<EdgegapSidecar>().Length);
+        var ready = EdgegapSidecar.Instance.Ready();
+        Engine.RunFor(2, () => ready.IsDone);
+        Say("ready_skipped", ready.IsDone && ready.Response.Skipped);
+        Engine.RunFor(1);
+        Say("health_loop", EdgegapSidecar.Instance.HealthLoopRunning);
+        return 0;
+    }
+
     public static int Main(string[] args)
     {
         double after = double.Parse(args[0], CultureInfo.InvariantCulture);
+        if (args.Length > 1 && args[1] == "client") return Client();
         Engine.Boot(batchMode: true, editor: false);
         Engine.RunInitializers(RuntimeInitializeLoadType.SubsystemRegistration);
         Engine.Scenes["Lobby"] = () => new GameObject("Lobby").AddComponent<LobbyGame>();
