@@ -392,6 +392,11 @@ class Agent:
                 self.finish(Ending.FORCED)
             return
         self._terminate_recorded = True
+        # First of all: no self-stop attempt may start once the platform is stopping us, even
+        # if something below were to raise (asyncio hands the cancel down to a sleeping or
+        # connecting retry in this same loop step).
+        if self._stop_task is not None and not self._stop_task.done():
+            self._stop_task.cancel()
         # The decided stop, if any, goes in the record too: the stored logs must say why the
         # deployment was ending even when the platform's SIGTERM cut the drain short.
         decision = self.lifecycle.decision
@@ -412,8 +417,6 @@ class Agent:
             self.game.send_signal(sig)
             return
         self.lifecycle.terminating(name)
-        if self._stop_task is not None and not self._stop_task.done():
-            self._stop_task.cancel()  # the deployment is stopping anyway
         if self.game.ours:
             self._tasks.spawn(self._terminate_game(sig), "terminate-game")
         else:

@@ -1,6 +1,7 @@
 """examples/ci/emulator-ci.sh, the CI recipe of the docs, runs as a studio's pipeline would:
 the real example game under the real sidecar, two deployments, a match on each, both
-self-stops and their stored logs (issue 11, the CI recipe)."""
+self-stops and their stored logs (issue 11, the CI recipe), and a no-show rehearsal through
+`POST /_emulator/matches`."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def test_ci_recipe_passes(flags: str) -> None:
     assert result.returncode == 0, output
     assert "CI PASSED" in result.stdout
     assert output.count("one accepted self-stop, logs kept, sidecar.stop reason match_ended") == 2
+    # The no-show rehearsal: a match of two tickets, nobody connects, the sidecar stops it.
+    assert "sidecar.stop reason no_show, 2 tickets missing, logs kept" in output
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the recipe needs curl")

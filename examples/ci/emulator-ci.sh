@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A studio's CI job against the local Edgegap emulator: the real server under the real sidecar,
 # two deployments at once, a scripted match on each over their external ports, then both
-# self-stops and their stored logs checked. Any failure prints the emulator's request log, the
+# self-stops and their stored logs checked; meanwhile a no-show rehearsal: a matchmaker match of
+# two tickets where nobody connects, which must stop itself with reason no_show. Any failure prints the emulator's request log, the
 # deployments' internals and their logs, and exits 1. Run from the repository root:
 #
 #     examples/ci/emulator-ci.sh
@@ -14,6 +15,7 @@
 #   CI_TIMEOUT    seconds for each wait            (default: 60)
 #   TIME_TO_DEPLOY seconds the server may take to listen on its port (default: 30)
 #   EMULATOR_FLAGS more `emulate` flags, e.g. "--isolation ports" or "--rate-limits"
+#   NO_SHOW_TIMEOUT the rehearsal's SIDECAR_NO_SHOW_TIMEOUT (default: 3s)
 # Needs curl and python3 (for JSON); everything listens on 127.0.0.1 and stops at exit.
 set -Eeuo pipefail
 
@@ -24,12 +26,14 @@ BOTS_CMD=${BOTS_CMD:-"$PYTHON examples/python_game/bots.py --count 2 --rounds 3 
 CI_TIMEOUT=${CI_TIMEOUT:-60}
 TIME_TO_DEPLOY=${TIME_TO_DEPLOY:-30}
 EMULATOR_FLAGS=${EMULATOR_FLAGS:-}
+NO_SHOW_TIMEOUT=${NO_SHOW_TIMEOUT:-3s}
 TOKEN="authorization: token ci-local"
 
 WORK=$(mktemp -d)
 EMULATOR_PID=""
 URL=""
 IDS=()
+NO_SHOW_ID=""
 
 cleanup() {
     if [ -n "$EMULATOR_PID" ] && kill -0 "$EMULATOR_PID" 2>/dev/null; then
@@ -49,7 +53,7 @@ fail() {
     if [ -n "$URL" ]; then
         echo "--- emulator request log (tokens redacted)" >&2
         curl -sS "$URL/_emulator/requests" | "$PYTHON" -m json.tool >&2 || true
-        for id in "${IDS[@]}"; do
+        for id in "${IDS[@]}" $NO_SHOW_ID; do
             echo "--- deployment $id" >&2
             curl -sS "$URL/_emulator/deployments/$id" | "$PYTHON" -m json.tool >&2 || true
             echo "--- its logs (last 40 lines)" >&2
@@ -98,6 +102,15 @@ for n in 1 2; do
 done
 echo "deployments: ${IDS[*]}"
 
+echo "== no-show rehearsal: a matchmaker match of two tickets where nobody connects"
+curl -fsS -X POST "$URL/_emulator/matches" -H "$TOKEN" -H 'content-type: application/json' \
+    -d '{"app": "game", "tickets": [{}, {}], "deploy": {"version": "ci", "environment_variables": [
+          {"key": "SIDECAR_LOG_STORAGE", "value": "true", "is_hidden": false},
+          {"key": "SIDECAR_NO_SHOW_TIMEOUT", "value": "'"$NO_SHOW_TIMEOUT"'", "is_hidden": false}]}}' \
+    -o "$WORK/no-show.json" || fail "the match call failed"
+NO_SHOW_ID=$(json 'd["request_id"]' <"$WORK/no-show.json")
+echo "no-show match: deployment $NO_SHOW_ID, tickets $(json '" ".join(d["ticket_ids"])' <"$WORK/no-show.json")"
+
 echo "== wait for Status.READY (the platform's port readiness check)"
 for id in "${IDS[@]}"; do
     curl -fsS "$URL/_emulator/deployments/$id/wait?status=Status.READY&timeout=$CI_TIMEOUT" \
@@ -138,4 +151,16 @@ for id in "${IDS[@]}"; do
     [ "$reason" = "match_ended" ] || fail "$id: stopped for $reason, expected match_ended"
     echo "$id: one accepted self-stop, logs kept, sidecar.stop reason $reason"
 done
+echo "== the no-show rehearsal stopped itself for no_show, its logs kept"
+curl -fsS "$URL/_emulator/deployments/$NO_SHOW_ID/wait?status=Status.TERMINATED&timeout=$CI_TIMEOUT" \
+    >/dev/null || fail "$NO_SHOW_ID (no-show) did not reach Status.TERMINATED"
+curl -fsS "$URL/v1/deployment/$NO_SHOW_ID/container-logs" -H "$TOKEN" -o "$WORK/logs-no-show.json" \
+    || fail "$NO_SHOW_ID: its container logs were not kept"
+read -r reason missing < <(json '" ".join(str(x) for x in [[r["reason"], len(r["match"]["missing"])]
+    for r in (json.loads(line) for line in d["logs"].splitlines()
+              if line.startswith("{") and "sidecar.stop" in line)][-1])' <"$WORK/logs-no-show.json") \
+    || fail "$NO_SHOW_ID: no sidecar.stop record with its match in its stored logs"
+[ "$reason" = "no_show" ] || fail "$NO_SHOW_ID: stopped for $reason, expected no_show"
+[ "$missing" = "2" ] || fail "$NO_SHOW_ID: $missing tickets missing, expected 2"
+echo "$NO_SHOW_ID: sidecar.stop reason no_show, 2 tickets missing, logs kept"
 echo "CI PASSED"

@@ -1,7 +1,8 @@
 // A dependency-free client for the edgegap-sidecar local API (README, *Local API*), for Node 20+ game
-// servers. It uses the built-in fetch; copy this one file into your project.
+// servers. It uses the built-in fetch. The folder is an npm package (package.json, types in
+// sidecar-client.d.ts): `npm install /path/to/examples/node`; or copy this one file.
 //
-//   import { SidecarClient } from "./sidecar-client.mjs";
+//   import { SidecarClient } from "edgegap-sidecar-client";   // or "./sidecar-client.mjs"
 //   const sidecar = new SidecarClient();          // SIDECAR_HOST / SIDECAR_PORT / SIDECAR_API_TOKEN
 //   await sidecar.ready();
 //   const heartbeat = sidecar.startHeartbeat(5000);
@@ -71,9 +72,15 @@ export class SidecarClient {
   deployment() { return this.#call("GET", "/v1/deployment"); }
   players() { return this.#call("GET", "/v1/players"); }
 
-  /** @returns {Promise<number>} the player count */
-  async connect(playerId) {
-    return (await this.#call("POST", "/v1/players/connect", { player_id: playerId })).count;
+  /**
+   * @param {string} playerId
+   * @param {{ticketId?: string}} [options]  the matchmaker ticket the player holds (SPEC §12)
+   * @returns {Promise<number>} the player count
+   */
+  async connect(playerId, { ticketId } = {}) {
+    const body = { player_id: playerId };
+    if (ticketId !== undefined) body.ticket_id = ticketId;
+    return (await this.#call("POST", "/v1/players/connect", body)).count;
   }
 
   /** @returns {Promise<number>} the player count */
@@ -88,6 +95,15 @@ export class SidecarClient {
     }
     return this.#call("PUT", "/v1/players", ids !== undefined ? { player_ids: ids } : { count });
   }
+
+  /** The matchmaker's match: `GET /v1/match` (expected and arrived tickets, teams, quorum). */
+  match() { return this.#call("GET", "/v1/match"); }
+
+  /**
+   * One ticket: `GET /v1/match/tickets/{id}`. Check a joiner's ticket in the handshake: a ticket
+   * that is not in the match is a SidecarAPIError with status 404 and code `unknown_ticket`.
+   */
+  ticket(ticketId) { return this.#call("GET", `/v1/match/tickets/${encodeURIComponent(ticketId)}`); }
 
   hold(seconds) { return this.#call("POST", "/v1/hold", { seconds }); }
 

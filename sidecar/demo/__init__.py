@@ -13,6 +13,11 @@ The scenario, in order; a failure names the step it happened in:
     6. with `--keep`, leave the emulator up until Ctrl-C, to look at it on its dashboard (its
        URL, `/_emulator/ui#token=…`, is printed at step 1).
 
+With `--match` the deployment is a matchmaker match instead (`POST /_emulator/matches`, one
+ticket per player, `SIDECAR_MATCH_QUORUM=all`, a short `SIDECAR_NO_SHOW_TIMEOUT`): every player
+but one reports its ticket through `POST /v1/players/connect`, the last never shows up, and the
+sidecar stops the deployment for `no_show` (steps 4-5 with that reason).
+
 The timeline is printed as it happens, stamped relative to the start. Everything listens on
 127.0.0.1, on ports picked at run time, so the demo runs beside anything already listening.
 

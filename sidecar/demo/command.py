@@ -18,10 +18,12 @@ def main(args: argparse.Namespace) -> int:
     """`edgegap-sidecar demo`: 0 when the whole lifecycle ran, 1 with a one-line reason if not."""
     options = options_from_args(args)
     timeline = Timeline(sys.stdout, quiet=options.quiet)
-    timeline.line(
-        f"edgegap-sidecar demo: {options.players} players, {options.rounds} rounds, "
-        "everything on 127.0.0.1, no account"
+    what = (
+        f"a match of {options.players} tickets, one never shows up"
+        if options.match
+        else f"{options.players} players, {options.rounds} rounds"
     )
+    timeline.line(f"edgegap-sidecar demo: {what}, everything on 127.0.0.1, no account")
     try:
         summary = asyncio.run(Demo(options, timeline).run())
     except DemoError as exc:

@@ -22,6 +22,9 @@ class DemoOptions:
     agones: bool = False
     # Leave the emulator (and its dashboard) up after the match, until Ctrl-C or SIGTERM.
     keep: bool = False
+    # A matchmaker match (POST /_emulator/matches) where one player never shows up: the
+    # sidecar stops it for no_show (SPEC §12) instead of the bots playing a match.
+    match: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the emulator and its dashboard up after the match, until Ctrl-C",
     )
+    parser.add_argument(
+        "--match",
+        action="store_true",
+        help="a matchmaker match of --players tickets where one player never shows up: the "
+        "sidecar stops it for no_show (SIDECAR_MATCH_QUORUM=all)",
+    )
 
 
 def options_from_args(ns: argparse.Namespace) -> DemoOptions:
@@ -56,9 +65,17 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         rounds=_count("--rounds", getattr(ns, "rounds", "3"), 100),
         timeout=_timeout(getattr(ns, "timeout", "60")),
         quiet=bool(getattr(ns, "quiet", False)),
-        agones=bool(getattr(ns, "agones", False)),
+        agones=_agones_or_match(ns),
         keep=bool(getattr(ns, "keep", False)),
+        match=bool(getattr(ns, "match", False)),
     )
+
+
+def _agones_or_match(ns: argparse.Namespace) -> bool:
+    agones = bool(getattr(ns, "agones", False))
+    if agones and getattr(ns, "match", False):
+        raise UsageError("--match runs the example game of the sidecar's own API: drop --agones")
+    return agones
 
 
 def _count(flag: str, value: object, maximum: int) -> int:

@@ -50,6 +50,8 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
+# demo --match: how long the players have to arrive (SIDECAR_NO_SHOW_TIMEOUT).
+MATCH_NO_SHOW_TIMEOUT = "4s"
 
 
 def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
@@ -235,14 +237,16 @@ class Demo:
         sidecar_port = pick_free_port(LOOPBACK)
         api_token = secrets.token_hex(16)
         env = deployment_env(game, sidecar_port, api_token)
-        request_id = await emulator.deploy(
-            APP_NAME,
-            environment_variables=[
-                {"key": key, "value": value, "is_hidden": key == "SIDECAR_API_TOKEN"}
-                for key, value in env.items()
-            ],
-        )
-        self.timeline.event("emulator", f"POST /deployments -> request_id {request_id}")
+        variables = [
+            {"key": key, "value": value, "is_hidden": key == "SIDECAR_API_TOKEN"}
+            for key, value in env.items()
+        ]
+        tickets: list[str] = []
+        if self.options.match:
+            request_id, tickets = await self._deploy_match(emulator, variables)
+        else:
+            request_id = await emulator.deploy(APP_NAME, environment_variables=variables)
+            self.timeline.event("emulator", f"POST /deployments -> request_id {request_id}")
         self._watch("deployment status watch", self._follow_status(emulator, request_id))
 
         self.step = "waiting for Status.READY"
@@ -265,6 +269,13 @@ class Demo:
         self.step = "waiting for the game to report ready"
         await self._wait_for(lambda: self.sidecar_states[-1] != "starting", "sidecar event stream")
 
+        if self.options.match:
+            await self._arrive_all_but_one(session, sidecar_url, api_token, tickets)
+            self.step = f"waiting for the no-show deadline ({MATCH_NO_SHOW_TIMEOUT})"
+            await self._wait_for(
+                lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
+            )
+            return await self._after_stop(emulator, request_id)
         self.step = (
             f"playing the match ({self.options.players} players x {self.options.rounds} rounds "
             f"on udp {LOOPBACK}:{game_port})"
@@ -277,7 +288,9 @@ class Demo:
             lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
         )
         self._check_stop_reason()
+        return await self._after_stop(emulator, request_id)
 
+    async def _after_stop(self, emulator: EmulatorServer, request_id: str) -> DemoSummary:
         self.step = "waiting for the sidecar's self-stop"
         # The emulator's TERMINATING is the proof the stop was accepted: the sidecar itself may
         # never show `stopped`, because the platform's SIGTERM can beat the 200 to it.
@@ -313,6 +326,60 @@ class Demo:
         return DemoSummary(
             request_id, self.timeline.elapsed(), str(record.get("reason")), len(lines)
         )
+
+    # ---- demo --match ---------------------------------------------------------------------------
+
+    async def _deploy_match(
+        self, emulator: EmulatorServer, variables: list[dict[str, Any]]
+    ) -> tuple[str, list[str]]:
+        """Deploy through POST /_emulator/matches: one ticket per player, every one needed."""
+        self.step = f"making a match of {self.options.players} tickets (POST /_emulator/matches)"
+        self.expected_reason = "no_show"
+        settings = {"SIDECAR_NO_SHOW_TIMEOUT": MATCH_NO_SHOW_TIMEOUT, "SIDECAR_MATCH_QUORUM": "all"}
+        status, body = await emulator.call(
+            "POST",
+            "/_emulator/matches",
+            json={
+                "app": APP_NAME,
+                "profile": "demo",
+                "tickets": [{"team": f"team-{n % 2 + 1}"} for n in range(self.options.players)],
+                "deploy": {
+                    "version": "demo",
+                    "environment_variables": [
+                        *variables,
+                        *({"key": k, "value": v, "is_hidden": False} for k, v in settings.items()),
+                    ],
+                },
+            },
+        )
+        if status != 201:
+            raise EmulatorError(status, body)
+        request_id, tickets = str(body["request_id"]), list(body["ticket_ids"])
+        self.timeline.event(
+            "emulator",
+            f"POST /_emulator/matches -> request_id {request_id}, match {body['match_id']}, "
+            f"{len(tickets)} tickets (MM_* injected), quorum all, no-show timeout "
+            f"{MATCH_NO_SHOW_TIMEOUT}",
+        )
+        return request_id, tickets
+
+    async def _arrive_all_but_one(
+        self, session: aiohttp.ClientSession, url: str, api_token: str, tickets: list[str]
+    ) -> None:
+        """Every player but the last connects with its ticket, as the game's handshake would
+        report it (`POST /v1/players/connect {player_id, ticket_id}`); the last never shows."""
+        self.step = "players arriving with their tickets"
+        headers = {"Authorization": f"Bearer {api_token}"}
+        for n, ticket in enumerate(tickets[:-1], start=1):
+            body = {"player_id": f"player-{n}", "ticket_id": ticket}
+            async with session.post(
+                f"{url}/v1/players/connect", json=body, headers=headers
+            ) as response:
+                if response.status >= 300:
+                    answer = f"{response.status}: {await response.text()}"
+                    raise DemoError(self.step, f"POST /v1/players/connect answered {answer}")
+            self.timeline.event("players", f"player-{n} arrived with ticket {ticket}")
+        self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
 
     # ---- waiting ------------------------------------------------------------------------------
 

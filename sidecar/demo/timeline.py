@@ -76,5 +76,12 @@ def describe_result(record: dict[str, Any]) -> str:
         parts.append(f"match over ({result.get('reason')}), {who}")
     if isinstance(scores, dict) and scores:
         parts.append("scores " + ", ".join(f"{player} {score}" for player, score in scores.items()))
+    match = record.get("match")
+    if isinstance(match, dict):
+        missing = ", ".join(str(ticket) for ticket in match.get("missing") or []) or "none"
+        parts.append(
+            f"tickets arrived {match.get('arrived')} of {match.get('expected')} "
+            f"(quorum {match.get('quorum')}), missing {missing}"
+        )
     parts.append(f"players peak {record.get('players_peak')}, uptime {record.get('uptime_s')}s")
     return "; ".join(parts)

@@ -9,7 +9,8 @@ Every platform call passes, in order:
     auth      management token (`authorization: token <TOKEN>`), or the deployment's own raw
               token for self-stop and context (unknown deployment or access point → 404,
               wrong token → 401); with `api_token`, the control API needs it too (but
-              `GET /_emulator/health`)
+              `GET /_emulator/health`, and `POST /_emulator/results`: the result sink takes
+              the sidecar's own bearer token)
     limits    with `rate_limits`, the reference's limits (ratelimit.py): 429 + Retry-After
     faults    plays back an injected fault for the call's route: after auth, so a call the
               platform would refuse (a wrong delete token) neither meets nor uses up a fault
@@ -33,7 +34,7 @@ from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
-from sidecar.emulator.routes import add_platform_routes, control, dashboard
+from sidecar.emulator.routes import add_platform_routes, control, dashboard, matches, results
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
 from sidecar.emulator.wire import PlatformError, error_response
@@ -48,6 +49,10 @@ _RAW_TOKEN_ROUTES = {
     "self_stop": ("access_point_id", "access_point_id", "delete_token"),
     "context": ("number", "context_number", "context_token"),
 }
+
+# Routes open to any caller: the readiness probe (no secret), and the result sink, which takes
+# the sidecar's own `Bearer` token as a studio's backend would (routes/results.py).
+_OPEN_ROUTES = {"control_health", "result_sink"}
 
 
 def create_app(options: EmulatorOptions) -> web.Application:
@@ -72,6 +77,8 @@ def create_app(options: EmulatorOptions) -> web.Application:
     add_platform_routes(app)
     control.add_routes(app)
     dashboard.add_routes(app)
+    matches.add_routes(app)
+    results.add_routes(app)
     return app
 
 
@@ -155,7 +162,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     # except the readiness probe, which carries no secret; without one it stays open (the
     # emulator then listens on loopback only: options.py). The dashboard's page and files
     # carry no secret and are what a browser navigates to, without headers (dashboard.py).
-    if name is None or name == "control_health" or name in dashboard.OPEN_ROUTES:
+    if name is None or name in _OPEN_ROUTES or name in dashboard.OPEN_ROUTES:
         return await handler(request)
     if name.startswith("control_"):
         problem = None if api_token is None else management_error(header, api_token)

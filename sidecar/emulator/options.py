@@ -90,6 +90,8 @@ class EmulatorOptions:
     # output there too, prefixed by its request id (`--follow`).
     log_format: LogFormat = "text"
     follow: bool = False
+    # Accept match result deliveries at POST /_emulator/results (`--result-sink`).
+    result_sink: bool = False
 
     def app_version(self, app_name: str) -> AppVersion:
         """What deployments of `app_name` run as: the defaults, its file, then its flags."""
@@ -245,10 +247,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="delay the next N (default 1) self-stop calls by SECONDS, e.g. 1.5 or 1.5x2",
     )
     parser.add_argument(
+        "--result-sink",
+        action="store_true",
+        help="accept match result deliveries (a sidecar's SIDECAR_RESULT_URL) at POST "
+        "/_emulator/results, listed by GET /_emulator/results",
+    )
+    parser.add_argument(
+        "--result-sink-fault",
+        action="append",
+        default=[],
+        metavar="STATUSxN",
+        help="answer the next N result deliveries with STATUS, e.g. 503x2 (repeatable)",
+    )
+    parser.add_argument(
+        "--result-sink-delay",
+        action="append",
+        default=[],
+        metavar="SECONDS[xN]",
+        help="delay the next N (default 1) result deliveries by SECONDS, e.g. 1.5 or 1.5x2",
+    )
+    parser.add_argument(
         "--self-stop-retry-after",
         default=None,
         metavar="VALUE",
-        help="Retry-After header sent with --self-stop-fault answers (seconds or HTTP date)",
+        help="Retry-After header sent with --self-stop-fault and --result-sink-fault answers "
+        "(seconds or HTTP date)",
     )
 
 
@@ -257,6 +280,18 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
     retry_after = _optional_text(ns, "self_stop_retry_after")
     faults = [_status_fault(text, retry_after) for text in getattr(ns, "self_stop_fault", [])]
     faults += [_delay_fault(text) for text in getattr(ns, "self_stop_delay", [])]
+    result_sink = bool(getattr(ns, "result_sink", False))
+    sink_faults = [
+        _status_fault(text, retry_after, "--result-sink-fault", _RESULT_SINK)
+        for text in getattr(ns, "result_sink_fault", [])
+    ]
+    sink_faults += [
+        _delay_fault(text, "--result-sink-delay", _RESULT_SINK)
+        for text in getattr(ns, "result_sink_delay", [])
+    ]
+    if sink_faults and not result_sink:
+        raise UsageError("--result-sink-fault and --result-sink-delay need --result-sink")
+    faults += sink_faults
     api_token = _api_token(_optional_text(ns, "api_token"))
     default_policy, per_app_policies = _restart_policies(getattr(ns, "restart_policy", []))
     host = str(getattr(ns, "host", "127.0.0.1")).strip()
@@ -289,6 +324,7 @@ def options_from_args(ns: argparse.Namespace) -> EmulatorOptions:
         url_file=_optional_text(ns, "url_file"),
         log_format=_log_format(getattr(ns, "log_format", "text")),
         follow=bool(getattr(ns, "follow", False)),
+        result_sink=result_sink,
     )
 
 
@@ -455,17 +491,30 @@ def _apps(values: list[str]) -> dict[str, str]:
     return apps
 
 
-def _status_fault(text: str, retry_after: str | None) -> FaultSpec:
+# The route name of the result sink's deliveries (routes/results.py), as faults target it.
+_RESULT_SINK = "result_sink"
+
+
+def _status_fault(
+    text: str,
+    retry_after: str | None,
+    flag: str = "--self-stop-fault",
+    target: str = "self_stop",
+) -> FaultSpec:
     match = _FAULT.match(text.strip())
     if match is None or not 200 <= int(match.group(1)) <= 599 or match.group(2) == "0":
-        raise UsageError(f"--self-stop-fault: expected STATUSxCOUNT such as 503x2, got {text!r}")
+        raise UsageError(f"{flag}: expected STATUSxCOUNT such as 503x2, got {text!r}")
     count = int(match.group(2) or 1)
-    return FaultSpec(status=int(match.group(1)), count=count, retry_after=retry_after)
+    return FaultSpec(
+        target=target, status=int(match.group(1)), count=count, retry_after=retry_after
+    )
 
 
-def _delay_fault(text: str) -> FaultSpec:
+def _delay_fault(
+    text: str, flag: str = "--self-stop-delay", target: str = "self_stop"
+) -> FaultSpec:
     match = _DELAY.match(text.strip())
     if match is None or match.group(2) == "0":
-        raise UsageError(f"--self-stop-delay: expected SECONDS[xCOUNT] such as 1.5x2, got {text!r}")
+        raise UsageError(f"{flag}: expected SECONDS[xCOUNT] such as 1.5x2, got {text!r}")
     count = int(match.group(2) or 1)
-    return FaultSpec(status=None, count=count, delay_seconds=float(match.group(1)))
+    return FaultSpec(target=target, status=None, count=count, delay_seconds=float(match.group(1)))

@@ -19,6 +19,7 @@ from sidecar.emulator.fleets import FleetStore
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.ratelimit import RateLimiter
 from sidecar.emulator.recorder import RequestLog
+from sidecar.emulator.results import ResultSink
 from sidecar.emulator.store import Deployment, DeploymentStore
 
 
@@ -31,6 +32,7 @@ class EmulatorState:
     fleets: FleetStore = field(default_factory=FleetStore)
     requests: RequestLog = field(default_factory=RequestLog)
     limits: RateLimiter = field(default_factory=RateLimiter)
+    results: ResultSink = field(default_factory=ResultSink)  # --result-sink
     # The upstream connections of /_emulator/deployments/{id}/sidecar/ calls in flight.
     proxied: set[asyncio.StreamWriter] = field(default_factory=set)
     # Set by the server once the port is bound; the base of ARBITRIUM_DELETE_URL. Until then

@@ -13,6 +13,8 @@ Protocol on the AF_UNIX SOCK_SEQPACKET socket whose fd is argv[1], one JSON obje
   server -> test  {"id": n, "pid": pid}                   the child is forked
   server -> test  {"pid": pid, "returncode": code}        the child ended (-N: killed by signal N)
 The server ends when the test closes its end.
+
+`"probe": true` in a request installs `install_probe()` in that child (the fault matrix's cells).
 """
 
 from __future__ import annotations
@@ -47,6 +49,52 @@ def preload() -> None:
     import sidecar.watchers  # noqa: F401
 
 
+PROBE = b"fault-matrix probe: "
+
+
+def install_probe() -> None:
+    """Mark, on stderr and in program order, every DELETE the sidecar puts on the wire and the
+    moment its termination-signal handler has run.
+
+    The fault matrix asks whether a DELETE was sent once the SIGTERM was handled (SPEC §7). Only
+    the sidecar's own thread knows: the platform reads a request, and the test sees the
+    `sidecar.terminate` record, each through a loop that a loaded machine runs hundreds of
+    milliseconds late (and the kernel's receive stamp on loopback lags the send as much, when
+    softirqs are deferred). Both marks are written here with os.write(2) on the event loop's
+    thread, in the order the loop did the two things, and a line that short is written to a
+    pipe whole: their order on stderr is the order of the events, with no clock to compare.
+
+    "Sent" is the request head handed to the kernel (aiohttp writes a bodiless request's head
+    in one transport.write); "handled" is the return from `Agent.on_terminate_signal`, which
+    cancels the stop task. The sidecar's own code is unchanged; only these two calls are
+    wrapped. Not installed with FAULT_MATRIX_SPAWN=exec.
+    """
+    import asyncio.selector_events
+    import time
+
+    import sidecar.agent
+
+    transport = asyncio.selector_events._SelectorSocketTransport
+    write = transport.write
+
+    def probed_write(self: Any, data: Any) -> None:
+        if bytes(data[:7]) == b"DELETE ":
+            os.write(2, PROBE + b"DELETE sent %.6f\n" % time.monotonic())
+        write(self, data)
+
+    transport.write = probed_write  # type: ignore[method-assign]
+    agent = sidecar.agent.Agent
+    handler = agent.on_terminate_signal
+
+    def probed_handler(self: Any, sig: int) -> None:
+        try:
+            handler(self, sig)
+        finally:
+            os.write(2, PROBE + b"signal %d handled %.6f\n" % (sig, time.monotonic()))
+
+    agent.on_terminate_signal = probed_handler  # type: ignore[method-assign]
+
+
 def run_child(request: dict[str, Any], fds: list[int], closing: list[int]) -> NoReturn:
     """In the forked child: become the sidecar."""
     code = 1
@@ -66,6 +114,8 @@ def run_child(request: dict[str, Any], fds: list[int], closing: list[int]) -> No
         import random
 
         random.seed()
+        if request.get("probe"):
+            install_probe()
         sys.argv = ["edgegap-sidecar", *request["argv"]]
         from sidecar.cli import main
 

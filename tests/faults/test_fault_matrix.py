@@ -5,7 +5,8 @@ meets the stop path x every mode, each cell a real sidecar process against its o
 Each cell must end with:
 * the right number of DELETEs reaching the platform, at most one of them accepted (exactly one
   unless the answer is permanent or the platform's SIGTERM came first), none after an accepted
-  one, none once the sidecar handled the SIGTERM, and never two less than 0.5 s apart;
+  one, none sent once the sidecar had handled the SIGTERM (`_sent_after_the_handler`), and never
+  two less than 0.5 s apart;
 * the right final state (`stopped` / `failed` / `terminating`) and exit code, and a sidecar
   that waits for the platform's SIGTERM after an accepted stop rather than exiting by itself;
 * one `sidecar.stop` record, on a line of its own (in run mode: no game line split either),
@@ -58,6 +59,7 @@ from urllib.parse import parse_qs, quote
 import aiohttp
 import psutil
 import pytest
+from forkserver import PROBE
 from hostile_platform import (
     ACCEPTING,
     ANSWERS,
@@ -158,6 +160,10 @@ class CellResult:
     # after the exit fallback; after the platform's SIGTERM the platform ends it).
     watched_left_running: bool | None = None
     first_delete_s: float | None = None  # the first DELETE, seconds after the stop was due
+    # The first DELETE by the sidecar's own clock: handed to the kernel, seconds after the stop
+    # was due (the probe's mark; None without it). `first_delete_s` adds how late the test's
+    # loop read it.
+    first_sent_s: float | None = None
     rss_mib: float | None = None  # the sidecar's peak memory, once it met the answer
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -394,7 +400,8 @@ class Spawner:
         request = next(self._ids)
         forked = self._loop.create_future()
         self._spawning[request] = forked
-        message = json.dumps({"id": request, "argv": argv, "env": env}).encode()
+        # The probe marks DELETEs sent and the SIGTERM handled, in order (`Probe`).
+        message = json.dumps({"id": request, "argv": argv, "env": env, "probe": True}).encode()
         with open(os.devnull, "rb") as stdin:
             socket.send_fds(self._control, [message], [stdin.fileno(), stdout, stderr])
         async with asyncio.timeout(10):
@@ -443,8 +450,8 @@ class CellRun:
         # Whether the `sidecar.log_storage_refused` record was out when the DELETE after the
         # refusal arrived (None: no such DELETE).
         self.refusal_record_at_next_delete: bool | None = None
-        # DELETEs that arrived once the sidecar had written its `sidecar.terminate` record,
-        # i.e. sent after it handled the SIGTERM.
+        # DELETEs the test read once the sidecar's `sidecar.terminate` record was on stdout: only
+        # the fallback of `_sent_after_the_handler` (reading can come long after the arrival).
         self.after_terminate: list[Request] = []
         self.decided_at = 0.0
         self.stdout = OutputPipe()
@@ -719,8 +726,11 @@ class CellRun:
         accepted_at = [i for i, r in enumerate(requests) if ANSWERS[r.answer].kind == ACCEPTING]
         if accepted_at and accepted_at[0] != len(requests) - 1:
             problems.append("a DELETE after an accepted stop")
-        if self.after_terminate:
-            problems.append(f"{len(self.after_terminate)} DELETE(s) after the SIGTERM was handled")
+        late_ones = self._sent_after_the_handler(requests)
+        if late_ones:
+            problems.append(
+                f"{len(late_ones)} DELETE(s) after the SIGTERM was handled ({late_ones[0]})"
+            )
         if result.watched_left_running and expected_state(cell) == "failed":
             problems.append("the watched game was left running after the exit fallback")
         self._check_requests(requests)
@@ -730,6 +740,32 @@ class CellRun:
         self._check_stderr()
         if result.problems:
             result.stderr_tail = bytes(self.stderr.data[-3000:]).decode(errors="replace")
+
+    def _sent_after_the_handler(self, requests: list[Request]) -> list[str]:
+        """The DELETEs the sidecar sent once it had handled the platform's SIGTERM (SPEC §7: no
+        self-stop call from then on); how each was found out.
+
+        "Sent after the handler" means a request head handed to the kernel after the handler
+        (which cancels the stop task) returned: an attempt whose request was on the wire before
+        may still be answered; one sent after it was started, or resumed, after the SIGTERM was
+        handled. The forked sidecar's probe (`forkserver.install_probe`) writes both marks on
+        stderr in the order they happened, so this is an order, not a comparison of clocks.
+
+        Not when the test read the request: with 16 cells on its loop and a loaded machine, it
+        reads a DELETE up to ~0.5 s after it was sent, and the sidecar handles a SIGTERM sent in
+        between; the retry it sent just before the signal was then read after the
+        `sidecar.terminate` record and counted as sent after the SIGTERM. That reading-time
+        check (`after_terminate`) remains only where the probe is not: FAULT_MATRIX_SPAWN=exec,
+        or a DELETE the probe did not see.
+        """
+        probe = Probe.of(bytes(self.stderr.data))
+        if probe.handled is None or len(probe.sent) < len(requests):
+            return ["DELETE read after the terminate record" for _ in self.after_terminate]
+        handled = probe.handled
+        return [
+            f"sent {(sent - handled) * 1000:.1f} ms after the handler returned"
+            for sent in probe.sent_after
+        ]
 
     def _check_requests(self, requests: list[Request]) -> None:
         problems = self.result.problems
@@ -756,10 +792,17 @@ class CellRun:
                 problems.append(f"Retry-After: 1 not honoured (next attempt after {gap:.3f}s)")
         if requests:
             grace = DRAIN_GRACE if self.cell.moment == DRAIN else 0.0
-            late = requests[0].arrived - (self.decided_at + grace)
+            due = self.decided_at + grace
+            late = requests[0].arrived - due
             self.result.first_delete_s = round(late, 3)
             if late < -0.01:
                 problems.append(f"the first DELETE came {-late:.3f}s before the grace ended")
+            # How late the sidecar sent it, by the probe (the same monotonic clock as the loop):
+            # what the sidecar is answerable for, without the test's own lag in reading it.
+            probe = Probe.of(bytes(self.stderr.data))
+            if probe.sent and self.cell.answer != REFUSED:
+                late = probe.sent[0] - due
+                self.result.first_sent_s = round(late, 3)
             if late > FIRST_DELETE_LIMIT and self.cell.answer != REFUSED:
                 problems.append(f"the first DELETE came {late:.3f}s after the stop was due")
 
@@ -851,9 +894,35 @@ class CellRun:
         for sign in (b"never retrieved", b"background task"):
             if sign in err:
                 self.result.problems.append(f"stderr: {sign.decode()!r}")
-        lines = err.count(b"\n")
+        lines = err.count(b"\n") - err.count(PROBE)
         if lines > 200:
             self.result.problems.append(f"stderr flooded ({lines} lines)")
+
+
+@dataclass
+class Probe:
+    """What `forkserver.install_probe` marked on a forked sidecar's stderr: when each DELETE was
+    handed to the kernel, and when the termination-signal handler first returned (monotonic
+    seconds, the loop's clock), in the order they happened."""
+
+    sent: list[float] = field(default_factory=list)
+    handled: float | None = None
+    sent_after: list[float] = field(default_factory=list)  # marked after `handled`: the order
+
+    @classmethod
+    def of(cls, err: bytes) -> Probe:
+        probe = cls()
+        for line in err.split(b"\n"):
+            if not line.startswith(PROBE):
+                continue
+            words = line[len(PROBE) :].split()
+            if words[:2] == [b"DELETE", b"sent"]:
+                probe.sent.append(float(words[2]))
+                if probe.handled is not None:
+                    probe.sent_after.append(float(words[2]))
+            elif words[:1] == [b"signal"] and words[2:3] == [b"handled"] and probe.handled is None:
+                probe.handled = float(words[3])
+        return probe
 
 
 def _peak_rss_mib(pid: int) -> float | None:

@@ -26,7 +26,14 @@ from sidecar.emulator.wire import PlatformError, page_of, parse_body
 
 
 async def deploy_v2(request: web.Request) -> web.Response:
-    body = await parse_body(request, DeployV2)
+    deployment = create_v2(request, await parse_body(request, DeployV2))
+    return web.json_response({"request_id": deployment.request_id}, status=202)
+
+
+def create_v2(
+    request: web.Request, body: DeployV2, extra_env: dict[str, str] | None = None
+) -> Deployment:
+    """The v2 deploy of `body` (also the matches route's, with its `MM_*` as `extra_env`)."""
     webhooks = {
         event: hook.url
         for event, hook in (
@@ -37,17 +44,19 @@ async def deploy_v2(request: web.Request) -> web.Response:
         if hook is not None
     }
     state = state_of(request)
-    deployment = state.manager.create(
+    return state.manager.create(
         DeploymentRequest(
             app_name=body.application,
             app_version=body.version,
-            env_vars={variable.key: variable.value for variable in body.environment_variables},
+            env_vars={
+                **{variable.key: variable.value for variable in body.environment_variables},
+                **(extra_env or {}),
+            },
             tags=tuple(body.tags),
             webhooks=webhooks,
         ),
         state.base_url_for(request),
     )
-    return web.json_response({"request_id": deployment.request_id}, status=202)
 
 
 async def deploy_v1(request: web.Request) -> web.Response:
