@@ -40,6 +40,7 @@ from sidecar.lifecycle import Lifecycle, State, StopDecision
 from sidecar.metrics import RequestCounter
 from sidecar.output import submit_record
 from sidecar.redaction import redact
+from sidecar.result import ResultDelivery
 from sidecar.signals import SignalAction, signal_name
 from sidecar.signals import plan as signal_plan
 from sidecar.status import StatusView, StopProgress
@@ -84,6 +85,16 @@ class Agent:
         self.requests = RequestCounter()
         self._secrets = secrets = settings.secrets()
         progress = StopProgress()
+        result_token = settings.result_token
+        # SPEC §12: the match result, delivered once a stop is decided; it owns its session
+        # (opened only if a delivery starts) and is closed with the self-stop's.
+        self._result = ResultDelivery(
+            settings.result_url,
+            result_token.get_secret_value() if result_token is not None else None,
+            attempt_timeout=settings.stop_attempt_timeout,
+            budget=settings.result_budget,
+            on_progress=self._stop_progressed,
+        )
         self.status_view = view = StatusView(
             lifecycle,
             progress,
@@ -92,6 +103,7 @@ class Agent:
             secrets=secrets,
             clock=clock,
             dry_run=settings.effective_dry_run,
+            delivery=self._result.progress,
         )
         self._stop = StopSequence(
             settings,
@@ -100,6 +112,7 @@ class Agent:
             request_id=self.deployment.request_id,
             on_progress=self._stop_progressed,
             secrets=secrets,
+            result=self._result,
         )
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
         self.api = LocalApi(
@@ -265,6 +278,7 @@ class Agent:
     def _on_transition(self, old: State, new: State) -> None:
         decision = self.lifecycle.decision
         if new is State.DRAINING and decision is not None:
+            self._stop.start_result(decision)  # SPEC §12: during the grace, not after it
             log.info(
                 "state %s -> %s: stop decided (%s: %s), self-stop in %.3gs",
                 old,
@@ -445,6 +459,8 @@ class Agent:
             self.agones_grpc = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
+        # The result delivery gets no step of its own: it has had the whole shutdown so far.
+        await self._result.close()
         await self._stop.close()
         game.close()  # the reaper reaps the game's orphans until here
         if self.handle_signals:

@@ -304,9 +304,12 @@ class LocalApi:
 
     async def match(self, request: web.Request) -> web.Response:
         from sidecar.match import match_document
+        from sidecar.status import DeliveryOutcome
 
         info = self.status_view.deployment.match
-        return json_response(match_document(info, self.lifecycle))
+        # SPEC §12: null in status until a stop is decided; here, with a URL, it is to come.
+        delivery = self.status_view.delivery.outcome or DeliveryOutcome.PENDING
+        return json_response(match_document(info, self.lifecycle, delivery.value))
 
     async def ticket(self, request: web.Request) -> web.Response:
         from sidecar.match import ticket_document

@@ -187,6 +187,54 @@ def _api_token(value: str) -> Secret | None:
     return Secret(token)
 
 
+def _result_url(value: str) -> str | None:
+    """SPEC §12: `https://`, or `http://` to a loopback address (a result sent in clear text
+    must not leave the machine). Unlike ARBITRIUM_DELETE_URL a bad one is an error: the studio
+    set it, and a silently dropped result is worse than a refused start. The message never
+    quotes the URL: it may carry credentials."""
+    url = value.strip(_ASCII_SPACE)
+    if not url:
+        return None
+    problem = result_url_problem(url)
+    if problem is not None:
+        raise ValueError(
+            f"expected an https:// URL, or http:// to a loopback address; it {problem}"
+        )
+    return url
+
+
+def result_url_problem(url: str) -> str | None:
+    """Why `url` cannot be SIDECAR_RESULT_URL (None when it can)."""
+    from yarl import URL
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "contains whitespace or control characters"
+    try:
+        parsed = URL(url)
+        port = parsed.port
+    except ValueError:
+        return "cannot be parsed as a URL"
+    if parsed.scheme not in ("http", "https"):
+        return "is not an http or https URL"
+    if not parsed.raw_host:
+        return "has no host"
+    if port is not None and not 0 < port <= 65535:
+        return "has a port that is not a number 1-65535"
+    if parsed.scheme == "http" and not is_loopback(parsed.raw_host.strip("[]")):
+        return "is http:// to an address that is not loopback"
+    return None
+
+
+def _header_secret(value: str) -> Secret | None:
+    """A token sent in an HTTP header: printable ASCII, or it could never be sent."""
+    token = value.strip()
+    if not token:
+        return None
+    if not (token.isascii() and token.isprintable()):
+        raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
+    return Secret(token)
+
+
 # SPEC §11: the platform owns its naming rules, so any printable name up to 256 characters is
 # sent; one outside this pattern is only worth a warning.
 MAX_STORAGE_NAME = 256
@@ -506,6 +554,35 @@ class Settings:
         "true, false or auto (dry-run exactly when the ARBITRIUM_DELETE_* are missing)",
         default_text="auto",
     )
+    # --- match result delivery (SPEC §12) -------------------------------------------------------
+    result_url: str | None = setting(
+        "SIDECAR_RESULT_URL",
+        _result_url,
+        None,
+        "where the match result is POSTed once a stop is decided (https, or http to loopback)",
+        shown=Shown.URL,
+    )
+    result_token: Secret | None = setting(
+        "SIDECAR_RESULT_TOKEN",
+        _header_secret,
+        None,
+        "sent with the result as Authorization: Bearer <token>",
+        shown=Shown.SECRET,
+    )
+    result_wait: float = setting(
+        "SIDECAR_RESULT_WAIT",
+        parse_duration,
+        10.0,
+        "how long past the drain grace the self-stop waits for the result delivery",
+        shown=Shown.DURATION,
+    )
+    result_budget: float = setting(
+        "SIDECAR_RESULT_BUDGET",
+        parse_duration,
+        300.0,
+        "how long the result delivery keeps retrying",
+        shown=Shown.DURATION,
+    )
     # --- run mode ------------------------------------------------------------------------------
     term_grace: float = setting(
         "SIDECAR_TERM_GRACE",
@@ -767,7 +844,7 @@ def redacted_settings(settings: Settings) -> dict[str, str]:
     for variable in VARIABLES:
         value = getattr(settings, variable.field)
         shown = _shown(variable, value)
-        if variable.shown is Shown.URL and value is not None and settings.delete_url_problem:
+        if variable.field == "delete_url" and value is not None and settings.delete_url_problem:
             shown += f"  (ignored: {settings.delete_url_problem})"
         elif value is None and variable.field == "dry_run":
             shown = f"auto ({'true' if settings.effective_dry_run else 'false'})"

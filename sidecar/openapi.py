@@ -122,6 +122,20 @@ class StopProgress(TypedDict):
 
 
 @_exact
+class ResultDelivery(TypedDict):
+    outcome: Annotated[
+        Literal["off", "pending", "delivered", "failed"] | None,
+        Field(
+            description="The match result's delivery to SIDECAR_RESULT_URL (SPEC §12): off "
+            "without one; null until a stop is decided."
+        ),
+    ]
+    attempts: NonNegativeInt
+    last_status: int | None
+    last_error: str | None
+
+
+@_exact
 class DeploymentSummary(TypedDict):
     request_id: str | None
     public_ip: str | None
@@ -160,6 +174,7 @@ class Status(TypedDict):
     dry_run: bool
     stop: StopProgress
     deployment: DeploymentSummary
+    result_delivery: ResultDelivery
     drain_deadline_s: NotRequired[
         Annotated[
             NonNegativeFloat,

@@ -46,6 +46,26 @@ class StopProgress:
     log_storage_refused: bool = False
 
 
+class DeliveryOutcome(StrEnum):
+    """Where the match-result delivery stands (SPEC §12), as status and the stop record show it."""
+
+    OFF = "off"  # no SIDECAR_RESULT_URL
+    PENDING = "pending"  # started (or about to be), not finished yet
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # a permanent answer, or the budget spent
+
+
+@dataclass
+class DeliveryProgress:
+    """The result delivery as it goes: written by sidecar.result, read by every snapshot.
+    `outcome` is None until a stop is decided (with SIDECAR_RESULT_URL set)."""
+
+    outcome: DeliveryOutcome | None = None
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+
+
 # Snapshots are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field
 # through object.__setattr__, which doubled the cost of building a status (built at most once a
 # millisecond under load, and for every lifecycle call's answer and SSE event). Treat them as
@@ -81,10 +101,12 @@ class Status:
     drain_deadline_in: float | None  # only while draining
     drain_deadline_unix: float | None
     game: GameStatus | None  # only in run and watch modes
+    result_delivery: DeliveryProgress  # a copy (SPEC §12)
 
     def to_json(self) -> dict[str, Any]:
         """The `/v1/status` body (SPEC §7; openapi.Status documents it), field for field."""
         stop = self.stop
+        delivery = self.result_delivery
         body: dict[str, Any] = {
             "state": self.state.value,
             "stop_reason": self.stop_reason.value if self.stop_reason else None,
@@ -110,6 +132,12 @@ class Status:
                 "log_storage_refused": stop.log_storage_refused,
             },
             "deployment": self.deployment,
+            "result_delivery": {
+                "outcome": delivery.outcome.value if delivery.outcome else None,
+                "attempts": delivery.attempts,
+                "last_status": delivery.last_status,
+                "last_error": delivery.last_error,
+            },
         }
         if self.drain_deadline_in is not None and self.drain_deadline_unix is not None:
             body["drain_deadline_s"] = round(self.drain_deadline_in, 3)
@@ -141,8 +169,10 @@ class StatusView:
         secrets: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        delivery: DeliveryProgress | None = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.delivery = delivery if delivery is not None else DeliveryProgress(DeliveryOutcome.OFF)
         self.progress = progress
         self.game = game
         self.deployment = deployment
@@ -209,6 +239,12 @@ class StatusView:
             drain_deadline_in=drain,
             drain_deadline_unix=self._wall_clock() + drain if drain is not None else None,
             game=game_status,
+            result_delivery=DeliveryProgress(
+                self.delivery.outcome,
+                self.delivery.attempts,
+                self.delivery.last_status,
+                self.delivery.last_error,
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ from sidecar.lifecycle import Lifecycle, StopDecision
 from sidecar.match import stop_record_fields
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
-from sidecar.status import Outcome, StopProgress
+from sidecar.result import ResultDelivery, idempotency_key, result_body
+from sidecar.status import DeliveryOutcome, Outcome, StopProgress
 
 log = logging.getLogger("sidecar")
 
@@ -64,6 +66,8 @@ class StopSequence:
         request_id: str | None,
         on_progress: Callable[[], None],
         secrets: Sequence[str] = (),
+        result: ResultDelivery | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._lifecycle = lifecycle
@@ -73,6 +77,9 @@ class StopSequence:
         self._secrets = list(secrets)
         self._session: aiohttp.ClientSession | None = None
         self._decision: StopDecision | None = None
+        # SPEC §12: the match result's delivery, started at the decision (start_result()).
+        self.result = result
+        self._wall_clock = wall_clock
 
     def open(self) -> None:
         """Open the HTTP session, unless in dry-run: one for every attempt (connection reuse and
@@ -96,10 +103,37 @@ class StopSequence:
             return self._settings.effective_error_log_storage
         return self._settings.log_storage
 
+    def start_result(self, decision: StopDecision) -> None:
+        """The stop is decided: start delivering the match result (SPEC §12), during the grace.
+        A no-op without SIDECAR_RESULT_URL, and after the first call."""
+        if self.result is None or not self.result.enabled:
+            return
+        lc = self._lifecycle
+        # The lifecycle's times are monotonic; the receiver wants wall-clock ones.
+        wall_offset = self._wall_clock() - lc.now
+        match_id = lc.match_id  # MM_MATCH_ID, else the one given to match start (SPEC §12)
+        body = result_body(
+            request_id=self._request_id,
+            match_id=match_id,
+            reason=decision.reason.value,
+            detail=decision.detail,
+            result=decision.match_result,
+            players_peak=lc.players_peak,
+            arrived=lc.arrived_count,
+            started_at=lc.started_at + wall_offset,
+            ended_at=decision.decided_at + wall_offset,
+        )
+        self.result.start(body, idempotency_key(self._request_id, match_id))
+
     async def run(self, decision: StopDecision, game_exit: GameExit | None) -> bool:
         """Record, then stop (or only log it in dry-run); True when the platform took it."""
         settings = self._settings
         self._decision = decision
+        if self.result is not None and self.result.enabled:
+            self.start_result(decision)  # already started at the decision: a no-op
+            # SPEC §12: the self-stop waits for the delivery at most this long past the grace,
+            # then goes ahead; the delivery goes on without it.
+            await self.result.wait(settings.result_wait)
         storage = self.log_storage_for(decision)
         self.progress.log_storage = storage
         # In run mode a game-exit decision is only made after wait() drained the relay, so this
@@ -227,6 +261,9 @@ class StopSequence:
             "log_storage": storage,
             "dry_run": self._settings.effective_dry_run,
             "request_id": self._request_id,
+            "result_delivery": (
+                self.result.outcome if self.result is not None else DeliveryOutcome.OFF
+            ).value,
         }
         record.update(stop_record_fields(lc))  # match_id, and the match's arrivals (SPEC §12)
         if lc.later_triggers:

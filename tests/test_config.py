@@ -130,6 +130,10 @@ class TestLoading:
             "SIDECAR_AGONES_GAMESERVER",
             "SIDECAR_AGONES_PLAYERS_LIST",
             "SIDECAR_AGONES_AUTO_ALLOCATE",
+            "SIDECAR_RESULT_URL",
+            "SIDECAR_RESULT_TOKEN",
+            "SIDECAR_RESULT_WAIT",
+            "SIDECAR_RESULT_BUDGET",
         }
 
     def test_error_storage_defaults_to_log_storage(self) -> None:
@@ -244,8 +248,17 @@ class TestVariableTable:
     def test_secrecy_comes_from_the_field(self) -> None:
         """The variables marked secret are exactly the ones redacted, loaded or not."""
         secret_names = {variable.name for variable in VARIABLES if variable.secret}
-        assert secret_names == {"ARBITRIUM_DELETE_TOKEN", "SIDECAR_API_TOKEN"}
-        env = {**PLATFORM, "SIDECAR_API_TOKEN": "api-secret-1", "SIDECAR_LOG_STORAGE": "bucket"}
+        assert secret_names == {
+            "ARBITRIUM_DELETE_TOKEN",
+            "SIDECAR_API_TOKEN",
+            "SIDECAR_RESULT_TOKEN",
+        }
+        env = {
+            **PLATFORM,
+            "SIDECAR_API_TOKEN": "api-secret-1",
+            "SIDECAR_RESULT_TOKEN": "result-secret-1",
+            "SIDECAR_LOG_STORAGE": "bucket",
+        }
         settings = load_settings(env)
         assert sorted(settings.secrets()) == sorted(env[name] for name in secret_names)
         assert sorted(environ_secrets(env)) == sorted(settings.secrets())
