@@ -74,7 +74,7 @@ export class SidecarClient {
 
   /**
    * @param {string} playerId
-   * @param {{ticketId?: string}} [options]  the matchmaker ticket the player holds (SPEC §12)
+   * @param {{ticketId?: string}} [options]  the matchmaker ticket the player holds
    * @returns {Promise<number>} the player count
    */
   async connect(playerId, { ticketId } = {}) {

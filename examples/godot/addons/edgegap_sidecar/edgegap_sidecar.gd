@@ -1,8 +1,9 @@
 extends Node
-## The game side of the edgegap-sidecar local API (README, *Local API*; SPEC §7 and §12), for
-## Godot 4. The addon's plugin.gd registers this script as the autoload "Sidecar": it lives under
-## the tree's root, so scene changes never free it and the heartbeat goes on. Parsed and linted in
-## this repository's CI with gdtoolkit (tests/test_engine_packages.py); it needs Godot to run.
+## The game side of the edgegap-sidecar local API (README, *Local API*; the matchmaker routes in
+## docs/integration.md), for Godot 4. The addon's plugin.gd registers this script as the
+## autoload "Sidecar": it lives under the tree's root, so scene changes never free it and the
+## heartbeat goes on. Parsed and linted in this repository's CI with gdtoolkit
+## (tests/test_engine_packages.py); it needs Godot to run.
 ##
 ##   POST /v1/ready                report_ready()                then heartbeats start
 ##   POST /v1/health               health(), and a Timer every heartbeat_interval seconds
@@ -196,7 +197,7 @@ func deployment() -> Dictionary:
 	return await _send(HTTPClient.METHOD_GET, "/v1/deployment")
 
 
-## The matchmaker's match (SPEC §12): expected and arrived tickets, teams, quorum.
+## The matchmaker's match: expected and arrived tickets, teams, quorum.
 func match_info() -> Dictionary:
 	return await _send(HTTPClient.METHOD_GET, "/v1/match")
 

@@ -1,5 +1,5 @@
 // com.edgegap.sidecar: the game side of the edgegap-sidecar local API (README, *Local API*;
-// SPEC §7 and §12) for Unity 2021.3+. Compiled in this repository's CI with mono-mcs against
+// its matchmaker routes in docs/integration.md) for Unity 2021.3+. Compiled in this repository's CI with mono-mcs against
 // stand-ins of the UnityEngine types it uses (tests/unity/), and run there through a scene change
 // against a real sidecar (tests/test_unity_package.py).
 //
@@ -279,7 +279,7 @@ namespace Edgegap.Sidecar
 
         public SidecarCall GetDeployment() { return Call("GET", "/v1/deployment", null); }
 
-        /// <summary>The matchmaker's match (SPEC §12); body: JsonUtility.FromJson&lt;SidecarMatch&gt;.</summary>
+        /// <summary>The matchmaker's match; body: JsonUtility.FromJson&lt;SidecarMatch&gt;.</summary>
         public SidecarCall GetMatch() { return Call("GET", "/v1/match", null); }
 
         /// <summary>Check a joiner's ticket in the handshake: 200 with the ticket, or 404

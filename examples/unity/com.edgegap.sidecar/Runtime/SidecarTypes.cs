@@ -33,7 +33,7 @@ namespace Edgegap.Sidecar
         }
     }
 
-    /// <summary>Lower-case states of the sidecar's lifecycle (SPEC §5).</summary>
+    /// <summary>Lower-case states of the sidecar's lifecycle.</summary>
     public enum SidecarState { Unknown, Starting, Ready, Active, Draining, Stopping, Stopped, Failed, Terminating }
 
     [Serializable]
@@ -85,7 +85,7 @@ namespace Edgegap.Sidecar
         public string player_id;
     }
 
-    /// <summary>GET /v1/match (SPEC §12). Attributes and teams are in the raw Body.</summary>
+    /// <summary>GET /v1/match. Attributes and teams are in the raw Body.</summary>
     [Serializable]
     public sealed class SidecarMatch
     {

@@ -1,5 +1,5 @@
-// Unreal Engine 5 plugin for the edgegap-sidecar local API (README, *Local API*; SPEC §7 and
-// §12), with Unreal's HTTP module. Not compiled in this repository's CI (it needs the engine);
+// Unreal Engine 5 plugin for the edgegap-sidecar local API (README, *Local API*; the matchmaker
+// routes in docs/integration.md), with Unreal's HTTP module. Not compiled in this repository's CI (it needs the engine);
 // tests/test_engine_packages.py checks the plugin's structure and that every route is covered.
 //
 // A game-instance subsystem: it lives as long as the game instance, so map travel (lobby -> map,
@@ -136,7 +136,7 @@ public:
 	UFUNCTION(BlueprintCallable, Category = "Edgegap Sidecar", meta = (AutoCreateRefTerm = "OnDone"))
 	void GetDeployment(const FEdgegapSidecarDone& OnDone);
 
-	/** The matchmaker's match (SPEC §12): expected and arrived tickets, teams, quorum. */
+	/** The matchmaker's match: expected and arrived tickets, teams, quorum. */
 	UFUNCTION(BlueprintCallable, Category = "Edgegap Sidecar", meta = (AutoCreateRefTerm = "OnDone"))
 	void GetMatch(const FEdgegapSidecarDone& OnDone);
 
