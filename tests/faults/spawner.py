@@ -1,8 +1,8 @@
 """Sidecar processes for the matrices, forked by `forkserver.py` (the sidecar imported once) or,
 with FAULT_MATRIX_SPAWN=exec, started as `python -m sidecar`; and pipes read as bytes arrive.
 
-The signal matrix uses these; they are the fault matrix's `Spawner`, `ForkedProcess` and
-`OutputPipe`, in a module of their own so that a second matrix needs no import of the first.
+Every matrix (platform answers, signals, result receivers) starts its sidecars through these, so
+that none imports another.
 """
 
 from __future__ import annotations
@@ -105,8 +105,11 @@ class Spawner:
     """Starts sidecar processes: forked by `forkserver.py` (the default), or exec'd as
     `python -m sidecar` with FAULT_MATRIX_SPAWN=exec."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, probe: bool = False) -> None:
         self.fork = os.environ.get("FAULT_MATRIX_SPAWN", "fork") != "exec"
+        # With `probe`, each forked sidecar marks on stderr, in order, every DELETE it sends and
+        # the moment its SIGTERM handler returned (the fault matrix's `Probe`).
+        self.probe = probe
         self._server: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._ids = itertools.count()
@@ -162,7 +165,10 @@ class Spawner:
         request = next(self._ids)
         forked = self._loop.create_future()
         self._spawning[request] = forked
-        message = json.dumps({"id": request, "argv": argv, "env": env}).encode()
+        spec: dict[str, object] = {"id": request, "argv": argv, "env": env}
+        if self.probe:
+            spec["probe"] = True
+        message = json.dumps(spec).encode()
         with open(os.devnull, "rb") as stdin:
             socket.send_fds(self._control, [message], [stdin.fileno(), stdout, stderr])
         async with asyncio.timeout(10):

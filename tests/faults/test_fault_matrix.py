@@ -46,7 +46,6 @@ import platform as host
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -73,6 +72,7 @@ from hostile_platform import (
     answer_named,
     carries_log_storage,
 )
+from spawner import ForkedProcess, OutputPipe, Spawner
 
 from tests.conftest import base_env
 
@@ -209,55 +209,6 @@ def _token() -> str:
     return "tok+" + base64.b64encode(os.urandom(18)).decode() + "/="
 
 
-class OutputPipe:
-    """A pipe for a child's stdout or stderr, read on the loop as bytes arrive and readable on
-    demand (`drain`): what it holds after a drain is all the child had written by then."""
-
-    def __init__(self, on_data: Callable[[], None] | None = None) -> None:
-        self._read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        self.data = bytearray()
-        self.closed = asyncio.Event()
-        self._grew = asyncio.Event()
-        self._on_data = on_data
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._read_fd, self.drain)
-
-    def child_started(self) -> None:
-        os.close(self.write_fd)
-        self.write_fd = -1
-
-    def drain(self) -> None:
-        while self._read_fd >= 0:
-            try:
-                chunk = os.read(self._read_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            if not chunk:
-                self.close()
-                return
-            self.data += chunk
-            self._grew.set()
-            if self._on_data is not None:
-                self._on_data()
-
-    async def until_length(self, length: int) -> None:
-        while len(self.data) < length and not self.closed.is_set():
-            self._grew.clear()
-            await self._grew.wait()
-
-    def close(self) -> None:
-        if self._read_fd >= 0:
-            self._loop.remove_reader(self._read_fd)
-            os.close(self._read_fd)
-            self._read_fd = -1
-        if self.write_fd >= 0:
-            os.close(self.write_fd)
-            self.write_fd = -1
-        self.closed.set()
-        self._grew.set()  # wakes a waiter for output that will never come
-
-
 class Events:
     """The sidecar's `/v1/events` stream: every status it published, as it arrives."""
 
@@ -311,121 +262,6 @@ class Events:
     @property
     def attempts(self) -> int:
         return max((s["stop"]["attempts"] for s in self.statuses), default=0)
-
-
-class ForkedProcess:
-    """A sidecar forked by the fork server: the subset of asyncio.subprocess.Process the cells
-    use."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._ended = asyncio.Event()
-
-    def ended(self, returncode: int) -> None:
-        self.returncode = returncode
-        self._ended.set()
-
-    async def wait(self) -> int:
-        await self._ended.wait()
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-
-class Spawner:
-    """Starts sidecar processes: forked by `forkserver.py` (the default), or exec'd as
-    `python -m sidecar` with FAULT_MATRIX_SPAWN=exec."""
-
-    def __init__(self) -> None:
-        self.fork = os.environ.get("FAULT_MATRIX_SPAWN", "fork") != "exec"
-        self._server: asyncio.subprocess.Process | None = None
-        self._control: socket.socket | None = None
-        self._ids = itertools.count()
-        self._spawning: dict[int, asyncio.Future[ForkedProcess]] = {}
-        self._forked: dict[int, ForkedProcess] = {}
-        self._loop = asyncio.get_running_loop()
-
-    async def __aenter__(self) -> Spawner:
-        if not self.fork:
-            return self
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            self._server = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(HERE / "forkserver.py"),
-                str(theirs.fileno()),
-                pass_fds=[theirs.fileno()],
-                env=base_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
-        ours.setblocking(False)
-        self._control = ours
-        self._loop.add_reader(ours.fileno(), self._on_message)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._control is not None:
-            self._loop.remove_reader(self._control.fileno())
-            self._control.close()  # the server ends when its socket does
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait(), 5)
-            except TimeoutError:
-                self._server.kill()
-                await self._server.wait()
-
-    async def spawn(
-        self, argv: list[str], env: dict[str, str], stdout: int, stderr: int
-    ) -> asyncio.subprocess.Process | ForkedProcess:
-        if not self.fork:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "sidecar",
-                *argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        assert self._control is not None
-        request = next(self._ids)
-        forked = self._loop.create_future()
-        self._spawning[request] = forked
-        # The probe marks DELETEs sent and the SIGTERM handled, in order (`Probe`).
-        message = json.dumps({"id": request, "argv": argv, "env": env, "probe": True}).encode()
-        with open(os.devnull, "rb") as stdin:
-            socket.send_fds(self._control, [message], [stdin.fileno(), stdout, stderr])
-        async with asyncio.timeout(10):
-            return await forked
-
-    def _on_message(self) -> None:
-        assert self._control is not None
-        while True:
-            try:
-                data = self._control.recv(1 << 16)
-            except BlockingIOError:
-                return
-            if not data:
-                self._loop.remove_reader(self._control.fileno())
-                for waiting in self._spawning.values():
-                    waiting.set_exception(RuntimeError("the fork server ended"))
-                return
-            message = json.loads(data)
-            if "id" in message:
-                # Registered here, not when spawn() resumes: the exit may be the next message.
-                process = self._forked[message["pid"]] = ForkedProcess(message["pid"])
-                self._spawning.pop(message["id"]).set_result(process)
-            else:
-                self._forked.pop(message["pid"]).ended(message["returncode"])
 
 
 class CellRun:
@@ -563,7 +399,7 @@ class CellRun:
             if cell.mode == "run":
                 # The game is up (its SIGTERM handler set) and writing: the stop meets it
                 # mid-line.
-                await self.stdout.until_length(4096)
+                await self.stdout.until(lambda data: len(data) >= 4096)
             await self._decide_stop(http, url)
             if cell.moment == SIGTERM:
                 await self._sigterm_mid_stop(http, url)
@@ -999,7 +835,7 @@ def _estimated_seconds(cell: Cell) -> float:
 async def run_matrix(cells: list[Cell]) -> dict[Cell, CellResult]:
     gate = asyncio.Semaphore(CONCURRENCY)
     ordered = sorted(cells, key=_estimated_seconds, reverse=True)
-    async with Spawner() as spawner:
+    async with Spawner(probe=True) as spawner:
 
         async def one(cell: Cell) -> CellResult:
             async with gate:
