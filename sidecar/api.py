@@ -109,7 +109,7 @@ class LocalApi:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            bound = await runner.listen(host, port)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
@@ -119,8 +119,7 @@ class LocalApi:
                 ) from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self._runner = runner
-        addresses = runner.addresses
-        return int(addresses[0][1]) if addresses else port
+        return bound
 
     async def close(self) -> None:
         """Stop serving. Close the event hub first: its open streams would hold this up."""

@@ -98,9 +98,8 @@ class AgonesFacade:
             max_connections=min(MAX_CONNECTIONS, connection_cap()),
         )
         await runner.setup()
-        site = web.TCPSite(runner, HOST, self._requested_port)
         try:
-            await site.start()
+            self.port = await runner.listen(HOST, self._requested_port)
         except OSError as exc:
             await runner.cleanup()
             why = (
@@ -112,8 +111,6 @@ class AgonesFacade:
                 f"cannot serve the Agones SDK on {HOST}:{self._requested_port}: {why}"
             ) from None
         self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self._requested_port
         log.info("Agones SDK REST API on http://%s:%s", HOST, self.port)
         return self.port
 
