@@ -118,7 +118,8 @@ function seconds(value) {
   if (value === null || value === undefined) return "—";
   const s = Number(value);
   if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  if (s >= 60) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+  // Whole seconds rounded down: 119.6 s is "1m 59s", never "1m 60s".
+  if (s >= 60) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
   return `${s.toFixed(1)} s`;
 }
 
@@ -141,6 +142,8 @@ const view = {
   // The user picked one: do not jump to newer deployments on our own.
   pinned: false,
   envFor: null,
+  // The selected deployment's masked environment, fetched again at each of its status changes.
+  env: null,
   busy: false,
 };
 
@@ -237,6 +240,7 @@ function select(requestId, byUser) {
   if (view.selected === requestId) return;
   view.selected = requestId;
   view.envFor = null;
+  view.env = null;
   document.getElementById("action-result").hidden = true;
   replace("logs");
   drawTimeline();
@@ -263,19 +267,25 @@ async function refreshDetail() {
   stopButton.disabled = !["Status.READY", "Status.ERROR", "Status.INITIALIZING", "Status.SEEKING",
     "Status.SEEKED", "Status.SCANNING", "Status.DEPLOYING"].includes(deployment.current_status);
 
-  const [internals, logs, selfStops, faults, sidecar] = await Promise.all([
+  const askSidecar = (path) => (deployment.backed && running
+    ? api(`${base}/sidecar/${path}`) : Promise.resolve(null));
+  const [internals, logs, selfStops, faults, sidecar, match] = await Promise.all([
     api(base),
     api(`${base}/logs/masked?tail=${LOG_TAIL}`),
     api(`/_emulator/requests?path_contains=${encodeURIComponent(`/v1/self/stop/${id}/`)}`),
     api("/_emulator/faults"),
-    deployment.backed && running ? api(`${base}/sidecar/v1/status`) : Promise.resolve(null),
+    askSidecar("v1/status"),
+    // Only a match has one worth showing; match.js tells from the env whether it is one.
+    view.env && view.env.MM_MATCH_ID ? askSidecar("v1/match") : Promise.resolve(null),
   ]);
   if (view.selected !== id) return; // the user moved on while we were asking
   if (view.envFor !== `${id} ${deployment.current_status}`) {
     const env = await api(`${base}/env/masked`);
+    view.env = env.ok ? env.body : null;
     drawEnv(env.body);
     view.envFor = `${id} ${deployment.current_status}`;
   }
+  drawMatch(deployment, view.env, match, sidecar, logs);
   drawNote(deployment, internals.body);
   drawSidecar(deployment, sidecar);
   drawPorts(internals.body);
@@ -457,6 +467,7 @@ async function refreshHealth() {
     const b = health.body;
     document.getElementById("emulator-info").textContent =
       `${b.url} · ${b.isolation} isolation · apps: ${Object.keys(b.apps).join(", ") || "none"}`;
+    fillMatchApps(b.apps);
   }
 }
 
@@ -498,6 +509,7 @@ function start() {
   });
   document.getElementById("stop-button").addEventListener("click", () => stopSelected().catch(reportError));
   document.getElementById("fault-form").addEventListener("submit", (event) => injectFault(event).catch(reportError));
+  document.getElementById("match-form").addEventListener("submit", (event) => makeMatch(event).catch(reportError));
   window.addEventListener("resize", drawTimeline);
   refreshHealth().catch(reportError);
   setInterval(() => refreshHealth().catch(reportError), HEALTH_MS);
