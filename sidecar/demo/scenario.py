@@ -1,4 +1,5 @@
-"""The demo scenario: drives one deployment from `POST /deployments` to Status.TERMINATED.
+"""The demo scenario: drives a deployment from `POST /deployments` to Status.TERMINATED (with
+--match, two matchmaker matches in turn, matches.py).
 
 `Demo.run()` is the whole walk under the --timeout cap. Every failure becomes a `DemoError`
 naming the step it happened in. The emulator, its HTTP API, the sidecar's event stream and the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import secrets
 import signal
@@ -32,6 +34,14 @@ from sidecar.demo.example import (
     find_example_game,
     load_run_bots,
 )
+from sidecar.demo.matches import (
+    MatchPlan,
+    arrive,
+    delivered_result,
+    deploy_match,
+    no_show_match,
+    played_match,
+)
 from sidecar.demo.options import DemoOptions
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
@@ -50,8 +60,6 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
-# demo --match: how long the players have to arrive (SIDECAR_NO_SHOW_TIMEOUT).
-MATCH_NO_SHOW_TIMEOUT = "4s"
 
 
 def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
@@ -95,6 +103,10 @@ class DemoSummary:
     elapsed: float
     stop_reason: str
     log_lines: int
+    # demo --match: the result reached the emulator's result sink, once.
+    result_delivered: bool = False
+    # demo --match: the deployments played before this one, in order.
+    earlier: tuple[DemoSummary, ...] = ()
 
 
 class Demo:
@@ -182,6 +194,8 @@ class Demo:
             status_step_seconds=STATUS_STEP_SECONDS,
             stop_grace_seconds=EMULATOR_STOP_GRACE_SECONDS,
             game_port=0,
+            # demo --match: where its sidecars deliver the match results.
+            result_sink=self.options.match,
         )
         async with EmulatorServer(options) as emulator, aiohttp.ClientSession() as session:
             self.timeline.event("emulator", f"Edgegap API emulator on {emulator.url}")
@@ -194,7 +208,16 @@ class Demo:
                 f"edgegap-sidecar run -- python {game.server.parent.name}/{game.server.name}",
             )
             try:
-                summary = await self._play(emulator, session, game, run_bots)
+                if self.options.match:
+                    played = await self._play(
+                        emulator, session, game, run_bots, played_match(self.options.players)
+                    )
+                    await self._reset()
+                    plan = no_show_match(self.options.players)
+                    last = await self._play(emulator, session, game, run_bots, plan)
+                    summary = dataclasses.replace(last, earlier=(played,))
+                else:
+                    summary = await self._play(emulator, session, game, run_bots)
             finally:
                 await self._stop_watchers()
             if self.options.keep:
@@ -232,6 +255,7 @@ class Demo:
         session: aiohttp.ClientSession,
         game: ExampleGame,
         run_bots: Callable[..., dict[str, Any]],
+        plan: MatchPlan | None = None,
     ) -> DemoSummary:
         self.step = f"deploying {APP_NAME} (POST /deployments)"
         sidecar_port = pick_free_port(LOOPBACK)
@@ -241,9 +265,12 @@ class Demo:
             {"key": key, "value": value, "is_hidden": key == "SIDECAR_API_TOKEN"}
             for key, value in env.items()
         ]
-        tickets: list[str] = []
-        if self.options.match:
-            request_id, tickets = await self._deploy_match(emulator, variables)
+        made = None
+        if plan is not None:
+            self.step = f"making the {plan.name} match (POST /_emulator/matches)"
+            self.expected_reason = plan.stop_reason
+            made = await deploy_match(emulator, plan, APP_NAME, variables, self.timeline)
+            request_id = made.request_id
         else:
             request_id = await emulator.deploy(APP_NAME, environment_variables=variables)
             self.timeline.event("emulator", f"POST /deployments -> request_id {request_id}")
@@ -269,13 +296,37 @@ class Demo:
         self.step = "waiting for the game to report ready"
         await self._wait_for(lambda: self.sidecar_states[-1] != "starting", "sidecar event stream")
 
-        if self.options.match:
-            await self._arrive_all_but_one(session, sidecar_url, api_token, tickets)
-            self.step = f"waiting for the no-show deadline ({MATCH_NO_SHOW_TIMEOUT})"
+        if made is not None:
+            self.step = "players arriving with their tickets"
+            tickets = made.ticket_ids
+            # The example bots call themselves bot-1, bot-2…: their tickets arrive under those
+            # names. In the no-show match the last ticket's player never comes.
+            arriving = tickets if plan is not None and plan.played else tickets[:-1]
+            await arrive(
+                session,
+                sidecar_url,
+                api_token,
+                [(f"bot-{n}", ticket) for n, ticket in enumerate(arriving, start=1)],
+                self.timeline,
+                self.step,
+            )
+            if len(arriving) < len(tickets):
+                self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
+        if plan is not None and not plan.played:
+            self.step = f"waiting for the no-show deadline ({plan.no_show_timeout})"
             await self._wait_for(
                 lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
             )
-            return await self._after_stop(emulator, request_id)
+        else:
+            await self._play_bots(run_bots, game_port)
+        summary = await self._after_stop(emulator, request_id)
+        if made is None:
+            return summary
+        self.step = "reading the result sink (GET /_emulator/results)"
+        self.timeline.event("sink", await delivered_result(emulator, made, self.step))
+        return dataclasses.replace(summary, result_delivered=True)
+
+    async def _play_bots(self, run_bots: Callable[..., dict[str, Any]], game_port: int) -> None:
         self.step = (
             f"playing the match ({self.options.players} players x {self.options.rounds} rounds "
             f"on udp {LOOPBACK}:{game_port})"
@@ -288,7 +339,6 @@ class Demo:
             lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
         )
         self._check_stop_reason()
-        return await self._after_stop(emulator, request_id)
 
     async def _after_stop(self, emulator: EmulatorServer, request_id: str) -> DemoSummary:
         self.step = "waiting for the sidecar's self-stop"
@@ -326,60 +376,6 @@ class Demo:
         return DemoSummary(
             request_id, self.timeline.elapsed(), str(record.get("reason")), len(lines)
         )
-
-    # ---- demo --match ---------------------------------------------------------------------------
-
-    async def _deploy_match(
-        self, emulator: EmulatorServer, variables: list[dict[str, Any]]
-    ) -> tuple[str, list[str]]:
-        """Deploy through POST /_emulator/matches: one ticket per player, every one needed."""
-        self.step = f"making a match of {self.options.players} tickets (POST /_emulator/matches)"
-        self.expected_reason = "no_show"
-        settings = {"SIDECAR_NO_SHOW_TIMEOUT": MATCH_NO_SHOW_TIMEOUT, "SIDECAR_MATCH_QUORUM": "all"}
-        status, body = await emulator.call(
-            "POST",
-            "/_emulator/matches",
-            json={
-                "app": APP_NAME,
-                "profile": "demo",
-                "tickets": [{"team": f"team-{n % 2 + 1}"} for n in range(self.options.players)],
-                "deploy": {
-                    "version": "demo",
-                    "environment_variables": [
-                        *variables,
-                        *({"key": k, "value": v, "is_hidden": False} for k, v in settings.items()),
-                    ],
-                },
-            },
-        )
-        if status != 201:
-            raise EmulatorError(status, body)
-        request_id, tickets = str(body["request_id"]), list(body["ticket_ids"])
-        self.timeline.event(
-            "emulator",
-            f"POST /_emulator/matches -> request_id {request_id}, match {body['match_id']}, "
-            f"{len(tickets)} tickets (MM_* injected), quorum all, no-show timeout "
-            f"{MATCH_NO_SHOW_TIMEOUT}",
-        )
-        return request_id, tickets
-
-    async def _arrive_all_but_one(
-        self, session: aiohttp.ClientSession, url: str, api_token: str, tickets: list[str]
-    ) -> None:
-        """Every player but the last connects with its ticket, as the game's handshake would
-        report it (`POST /v1/players/connect {player_id, ticket_id}`); the last never shows."""
-        self.step = "players arriving with their tickets"
-        headers = {"Authorization": f"Bearer {api_token}"}
-        for n, ticket in enumerate(tickets[:-1], start=1):
-            body = {"player_id": f"player-{n}", "ticket_id": ticket}
-            async with session.post(
-                f"{url}/v1/players/connect", json=body, headers=headers
-            ) as response:
-                if response.status >= 300:
-                    answer = f"{response.status}: {await response.text()}"
-                    raise DemoError(self.step, f"POST /v1/players/connect answered {answer}")
-            self.timeline.event("players", f"player-{n} arrived with ticket {ticket}")
-        self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
 
     # ---- waiting ------------------------------------------------------------------------------
 
@@ -422,6 +418,16 @@ class Demo:
                 self.step,
                 f"the sidecar is stopping for {reason} ({detail}), not {self.expected_reason}",
             )
+
+    async def _reset(self) -> None:
+        """Between two deployments (demo --match): nothing watched or seen carries over."""
+        await self._stop_watchers()
+        self._tasks.clear()
+        self.reached = []
+        self.deployment = {}
+        self.sidecar_states = []
+        self.sidecar_status = {}
+        self.bots_outcome = None
 
     async def _stop_watchers(self) -> None:
         tasks = list(self._tasks.values())
