@@ -150,6 +150,8 @@ class TestMatchesRoute:
             ({"tickets": [{}]}, "app"),
             (match_body(tickets=[{"id": "a b"}]), "tickets.0.id"),
             (match_body(tickets=[{"id": "IDS"}]), "tickets.0.id"),
+            # MM_TICKET_bot-1 would not survive the shell that starts a backed deployment.
+            (match_body(tickets=[{"id": "bot-1"}]), "tickets.0.id"),
             (match_body(tickets=[{"id": "x"}, {"id": "x"}]), "same id"),
             (match_body(tickets=[{"team": "a"}, {}]), "every ticket or to none"),
             (
