@@ -365,13 +365,17 @@ class TestInBrowser:
     async def test_make_a_match_where_nobody_shows_up(self, tmp_path: Path) -> None:
         """In headless Chromium: "Make a match" with its defaults (2 teams x 1 player) and a
         3 s no-show timeout makes a matchmaker deployment of the example game under the real
-        sidecar; the page selects it, it reaches READY, its match panel lists the two tickets
-        (the ones in its MM_* variables), nobody arrived, and the no-show countdown runs; with
-        nobody joining, the sidecar stops it for no_show, the page says so and marks both
-        tickets as never arrived, and the deployment reaches TERMINATED."""
+        sidecar; the page selects it (not the deployment already running), it reaches READY,
+        its match panel lists the two tickets (the ones in its MM_* variables), nobody arrived,
+        and the no-show countdown runs; with nobody joining, the sidecar stops it for no_show,
+        the page says so and marks both tickets as never arrived, and the deployment reaches
+        TERMINATED."""
         command = f"{sys.executable} -m sidecar run -- {sys.executable} {GAME_UNDER_SIDECAR}"
         options = _options(apps={"game": command}, isolation="ports", status_step_seconds=0.1)
         async with EmulatorServer(options) as emu, open_browser(tmp_path) as browser:
+            # Another deployment already running (simulated): the page must move to the match.
+            other = await emu.deploy("lobby")
+            await emu.wait_for_status(other, "Status.READY", 20)
             await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
             await browser.wait_for(
                 "!document.getElementById('match-button').disabled", "the match form"
@@ -380,6 +384,7 @@ class TestInBrowser:
                 "['match-app', 'match-teams', 'match-players']"
                 ".map(id => document.getElementById(id).value)"
             )
+            # The app backed by a process comes first: its match has a sidecar to watch.
             assert form == ["game", "2", "1"]
             # The short timeout goes into the deployment's env, as a person would type it.
             await browser.evaluate("document.getElementById('match-no-show').value = '3'")
