@@ -56,8 +56,8 @@ class TestRoutes:
                 assert answer.headers["Content-Type"].startswith("text/html")
                 assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
                 assert "/_emulator/ui/app.js" in await answer.text()
-            files = ("app.js", "text/javascript"), ("match.js", "text/javascript")
-            for name, kind in (*files, ("style.css", "text/css")):
+            scripts = [(name, "text/javascript") for name in ("app.js", "match.js", "timeline.js")]
+            for name, kind in (*scripts, ("style.css", "text/css")):
                 async with http.get(f"{emu.url}/_emulator/ui/{name}") as answer:
                     assert answer.status == 200, name
                     assert answer.headers["Content-Type"].startswith(kind)
@@ -442,6 +442,33 @@ class TestInBrowser:
                 "[...document.querySelectorAll('#match-tickets tr[data-ticket-id]')]"
                 ".map(r => r.dataset.arrived)"
             ) == ["false", "false"]
+
+    @pytest.mark.timeout(60)
+    async def test_a_match_the_emulator_refuses_says_why(self, tmp_path: Path) -> None:
+        """With every location full, "Make a match" shows the emulator's refusal (503 and its
+        message) instead of a match, and nothing is deployed."""
+        from sidecar.emulator.locations import LOCATIONS
+
+        options = _options(apps={"game": "sleep 600"}, location_capacity=1)
+        async with EmulatorServer(options) as emu, open_browser(tmp_path) as browser:
+            for _ in LOCATIONS:
+                await emu.deploy("lobby")
+            await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
+            await browser.wait_for(
+                "!document.getElementById('match-button').disabled", "the match form"
+            )
+            await browser.click("#match-button")
+            shown = await browser.wait_for(
+                "document.getElementById('match-made').textContent", "the refusal"
+            )
+            assert shown.startswith("Match refused (HTTP 503): "), shown
+            assert "Couldn't Allocate Server" in shown
+            assert (
+                await browser.evaluate("document.getElementById('match-made').dataset.requestId")
+                is None
+            )
+            _, timeline = await emu.call("GET", "/_emulator/timeline")
+            assert len(timeline["deployments"]) == len(LOCATIONS)
 
     @pytest.mark.timeout(60)
     async def test_without_the_token_the_page_asks_for_it(self, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ that makes a match (`POST /_emulator/matches`) and, for a match, its tickets and
     GET /                                  302 → /_emulator/ui
     GET /_emulator/ui                      the page (ui/index.html)
     GET /_emulator/ui/{name}               its scripts and style sheet (ui/app.js, ui/match.js,
-                                           ui/style.css)
+                                           ui/timeline.js, ui/style.css)
     GET /_emulator/timeline                {"now", "deployments": [{request_id, app_name, backed,
                                             current_status, statuses: [{status, at}],
                                             end_reason, error_detail}]}, every deployment the
@@ -50,6 +50,7 @@ _FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
     "match.js": "text/javascript",
+    "timeline.js": "text/javascript",
     "style.css": "text/css",
 }
 # Routes a browser reaches by navigating: no secret in them, so no token needed (app.py).

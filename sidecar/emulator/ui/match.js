@@ -52,8 +52,13 @@ async function makeMatch(event) {
   const note = document.getElementById("match-made");
   note.hidden = false;
   if (!answer.ok) {
+    // The emulator's 400 names each field that did not fit: show them, not just "invalid".
+    const details = (answer.body && Array.isArray(answer.body.details) ? answer.body.details : [])
+      .map((d) => `${d.field}: ${d.error}`);
     note.className = "note";
-    note.textContent = `Match refused: ${failure(answer)}`;
+    note.textContent = `Match refused (HTTP ${answer.status}): ${failure(answer)}` +
+      `${details.length ? ` (${details.join("; ")})` : ""}`;
+    delete note.dataset.requestId;
     return;
   }
   const made = answer.body;
