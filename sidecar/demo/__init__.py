@@ -29,6 +29,8 @@ Modules, one responsibility each:
     example.py   the example game: where it is, its command, the sidecar settings it runs with
     scenario.py  Demo: the walk from deploy to Status.TERMINATED, its waits and its failures
     matches.py   demo --match: its two matches, the arrivals, the result read from the sink
+    bots.py      the example's UDP bots in a thread, their joins and leaves on the timeline
+    reading.py   what it reads back: the event stream, the self-stop call, the stored logs
     timeline.py  the timeline printer and the one-line descriptions of what happened
     command.py   main(): options in, exit code out
 """

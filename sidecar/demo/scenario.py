@@ -11,21 +11,17 @@ Over 400 lines on purpose: the walk reads top to bottom in the order the demo pr
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
-import json
 import secrets
 import signal
-import threading
-import urllib.parse
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from sidecar.client import EventParser
+from sidecar.demo.bots import play_bots
 from sidecar.demo.example import (
     LOOPBACK,
     ExampleGame,
@@ -43,6 +39,7 @@ from sidecar.demo.matches import (
     played_match,
 )
 from sidecar.demo.options import DemoOptions
+from sidecar.demo.reading import self_stop_call, sse_events, stop_record, stored_logs
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
@@ -60,36 +57,6 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
-
-
-def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
-    """Index and content of the `sidecar.stop` JSON line in the container logs, if any."""
-    for index, line in enumerate(lines):
-        if '"sidecar.stop"' not in line:
-            continue
-        try:
-            record = json.loads(line[line.index("{") :])
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == "sidecar.stop":
-            return index, record
-    return None
-
-
-async def sse_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Server-Sent Events as (event name, JSON data); comments and non-JSON data are skipped."""
-    parser = EventParser()
-    async for raw in stream:
-        complete = parser.feed(raw)
-        if complete is None:
-            continue
-        event, text = complete
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(payload, dict):
-            yield event, payload
 
 
 # ---- the scenario -------------------------------------------------------------------------
@@ -296,32 +263,32 @@ class Demo:
         self.step = "waiting for the game to report ready"
         await self._wait_for(lambda: self.sidecar_states[-1] != "starting", "sidecar event stream")
 
-        if made is not None:
-            self.step = "players arriving with their tickets"
-            tickets = made.ticket_ids
-            # The example bots call themselves bot-1, bot-2…: their tickets arrive under those
-            # names. In the no-show match the last ticket's player never comes.
-            arriving = tickets if plan is not None and plan.played else tickets[:-1]
-            await arrive(
-                session,
-                sidecar_url,
-                api_token,
-                [(f"bot-{n}", ticket) for n, ticket in enumerate(arriving, start=1)],
-                self.timeline,
-                self.step,
-            )
-            if len(arriving) < len(tickets):
-                self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
-        if plan is not None and not plan.played:
+        if plan is None or made is None:
+            await self._play_bots(run_bots, game_port)
+            return await self._after_stop(emulator, request_id)
+
+        self.step = "players arriving with their tickets"
+        tickets = made.ticket_ids
+        # The example bots call themselves bot-1, bot-2…: their tickets arrive under those
+        # names. In the no-show match the last ticket's player never comes.
+        arriving = tickets if plan.played else tickets[:-1]
+        await arrive(
+            session,
+            sidecar_url,
+            api_token,
+            [(f"bot-{n}", ticket) for n, ticket in enumerate(arriving, start=1)],
+            self.timeline,
+            self.step,
+        )
+        if plan.played:
+            await self._play_bots(run_bots, game_port)
+        else:
+            self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
             self.step = f"waiting for the no-show deadline ({plan.no_show_timeout})"
             await self._wait_for(
                 lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
             )
-        else:
-            await self._play_bots(run_bots, game_port)
         summary = await self._after_stop(emulator, request_id)
-        if made is None:
-            return summary
         self.step = "reading the result sink (GET /_emulator/results)"
         self.timeline.event("sink", await delivered_result(emulator, made, self.step))
         return dataclasses.replace(summary, result_delivered=True)
@@ -351,7 +318,7 @@ class Demo:
         if "failed" in self.sidecar_states:
             error = (self.sidecar_status.get("stop") or {}).get("last_error")
             raise DemoError(self.step, f"the self-stop failed: {error}")
-        call = await self._self_stop_call(emulator, request_id)
+        call = await self_stop_call(emulator, request_id)
         if call is None:
             raise DemoError(self.step, "the deployment is terminating without a self-stop call")
         self.timeline.event("emulator", f"accepted the self-stop: {call}")
@@ -360,7 +327,7 @@ class Demo:
         await self._wait_for(lambda: Status.TERMINATED in self.reached, "deployment status watch")
 
         self.step = "reading the stored container logs"
-        lines = await self._stored_logs(emulator, request_id)
+        lines = await stored_logs(emulator, request_id, self.step)
         found = stop_record(lines)
         if found is None:
             raise DemoError(self.step, "the stored container logs have no sidecar.stop record")
@@ -537,63 +504,12 @@ class Demo:
         self._notify()
 
     async def _play_match(self, run_bots: Callable[..., dict[str, Any]], port: int) -> None:
-        """Run the example's bots in a thread of their own (they block on UDP sockets)."""
-        done: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-
-        def play() -> None:
-            try:
-                done.set_result(
-                    run_bots(
-                        LOOPBACK,
-                        port,
-                        self.options.players,
-                        self.options.rounds,
-                        join_wait=5.0,
-                        log=self._bot_said,
-                    )
-                )
-            except BaseException as exc:
-                # Not handled here: carried to the awaiting coroutine, which fails the step.
-                done.set_exception(exc)
-
-        # A daemon thread rather than the loop's executor, whose shutdown would make a failed
-        # demo wait for bots still retrying against a server that is gone. (run_bots' own
-        # worker threads are still joined at interpreter exit: a few seconds at worst.)
-        threading.Thread(target=play, name="demo-bots", daemon=True).start()
         try:
-            self.bots_outcome = await asyncio.wrap_future(done)
+            self.bots_outcome = await play_bots(
+                run_bots, port, self.options.players, self.options.rounds, self.timeline
+            )
         except Exception as exc:
             # BotError lives in a module loaded by path, so it has no importable name here;
             # whatever the bots raised, the match could not be played.
             raise DemoError(self.step, f"{type(exc).__name__}: {exc}") from None
         self._notify()
-
-    def _bot_said(self, line: str) -> None:
-        """A bot's log line (from its thread): joins, leaves and refusals go on the timeline."""
-        player, _, reply = line.partition(": ")
-        words = reply.split()
-        online = words[-1].partition("=")[2] if words and words[-1].startswith("players=") else "?"
-        if words[:2] == ["OK", "JOIN"]:
-            self.timeline.event("players", f"{player} joined over UDP ({online} online)")
-        elif words[:2] == ["OK", "LEAVE"]:
-            self.timeline.event("players", f"{player} left ({online} online)")
-        elif words[:1] == ["ERR"]:
-            self.timeline.event("players", f"{player}: the game answered {reply}")
-        # Individual scores are left out: the match result line sums them up.
-
-    async def _self_stop_call(self, emulator: EmulatorServer, request_id: str) -> str | None:
-        """The accepted self-stop call as the emulator recorded it (its token header left out)."""
-        path = f"/v1/self/stop/{request_id}/"
-        for entry in await emulator.requests(path_contains=path, method="DELETE"):
-            if 200 <= int(entry["status"]) < 300:
-                query = urllib.parse.urlencode(entry.get("query") or {})
-                return f"DELETE {entry['path']}{'?' + query if query else ''} -> {entry['status']}"
-        return None
-
-    async def _stored_logs(self, emulator: EmulatorServer, request_id: str) -> list[str]:
-        code, body = await emulator.call("GET", f"/v1/deployment/{request_id}/container-logs")
-        if code != 200 or not isinstance(body, dict):
-            raise DemoError(
-                self.step, f"GET /v1/deployment/{request_id}/container-logs answered {code}: {body}"
-            )
-        return str(body.get("logs") or "").splitlines()
