@@ -443,6 +443,60 @@ class TestInBrowser:
                 ".map(r => r.dataset.arrived)"
             ) == ["false", "false"]
 
+    @pytest.mark.timeout(150)
+    async def test_a_player_arriving_shows_on_the_match(self, tmp_path: Path) -> None:
+        """A match of 2 x 1: when a player connects to the deployment's sidecar naming the
+        first ticket (as a game's handshake reports it), the page marks that ticket arrived as
+        that player, counts 1 of 2, and the no-show countdown stops (quorum 1 is met)."""
+        command = f"{sys.executable} -m sidecar run -- {sys.executable} {GAME_UNDER_SIDECAR}"
+        options = _options(apps={"game": command}, isolation="ports", status_step_seconds=0.1)
+        async with (
+            EmulatorServer(options) as emu,
+            open_browser(tmp_path) as browser,
+            aiohttp.ClientSession() as http,
+        ):
+            await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
+            await browser.wait_for(
+                "!document.getElementById('match-button').disabled", "the match form"
+            )
+            await browser.evaluate("document.getElementById('match-no-show').value = '60'")
+            await browser.click("#match-button")
+            rid = str(
+                await browser.wait_for(
+                    "document.getElementById('match-made').dataset.requestId", "the match"
+                )
+            )
+            env = await emu.env(rid)
+            first, second = json.loads(env["MM_TICKET_IDS"])
+            await browser.wait_for(
+                "document.getElementById('no-show-countdown')?.textContent.includes('stops in')",
+                "the no-show countdown",
+            )
+            sidecar = f"http://127.0.0.1:{env['SIDECAR_PORT']}"
+            body = {"player_id": "alice", "ticket_id": first}
+            async with http.post(f"{sidecar}/v1/players/connect", json=body) as answer:
+                assert answer.status == 200, await answer.text()
+            ticket = f'#match-tickets tr[data-ticket-id="{first}"]'
+            await browser.wait_for(
+                f"document.querySelector('{ticket}')?.dataset.arrived === 'true'", "the arrival"
+            )
+            assert "arrived as alice" in await browser.evaluate(
+                f"document.querySelector('{ticket}').innerText"
+            )
+            other = f'#match-tickets tr[data-ticket-id="{second}"]'
+            assert "not yet" in await browser.evaluate(
+                f"document.querySelector('{other}').innerText"
+            )
+            await browser.wait_for(
+                "document.getElementById('match').innerText.includes('1 of 2 (quorum 1)')",
+                "one arrival of two",
+            )
+            await browser.wait_for(
+                "document.getElementById('no-show-countdown').textContent === 'not running'",
+                "the countdown stopped",
+            )
+            assert await browser.evaluate("document.getElementById('match-stop')") is None
+
     @pytest.mark.timeout(60)
     async def test_a_match_the_emulator_refuses_says_why(self, tmp_path: Path) -> None:
         """With every location full, "Make a match" shows the emulator's refusal (503 and its

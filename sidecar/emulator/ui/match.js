@@ -136,7 +136,9 @@ function drawMatch(deployment, env, matchAnswer, statusAnswer, logs) {
       left !== null && left !== undefined && running && !stop
         ? `stops in ${seconds(left)} unless the quorum arrives`
         : stop ? "—" : "not running")]);
-    rows.push(["result delivery", known.result_delivery ?? "—"]);
+    // Once stopped, the record says how the delivery stood when the self-stop went ahead.
+    const delivery = record && record.result_delivery ? record.result_delivery : known.result_delivery;
+    rows.push(["result delivery", delivery ?? "—"]);
   } else if (deployment.backed && running) {
     rows.push(["arrived", el("span", { class: "muted" }, "waiting for its sidecar…")]);
   }
