@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from sidecar.demo.options import options_from_args
-from sidecar.demo.scenario import Demo
+from sidecar.demo.scenario import Demo, DemoSummary
 from sidecar.demo.timeline import Timeline
 from sidecar.errors import DemoError
 
@@ -19,7 +19,8 @@ def main(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     timeline = Timeline(sys.stdout, quiet=options.quiet)
     what = (
-        f"a match of {options.players} tickets, one never shows up"
+        f"two matches of {options.players} tickets, one played to its result, one where a "
+        "player never shows up"
         if options.match
         else f"{options.players} players, {options.rounds} rounds"
     )
@@ -29,9 +30,14 @@ def main(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"edgegap-sidecar demo: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED
-    print(
-        f"demo ok in {summary.elapsed:.1f}s: deployment {summary.request_id} stopped itself "
-        f"({summary.stop_reason}), Status.TERMINATED, {summary.log_lines} log lines kept",
-        flush=True,
-    )
+    stops = "; ".join(_stopped(each) for each in (*summary.earlier, summary))
+    print(f"demo ok in {summary.elapsed:.1f}s: {stops}", flush=True)
     return 0
+
+
+def _stopped(summary: DemoSummary) -> str:
+    delivered = ", result delivered once" if summary.result_delivered else ""
+    return (
+        f"deployment {summary.request_id} stopped itself ({summary.stop_reason}), "
+        f"Status.TERMINATED, {summary.log_lines} log lines kept{delivered}"
+    )

@@ -22,8 +22,9 @@ class DemoOptions:
     agones: bool = False
     # Leave the emulator (and its dashboard) up after the match, until Ctrl-C or SIGTERM.
     keep: bool = False
-    # A matchmaker match (POST /_emulator/matches) where one player never shows up: the
-    # sidecar stops it for no_show (SPEC §12) instead of the bots playing a match.
+    # Two matchmaker matches (POST /_emulator/matches) instead of a plain deployment: one the
+    # bots play to its result, one where a player never shows up (no_show, SPEC §12); both
+    # deliver their result to the emulator's result sink.
     match: bool = False
 
 
@@ -52,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--match",
         action="store_true",
-        help="a matchmaker match of --players tickets where one player never shows up: the "
-        "sidecar stops it for no_show (SIDECAR_MATCH_QUORUM=all)",
+        help="two matchmaker matches of --players tickets, each delivering its result to the "
+        "emulator's result sink: one played to its end, one where a player never shows up "
+        "(the sidecar stops it for no_show)",
     )
 
 
