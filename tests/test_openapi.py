@@ -17,6 +17,7 @@ from sidecar.config import Settings
 from sidecar.outcomes import DeliveryOutcome, StopOutcome
 from sidecar.routes import ROUTES, Tag
 from tests.conftest import SidecarFactory
+from tests.test_user_docs import INTERNAL
 
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
@@ -212,6 +213,12 @@ class TestCoverage:
 
 
 class TestValidity:
+    def test_no_internal_references(self, document: dict[str, Any]) -> None:
+        """Studios read the document's prose: it cites no specification section or issue."""
+        text = json.dumps(document, ensure_ascii=False)
+        assert not INTERNAL.findall(text)
+        assert INTERNAL.findall(json.dumps({"summary": "at most 64 (SPEC §7)"}, ensure_ascii=False))
+
     def test_it_is_valid_openapi_3_1(self, document: dict[str, Any]) -> None:
         """The document validates against the OpenAPI 3.1 meta-schema (and the check is live:
         a broken copy fails)."""
