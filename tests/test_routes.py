@@ -5,11 +5,13 @@ names are the documented ones."""
 from __future__ import annotations
 
 import inspect
+import re
 import typing
+from pathlib import Path
 
 from typing_extensions import is_typeddict
 
-from sidecar import api, models, responses
+from sidecar import api, client, models, responses
 from sidecar.routes import ROUTES, Tag, by_path
 
 
@@ -55,3 +57,11 @@ class TestRouteTable:
         shapes = {name for name, value in vars(responses).items() if is_typeddict(value)}
         assert shapes
         assert not shapes & domain
+
+    def test_the_copyable_client_calls_only_routes_of_the_table(self) -> None:
+        """sidecar/client.py is stdlib-only (games copy the file), so the table cannot feed it;
+        every call it makes is checked against the table instead."""
+        source = Path(client.__file__).read_text()
+        calls = set(re.findall(r'self\._(?:call|open)\("([A-Z]+)", "([^"]+)"', source))
+        assert len(calls) >= 15
+        assert calls <= {(route.method, route.path) for route in ROUTES}
