@@ -1,4 +1,4 @@
-"""The fleet simulation's accounting (benchmarks/fleet_sim.py): the billing-safety figure is only
+"""The fleet simulation's accounting (benchmarks/fleet/): the billing-safety figure is only
 as good as the arithmetic behind it, so its pure parts are checked on made-up histories."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-if not (BENCHMARKS / "fleet_sim.py").exists():  # an sdist ships tests/ but not benchmarks/
+ROOT = Path(__file__).resolve().parent.parent
+if not (ROOT / "benchmarks" / "fleet").is_dir():  # an sdist ships tests/ but not benchmarks/
     pytest.skip("benchmarks/ is not in this tree", allow_module_level=True)
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(ROOT))
 
-import fleet_sim  # noqa: E402  (after the sys.path line above)
-from fleet_sim import Window  # noqa: E402
+from benchmarks.fleet import accounting as fleet_sim  # noqa: E402  (after sys.path above)
+from benchmarks.fleet.faults import Window  # noqa: E402
+from benchmarks.fleet.scenarios import LAST_GAME_LINE, SIGTERM_LINE  # noqa: E402
 
 MODES = {mode.name: mode for mode in fleet_sim.MODES}
 
@@ -120,7 +121,7 @@ class TestStoredRecord:
         logs = b"\n".join(
             [
                 b"game tick 1",
-                fleet_sim.LAST_GAME_LINE,
+                LAST_GAME_LINE,
                 stop_record("game_crashed"),
                 b"2026-01-01T00:00:00.000Z INFO    sidecar: self-stop accepted",
                 b"",
@@ -148,7 +149,7 @@ class TestStoredRecord:
     def test_game_output_after_the_record(self) -> None:
         """The logs must end with the record: game output after it (but its SIGTERM answer)
         means the record does not explain the end."""
-        ok = b"\n".join([stop_record("empty_timeout"), fleet_sim.SIGTERM_LINE, b""])
+        ok = b"\n".join([stop_record("empty_timeout"), SIGTERM_LINE, b""])
         assert fleet_sim.check_record(MODES["empty"], ok)[0]
         late = b"\n".join([stop_record("empty_timeout"), b"game still playing", b""])
         assert not fleet_sim.check_record(MODES["empty"], late)[0]
