@@ -35,6 +35,9 @@ target is missed.
 Usage: ``scripts/fleet-sim [--quick] [--count 100] [--rate 1.5] [--outage 10] [--json PATH]
 [--doc docs/reliability.md]``.
 
+`scripts/fleet-sim matches` runs the match simulation instead (`benchmarks/fleet/matches/`):
+matchmaker deployments with no-shows and a result receiver with outages.
+
 Modules, one job each:
 
     scenarios.py   the failure modes, their stop reasons and due-time rules, the fleet's settings
@@ -43,4 +46,5 @@ Modules, one job each:
     accounting.py  per-deployment figures, per-group summaries and findings (pure)
     report.py      the markdown report
     main.py        the options and the order of the run
+    matches/       the match simulation (its own scenarios, run, accounting and report)
 """

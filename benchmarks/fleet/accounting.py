@@ -136,7 +136,7 @@ def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     for number, line in enumerate(lines):
         if b'"sidecar.stop"' not in line:
             continue
-        record = _json_object(line)
+        record = json_object(line)
         if record is not None and record.get("event") == "sidecar.stop":
             records.append((number, record))
         else:
@@ -144,7 +144,7 @@ def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     if not records:
         if embedded:
             start = embedded[0].find(b"{")
-            inside = _json_object(embedded[0][start:]) if start >= 0 else None
+            inside = json_object(embedded[0][start:]) if start >= 0 else None
             whole = "complete" if inside is not None else "cut"
             return False, (
                 f"the record is only inside another line ({whole}), not on a line of its "
@@ -168,7 +168,7 @@ def check_record(mode: Mode, logs: bytes | None) -> tuple[bool, str]:
     return True, ""
 
 
-def _json_object(text: bytes) -> dict[str, Any] | None:
+def json_object(text: bytes) -> dict[str, Any] | None:
     """`text` as one JSON object and nothing else (trailing whitespace aside), or None."""
     stripped = text.decode("utf-8", "replace").strip()
     try:

@@ -69,12 +69,15 @@ async def add_window(
     starts_in: float,
     duration: float,
     request_id: str | None = None,
+    target: str = "self_stop",
 ) -> Window:
-    """Queue a timed fault on the emulator's clock; return its span on the wall clock."""
+    """Queue a timed fault on the emulator's clock for `target` (a route name: the self-stop,
+    or the result sink); return its span on the wall clock."""
     before = time.time()
     await emu.add_fault(
         status=status,
         count=None,
+        target=target,
         delay=delay,
         retry_after=retry_after,
         request_id=request_id,
