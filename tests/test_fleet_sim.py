@@ -259,7 +259,8 @@ class TestMatchAccounting:
         match = {
             "index": 0, "scenario": "nobody", "rule": RULE_ON.name, "request_id": "r1",
             "expected_reason": "no_show", "reason": "no_show", "records": 1, "accepted": 1,
-            "deletes": 1, "record_missing": 4, "expected_missing": 4, "delivered": 1,
+            "deletes": 1, "record_missing": ["a", "b"], "expected_missing": ["a", "b"],
+            "delivered": 1,
             "delivered_result": None, "record_result": None, "sink": "calm",
             "result_delivery": "delivered", "attempts": 1, "token_leaked": False, "runs": 1,
             "orphan_game_pids": [], "terminated": True, "late_s": 0.1, "zombie_s": 0.1,
@@ -277,7 +278,7 @@ class TestMatchAccounting:
             ({"delivered": 2}, "duplicate_result"),
             ({"accepted": 2}, "duplicate_stop"),
             ({"reason": "first_player_timeout"}, "wrong_reason"),
-            ({"record_missing": 2}, "missing_tickets"),
+            ({"record_missing": ["a", "c"]}, "missing_tickets"),
             ({"token_leaked": True}, "token_leaked"),
             ({"orphan_game_pids": [42]}, "orphan"),
         ],

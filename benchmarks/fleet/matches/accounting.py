@@ -114,9 +114,10 @@ def analyse(
         "delivered_result": delivered[0]["body"].get("result") if delivered else None,
         "result_delivery": record.get("result_delivery"),
         "record_result": record.get("match_result"),
-        "record_missing": len(match_part.get("missing", [])),
-        "expected_missing": sum(len(ids) for ids in deployment.tickets.values())
-        - len(deployment.arriving),
+        "record_missing": sorted(match_part.get("missing", [])),
+        "expected_missing": sorted(
+            t for ids in deployment.tickets.values() for t in ids if t not in deployment.arriving
+        ),
         "attempts": delivery_attempts(logs),
         "token_leaked": deployment.token.encode() in (logs or b""),
         "terminated": terminated_at is not None,
@@ -160,7 +161,7 @@ FINDING_KINDS = {
     "no_stop": "no accepted stop",
     "duplicate_stop": "more than one accepted stop",
     "record": "not exactly one sidecar.stop record in the stored logs",
-    "missing_tickets": "a no_show record whose missing tickets are not the absent players",
+    "missing_tickets": "a no_show record whose missing tickets are not the absent players'",
     "duplicate_result": "more than one delivery kept for one match",
     "wrong_result": "a delivered match_ended result that is not the game's",
     "lost_calm": "a result lost without a receiver outage around its stop",
@@ -181,7 +182,7 @@ def findings_of(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("record", d["records"] != 1, f"{d['records']} records"),
         ("missing_tickets",
          d["reason"] == "no_show" and d["record_missing"] != d["expected_missing"],
-         f"{d['record_missing']} missing in the record, {d['expected_missing']} absent"),
+         f"the record's missing {d['record_missing']}, absent {d['expected_missing']}"),
         ("duplicate_result", d["delivered"] > 1, f"{d['delivered']} deliveries"),
         ("wrong_result",
          d["delivered"] == 1 and d["reason"] == "match_ended"
