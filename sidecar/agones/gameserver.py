@@ -44,8 +44,8 @@ from sidecar.agones.metadata import (
     label_value_problem,
     sdk_key,
 )
+from sidecar.agones.proto_json import AgonesError, dumps, int64, invalid_argument
 from sidecar.agones.state import GameServerState, agones_state
-from sidecar.agones.wire import AgonesError, dumps, int64, invalid_argument
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import ROSTER_CAP, Change, Lifecycle, ReadySource, RosterFull, State
