@@ -15,6 +15,11 @@ Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode)
            network, releases the game, and only then gives the signals back — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
+
+A little over 450 lines on purpose: this is the one file where the order is written (start-up,
+the stop, the signals, shutdown), and each part is a few lines of calls into the module that does
+the work (sidecar.stop, sidecar.signals' table, sidecar.outbound, sidecar.game). Splitting the
+signal handlers out would put the shutdown order in two files.
 """
 
 from __future__ import annotations
