@@ -207,6 +207,10 @@ class TestLoading:
         assert [getattr(timers, name) for name in names] == [
             1001.0 + index for index in range(len(names))
         ]
+        defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+        assert [defaults[name] for name in names] == [
+            field.default for field in dataclasses.fields(TimerSettings)
+        ]
 
     def test_every_variable_has_a_parser_and_round_trips_its_default(self) -> None:
         """Each variable parses, and check-config shows durations in the accepted syntax."""

@@ -294,20 +294,10 @@ class Settings:
 
     # --- derived values ------------------------------------------------------------------------
     def timer_settings(self) -> TimerSettings:
-        """The lifecycle's timers. Spelled out field by field, not copied by name: a timer
-        renamed on either side then fails the type checker instead of the start-up (a timer
-        added to TimerSettings and not here fails tests/test_config.py)."""
-        return TimerSettings(
-            ready_timeout=self.ready_timeout,
-            first_player_timeout=self.first_player_timeout,
-            empty_timeout=self.empty_timeout,
-            max_duration=self.max_duration,
-            health_timeout=self.health_timeout,
-            match_end_grace=self.match_end_grace,
-            network_idle_timeout=self.network_idle_timeout,
-            network_idle_pps=self.network_idle_pps,
-            no_show_timeout=self.no_show_timeout,
-        )
+        """The lifecycle's timers, copied by field name: a timer is one TimerSettings field
+        (its default) plus one Settings field of the same name (its variable, with that
+        default); tests/test_config.py fails for a timer without one."""
+        return TimerSettings(**{name: getattr(self, name) for name in _TIMER_FIELDS})
 
     def timers_summary(self) -> str:
         """The effective timers in one phrase, for the start-up line: the lifecycle's durations,
@@ -364,6 +354,9 @@ class Settings:
         """Every secret value, for log redaction: the fields whose variable says it is secret."""
         values = [getattr(self, variable.field) for variable in VARIABLES if variable.secret]
         return [value.get_secret_value() for value in values if value and value.get_secret_value()]
+
+
+_TIMER_FIELDS = tuple(item.name for item in dataclass_fields(TimerSettings))
 
 
 def _variables() -> tuple[Variable, ...]:

@@ -289,6 +289,17 @@ class Lifecycle:
                 self._network_anchor = now
         self._changed(Change.TIMERS)
 
+    def stop_for(self, reason: StopReason, detail: str) -> bool:
+        """A stop an adapter detected (a watcher, a platform call), decided by its row of
+        `REASONS` like the built-in triggers: an idle reason only while nobody is here and no
+        hold is active (else False, nothing recorded: idleness is a state, not an event, so the
+        adapter reports it again while it lasts). False when a stop was already decided."""
+        if REASONS[reason].idle and (self._roster.count > 0 or self.hold_active):
+            return False
+        decided = self._decide(reason, detail, grace=0.0)
+        self._changed(Change.TIMERS)
+        return decided
+
     def terminating(self, signal_name: str) -> None:
         """The platform is stopping us (SIGTERM/SIGINT): no self-stop from now on."""
         self.terminate_signal = signal_name

@@ -1,9 +1,11 @@
 """Why a server stops: every stop reason as one row of `REASONS`, the timers' lengths, and
 the decision the lifecycle takes once.
 
-A new stop reason is a `StopReason` member, its row here, and its trigger in the state machine
-(sidecar.lifecycle.machine: an event method, or for a timer its deadline rule in
-`_timer_deadlines` and its length in `TimerSettings`). Part of the pure core: no I/O.
+A new stop reason is a `StopReason` member with its row here, plus its trigger: an adapter that
+detects it calls `Lifecycle.stop_for(reason, detail)` (the row's `idle` and `abnormal` then
+apply); a timer instead gets its deadline rule in `Lifecycle._timer_deadlines` and its length
+here in `TimerSettings` (with its variable in sidecar.config.settings). Part of the pure core: no
+I/O.
 """
 
 from __future__ import annotations
