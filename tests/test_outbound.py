@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from sidecar.config import load_settings
 from sidecar.emulator import EmulatorServer
+from sidecar.lifecycle import Lifecycle, State
 from sidecar.outbound import OutboundSession, SessionClosed
-from tests.conftest import SidecarFactory
+from sidecar.status import Outcome, StopProgress
+from sidecar.stop import StopSequence
+from tests.conftest import SidecarFactory, free_port
 
 # More than aiohttp's default pool (100 connections): a request beyond them would queue.
 HUNG_REQUESTS = 120
@@ -112,3 +116,27 @@ class TestAgent:
         assert final["result_delivery"]["outcome"] == "pending"  # type: ignore[index]
         stops = await emulator.requests(path_contains="/v1/self/stop/", method="DELETE")
         assert [r["status"] for r in stops] == [200]
+
+    async def test_a_closed_session_fails_the_stop_at_once_never_waits(self) -> None:
+        """A self-stop that finds the session closed (only a sidecar already shutting down can)
+        ends in `failed` with the fallback's error at once: no retry loop, no hang."""
+        settings = load_settings(
+            {
+                "ARBITRIUM_DELETE_URL": f"http://127.0.0.1:{free_port()}/v1/self/stop/abc/1",
+                "ARBITRIUM_DELETE_TOKEN": "t" * 32,
+            }
+        )
+        lifecycle = Lifecycle(settings.timer_settings(), lambda: 0.0)
+        http = OutboundSession()
+        await http.close()
+        progress = StopProgress()
+        stop = StopSequence(
+            settings, lifecycle, progress, http=http, request_id=None, on_progress=lambda: None
+        )
+        lifecycle.shutdown_requested(grace=0)
+        decision = lifecycle.poll()
+        assert decision is not None
+        async with asyncio.timeout(5):
+            assert await stop.run(decision, None) is False
+        assert lifecycle.state is State.FAILED
+        assert progress.outcome is Outcome.FAILED
