@@ -39,9 +39,9 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, utcnow
-from sidecar.emulator.wire import PlatformError
 from sidecar.redaction import REDACTED, all_forms, redact_forms
 
 PAGE = "/_emulator/ui"
