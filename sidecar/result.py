@@ -40,9 +40,10 @@ import aiohttp
 from yarl import URL
 
 from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome
 from sidecar.redaction import redact, redact_url, truncate
 from sidecar.retry import Retry, RetryLoop, parse_retry_after
-from sidecar.status import DeliveryOutcome, DeliveryProgress
+from sidecar.status import DeliveryProgress
 
 log = logging.getLogger("sidecar")
 

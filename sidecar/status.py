@@ -20,19 +20,13 @@ from typing import TYPE_CHECKING, Any, cast
 from sidecar.deployment import DeploymentInfo
 from sidecar.game import Game, GameStats
 from sidecar.lifecycle import Change, Lifecycle, ReadySource, State, StopReason
-from sidecar.outcomes import DeliveryOutcome as DeliveryOutcome
-from sidecar.outcomes import StopOutcome
+from sidecar.outcomes import DeliveryOutcome, StopOutcome
 from sidecar.redaction import redact
 
 if TYPE_CHECKING:
     # The body's one definition, also the OpenAPI document's schema. For typing only: it is
     # documentation built with pydantic, which start-up does not load.
     from sidecar.responses import StatusBody, StatusDeployment, TimerName
-
-# The outcome enums live in sidecar.outcomes (the platform client shares the stop's); the stop
-# sequence and the result delivery import them from here, as they always have. One enum each:
-# `Outcome` is another name for `StopOutcome`, not a copy.
-Outcome = StopOutcome
 
 
 @dataclass

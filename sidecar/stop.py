@@ -31,16 +31,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sidecar.config import Settings, StopFailurePolicy
-from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
+from sidecar.edgegap import AttemptResult, SelfStopClient, StopResult
 from sidecar.exit_codes import Ending
 from sidecar.game import GameExit
 from sidecar.lifecycle import Lifecycle, StopDecision
 from sidecar.match import stop_record_fields
 from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome, StopOutcome
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 from sidecar.result import ResultDelivery, idempotency_key, result_body
-from sidecar.status import DeliveryOutcome, Outcome, StopProgress
+from sidecar.status import StopProgress
 
 log = logging.getLogger("sidecar")
 
@@ -135,7 +136,7 @@ class StopSequence:
                 f"?container_log_storage={storage}" if storage is not None else "",
                 decision.reason,
             )
-            self.progress.outcome = Outcome.DRY_RUN
+            self.progress.outcome = StopOutcome.DRY_RUN
             self._lifecycle.stop_accepted()
             return True
         assert settings.delete_url is not None
@@ -159,7 +160,7 @@ class StopSequence:
             # the state stuck at `stopping` (SPEC §11).
             log.error("self-stop client failed: %s", redact(repr(exc), self._secrets), exc_info=exc)
             result = StopResult(StopOutcome.FAILED, self.progress.attempts, None, repr(exc))
-        self.progress.outcome = Outcome(result.outcome.value)
+        self.progress.outcome = result.outcome
         plural = "" if result.attempts == 1 else "s"
         if result.ok:
             log.info(

@@ -14,7 +14,8 @@ from sidecar.config import load_settings
 from sidecar.emulator import EmulatorServer
 from sidecar.lifecycle import Lifecycle, State
 from sidecar.outbound import OutboundSession, SessionClosed
-from sidecar.status import Outcome, StopProgress
+from sidecar.outcomes import StopOutcome
+from sidecar.status import StopProgress
 from sidecar.stop import StopSequence
 from tests.conftest import SidecarFactory, free_port
 
@@ -139,4 +140,4 @@ class TestAgent:
         async with asyncio.timeout(5):
             assert await stop.run(decision, None) is False
         assert lifecycle.state is State.FAILED
-        assert progress.outcome is Outcome.FAILED
+        assert progress.outcome is StopOutcome.FAILED

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from sidecar.config import ConfigError, load_settings, redacted_settings, settings_json
 from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome
 from sidecar.result import ResultDelivery, idempotency_key, result_body, rfc3339
 from sidecar.retry import MIN_RETRY_DELAY
-from sidecar.status import DeliveryOutcome
 from tests.conftest import Launch, SidecarFactory
 
 TOKEN = "result-token-5c2a9e17"

@@ -16,7 +16,7 @@ from sidecar.deployment import DeploymentInfo
 from sidecar.game import Game, NoGame
 from sidecar.lifecycle import Lifecycle, TimerSettings
 from sidecar.outcomes import StopOutcome
-from sidecar.status import Outcome, StatusView, StopProgress
+from sidecar.status import StatusView, StopProgress
 from sidecar.watchers import WatchedProcess
 from tests.conftest import SidecarFactory
 
@@ -74,7 +74,7 @@ class TestCachedBody:
         _, progress, view = make_view(clock)
         view.body()
         progress.attempts = 1
-        progress.outcome = Outcome.DRY_RUN
+        progress.outcome = StopOutcome.DRY_RUN
         view.changed()
         stop = json.loads(view.body())["stop"]
         assert (stop["attempts"], stop["outcome"]) == (1, "dry_run")
@@ -131,9 +131,10 @@ def status_validator() -> Any:
 
 class TestTheDocumentedShape:
     def test_one_stop_outcome_enum(self) -> None:
-        """The stop sequence's `Outcome`, the platform client's `StopOutcome` and the one the
-        document is generated from are the same enum, not three spellings."""
-        assert Outcome is StopOutcome is edgegap.StopOutcome
+        """The stop sequence's progress, the platform client and the document use the one
+        `StopOutcome`, not three spellings of it."""
+        assert edgegap.StopOutcome is StopOutcome
+        assert StopProgress.__annotations__["outcome"] == "StopOutcome | None"
 
     def test_every_optional_part_validates(self) -> None:
         """A body with every optional part (a watched game, a drain deadline, a stop outcome)
