@@ -205,7 +205,7 @@ def _stdout_reader_gone() -> bool:
 
 
 def _discard_stdout() -> None:
-    """Point fd 1 at /dev/null, so the interpreter's last flush of sys.stdout has nowhere to fail."""
+    """Point fd 1 at /dev/null: the last flush of sys.stdout at exit has nowhere to fail."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
