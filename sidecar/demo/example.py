@@ -133,37 +133,34 @@ def find_node_game() -> ExampleGame:
     """`examples/agones_node_game/server.js` with the checkout's Python bots, and the `node`
     and Agones SDK to run it with; UsageError naming what to install when one is missing."""
     python_game = find_example_game()
-    checkout = Path(sidecar.__file__).resolve().parent.parent
-    server = checkout / "examples" / "agones_node_game" / "server.js"
-    if python_game.source_root is None or not server.is_file():
+    checkout = python_game.source_root
+    server = Path(checkout or ".", "examples", "agones_node_game", "server.js")
+    if checkout is None or not server.is_file():
         raise UsageError(
             "--grpc: the Node.js example game comes with a source checkout of edgegap-sidecar, "
             "not with the installed package: run the demo from a clone of its repository"
         )
+    runtime = node_runtime(server, checkout, shutil.which("node"))
+    return ExampleGame(server, python_game.bots, checkout, True, runtime)
+
+
+def node_runtime(server: Path, checkout: Path, node: str | None) -> NodeRuntime:
+    """`node` and where Agones' Node SDK is for `server` (server.js in `checkout`): next to it,
+    else the tests' copy (tests/agones_node); UsageError naming what to install if missing."""
     install = f"npm install --prefix {shlex.quote(str(server.parent))}"
-    node = shutil.which("node")
     if node is None:
         raise UsageError(
             "--grpc: the example game runs on Node.js and `node` is not on PATH: install "
             f"Node.js (https://nodejs.org/), then its Agones SDK with `{install}`"
         )
-    # Next to server.js, node finds the SDK by itself; the tests' copy has to be pointed at.
-    for node_modules in (
-        server.parent / "node_modules",
-        checkout / "tests" / "agones_node" / "node_modules",
-    ):
-        if (node_modules.parent / NODE_SDK).is_dir():
-            node_path = None if node_modules.parent == server.parent else node_modules
-            return ExampleGame(
-                server,
-                python_game.bots,
-                python_game.source_root,
-                True,
-                NodeRuntime(node, node_path),
-            )
+    if (server.parent / NODE_SDK).is_dir():
+        return NodeRuntime(node, None)  # node finds it from server.js by itself
+    tests_copy = checkout / "tests" / "agones_node"
+    if (tests_copy / NODE_SDK).is_dir():
+        return NodeRuntime(node, tests_copy / "node_modules")
     raise UsageError(
-        "--grpc: the example game needs Agones' Node.js SDK (@google-cloud/agones-sdk), not "
-        f"installed: run `{install}`"
+        "--grpc: the example game needs Agones' Node.js SDK (@google-cloud/agones-sdk), which "
+        f"is not installed: run `{install}`"
     )
 
 
