@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agones",
         action="store_true",
-        help="deploy the example game that uses only the Agones SDK API (SIDECAR_AGONES=true)",
+        help="deploy the example game that uses only the Agones SDK, over REST "
+        "(SIDECAR_AGONES=true)",
     )
     parser.add_argument(
         "--grpc",
