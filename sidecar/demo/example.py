@@ -132,10 +132,14 @@ def find_example_game(agones: bool = False, grpc: bool = False) -> ExampleGame:
 def find_node_game() -> ExampleGame:
     """`examples/agones_node_game/server.js` with the checkout's Python bots, and the `node`
     and Agones SDK to run it with; UsageError naming what to install when one is missing."""
-    python_game = find_example_game()
-    checkout = python_game.source_root
+    try:
+        python_game = find_example_game()
+    except FileNotFoundError:
+        # The standalone build, or an install without its examples: no checkout either way.
+        python_game = None
+    checkout = None if python_game is None else python_game.source_root
     server = Path(checkout or ".", "examples", "agones_node_game", "server.js")
-    if checkout is None or not server.is_file():
+    if python_game is None or checkout is None or not server.is_file():
         raise UsageError(
             "--grpc: the Node.js example game comes with a source checkout of edgegap-sidecar, "
             "not with the installed package: run the demo from a clone of its repository"
