@@ -13,6 +13,9 @@ The scenario, in order; a failure names the step it happened in:
     6. with `--keep`, leave the emulator up until Ctrl-C, to look at it on its dashboard (its
        URL, `/_emulator/ui#token=…`, is printed at step 1).
 
+With `--agones` the game is one that knows only Agones (over REST, or over gRPC on Agones' Node.js
+SDK with `--grpc`; example.py), and its Shutdown() is the stop.
+
 With `--match` it plays two matchmaker matches instead (`POST /_emulator/matches`, one ticket
 per player, `SIDECAR_MATCH_QUORUM=all`, `SIDECAR_RESULT_URL` at the emulator's result sink):
 in the first every player reports its ticket and the bots play it to its end, in the second

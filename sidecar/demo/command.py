@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from sidecar.demo.example import find_node_game
 from sidecar.demo.options import options_from_args
 from sidecar.demo.scenario import Demo, DemoSummary
 from sidecar.demo.timeline import Timeline
@@ -17,6 +18,10 @@ EXIT_FAILED = 1
 def main(args: argparse.Namespace) -> int:
     """`edgegap-sidecar demo`: 0 when the whole lifecycle ran, 1 with a one-line reason if not."""
     options = options_from_args(args)
+    if options.grpc:
+        # Before anything starts: without node or its SDK this is the user's to fix (exit 2,
+        # UsageError says what to install), not a failed run.
+        find_node_game()
     timeline = Timeline(sys.stdout, quiet=options.quiet)
     what = (
         f"two matches of {options.players} tickets, one played to its result, one where a "

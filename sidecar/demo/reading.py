@@ -4,6 +4,7 @@ self-stop call and the stored container logs with their `sidecar.stop` record.""
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,20 @@ import aiohttp
 from sidecar.client import EventParser
 from sidecar.emulator import EmulatorServer
 from sidecar.errors import DemoError
+
+# What the example Agones games log as they set their `winner` label: `winner=bot-1 scores=…`
+# (Python, None for no single winner) or `winner bot-1` (Node.js, `none`).
+_WINNER = re.compile(r"\] match over: winner[= ](\S+)")
+
+
+def winner_label(lines: list[str]) -> str | None:
+    """The `winner` label an example Agones game set at the match's end, from its log line."""
+    for line in lines:
+        found = _WINNER.search(line)
+        if found is not None:
+            winner = found.group(1)
+            return "none" if winner == "None" else winner
+    return None
 
 
 def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:

@@ -27,6 +27,7 @@ from sidecar.demo.example import (
     ExampleGame,
     backing_command,
     deployment_env,
+    describe_game,
     find_example_game,
     load_run_bots,
 )
@@ -39,11 +40,17 @@ from sidecar.demo.matches import (
     played_match,
 )
 from sidecar.demo.options import DemoOptions
-from sidecar.demo.reading import self_stop_call, sse_events, stop_record, stored_logs
+from sidecar.demo.reading import (
+    self_stop_call,
+    sse_events,
+    stop_record,
+    stored_logs,
+    winner_label,
+)
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
-from sidecar.errors import DemoError
+from sidecar.errors import DemoError, UsageError
 
 APP_NAME = "demo-game"
 
@@ -144,10 +151,10 @@ class Demo:
     async def _run(self) -> DemoSummary:
         self.step = "locating the example game"
         try:
-            game = find_example_game(self.options.agones)
+            game = find_example_game(self.options.agones, self.options.grpc)
             self.expected_reason = game.stop_reason
             run_bots = load_run_bots(game.bots)
-        except (ImportError, FileNotFoundError) as exc:
+        except (ImportError, FileNotFoundError, UsageError) as exc:
             raise DemoError(self.step, str(exc)) from None
         self.step = "starting the emulator"
         options = EmulatorOptions(
@@ -169,11 +176,9 @@ class Demo:
             # The token is this run's own, made up above: showing it exposes nothing else.
             dashboard = f"{emulator.url}/_emulator/ui#token={options.api_token}"
             self.timeline.event("emulator", f"dashboard: {dashboard}")
-            self.timeline.event(
-                "emulator",
-                f"app {APP_NAME}: {'SIDECAR_AGONES=true ' if game.agones else ''}"
-                f"edgegap-sidecar run -- python {game.server.parent.name}/{game.server.name}",
-            )
+            self.timeline.event("emulator", f"app {APP_NAME}: {describe_game(game)}")
+            if game.agones:
+                self.timeline.event("emulator", f"the game talks {game.sdk_wire}")
             try:
                 if self.options.match:
                     played = await self._play(
@@ -332,6 +337,11 @@ class Demo:
         if found is None:
             raise DemoError(self.step, "the stored container logs have no sidecar.stop record")
         index, record = found
+        label = winner_label(lines)
+        if label is not None:
+            self.timeline.event(
+                "game", f"labelled its GameServer winner={label}, then called Shutdown() (its log)"
+            )
         self.timeline.event("result", describe_result(record))
         shown = lines[max(0, index - LOG_CONTEXT_LINES) :]
         self.timeline.line(
