@@ -14,7 +14,7 @@ Why this shape
 * Two threads, not one: a write to a stderr nobody reads blocks in the kernel, and a single
   writer would then hold every stdout record behind it. Instead a writer stops waiting for the
   other stream once that stream's write under way has been blocked for
-  :data:`~sidecar.output.STALLED_AFTER` (nobody reads it: its order can no longer be seen) or the
+  :data:`STALLED_AFTER` (nobody reads it: its order can no longer be seen) or the
   stream is broken. A stalled stream therefore costs the other at most that long, within the
   budgets of the stop path. :data:`WAIT_LIMIT` bounds any wait whatever goes wrong, and lines
   waited for that long are waited for by nobody again.
@@ -32,8 +32,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-# A write blocked this long means nobody reads that stream (same value as output.STALLED_AFTER,
-# which imports this module, so it is defined here).
+# A write blocked this long means nobody reads that stream. output.py re-exports it and uses it
+# for its own stall rules (it imports this module, so the value lives here).
 STALLED_AFTER = 0.25
 # The longest a line ever waits for the other stream. The longest legitimate wait is a record
 # waiting for the game to end its line (0.25 s) whose write then stalls (0.25 s more); past this
