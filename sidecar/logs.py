@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any
 
 from sidecar.redaction import all_forms, redact_forms
-from sidecar.write_order import WriteOrder, process_order
+from sidecar.write_order import WriteOrder, pipe_unread, process_order
 
 # Lines waiting for stderr; past this, a stalled stderr costs dropped lines, never a blocked loop.
 MAX_QUEUED_LINES = 10_000
@@ -164,7 +164,9 @@ class StderrWriter:
         self._broken = False
         # When the write under way started (None: none is); read without the lock.
         self._writing_since: float | None = None
-        self._lane = (order or WriteOrder()).lane(self.blocked_for, lambda: self._broken)
+        self._lane = (order or WriteOrder()).lane(
+            self.blocked_for, lambda: self._broken, pipe_unread(fd)
+        )
         self._thread = threading.Thread(target=self._run, name="stderr-log", daemon=True)
         self._thread.start()
 
@@ -180,7 +182,7 @@ class StderrWriter:
                 return
             if len(self._lines) >= self._max_queued:
                 dropped, _ = self._lines.popleft()
-                self._lane.done(dropped)
+                self._lane.done(dropped, written=False)
                 self._dropped += 1
             # Under the queue's lock, so that tickets follow queue order.
             self._lines.append((self._lane.ticket(), line))
@@ -214,13 +216,13 @@ class StderrWriter:
                 data = notice.encode() + data
             broken = bool(data) and not self._write(data)
             for ticket in tickets:
-                self._lane.done(ticket)
+                self._lane.done(ticket, written=not broken)
             with self._changed:
                 self._writing = False
                 if broken:
                     self._broken = True
                     for ticket, _ in self._lines:
-                        self._lane.done(ticket)
+                        self._lane.done(ticket, written=False)
                     self._lines.clear()
                 self._changed.notify_all()
 

@@ -50,7 +50,7 @@ from sidecar.logs import write_stderr_line
 
 # STALLED_AFTER is shared with the stderr writer's order; re-exported for the supervisor.
 from sidecar.write_order import STALLED_AFTER as STALLED_AFTER
-from sidecar.write_order import Lane, WriteOrder, process_order
+from sidecar.write_order import Lane, WriteOrder, pipe_unread, process_order
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class OrderedOutput:
         self._writing_since: float | None = None
         self._start_lock = threading.Lock()  # only guards starting the thread; never held on I/O
         self._lane: Lane = (order or WriteOrder()).lane(
-            self.blocked_for, lambda: self._error is not None
+            self.blocked_for, lambda: self._error is not None, pipe_unread(fd)
         )
 
     def blocked_for(self) -> float:
@@ -278,7 +278,7 @@ class OrderedOutput:
         handed back so that no log line waits for it."""
         item.abandoned = True
         if item.ticket is not None:
-            self._lane.done(item.ticket)
+            self._lane.done(item.ticket, written=False)
         _to_stderr(item, reason)
 
     def _ensure_thread(self) -> None:
@@ -349,7 +349,7 @@ class OrderedOutput:
             if item.ticket is not None:
                 # Before anyone hears of it: a log line emitted once the record is out must not
                 # wait for it.
-                self._lane.done(item.ticket)
+                self._lane.done(item.ticket, written=wanted and self._error is None)
             if wanted and self._error is not None:
                 _to_stderr(item, f"cannot write to stdout ({self._error})")
             elif item.on_done is not None:

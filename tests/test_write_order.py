@@ -67,6 +67,15 @@ class TestOnePipe:
         (with two unordered writer threads, records overtook lines or fell behind them)."""
         rng = random.Random(17)
         with _pipe() as (read_fd, write_fd):
+            collected = bytearray()
+
+            def read() -> None:  # a runtime reading as the lines come
+                with contextlib.suppress(OSError):
+                    while chunk := os.read(read_fd, 65536):
+                        collected.extend(chunk)
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
             order = WriteOrder(wait_limit=UNHURRIED)
             # Far more records than a run emits: none of them may be sent to stderr for want
             # of room.
@@ -85,8 +94,10 @@ class TestOnePipe:
                     await asyncio.sleep(0)  # now and then the writers catch up mid-stream
             assert await asyncio.to_thread(output.flush, 10.0)
             assert await asyncio.to_thread(writer.flush, 10.0)
+            os.close(write_fd)  # end of file for the reader once it has everything
+            await asyncio.to_thread(reader.join, 10.0)
             seen = []
-            for line in _read_available(read_fd).decode().splitlines():
+            for line in collected.decode().splitlines():
                 if line.startswith("{"):
                     seen.append(f"record {json.loads(line)['n']}")
                 else:
@@ -112,6 +123,42 @@ class TestOnePipe:
             assert _read_available(read_fd) == (
                 b"the game is mid-line\n" + encode_record(RECORD) + b"logged after the record\n"
             )
+
+
+class TestTwoPipes:
+    """Two pipes read separately, as a container runtime reads stdout and stderr."""
+
+    async def test_a_switch_of_stream_waits_for_the_reader_of_the_last_line(self) -> None:
+        """A record logged right after a line is written only once the line's pipe has been
+        read, so a runtime reading the two pipes separately cannot store it first."""
+        with _pipe() as (out_read, out_write), _pipe() as (err_read, err_write):
+            order = WriteOrder(wait_limit=UNHURRIED, read_wait=UNHURRIED)
+            output = OrderedOutput(out_write, order=order)
+            writer = StderrWriter(err_write, order=order)
+            log = _logger(writer)
+            log.info("the line before")
+            assert await asyncio.to_thread(writer.flush, 5.0)  # written, not read yet
+            record = asyncio.create_task(output.write_record(RECORD, wait=UNHURRIED))
+            done, _ = await asyncio.wait({record}, timeout=0.2)
+            assert not done  # held until the runtime takes the line
+            assert os.read(err_read, 4096) == b"the line before\n"
+            assert await record is True
+            assert _read_available(out_read) == encode_record(RECORD)
+
+    async def test_a_reader_that_does_not_read_is_waited_for_briefly(self) -> None:
+        """A stderr whose reader takes nothing (but whose pipe has room) costs a record no more
+        than READ_WAIT: it is written well within its budget."""
+        with _pipe() as (out_read, out_write), _pipe() as (_, err_write):
+            order = WriteOrder()
+            output = OrderedOutput(out_write, order=order)
+            writer = StderrWriter(err_write, order=order)
+            log = _logger(writer)
+            log.info("never read")
+            assert await asyncio.to_thread(writer.flush, 5.0)
+            started = time.monotonic()
+            assert await output.write_record(RECORD, wait=RECORD_TIMEOUT) is True
+            print(f"record after an unread line: {time.monotonic() - started:.3f}s")
+            assert _read_available(out_read) == encode_record(RECORD)
 
 
 class TestOneStreamStuck:
