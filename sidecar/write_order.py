@@ -1,7 +1,7 @@
 """The order of the sidecar's own writes across stdout and stderr: emission order.
 
-A container runtime stores stdout and stderr merged in the order the writes reach the two pipes.
-Our records (stdout, :mod:`sidecar.output`) and log lines (stderr, :mod:`sidecar.logs`) are
+A container runtime stores stdout and stderr merged, in the order it reads the two pipes. Our
+records (stdout, :mod:`sidecar.output`) and log lines (stderr, :mod:`sidecar.logs`) are
 written by two threads, one per stream, so without a shared order a record emitted after a log
 line could overtake it (the stored logs once showed `sidecar.terminate` before "self-stop
 accepted").
