@@ -158,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and args_list[0] in _DELEGATED:
             return _run_delegated(args_list[0], _delegated_args(args_list[0], args_list[1:]))
         code = _dispatch(build_parser().parse_args(args_list))
-        sys.stdout.flush()  # here, where a reader that left is handled below, not at exit
+        if sys.stdout is not None:  # None when fd 1 was closed as Python started
+            sys.stdout.flush()  # here, where a reader that left is handled below, not at exit
         return code
     except UsageError as exc:
         print(exc, file=sys.stderr)
