@@ -13,9 +13,10 @@ import resource
 import shlex
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import psutil
@@ -45,27 +46,100 @@ def command(python: str, broken: bool) -> str:
     return "exec " + shlex.join(argv)
 
 
-async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    python = sys.executable
-    options = EmulatorOptions(
+def emulator_options(apps: dict[str, str], **extra: Any) -> EmulatorOptions:
+    """The emulator every simulation runs its fleet on: loopback, restarts as the platform does."""
+    return EmulatorOptions(
         port=0,
         status_step_seconds=0.0,
         game_port=0,
-        # The fleet's games bind no port: READY must not wait for the port readiness check.
+        # The simulations' games bind no port: READY must not wait for the port readiness check.
         game_port_check=False,
-        apps={"fleet": command(python, False), "fleet-broken": command(python, True)},
+        apps=apps,
         restart_policy="always",
         stop_grace_seconds=5.0,
         restart_delay_seconds=1.0,
         # The emulator's per-deployment psutil sampling is not under test; keep it cheap.
         metrics_interval_seconds=60.0,
+        **extra,
+    )
+
+
+class Launched(Protocol):
+    index: int
+    request_id: str
+
+
+L = TypeVar("L", bound=Launched)
+
+
+@dataclass
+class FleetRun(Generic[L]):
+    """The fleet as launched, when each deployment terminated, and the platform's DELETE log."""
+
+    fleet: list[L]
+    terminated: list[float | None]
+    launch_s: float
+    end: float
+    request_log: dict[str, Any]
+
+
+async def run_fleet(
+    emu: EmulatorServer,
+    args: argparse.Namespace,
+    t0: float,
+    launch_one: Callable[[int], Awaitable[L]],
+) -> FleetRun[L]:
+    """`args.count` launches at `args.rate`/s from `t0`, each awaited until terminated (or
+    `args.timeout` after the last launch), then the emulator's log of the DELETEs."""
+    fleet: list[L] = []
+    for index in range(args.count):
+        await asyncio.sleep(max(0.0, t0 + index / args.rate - time.time()))
+        fleet.append(await launch_one(index))
+    launch_s = time.time() - t0
+    deadline = time.time() + args.timeout
+    terminated = [await wait_terminated(emu, d.request_id, deadline) for d in fleet]
+    end = time.time()
+    _, request_log = await emu.call(
+        "GET", "/_emulator/requests", params={"method": "DELETE"}, auth=False
+    )
+    return FleetRun(fleet, terminated, launch_s, end, request_log)
+
+
+async def kept_logs(
+    http: aiohttp.ClientSession,
+    emu: EmulatorServer,
+    request_id: str,
+    logs_dir: Path | None,
+    name: str,
+) -> bytes | None:
+    """The deployment's stored logs, also written to `logs_dir`/`name` when asked (`--logs-dir`)."""
+    logs = await raw_logs(http, emu.url, request_id)
+    if logs_dir is not None and logs is not None:
+        (logs_dir / name).write_bytes(logs)
+    return logs
+
+
+def window_rows(windows: list[Window], t0: float) -> list[dict[str, Any]]:
+    return [
+        {"label": w.label, "start_s": round(w.start - t0, 2), "end_s": round(w.end - t0, 2)}
+        for w in windows
+    ]
+
+
+async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    python = sys.executable
+    options = emulator_options(
+        {"fleet": command(python, False), "fleet-broken": command(python, True)}
     )
     load = LoadSampler()
     # Other work on the machine skews every figure: say how busy it was before we started.
     baseline = psutil.cpu_percent(interval=2.0)
     wall_start = time.time()
-    async with EmulatorServer(options) as emu, aiohttp.ClientSession() as http:
-        sampler = asyncio.create_task(load.run())
+    async with (
+        EmulatorServer(options) as emu,
+        aiohttp.ClientSession() as http,
+        load.sampling(),
+    ):
         t0 = time.time()
         fleet_windows: list[Window] = []
         if args.faults and args.fleet_outage_at is not None:
@@ -80,28 +154,13 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     duration=args.outage,
                 )
             )
-        fleet: list[Deployment] = []
-        for index in range(args.count):
-            await asyncio.sleep(max(0.0, t0 + index / args.rate - time.time()))
-            fleet.append(await launch(emu, args, index, workdir))
-        launch_s = time.time() - t0
-        deadline = time.time() + args.timeout
-        terminated = [await wait_terminated(emu, d.request_id, deadline) for d in fleet]
-        end = time.time()
-        _, request_log = await emu.call(
-            "GET", "/_emulator/requests", params={"method": "DELETE"}, auth=False
-        )
-        all_deletes = request_log["requests"]
+        run = await run_fleet(emu, args, t0, lambda index: launch(emu, args, index, workdir))
+        all_deletes = run.request_log["requests"]
         results = []
-        for deployment, done in zip(fleet, terminated, strict=True):
-            logs = await raw_logs(http, emu.url, deployment.request_id)
-            if args.logs_dir is not None and logs is not None:
-                name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
-                (args.logs_dir / name).write_bytes(logs)
-            results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, end))
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        for deployment, done in zip(run.fleet, run.terminated, strict=True):
+            name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
+            logs = await kept_logs(http, emu, deployment.request_id, args.logs_dir, name)
+            results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, run.end))
     return {
         "count": args.count,
         "rate": args.rate,
@@ -109,13 +168,10 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "storm_s": args.storm,
         "slow_s": args.slow,
         "faults": args.faults,
-        "launch_s": round(launch_s, 2),
+        "launch_s": round(run.launch_s, 2),
         "wall_s": round(time.time() - wall_start, 2),
-        "fleet_windows": [
-            {"label": w.label, "start_s": round(w.start - t0, 2), "end_s": round(w.end - t0, 2)}
-            for w in fleet_windows
-        ],
-        "request_log_dropped": request_log["dropped"],
+        "fleet_windows": window_rows(fleet_windows, t0),
+        "request_log_dropped": run.request_log["dropped"],
         "load": {**load.summary(), "cpu_before_pct": baseline},
         "deployments": results,
     }
@@ -188,6 +244,17 @@ class LoadSampler:
     def __init__(self) -> None:
         self.cpu: list[float] = []
         self.used_gib: list[float] = []
+
+    @contextlib.asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        """Sampling in the background for as long as the block runs."""
+        sampler = asyncio.create_task(self.run())
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
 
     async def run(self) -> None:
         psutil.cpu_percent(interval=None)
