@@ -22,7 +22,14 @@ import aiohttp
 import psutil
 
 from benchmarks.fleet.accounting import analyse
-from benchmarks.fleet.faults import CONDITIONS, Condition, Window, add_window, condition_for
+from benchmarks.fleet.faults import (
+    CONDITIONS,
+    Condition,
+    Window,
+    add_outage,
+    add_window,
+    condition_for,
+)
 from benchmarks.fleet.scenarios import BASE_ENV, BROKEN, GAME, MODES, ROOT, Mode
 from sidecar.emulator import EmulatorOptions, EmulatorServer
 from sidecar.emulator.store import TIME_FORMAT
@@ -126,11 +133,28 @@ def window_rows(windows: list[Window], t0: float) -> list[dict[str, Any]]:
     ]
 
 
-async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    python = sys.executable
-    options = emulator_options(
-        {"fleet": command(python, False), "fleet-broken": command(python, True)}
-    )
+@dataclass
+class Session:
+    """The emulator and an HTTP client for the run, the machine's load meanwhile, and the clocks
+    the figures count from (`t0`: the first launch's schedule)."""
+
+    emu: EmulatorServer
+    http: aiohttp.ClientSession
+    load: LoadSampler
+    cpu_before_pct: float
+    wall_start: float
+    t0: float
+
+    def wall_s(self) -> float:
+        return round(time.time() - self.wall_start, 2)
+
+    def load_figures(self) -> dict[str, float | None]:
+        return {**self.load.summary(), "cpu_before_pct": self.cpu_before_pct}
+
+
+@contextlib.asynccontextmanager
+async def session(options: EmulatorOptions) -> AsyncIterator[Session]:
+    """The emulator up, the load sampled for as long as the block runs."""
     load = LoadSampler()
     # Other work on the machine skews every figure: say how busy it was before we started.
     baseline = psutil.cpu_percent(interval=2.0)
@@ -140,26 +164,26 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         aiohttp.ClientSession() as http,
         load.sampling(),
     ):
-        t0 = time.time()
+        yield Session(emu, http, load, baseline, wall_start, time.time())
+
+
+async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    python = sys.executable
+    options = emulator_options(
+        {"fleet": command(python, False), "fleet-broken": command(python, True)}
+    )
+    async with session(options) as s:
+        emu = s.emu
         fleet_windows: list[Window] = []
         if args.faults and args.fleet_outage_at is not None:
-            fleet_windows.append(
-                await add_window(
-                    emu,
-                    label=f"fleet-wide outage 503 {args.outage:g} s",
-                    status=503,
-                    retry_after=None,
-                    delay=0.0,
-                    starts_in=args.fleet_outage_at,
-                    duration=args.outage,
-                )
-            )
-        run = await run_fleet(emu, args, t0, lambda index: launch(emu, args, index, workdir))
+            label = f"fleet-wide outage 503 {args.outage:g} s"
+            fleet_windows.append(await add_outage(emu, label, args.fleet_outage_at, args.outage))
+        run = await run_fleet(emu, args, s.t0, lambda index: launch(emu, args, index, workdir))
         all_deletes = run.request_log["requests"]
         results = []
         for deployment, done in zip(run.fleet, run.terminated, strict=True):
             name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
-            logs = await kept_logs(http, emu, deployment.request_id, args.logs_dir, name)
+            logs = await kept_logs(s.http, emu, deployment.request_id, args.logs_dir, name)
             results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, run.end))
     return {
         "count": args.count,
@@ -169,10 +193,10 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "slow_s": args.slow,
         "faults": args.faults,
         "launch_s": round(run.launch_s, 2),
-        "wall_s": round(time.time() - wall_start, 2),
-        "fleet_windows": window_rows(fleet_windows, t0),
+        "wall_s": s.wall_s(),
+        "fleet_windows": window_rows(fleet_windows, s.t0),
         "request_log_dropped": run.request_log["dropped"],
-        "load": {**load.summary(), "cpu_before_pct": baseline},
+        "load": s.load_figures(),
         "deployments": results,
     }
 

@@ -10,15 +10,11 @@ import argparse
 import secrets
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
-
-from benchmarks.fleet.faults import Window, add_window
+from benchmarks.fleet.faults import Window, add_outage
 from benchmarks.fleet.matches.accounting import analyse
 from benchmarks.fleet.matches.scenarios import (
     GAME,
@@ -31,10 +27,10 @@ from benchmarks.fleet.matches.scenarios import (
     tickets_of,
 )
 from benchmarks.fleet.runner import (
-    LoadSampler,
     emulator_options,
     kept_logs,
     run_fleet,
+    session,
     window_rows,
 )
 from benchmarks.fleet.scenarios import ROOT
@@ -87,35 +83,19 @@ async def simulate(args: argparse.Namespace, timings: Timings, workdir: Path) ->
     python = sys.executable
     # The match game binds no port either: READY comes from /v1/ready.
     options = emulator_options({"match": command(python)}, result_sink=True)
-    load = LoadSampler()
-    baseline = psutil.cpu_percent(interval=2.0)
-    wall_start = time.time()
-    async with (
-        EmulatorServer(options) as emu,
-        aiohttp.ClientSession() as http,
-        load.sampling(),
-    ):
-        t0 = time.time()
+    async with session(options) as s:
+        emu = s.emu
         windows: list[Window] = []
         for outage in plan_outages(args, timings) if args.faults else []:
             windows.append(
-                await add_window(
-                    emu,
-                    label=outage.label,
-                    status=503,
-                    retry_after=None,
-                    delay=0.0,
-                    starts_in=outage.at,
-                    duration=outage.length,
-                    target=SINK_ROUTE,
-                )
+                await add_outage(emu, outage.label, outage.at, outage.length, SINK_ROUTE)
             )
-        run = await run_fleet(emu, args, t0, lambda index: launch(emu, timings, index, workdir))
+        run = await run_fleet(emu, args, s.t0, lambda index: launch(emu, timings, index, workdir))
         _, sink = await emu.call("GET", "/_emulator/results")
         results = []
         for deployment, done in zip(run.fleet, run.terminated, strict=True):
             name = f"{deployment.index:04d}-{deployment.scenario.name}.log"
-            logs = await kept_logs(http, emu, deployment.request_id, args.logs_dir, name)
+            logs = await kept_logs(s.http, emu, deployment.request_id, args.logs_dir, name)
             results.append(
                 analyse(
                     deployment,
@@ -134,11 +114,11 @@ async def simulate(args: argparse.Namespace, timings: Timings, workdir: Path) ->
         "scale": timings.scale,
         "faults": args.faults,
         "launch_s": round(run.launch_s, 2),
-        "wall_s": round(time.time() - wall_start, 2),
-        "sink_windows": window_rows(windows, t0),
+        "wall_s": s.wall_s(),
+        "sink_windows": window_rows(windows, s.t0),
         "request_log_dropped": run.request_log["dropped"],
         "sink_dropped": sink["dropped"],
-        "load": {**load.summary(), "cpu_before_pct": baseline},
+        "load": s.load_figures(),
         "deployments": results,
     }
 
