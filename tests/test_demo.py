@@ -51,6 +51,13 @@ def stored_records(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def assert_in_order(timeline: str, order: list[str]) -> None:
+    """Every marker is in the timeline, each after the one before it."""
+    positions = [timeline.find(marker) for marker in order]
+    assert -1 not in positions, timeline
+    assert positions == sorted(positions), timeline
+
+
 class TestDemo:
     def test_whole_lifecycle_ends_terminated_with_the_stop_record_stored(self) -> None:
         """The demo plays a match to Status.TERMINATED, prints the timeline and the stored
@@ -67,16 +74,16 @@ class TestDemo:
 
         assert result.returncode == 0, result.stdout + result.stderr
         timeline, _, logs = result.stdout.partition("stored container logs")
-        order = [
-            "Status.READY",
-            "bot-1 joined",
-            "draining: stop reason match_ended",
-            "Status.TERMINATING",
-            "Status.TERMINATED",
-        ]
-        positions = [timeline.find(marker) for marker in order]
-        assert -1 not in positions, timeline
-        assert positions == sorted(positions), timeline
+        assert_in_order(
+            timeline,
+            [
+                "Status.READY",
+                "bot-1 joined",
+                "draining: stop reason match_ended",
+                "Status.TERMINATING",
+                "Status.TERMINATED",
+            ],
+        )
         stop = next(r for r in stored_records(logs) if r.get("event") == "sidecar.stop")
         assert stop["reason"] == "match_ended"
         assert stop["log_storage"] == "true"
@@ -132,17 +139,17 @@ class TestDemo:
         assert result.returncode == 0, result.stdout + result.stderr
         timeline, _, logs = result.stdout.partition("stored container logs")
         assert "edgegap-sidecar run -- node agones_node_game/server.js" in timeline
-        order = [
-            "the game talks gRPC",
-            "Status.READY",
-            "bot-2 joined",
-            "draining: stop reason shutdown_requested",
-            "Status.TERMINATED",
-            "labelled its GameServer winner=",
-        ]
-        positions = [timeline.find(marker) for marker in order]
-        assert -1 not in positions, timeline
-        assert positions == sorted(positions), timeline
+        assert_in_order(
+            timeline,
+            [
+                "the game talks gRPC",
+                "Status.READY",
+                "bot-2 joined",
+                "draining: stop reason shutdown_requested",
+                "Status.TERMINATED",
+                "labelled its GameServer winner=",
+            ],
+        )
         stops = [r for r in stored_records(logs) if r.get("event") == "sidecar.stop"]
         assert [(r["reason"], r["log_storage"]) for r in stops] == [("shutdown_requested", "true")]
         assert stops[0]["players_peak"] == 2

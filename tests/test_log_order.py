@@ -24,7 +24,8 @@ import aiohttp
 import pytest
 
 from sidecar.emulator import EmulatorOptions, EmulatorServer
-from tests.conftest import base_env, free_port
+from tests.conftest import free_port
+from tests.sidecar_process import request_shutdown, start_sidecar, wait_healthy
 
 # A quiet game: the only lines in the merged output are the sidecar's own.
 QUIET_GAME = (
@@ -68,40 +69,20 @@ def _marker_of(line: str) -> int | None:
 
 async def _one_stop(emulator: EmulatorServer) -> list[str]:
     """A whole stop of a real sidecar whose stdout and stderr share one pipe; its output lines."""
-    request_id = await emulator.deploy()
-    await emulator.wait_for_status(request_id, "Status.READY")
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sidecar",
-        "run",
-        "--",
+    proc, url, _ = await start_sidecar(
+        emulator,
         sys.executable,
         "-c",
         QUIET_GAME,
-        env=base_env(
-            SIDECAR_PORT=str(port), SIDECAR_MATCH_END_GRACE="0s", **await emulator.env(request_id)
-        ),
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # one pipe for both, in the order the writes reach it
     )
     assert proc.stdout is not None
     reader = asyncio.create_task(proc.stdout.read())
-    url = f"http://127.0.0.1:{port}"
     try:
         async with asyncio.timeout(20), aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.02)
-            async with http.post(url + "/v1/shutdown", json={"grace_seconds": 0}) as response:
-                assert response.status == 202
+            await wait_healthy(http, url)
+            await request_shutdown(http, url)
             while True:
                 async with http.get(url + "/v1/status") as response:
                     if (await response.json())["state"] == "stopped":
@@ -170,16 +151,8 @@ async def test_the_emulator_stores_them_in_emission_order(round_number: int) -> 
         await emulator.wait_for_status(request_id, "Status.READY", timeout=20)
         url = f"http://127.0.0.1:{port}"
         async with asyncio.timeout(20), aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.02)
-            async with http.post(url + "/v1/shutdown", json={"grace_seconds": 0}) as response:
-                assert response.status == 202
+            await wait_healthy(http, url)
+            await request_shutdown(http, url)
         await emulator.wait_for_status(request_id, "Status.TERMINATED", timeout=20)
         lines = str((await emulator.logs(request_id)).get("logs") or "").splitlines()
     positions: dict[int, int] = {}

@@ -31,7 +31,8 @@ from sidecar.logs import (
     TextFormatter,
 )
 from sidecar.output import OrderedOutput, encode_record
-from tests.conftest import base_env, fill_pipe, free_port
+from tests.conftest import base_env, fill_pipe
+from tests.sidecar_process import start_sidecar, wait_healthy
 
 CHATTER_GAME = Path(__file__).parent / "faults" / "chatter_game.py"
 RECORD = {"event": "sidecar.stop", "reason": "shutdown_requested"}
@@ -227,32 +228,10 @@ def test_a_broken_stderr_is_given_up_on_silently(pipe: tuple[int, int]) -> None:
 async def _sidecar_run(
     emulator: EmulatorServer, *game: str, stdout: int, stderr: int
 ) -> tuple[asyncio.subprocess.Process, str, str]:
-    request_id = await emulator.deploy()
-    await emulator.wait_for_status(request_id, "Status.READY")
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sidecar",
-        "run",
-        "--",
-        *game,
-        env=base_env(
-            SIDECAR_PORT=str(port), SIDECAR_MATCH_END_GRACE="0s", **await emulator.env(request_id)
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=stderr,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url, request_id = await start_sidecar(emulator, *game, stdout=stdout, stderr=stderr)
     async with asyncio.timeout(15), aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return proc, url, request_id
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.02)
+        await wait_healthy(http, url)
+    return proc, url, request_id
 
 
 async def _deletes(emulator: EmulatorServer) -> list[dict[str, object]]:

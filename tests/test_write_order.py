@@ -50,6 +50,15 @@ def _logger(writer: StderrWriter) -> logging.Logger:
     return logger
 
 
+def _writers(out_fd: int, err_fd: int) -> tuple[OrderedOutput, StderrWriter, logging.Logger]:
+    """The record output on `out_fd` and the log writer on `err_fd` sharing one WriteOrder, as
+    the process's fd 1 and fd 2 writers do, and a logger on the latter."""
+    order = WriteOrder()
+    output = OrderedOutput(out_fd, order=order)
+    writer = StderrWriter(err_fd, order=order)
+    return output, writer, _logger(writer)
+
+
 def _read_available(fd: int) -> bytes:
     os.set_blocking(fd, False)
     data = bytearray()
@@ -149,10 +158,7 @@ class TestTwoPipes:
         """A stderr whose reader takes nothing (but whose pipe has room) costs a record no more
         than READ_WAIT: it is written well within its budget."""
         with _pipe() as (out_read, out_write), _pipe() as (_, err_write):
-            order = WriteOrder()
-            output = OrderedOutput(out_write, order=order)
-            writer = StderrWriter(err_write, order=order)
-            log = _logger(writer)
+            output, writer, log = _writers(out_write, err_write)
             log.info("never read")
             assert await asyncio.to_thread(writer.flush, 5.0)
             started = time.monotonic()
@@ -169,10 +175,7 @@ class TestOneStreamStuck:
         budget; the ones after it at once."""
         with _pipe() as (out_read, out_write), _pipe() as (err_read, err_write):
             fill_pipe(err_write)
-            order = WriteOrder()
-            output = OrderedOutput(out_write, order=order)
-            writer = StderrWriter(err_write, order=order)
-            log = _logger(writer)
+            output, writer, log = _writers(out_write, err_write)
             log.info("stuck on stderr")
             log.info("queued behind it")
             started = time.monotonic()
@@ -194,10 +197,7 @@ class TestOneStreamStuck:
         """Lines logged after a record stuck on a full stdout reach stderr."""
         with _pipe() as (out_read, out_write), _pipe() as (err_read, err_write):
             fill_pipe(out_write)
-            order = WriteOrder()
-            output = OrderedOutput(out_write, order=order)
-            writer = StderrWriter(err_write, order=order)
-            log = _logger(writer)
+            output, writer, log = _writers(out_write, err_write)
             output.submit_record(RECORD)
             log.info("after the stuck record")
             log.info("and one more")
@@ -211,10 +211,7 @@ class TestOneStreamStuck:
         """Once stderr is gone, records never wait for the lines it will not take."""
         with _pipe() as (out_read, out_write), _pipe() as (err_read, err_write):
             os.close(err_read)
-            order = WriteOrder()
-            output = OrderedOutput(out_write, order=order)
-            writer = StderrWriter(err_write, order=order)
-            log = _logger(writer)
+            output, writer, log = _writers(out_write, err_write)
             for number in range(50):
                 log.info("line %d for nobody", number)
             assert await output.write_record(RECORD, wait=RECORD_TIMEOUT) is True

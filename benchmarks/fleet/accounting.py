@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -361,27 +362,42 @@ def findings_of(d: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    deployments = result["deployments"]
-    by_mode = [
-        summarise_group(mode.name, group)
-        for mode in MODES
-        if (group := [d for d in deployments if d["mode"] == mode.name])
-    ]
-    by_condition = [
-        summarise_group(condition.name, group)
-        for condition in CONDITIONS
-        if (group := [d for d in deployments if d["condition"] == condition.name])
-    ]
-    total = summarise_group("all", deployments)
+def grouped(
+    deployments: list[dict[str, Any]], key: str, names: Iterable[str]
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(name, the deployments whose `key` is that name) for every name that has any, in order."""
+    for name in names:
+        if group := [d for d in deployments if d[key] == name]:
+            yield name, group
+
+
+def findings_summary(
+    deployments: list[dict[str, Any]],
+    findings_of: Callable[[dict[str, Any]], list[tuple[str, str]]],
+    kinds: Mapping[str, str],
+) -> dict[str, Any]:
+    """The summary's "findings" (texts per kind, in the order of `kinds`) and "ok" (none)."""
     findings: dict[str, list[str]] = {}
     for d in deployments:
         for kind, text in findings_of(d):
             findings.setdefault(kind, []).append(text)
     return {
-        "by_mode": by_mode,
-        "by_condition": by_condition,
-        "total": total,
-        "findings": {kind: findings[kind] for kind in FINDING_KINDS if kind in findings},
+        "findings": {kind: findings[kind] for kind in kinds if kind in findings},
         "ok": not findings,
+    }
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    deployments = result["deployments"]
+    return {
+        "by_mode": [
+            summarise_group(name, group)
+            for name, group in grouped(deployments, "mode", (m.name for m in MODES))
+        ],
+        "by_condition": [
+            summarise_group(name, group)
+            for name, group in grouped(deployments, "condition", (c.name for c in CONDITIONS))
+        ],
+        "total": summarise_group("all", deployments),
+        **findings_summary(deployments, findings_of, FINDING_KINDS),
     }

@@ -88,3 +88,19 @@ async def add_window(
     # The fault's clock started between `before` and `after`: credit the platform only with
     # the span it certainly covered, so an outage never excuses more lateness than it caused.
     return Window(after + starts_in, before + starts_in + duration, label, status is not None)
+
+
+async def add_outage(
+    emu: EmulatorServer, label: str, starts_in: float, duration: float, target: str = "self_stop"
+) -> Window:
+    """A fleet-wide outage of `target`: every call answered 503 at once, without Retry-After."""
+    return await add_window(
+        emu,
+        label=label,
+        status=503,
+        retry_after=None,
+        delay=0.0,
+        starts_in=starts_in,
+        duration=duration,
+        target=target,
+    )

@@ -9,6 +9,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import benchmarks.fleet
 from benchmarks.fleet.accounting import summarise
@@ -78,12 +79,25 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(simulate(args, Path(tmp)))
     summary = summarise(result)
     text = report(result, summary, args)
+    return publish(args, argv, result, summary, text, "scripts/fleet-sim", "Fleet simulation")
+
+
+def publish(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    result: dict[str, Any],
+    summary: dict[str, Any],
+    text: str,
+    prog: str,
+    section: str,
+) -> int:
+    """The report on stdout, the figures in `--json`, the report as the doc's `section` under the
+    command that made it (`--doc`); the exit code: 0 if every target was met."""
     print(text, end="")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**result, "summary": summary}, indent=2) + "\n")
     if args.doc:
-        shown = " ".join(["scripts/fleet-sim", *(argv if argv is not None else sys.argv[1:])])
-        header = f"`{shown}`\n\n"
-        write_section(args.doc, "Fleet simulation", header + text)
+        shown = " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
+        write_section(args.doc, section, f"`{shown}`\n\n" + text)
     return 0 if summary["ok"] else 1

@@ -4,6 +4,7 @@ each figure means, and the findings, as printed and as written into docs/reliabi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from benchmarks.fleet.accounting import FINDING_KINDS
@@ -32,18 +33,56 @@ COLUMNS = [
 ]
 
 
-def _cell(key: str, value: Any) -> str:
+def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def markdown_table(rows: list[dict[str, Any]], first: str = "mode") -> str:
-    headers = [first if key == "group" else title for key, title in COLUMNS]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(key, row[key]) for key, _ in COLUMNS) + " |")
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """A markdown table of `rows`, a column per (key, title)."""
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row[key]) for key, _ in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict[str, Any]], first: str = "mode") -> str:
+    return table(rows, [(key, first if key == "group" else title) for key, title in COLUMNS])
+
+
+def run_line(result: dict[str, Any]) -> str:
+    """How fast the fleet was launched, how long the run took and how busy the machine was."""
+    load = result["load"]
+    return (
+        f"launched at {result['rate']:g}/s "
+        f"({result['launch_s']} s), whole run {result['wall_s']} s; machine CPU "
+        f"{load['cpu_mean_pct']} % mean, {load['cpu_max_pct']} % max during the run "
+        f"({load['cpu_before_pct']} % just before it, from other work); memory peak "
+        f"{load['mem_peak_gib']} GiB."
+    )
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    misses = sum(len(texts) for texts in summary["findings"].values())
+    return "met" if summary["ok"] else f"missed ({misses} findings)"
+
+
+def findings_lines(
+    findings: dict[str, list[str]],
+    kinds: Mapping[str, str],
+    shown_per_kind: int = 8,
+    readings: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Every kind of finding under its meaning (and its reading, if any), the first few listed."""
+    lines: list[str] = []
+    for kind, texts in findings.items():
+        lines += ["", f"{len(texts)} x {kinds[kind]}:", ""]
+        if readings and kind in readings:
+            lines += [readings[kind], ""]
+        lines += [f"* {text}" for text in texts[:shown_per_kind]]
+        if len(texts) > shown_per_kind:
+            lines.append(f"* ... and {len(texts) - shown_per_kind} more (see `--json`)")
+    return lines
 
 
 def modes_table() -> str:
@@ -89,18 +128,11 @@ def report(
     args: argparse.Namespace,
     shown_per_kind: int = 8,
 ) -> str:
-    load = result["load"]
     windows = "; ".join(
         f"{w['label']} from {w['start_s']:g} s to {w['end_s']:g} s" for w in result["fleet_windows"]
     )
-    misses = sum(len(texts) for texts in summary["findings"].values())
-    verdict = "met" if summary["ok"] else f"missed ({misses} findings)"
     lines = [
-        f"{result['count']} sidecars in run mode launched at {result['rate']:g}/s "
-        f"({result['launch_s']} s), whole run {result['wall_s']} s; machine CPU "
-        f"{load['cpu_mean_pct']} % mean, {load['cpu_max_pct']} % max during the run "
-        f"({load['cpu_before_pct']} % just before it, from other work); memory peak "
-        f"{load['mem_peak_gib']} GiB.",
+        f"{result['count']} sidecars in run mode {run_line(result)}",
         "",
         *machine_lines(),
         "",
@@ -136,15 +168,10 @@ def report(
         lines += [f"Warning: the request log dropped {result['request_log_dropped']} entries.", ""]
     lines.append(
         f"Target (every stop accepted within its window + {LATE_TARGET:g} s + outage, at most "
-        f"one accepted stop each, no record lost, no game left running): **{verdict}**."
+        f"one accepted stop each, no record lost, no game left running): **{verdict(summary)}**."
     )
-    for kind, texts in summary["findings"].items():
-        lines += ["", f"{len(texts)} x {FINDING_KINDS[kind]}:", ""]
-        if kind == "late_backoff":
-            lines += [backoff_reading(result["deployments"]), ""]
-        lines += [f"* {text}" for text in texts[:shown_per_kind]]
-        if len(texts) > shown_per_kind:
-            lines.append(f"* ... and {len(texts) - shown_per_kind} more (see `--json`)")
+    readings = {"late_backoff": backoff_reading(result["deployments"])}
+    lines += findings_lines(summary["findings"], FINDING_KINDS, shown_per_kind, readings)
     return "\n".join(lines) + "\n"
 
 

@@ -13,15 +13,23 @@ import resource
 import shlex
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import psutil
 
 from benchmarks.fleet.accounting import analyse
-from benchmarks.fleet.faults import CONDITIONS, Condition, Window, add_window, condition_for
+from benchmarks.fleet.faults import (
+    CONDITIONS,
+    Condition,
+    Window,
+    add_outage,
+    add_window,
+    condition_for,
+)
 from benchmarks.fleet.scenarios import BASE_ENV, BROKEN, GAME, MODES, ROOT, Mode
 from sidecar.emulator import EmulatorOptions, EmulatorServer
 from sidecar.emulator.store import TIME_FORMAT
@@ -45,63 +53,138 @@ def command(python: str, broken: bool) -> str:
     return "exec " + shlex.join(argv)
 
 
-async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    python = sys.executable
-    options = EmulatorOptions(
+def emulator_options(apps: dict[str, str], **extra: Any) -> EmulatorOptions:
+    """The emulator every simulation runs its fleet on: loopback, restarts as the platform does."""
+    return EmulatorOptions(
         port=0,
         status_step_seconds=0.0,
         game_port=0,
-        # The fleet's games bind no port: READY must not wait for the port readiness check.
+        # The simulations' games bind no port: READY must not wait for the port readiness check.
         game_port_check=False,
-        apps={"fleet": command(python, False), "fleet-broken": command(python, True)},
+        apps=apps,
         restart_policy="always",
         stop_grace_seconds=5.0,
         restart_delay_seconds=1.0,
         # The emulator's per-deployment psutil sampling is not under test; keep it cheap.
         metrics_interval_seconds=60.0,
+        **extra,
     )
+
+
+class Launched(Protocol):
+    index: int
+    request_id: str
+
+
+L = TypeVar("L", bound=Launched)
+
+
+@dataclass
+class FleetRun(Generic[L]):
+    """The fleet as launched, when each deployment terminated, and the platform's DELETE log."""
+
+    fleet: list[L]
+    terminated: list[float | None]
+    launch_s: float
+    end: float
+    request_log: dict[str, Any]
+
+
+async def run_fleet(
+    emu: EmulatorServer,
+    args: argparse.Namespace,
+    t0: float,
+    launch_one: Callable[[int], Awaitable[L]],
+) -> FleetRun[L]:
+    """`args.count` launches at `args.rate`/s from `t0`, each awaited until terminated (or
+    `args.timeout` after the last launch), then the emulator's log of the DELETEs."""
+    fleet: list[L] = []
+    for index in range(args.count):
+        await asyncio.sleep(max(0.0, t0 + index / args.rate - time.time()))
+        fleet.append(await launch_one(index))
+    launch_s = time.time() - t0
+    deadline = time.time() + args.timeout
+    terminated = [await wait_terminated(emu, d.request_id, deadline) for d in fleet]
+    end = time.time()
+    _, request_log = await emu.call(
+        "GET", "/_emulator/requests", params={"method": "DELETE"}, auth=False
+    )
+    return FleetRun(fleet, terminated, launch_s, end, request_log)
+
+
+async def kept_logs(
+    http: aiohttp.ClientSession,
+    emu: EmulatorServer,
+    request_id: str,
+    logs_dir: Path | None,
+    name: str,
+) -> bytes | None:
+    """The deployment's stored logs, also written to `logs_dir`/`name` when asked (`--logs-dir`)."""
+    logs = await raw_logs(http, emu.url, request_id)
+    if logs_dir is not None and logs is not None:
+        (logs_dir / name).write_bytes(logs)
+    return logs
+
+
+def window_rows(windows: list[Window], t0: float) -> list[dict[str, Any]]:
+    return [
+        {"label": w.label, "start_s": round(w.start - t0, 2), "end_s": round(w.end - t0, 2)}
+        for w in windows
+    ]
+
+
+@dataclass
+class Session:
+    """The emulator and an HTTP client for the run, the machine's load meanwhile, and the clocks
+    the figures count from (`t0`: the first launch's schedule)."""
+
+    emu: EmulatorServer
+    http: aiohttp.ClientSession
+    load: LoadSampler
+    cpu_before_pct: float
+    wall_start: float
+    t0: float
+
+    def wall_s(self) -> float:
+        return round(time.time() - self.wall_start, 2)
+
+    def load_figures(self) -> dict[str, float | None]:
+        return {**self.load.summary(), "cpu_before_pct": self.cpu_before_pct}
+
+
+@contextlib.asynccontextmanager
+async def session(options: EmulatorOptions) -> AsyncIterator[Session]:
+    """The emulator up, the load sampled for as long as the block runs."""
     load = LoadSampler()
     # Other work on the machine skews every figure: say how busy it was before we started.
     baseline = psutil.cpu_percent(interval=2.0)
     wall_start = time.time()
-    async with EmulatorServer(options) as emu, aiohttp.ClientSession() as http:
-        sampler = asyncio.create_task(load.run())
-        t0 = time.time()
+    async with (
+        EmulatorServer(options) as emu,
+        aiohttp.ClientSession() as http,
+        load.sampling(),
+    ):
+        yield Session(emu, http, load, baseline, wall_start, time.time())
+
+
+async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    python = sys.executable
+    options = emulator_options(
+        {"fleet": command(python, False), "fleet-broken": command(python, True)}
+    )
+    async with session(options) as s:
+        emu = s.emu
         fleet_windows: list[Window] = []
         if args.faults and args.fleet_outage_at is not None:
-            fleet_windows.append(
-                await add_window(
-                    emu,
-                    label=f"fleet-wide outage 503 {args.outage:g} s",
-                    status=503,
-                    retry_after=None,
-                    delay=0.0,
-                    starts_in=args.fleet_outage_at,
-                    duration=args.outage,
-                )
-            )
-        fleet: list[Deployment] = []
-        for index in range(args.count):
-            await asyncio.sleep(max(0.0, t0 + index / args.rate - time.time()))
-            fleet.append(await launch(emu, args, index, workdir))
-        launch_s = time.time() - t0
-        deadline = time.time() + args.timeout
-        terminated = [await wait_terminated(emu, d.request_id, deadline) for d in fleet]
-        end = time.time()
-        _, request_log = await emu.call(
-            "GET", "/_emulator/requests", params={"method": "DELETE"}, auth=False
-        )
-        all_deletes = request_log["requests"]
+            label = f"fleet-wide outage 503 {args.outage:g} s"
+            fleet_windows.append(await add_outage(emu, label, args.fleet_outage_at, args.outage))
+        run = await run_fleet(emu, args, s.t0, lambda index: launch(emu, args, index, workdir))
+        all_deletes = run.request_log["requests"]
         results = []
-        for deployment, done in zip(fleet, terminated, strict=True):
-            logs = await raw_logs(http, emu.url, deployment.request_id)
-            if args.logs_dir is not None and logs is not None:
-                name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
-                (args.logs_dir / name).write_bytes(logs)
-            results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, end))
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        for deployment, done in zip(run.fleet, run.terminated, strict=True):
+            name = f"{deployment.index:04d}-{deployment.mode.name}-{deployment.request_id}.log"
+            logs = await kept_logs(s.http, emu, deployment.request_id, args.logs_dir, name)
+            results.append(analyse(deployment, done, all_deletes, fleet_windows, logs, run.end))
     return {
         "count": args.count,
         "rate": args.rate,
@@ -109,14 +192,11 @@ async def simulate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "storm_s": args.storm,
         "slow_s": args.slow,
         "faults": args.faults,
-        "launch_s": round(launch_s, 2),
-        "wall_s": round(time.time() - wall_start, 2),
-        "fleet_windows": [
-            {"label": w.label, "start_s": round(w.start - t0, 2), "end_s": round(w.end - t0, 2)}
-            for w in fleet_windows
-        ],
-        "request_log_dropped": request_log["dropped"],
-        "load": {**load.summary(), "cpu_before_pct": baseline},
+        "launch_s": round(run.launch_s, 2),
+        "wall_s": s.wall_s(),
+        "fleet_windows": window_rows(fleet_windows, s.t0),
+        "request_log_dropped": run.request_log["dropped"],
+        "load": s.load_figures(),
         "deployments": results,
     }
 
@@ -188,6 +268,17 @@ class LoadSampler:
     def __init__(self) -> None:
         self.cpu: list[float] = []
         self.used_gib: list[float] = []
+
+    @contextlib.asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        """Sampling in the background for as long as the block runs."""
+        sampler = asyncio.create_task(self.run())
+        try:
+            yield
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
 
     async def run(self) -> None:
         psutil.cpu_percent(interval=None)

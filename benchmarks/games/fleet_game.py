@@ -26,54 +26,18 @@ Modes (see benchmarks/fleet/scenarios.py for the stop each one must cause):
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
-import urllib.request
-from typing import Any
 
-URL = os.environ.get("SIDECAR_URL", "http://127.0.0.1:8787")
+from game_api import Events, call, say, sleep_forever
+
 MODE = os.environ.get("FLEET_MODE", "normal")
-EVENTS = os.environ.get("FLEET_EVENTS", os.devnull)
+EVENTS = Events(os.environ.get("FLEET_EVENTS", os.devnull))
 PLAY = float(os.environ.get("FLEET_PLAY", "4"))
 GRACE = float(os.environ.get("FLEET_GRACE", "1"))
-
-
-def record(event: str, **extra: object) -> None:
-    with open(EVENTS, "a") as out:
-        out.write(json.dumps({"event": event, "t": time.time(), **extra}) + "\n")
-
-
-def call(method: str, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(URL + path, data=data, method=method)
-    request.add_header("content-type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
-
-
-def timed(event: str, method: str, path: str, body: object = None) -> None:
-    sent = time.time()
-    call(method, path, body)
-    record(event, sent=sent)
-
-
-def say(text: str) -> None:
-    print(f"game {text}", flush=True)
-
-
-def on_term(signum: int, frame: object) -> None:
-    say("got SIGTERM")
-    record("sigterm")
-    sys.exit(0)
-
-
-def sleep_forever() -> None:
-    while True:
-        signal.pause()
+record, timed = EVENTS.record, EVENTS.timed
 
 
 def crash() -> None:
@@ -88,7 +52,7 @@ def crash() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if MODE == "ignore_term" else on_term)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if MODE == "ignore_term" else EVENTS.on_term)
     before = time.time()
     status = call("GET", "/v1/status")
     # The ready and max-duration timers run from the sidecar's start; uptime_s says when that

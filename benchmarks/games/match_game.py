@@ -22,60 +22,22 @@ Every line it prints starts with "game "; on SIGTERM it prints "game got SIGTERM
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
-import urllib.request
-from typing import Any
 
-URL = os.environ.get("SIDECAR_URL", "http://127.0.0.1:8787")
-EVENTS = os.environ.get("MATCH_EVENTS", os.devnull)
+from game_api import Events, call, say, sleep_forever
+
+EVENTS = Events(os.environ.get("MATCH_EVENTS", os.devnull))
 ARRIVING = [t for t in os.environ.get("MATCH_ARRIVING", "").split(",") if t]
 PLAY = float(os.environ.get("MATCH_PLAY", "3"))
 GRACE = float(os.environ.get("MATCH_GRACE", "0.5"))
 PATIENCE = float(os.environ.get("MATCH_PATIENCE", "12"))
-
-
-def record(event: str, **extra: object) -> None:
-    with open(EVENTS, "a") as out:
-        out.write(json.dumps({"event": event, "t": time.time(), **extra}) + "\n")
-
-
-def call(method: str, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(URL + path, data=data, method=method)
-    request.add_header("content-type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
-
-
-def timed(event: str, method: str, path: str, body: object = None) -> Any:
-    sent = time.time()
-    answer = call(method, path, body)
-    record(event, sent=sent)
-    return answer
-
-
-def say(text: str) -> None:
-    print(f"game {text}", flush=True)
-
-
-def on_term(signum: int, frame: object) -> None:
-    say("got SIGTERM")
-    record("sigterm")
-    sys.exit(0)
-
-
-def sleep_forever() -> None:
-    while True:
-        signal.pause()
+record, timed = EVENTS.record, EVENTS.timed
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, EVENTS.on_term)
     status = call("GET", "/v1/status")
     record("start", pid=os.getpid(), sidecar_start=time.time() - float(status["uptime_s"]))
     match = call("GET", "/v1/match")

@@ -10,6 +10,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.fleet.accounting import (
+    findings_summary,
+    grouped,
     json_object,
     pid_alive,
     read_events,
@@ -212,25 +214,17 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         )
     ]
     by_rule = [
-        summarise_group(rule.name, group, scale)
-        for rule in RULES
-        if (group := [d for d in deployments if d["rule"] == rule.name])
+        summarise_group(name, group, scale)
+        for name, group in grouped(deployments, "rule", (r.name for r in RULES))
     ]
     labels = ["calm", *(w["label"] for w in result["sink_windows"])]
     by_sink = [
-        summarise_group(label, group, scale)
-        for label in labels
-        if (group := [d for d in deployments if d["sink"] == label])
+        summarise_group(name, group, scale) for name, group in grouped(deployments, "sink", labels)
     ]
-    findings: dict[str, list[str]] = {}
-    for d in deployments:
-        for kind, text in findings_of(d):
-            findings.setdefault(kind, []).append(text)
     return {
         "by_match": by_match,
         "by_rule": by_rule,
         "by_sink": by_sink,
         "total": summarise_group("all", deployments, scale),
-        "findings": {kind: findings[kind] for kind in FINDING_KINDS if kind in findings},
-        "ok": not findings,
+        **findings_summary(deployments, findings_of, FINDING_KINDS),
     }

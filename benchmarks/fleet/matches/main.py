@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import tempfile
 from pathlib import Path
 
 import benchmarks.fleet.matches
+from benchmarks.fleet.main import publish
 from benchmarks.fleet.matches.accounting import summarise
 from benchmarks.fleet.matches.report import report
 from benchmarks.fleet.matches.runner import simulate
 from benchmarks.fleet.matches.scenarios import RULES, SCENARIOS, Timings
 from benchmarks.fleet.runner import raise_fd_limit
 from benchmarks.fleet.scenarios import ROOT
-from benchmarks.reliability_doc import write_section
 
 BLOCK = len(SCENARIOS) * len(RULES)  # one match of every kind under both configurations
 SECTION = "Fleet simulation of matches"
@@ -77,13 +75,4 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(simulate(args, timings, Path(tmp)))
     summary = summarise(result)
     text = report(result, summary, timings)
-    print(text, end="")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**result, "summary": summary}, indent=2) + "\n")
-    if args.doc:
-        shown = " ".join(
-            ["scripts/fleet-sim matches", *(argv if argv is not None else sys.argv[1:])]
-        )
-        write_section(args.doc, SECTION, f"`{shown}`\n\n" + text)
-    return 0 if summary["ok"] else 1
+    return publish(args, argv, result, summary, text, "scripts/fleet-sim matches", SECTION)

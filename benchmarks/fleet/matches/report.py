@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.fleet.matches.accounting import FINDING_KINDS
 from benchmarks.fleet.matches.scenarios import RULES, SCENARIOS, Timings, expected_reason
+from benchmarks.fleet.report import findings_lines, run_line, table, verdict
 from benchmarks.reliability_doc import machine_lines
 
 STOP_COLUMNS = [
@@ -35,18 +36,6 @@ RESULT_COLUMNS = [
     ("replays", "repeats answered from the key"),
     ("zombie_min_per_1000", "zombie-min / 1000 (simulated)"),
 ]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row[key]) for key, _ in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def scenarios_table() -> str:
@@ -94,20 +83,13 @@ def definitions(timings: Timings) -> str:
 
 
 def report(result: dict[str, Any], summary: dict[str, Any], timings: Timings) -> str:
-    load = result["load"]
     windows = "; ".join(
         f"{w['label']}: 503 from {w['start_s']:g} s to {w['end_s']:g} s"
         for w in result["sink_windows"]
     )
-    misses = sum(len(texts) for texts in summary["findings"].values())
-    verdict = "met" if summary["ok"] else f"missed ({misses} findings)"
     lines = [
         f"{result['count']} matchmaker deployments (real sidecars in run mode with the match "
-        f"game, 2 teams of 2 tickets each) launched at {result['rate']:g}/s "
-        f"({result['launch_s']} s), whole run {result['wall_s']} s; machine CPU "
-        f"{load['cpu_mean_pct']} % mean, {load['cpu_max_pct']} % max during the run "
-        f"({load['cpu_before_pct']} % just before it, from other work); memory peak "
-        f"{load['mem_peak_gib']} GiB.",
+        f"game, 2 teams of 2 tickets each) {run_line(result)}",
         "",
         *machine_lines(),
         "",
@@ -135,11 +117,7 @@ def report(result: dict[str, Any], summary: dict[str, Any], timings: Timings) ->
     lines.append(
         "Target (the stop each scenario must cause, exactly one accepted stop and one stop "
         "record each, at most one delivery kept per match, no result lost without an outage, "
-        f"no token in any log, no game left running): **{verdict}**."
+        f"no token in any log, no game left running): **{verdict(summary)}**."
     )
-    for kind, texts in summary["findings"].items():
-        lines += ["", f"{len(texts)} x {FINDING_KINDS[kind]}:", ""]
-        lines += [f"* {text}" for text in texts[:8]]
-        if len(texts) > 8:
-            lines.append(f"* ... and {len(texts) - 8} more (see `--json`)")
+    lines += findings_lines(summary["findings"], FINDING_KINDS)
     return "\n".join(lines) + "\n"

@@ -7,20 +7,14 @@ request log, the sink's deliveries and the stored logs collected for the account
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import secrets
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
-
-from benchmarks.fleet.faults import Window, add_window
+from benchmarks.fleet.faults import Window, add_outage
 from benchmarks.fleet.matches.accounting import analyse
 from benchmarks.fleet.matches.scenarios import (
     GAME,
@@ -32,9 +26,15 @@ from benchmarks.fleet.matches.scenarios import (
     sidecar_env,
     tickets_of,
 )
-from benchmarks.fleet.runner import LoadSampler, raw_logs, wait_terminated
+from benchmarks.fleet.runner import (
+    emulator_options,
+    kept_logs,
+    run_fleet,
+    session,
+    window_rows,
+)
 from benchmarks.fleet.scenarios import ROOT
-from sidecar.emulator import EmulatorOptions, EmulatorServer
+from sidecar.emulator import EmulatorServer
 
 # The route name the emulator's faults use for the result sink (routes/results.py).
 SINK_ROUTE = "result_sink"
@@ -81,85 +81,44 @@ def command(python: str) -> str:
 
 async def simulate(args: argparse.Namespace, timings: Timings, workdir: Path) -> dict[str, Any]:
     python = sys.executable
-    options = EmulatorOptions(
-        port=0,
-        status_step_seconds=0.0,
-        game_port=0,
-        game_port_check=False,  # the match game binds no port: READY comes from /v1/ready
-        apps={"match": command(python)},
-        restart_policy="always",
-        stop_grace_seconds=5.0,
-        restart_delay_seconds=1.0,
-        metrics_interval_seconds=60.0,
-        result_sink=True,
-    )
-    load = LoadSampler()
-    baseline = psutil.cpu_percent(interval=2.0)
-    wall_start = time.time()
-    async with EmulatorServer(options) as emu, aiohttp.ClientSession() as http:
-        sampler = asyncio.create_task(load.run())
-        t0 = time.time()
+    # The match game binds no port either: READY comes from /v1/ready.
+    options = emulator_options({"match": command(python)}, result_sink=True)
+    async with session(options) as s:
+        emu = s.emu
         windows: list[Window] = []
         for outage in plan_outages(args, timings) if args.faults else []:
             windows.append(
-                await add_window(
-                    emu,
-                    label=outage.label,
-                    status=503,
-                    retry_after=None,
-                    delay=0.0,
-                    starts_in=outage.at,
-                    duration=outage.length,
-                    target=SINK_ROUTE,
-                )
+                await add_outage(emu, outage.label, outage.at, outage.length, SINK_ROUTE)
             )
-        fleet: list[MatchDeployment] = []
-        for index in range(args.count):
-            await asyncio.sleep(max(0.0, t0 + index / args.rate - time.time()))
-            fleet.append(await launch(emu, timings, index, workdir))
-        launch_s = time.time() - t0
-        deadline = time.time() + args.timeout
-        terminated = [await wait_terminated(emu, d.request_id, deadline) for d in fleet]
-        end = time.time()
-        _, request_log = await emu.call(
-            "GET", "/_emulator/requests", params={"method": "DELETE"}, auth=False
-        )
+        run = await run_fleet(emu, args, s.t0, lambda index: launch(emu, timings, index, workdir))
         _, sink = await emu.call("GET", "/_emulator/results")
         results = []
-        for deployment, done in zip(fleet, terminated, strict=True):
-            logs = await raw_logs(http, emu.url, deployment.request_id)
-            if args.logs_dir is not None and logs is not None:
-                name = f"{deployment.index:04d}-{deployment.scenario.name}.log"
-                (args.logs_dir / name).write_bytes(logs)
+        for deployment, done in zip(run.fleet, run.terminated, strict=True):
+            name = f"{deployment.index:04d}-{deployment.scenario.name}.log"
+            logs = await kept_logs(s.http, emu, deployment.request_id, args.logs_dir, name)
             results.append(
                 analyse(
                     deployment,
                     timings,
                     done,
-                    request_log["requests"],
+                    run.request_log["requests"],
                     sink["results"],
                     windows,
                     logs,
-                    end,
+                    run.end,
                 )
             )
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
     return {
         "count": args.count,
         "rate": args.rate,
         "scale": timings.scale,
         "faults": args.faults,
-        "launch_s": round(launch_s, 2),
-        "wall_s": round(time.time() - wall_start, 2),
-        "sink_windows": [
-            {"label": w.label, "start_s": round(w.start - t0, 2), "end_s": round(w.end - t0, 2)}
-            for w in windows
-        ],
-        "request_log_dropped": request_log["dropped"],
+        "launch_s": round(run.launch_s, 2),
+        "wall_s": s.wall_s(),
+        "sink_windows": window_rows(windows, s.t0),
+        "request_log_dropped": run.request_log["dropped"],
         "sink_dropped": sink["dropped"],
-        "load": {**load.summary(), "cpu_before_pct": baseline},
+        "load": s.load_figures(),
         "deployments": results,
     }
 
