@@ -47,10 +47,9 @@ from sidecar.errors import StartupError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused, UnknownTicket
 
-# pydantic is only imported with the request models, after start-up: building them costs ~70 ms,
-# which start-up (`/healthz` answering) should not wait for. Each handler that reads a body
-# imports its model (a dict lookup once loaded); `warm_up` loads them in a thread right after the
-# API is listening.
+# Request bodies are checked by `sidecar.bodies` (the pydantic models of `sidecar.models`
+# compiled: pydantic is never loaded here). Each handler that reads a body imports its class (a
+# dict lookup once loaded); `warm_up` loads them right after the API is listening.
 if TYPE_CHECKING:
     from sidecar.events import EventHub
     from sidecar.lifecycle import Lifecycle
@@ -134,7 +133,7 @@ class LocalApi:
         they load on first use anyway, so a failure here (descriptors exhausted at start-up)
         must not count as a failed task and end the sidecar."""
         try:
-            await asyncio.to_thread(importlib.import_module, "sidecar.models")
+            await asyncio.to_thread(importlib.import_module, "sidecar.bodies")
         except Exception as exc:
             log.debug("could not load the request models ahead of use: %r", exc)
 
@@ -256,7 +255,7 @@ class LocalApi:
         return self._status_answer()
 
     async def connect(self, request: web.Request) -> web.Response:
-        from sidecar.models import ConnectBody
+        from sidecar.bodies import ConnectBody
 
         body = await self._body(request, ConnectBody)
         lifecycle = self.lifecycle
@@ -269,13 +268,13 @@ class LocalApi:
         return json_response({"count": lifecycle.player_connected(body.player_id, body.ticket_id)})
 
     async def disconnect(self, request: web.Request) -> web.Response:
-        from sidecar.models import PlayerBody
+        from sidecar.bodies import PlayerBody
 
         body = await self._body(request, PlayerBody)
         return json_response({"count": self.lifecycle.player_disconnected(body.player_id)})
 
     async def set_players(self, request: web.Request) -> web.Response:
-        from sidecar.models import PlayersBody
+        from sidecar.bodies import PlayersBody
 
         body = await self._body(request, PlayersBody)
         if self.match_strict:
@@ -296,7 +295,7 @@ class LocalApi:
         )
 
     async def hold(self, request: web.Request) -> web.Response:
-        from sidecar.models import HoldBody
+        from sidecar.bodies import HoldBody
 
         body = await self._body(request, HoldBody)
         self.lifecycle.hold(body.seconds)
@@ -324,21 +323,21 @@ class LocalApi:
         return json_response(document)
 
     async def match_start(self, request: web.Request) -> web.Response:
-        from sidecar.models import MatchStartBody
+        from sidecar.bodies import MatchStartBody
 
         body = await self._body(request, MatchStartBody, optional=True)
         self.lifecycle.match_started(body.match_id)
         return self._status_answer()
 
     async def match_end(self, request: web.Request) -> web.Response:
-        from sidecar.models import MatchEndBody
+        from sidecar.bodies import MatchEndBody
 
         body = await self._body(request, MatchEndBody, optional=True)
         self.lifecycle.match_ended(body.result, body.grace_seconds)
         return self._status_answer(202)
 
     async def shutdown(self, request: web.Request) -> web.Response:
-        from sidecar.models import ShutdownBody
+        from sidecar.bodies import ShutdownBody
 
         body = await self._body(request, ShutdownBody, optional=True)
         self.lifecycle.shutdown_requested(body.reason, body.grace_seconds, body.log_storage)
