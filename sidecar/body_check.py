@@ -159,12 +159,21 @@ def _float_text(text: str) -> str | None:
 
 def _int_text(text: str) -> str | None:
     """The text of an integer as pydantic's lax mode reads it: whitespace trimmed, a fraction
-    of zeros only dropped ("3.00" is 3; not "3." nor ".0"); underscores as Python's int()."""
+    of zeros only dropped ("3.00" is 3; not "3." nor ".0"), leading zeros dropped with any
+    underscores among them ("0__1" is 1); other underscores as Python's int() takes them."""
     text = text.strip(_WHITESPACE)
     whole, dot, fraction = text.partition(".")
     if dot and (not fraction or fraction.strip("0") or not whole.lstrip("+-")):
         return None
-    return _plain(whole)
+    sign = whole[:1] if whole[:1] in ("+", "-") else ""
+    digits = whole[len(sign) :]
+    if digits.startswith("0"):
+        if digits.endswith("_"):
+            return None
+        digits = digits.lstrip("0_") or "0"
+    if digits.startswith(("+", "-")):  # "0+4": a sign after the zeros
+        return None
+    return _plain(sign + digits)
 
 
 @dataclass(frozen=True)
@@ -199,15 +208,6 @@ class Float(Node):
         if not _bounds(number, self.ge, self.le, loc, errors):
             return _INVALID
         return _after(number, self.after, loc, errors)
-
-
-def _parse_int(text: str) -> int:
-    """int(text), also for texts whose leading zeros take them over Python's digit limit."""
-    sign = text[0] if text[0] in "+-" else ""
-    digits = text[len(sign) :]
-    if len(digits) > _MAX_INT_DIGITS:
-        digits = digits.lstrip("0") or "0"
-    return int(sign + digits)
 
 
 def _size_error(errors: Errors, loc: Loc) -> Any:
@@ -246,7 +246,7 @@ class Int(Node):
             if text and len(text.lstrip("+-").lstrip("0")) > _MAX_INT_DIGITS:
                 return _size_error(errors, loc)
             try:
-                number = _parse_int(text) if text else 0
+                number = int(text) if text else 0
             except ValueError:
                 text = None
             if not text:

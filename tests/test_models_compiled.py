@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,8 +77,14 @@ def outcome(model: type[Any], data: dict[str, Any]) -> tuple[str, Any]:
     )
 
 
+# pydantic-core reads "0-1" as -1 (leading zeros dropped, then a sign) but refuses "0+4";
+# bodies.py refuses both (a 422 either way, only the message differs), so they are not compared.
+_SIGN_AFTER_ZEROS = re.compile(r"^\s*[+-]?0[0_]*[+-]")
+
+
 def same(model: type[BaseModel], body: type[Body], data: dict[str, Any]) -> None:
-    if not INT_TEXT_COMPARED and isinstance(data.get("count"), str):
+    count = data.get("count")
+    if isinstance(count, str) and (not INT_TEXT_COMPARED or _SIGN_AFTER_ZEROS.match(count)):
         return
     expected = outcome(model, data)
     assert outcome(body, data) == expected, f"{model.__name__} {data!r}"
@@ -178,6 +185,13 @@ def test_same_answers_at_the_edges(model: type[BaseModel], data: dict[str, Any])
 def test_numbers_in_strings_read_as_pydantic_reads_them(text: str) -> None:
     same(models.HoldBody, bodies.HoldBody, {"seconds": text})
     same(models.PlayersBody, bodies.PlayersBody, {"count": text})
+
+
+@pytest.mark.parametrize("text", ["0-1", "0+4", "00_-1"])
+def test_a_sign_after_leading_zeros_is_refused(text: str) -> None:
+    with pytest.raises(BodyInvalid) as caught:
+        bodies.PlayersBody.validate({"count": text})
+    assert caught.value.errors()[0]["type"] == "int_parsing"
 
 
 def test_a_body_is_read_only() -> None:
