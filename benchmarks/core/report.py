@@ -22,7 +22,7 @@ from benchmarks.core.memory import ReferenceRss
 from benchmarks.core.startup import SERVE_IMPORTS, Startup
 from benchmarks.core.stop import StopLatency
 from benchmarks.core.throughput import ROUTES, LoadResult, Throughput
-from benchmarks.core.variants import VariantFigures
+from benchmarks.core.variants import COPIES, VariantFigures
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,8 @@ def _memory(results: Results) -> list[str]:
         "",
         "| measure | value | target |",
         "|---|---:|---|",
-        f"| RSS after a realistic session ({session.calls} calls) | {session.rss_mb:.1f} MB | "
+        f"| RSS after a realistic session ({session.calls} calls; median of {COPIES} sidecars) | "
+        f"{session.rss_mb:.1f} MB | "
         f"≤ {TARGETS.rss_session_mb:g} MB {verdict(session.rss_mb <= TARGETS.rss_session_mb)} |",
         f"| the same process, USS (pages only it uses: no shared libraries) | "
         f"{session.uss_mb:.1f} MB | |",
@@ -218,19 +219,22 @@ def _sidecars(sidecars: list[VariantFigures]) -> list[str]:
     plain = sidecars[0]
     lines = [
         "",
-        f"The sidecar in three configurations, side by side (sessions one after the other, "
-        f"then the {plain.idle.seconds:g} s idle windows at the same time):",
+        f"The sidecar in three configurations, side by side ({COPIES} sidecars each, "
+        f"interleaved; sessions one after the other, then the {plain.idle.seconds:g} s idle "
+        "windows at the same time; medians, with the RSS range of the copies):",
         "",
-        "| sidecar | calls (4xx) | RSS after the session | vs plain | USS | CPU over the idle "
-        "window | voluntary wake-ups |",
+        "| sidecar | calls (4xx) | RSS after the session (range) | vs plain | USS | CPU over the "
+        "idle window | voluntary wake-ups |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in sidecars:
         cpu = row.idle.cpu_s if row.idle.cpu_s is not None else float("nan")
+        low, high = row.rss_range_mb
         lines.append(
-            f"| {row.label} | {row.calls} ({row.errors_4xx}) | {row.rss_mb:.1f} MB | "
-            f"{row.rss_mb - plain.rss_mb:+.1f} MB | {row.uss_mb:.1f} MB | {cpu:.3f} s | "
-            f"{row.idle.wakeups} |"
+            f"| {row.label} | {row.calls} ({row.errors_4xx}) | {row.rss_mb:.1f} MB "
+            f"({low:.1f}-{high:.1f}) | {row.rss_mb - plain.rss_mb:+.1f} MB | "
+            f"{row.uss_mb:.1f} MB | "
+            f"{cpu:.3f} s | {row.idle.wakeups} |"
         )
     return lines
 

@@ -19,14 +19,20 @@ from benchmarks.core.memory import IdleCpu, IdleProbe, realistic_session
 TEAM_SIZE = 5
 
 
+# Identical sidecars differ by up to ~1 MB of RSS (heap layout), as much as the differences
+# looked for: each configuration runs this many times, interleaved, and the median is kept.
+COPIES = 3
+
+
 @dataclass(frozen=True)
 class VariantFigures:
     label: str
     calls: int
     errors_4xx: int  # calls answered 4xx on purpose
-    rss_mb: float
+    rss_mb: float  # the median of the copies
     uss_mb: float
-    idle: IdleCpu
+    idle: IdleCpu  # the copy with the median CPU time
+    rss_range_mb: tuple[float, float] = (0.0, 0.0)  # lowest and highest of the copies
 
 
 def match_env() -> tuple[dict[str, str], list[str]]:
@@ -100,38 +106,71 @@ def variants() -> list[Variant]:
     ]
 
 
+@dataclass(frozen=True)
+class _Copy:
+    variant: Variant
+    calls: int
+    refused: int
+    rss_mb: float
+    uss_mb: float
+    probe: IdleProbe
+
+
+def _median_copy(copies: list[_Copy], key: Callable[[_Copy], float]) -> _Copy:
+    return sorted(copies, key=key)[len(copies) // 2]
+
+
+def _figures(copies: list[_Copy]) -> VariantFigures:
+    idle = {id(copy): copy.probe.join() for copy in copies}
+    by_rss = _median_copy(copies, lambda copy: copy.rss_mb)
+    by_cpu = _median_copy(copies, lambda copy: idle[id(copy)].cpu_s or 0.0)
+    rss = [copy.rss_mb for copy in copies]
+    return VariantFigures(
+        by_rss.variant.label,
+        by_rss.calls,
+        by_rss.refused,
+        by_rss.rss_mb,
+        by_rss.uss_mb,
+        idle[id(by_cpu)],
+        (min(rss), max(rss)),
+    )
+
+
 @contextmanager
-def measured(children: Children, seconds: float) -> Iterator[Callable[[], list[VariantFigures]]]:
-    """Start every variant, play its session and read its memory, then start the idle windows
-    (side by side) and yield; the callable waits for them and returns the figures. Every
-    sidecar is killed on exit."""
+def measured(
+    children: Children, seconds: float, copies: int = COPIES
+) -> Iterator[Callable[[], list[VariantFigures]]]:
+    """Start every variant `copies` times (interleaved), play each one's session and read its
+    memory, then start the idle windows (side by side) and yield; the callable waits for them
+    and returns the figures, one row per variant. Every sidecar is killed on exit."""
     with ExitStack() as stack:
         started = []
-        for variant in variants():
-            port = free_port()
-            # A far health timeout: the idle sidecars keep an armed timer but never stop.
-            env = {"SIDECAR_HEALTH_TIMEOUT": "10m", **variant.env}
-            proc = stack.enter_context(running(children.spawn_sidecar(port, env)))
-            started.append((variant, proc, port))
-        sessions = []
+        for _ in range(copies):
+            for variant in variants():
+                port = free_port()
+                # A far health timeout: the idle sidecars keep an armed timer but never stop.
+                env = {"SIDECAR_HEALTH_TIMEOUT": "10m", **variant.env}
+                proc = stack.enter_context(running(children.spawn_sidecar(port, env)))
+                started.append((variant, proc, port))
+        played = []
         for variant, proc, port in started:
             wait_http_ok(port, proc)
             client = Client(port)
             refused = variant.session(client)
             client.close()
             uss = psutil.Process(proc.pid).memory_full_info().uss / 2**20
-            sessions.append((variant, proc, client.calls, refused, rss_mb(proc.pid), uss))
+            played.append((variant, proc, client.calls, refused, rss_mb(proc.pid), uss))
         time.sleep(0.5)  # let the last connections close before the idle windows start
-        probes = [IdleProbe(proc.pid, seconds) for _, proc, *_ in sessions]
-        for probe in probes:
+        runs = []
+        for variant, proc, calls, refused, rss, uss in played:
+            probe = IdleProbe(proc.pid, seconds)
             probe.start()
+            runs.append(_Copy(variant, calls, refused, rss, uss, probe))
 
         def figures() -> list[VariantFigures]:
+            labels = list(dict.fromkeys(run.variant.label for run in runs))
             return [
-                VariantFigures(variant.label, calls, refused, rss, uss, probe.join())
-                for (variant, _, calls, refused, rss, uss), probe in zip(
-                    sessions, probes, strict=True
-                )
+                _figures([run for run in runs if run.variant.label == label]) for label in labels
             ]
 
         yield figures
