@@ -235,7 +235,7 @@ async def flood(
 
 def core_costs(calls: int) -> None:
     """CPU µs per SetLabel on the GameServer object itself, without HTTP."""
-    from sidecar.agones import wire
+    from sidecar.agones import proto_json
     from sidecar.agones.counters import ListState
     from sidecar.agones.gameserver import FacadeOptions, GameServer
     from sidecar.deployment import DeploymentInfo
@@ -257,7 +257,7 @@ def core_costs(calls: int) -> None:
             if body is not None:  # rendered once per change
                 rendered: bytes = body()
                 return rendered
-            return wire.dumps({"result": gameserver.snapshot()})  # the old main
+            return proto_json.dumps({"result": gameserver.snapshot()})  # the old main
 
         costs = []
         for with_reader in (False, True):

@@ -1,4 +1,4 @@
-"""The Agones gRPC transport's figures (SPEC §10.1): CPU per call and latency, idle CPU, RSS.
+"""The Agones gRPC transport's figures: CPU per call, latency, idle CPU, RSS; next to Agones'.
 
 `sidecar serve` with SIDECAR_AGONES=true runs in its own process (pinned to CPU 0 when there are
 two); a grpcio client with stubs generated from Agones' protos (tests/agones_protos.py) runs
@@ -12,7 +12,12 @@ here, on CPU 1. Measured:
 * RSS after the same short session: Agones off, the REST facade alone (the gRPC transport
   replaced by a stub that imports nothing, this bench's only seam), REST + gRPC.
 
-Usage: python -m benchmarks.agones_grpc [--calls 2000] [--rounds 3]
+With `--sdk-server PATH` (Agones' own `sdk-server` binary, built from its repository; this
+bench never builds or fetches it), Agones' `sdk-server --local` gets the same unary and Health
+stream calls in the same run, pinned the same way, alternating with the sidecar round by round,
+and both servers' RSS is taken idle (started, one GetGameServer answered) and after the load.
+
+Usage: python -m benchmarks.agones_grpc [--calls 2000] [--rounds 3] [--sdk-server PATH]
 """
 
 from __future__ import annotations
@@ -86,6 +91,20 @@ def spawn(
         pinned([PYTHON, "-c", WITHOUT_GRPC], cpu),
         cwd=ROOT,
         env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def spawn_agones(sdk_server: str, grpc_port: int, cpu: str | None) -> Any:
+    """Agones' `sdk-server --local` (its default GameServer), gRPC on `grpc_port`."""
+    argv = [sdk_server, "--local", "--address", "127.0.0.1", "--grpc-port", str(grpc_port)]
+    argv += ["--http-port", str(free_port()), "--health-port", str(free_port())]
+    return subprocess.Popen(
+        pinned(argv, cpu),
+        cwd=ROOT,
+        env=Children().env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -219,10 +238,31 @@ def session_rss(protos: dict[str, ModuleType], *, agones: bool, grpc: bool) -> f
         return rss_mb(proc.pid)
 
 
+def grpc_round(
+    protos: dict[str, ModuleType], proc: Any, grpc_port: int, calls: int
+) -> tuple[dict[str, dict[str, float]], float, float, float]:
+    """The gRPC calls on one started server: (rows, idle CPU s, RSS idle, RSS after load)."""
+    stubs = Stubs(protos, grpc_port)
+    stubs.sdk.GetGameServer(stubs.pb.Empty())
+    time.sleep(0.5)
+    rss_idle = rss_mb(proc.pid)
+    rows = {
+        "Ready (unary)": unary(stubs, proc.pid, "Ready", calls),
+        "GetGameServer (unary)": unary(stubs, proc.pid, "GetGameServer", calls),
+        "Health (stream, per ping)": health_stream(stubs, proc.pid, calls * 5),
+    }
+    idle = idle_cpu(stubs, proc.pid)
+    stubs.close()
+    return rows, idle, rss_idle, rss_mb(proc.pid)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sdk-server", default=None, help="Agones' sdk-server binary, measured in the same run"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests.agones_protos import generate
@@ -231,37 +271,41 @@ def main() -> int:
     two_cpus = (os.cpu_count() or 1) >= 2
     if two_cpus:
         os.sched_setaffinity(0, {1})
-    rows: dict[str, list[dict[str, float]]] = {}
-    idle: list[float] = []
-    for _ in range(args.rounds):
-        port, grpc_port, http_port = free_port(), free_port(), free_port()
-        proc = spawn(
-            port,
-            grpc_port,
-            agones=True,
-            grpc=True,
-            cpu="0" if two_cpus else None,
-            http_port=http_port,
-        )
-        with running(proc):
-            wait_http_ok(port, proc)
-            stubs = Stubs(protos, grpc_port)
-            rows.setdefault("REST POST /ready (for comparison)", []).append(
-                rest_sequential(proc.pid, http_port, "POST", "/ready", args.calls)
-            )
-            rows.setdefault("REST GET /gameserver (for comparison)", []).append(
-                rest_sequential(proc.pid, http_port, "GET", "/gameserver", args.calls)
-            )
-            rows.setdefault("Ready (unary)", []).append(unary(stubs, proc.pid, "Ready", args.calls))
-            rows.setdefault("GetGameServer (unary)", []).append(
-                unary(stubs, proc.pid, "GetGameServer", args.calls)
-            )
-            rows.setdefault("Health (stream, per ping)", []).append(
-                health_stream(stubs, proc.pid, args.calls * 5)
-            )
-            idle.append(idle_cpu(stubs, proc.pid))
-            stubs.close()
-    rss = {
+    cpu = "0" if two_cpus else None
+    servers = ["sidecar"] + (["agones"] if args.sdk_server else [])
+    names = {"sidecar": "sidecar serve", "agones": "Agones sdk-server --local"}
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    idle: dict[str, list[float]] = {server: [] for server in servers}
+    rss: dict[str, list[tuple[float, float]]] = {server: [] for server in servers}
+    for round_number in range(args.rounds):
+        # Alternate which server goes first, so neither always gets the quieter half.
+        order = servers if round_number % 2 == 0 else servers[::-1]
+        for server in order:
+            grpc_port = free_port()
+            if server == "agones":
+                proc = spawn_agones(args.sdk_server, grpc_port, cpu)
+                rest = None
+            else:
+                port, http_port = free_port(), free_port()
+                proc = spawn(port, grpc_port, agones=True, grpc=True, cpu=cpu, http_port=http_port)
+                rest = (port, http_port)
+            with running(proc):
+                if rest is not None:
+                    wait_http_ok(rest[0], proc)
+                    rows.setdefault(("REST POST /ready", server), []).append(
+                        rest_sequential(proc.pid, rest[1], "POST", "/ready", args.calls)
+                    )
+                    rows.setdefault(("REST GET /gameserver", server), []).append(
+                        rest_sequential(proc.pid, rest[1], "GET", "/gameserver", args.calls)
+                    )
+                found, idle_s, rss_idle, rss_loaded = grpc_round(
+                    protos, proc, grpc_port, args.calls
+                )
+                for call, result in found.items():
+                    rows.setdefault((call, server), []).append(result)
+                idle[server].append(idle_s)
+                rss[server].append((rss_idle, rss_loaded))
+    session = {
         name: statistics.median(
             session_rss(protos, agones=agones, grpc=grpc) for _ in range(args.rounds)
         )
@@ -276,24 +320,42 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load "
         f"{os.getloadavg()[0]:.1f}; best of {args.rounds} rounds (least server CPU)\n"
     )
-    print("| call | server CPU per call | p50 | p99 | rate |")
-    print("|---|---|---|---|---|")
-    for name, results in rows.items():
-        best = min(results, key=lambda r: r["cpu_us"])
-        p50 = f"{best['p50_ms']:.2f} ms" if "p50_ms" in best else "—"
-        p99 = f"{best['p99_ms']:.2f} ms" if "p99_ms" in best else "—"
-        rate = f"{best['per_s']:.0f}/s" if "per_s" in best else "—"
-        print(f"| {name} | {best['cpu_us']:.0f} µs | {p50} | {p99} | {rate} |")
+    print("| call | server | server CPU per call | p50 | p99 | rate | CPU vs Agones |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    best = {key: min(results, key=lambda r: r["cpu_us"]) for key, results in rows.items()}
+    for (call, server), result in best.items():
+        p50 = f"{result['p50_ms']:.2f} ms" if "p50_ms" in result else "—"
+        p99 = f"{result['p99_ms']:.2f} ms" if "p99_ms" in result else "—"
+        rate = f"{result['per_s']:.0f}/s" if "per_s" in result else "—"
+        agones = best.get((call, "agones"))
+        ratio = f"{result['cpu_us'] / agones['cpu_us']:.2f}x" if agones else "—"
+        print(
+            f"| {call} | {names[server]} | {result['cpu_us']:.0f} µs | {p50} | {p99} | {rate} "
+            f"| {ratio} |"
+        )
+    print("\nAll rounds, server CPU per call (µs):")
+    for (call, server), results in rows.items():
+        figures = " / ".join(f"{result['cpu_us']:.0f}" for result in results)
+        print(f"* {call}, {names[server]}: {figures}")
     print(
-        f"\nIdle (Health stream and a watch open, 5 s): server CPU {min(idle) * 1000:.1f} ms "
-        f"(max {max(idle) * 1000:.1f} ms)\n"
+        "\n| server | idle CPU over 5 s, Health stream and watch open (max) "
+        "| RSS idle | RSS after load |"
     )
-    print("| sidecar serve | RSS (median) |")
+    print("|---|---:|---:|---:|")
+    for server in servers:
+        idle_rss = statistics.median(r[0] for r in rss[server])
+        loaded_rss = statistics.median(r[1] for r in rss[server])
+        print(
+            f"| {names[server]} | {max(idle[server]) * 1000:.1f} ms | {idle_rss:.1f} MiB "
+            f"| {loaded_rss:.1f} MiB |"
+        )
+    print(f"\n(RSS: median of {args.rounds} starts each)\n")
+    print("| sidecar serve after a short session | RSS (median) |")
     print("|---|---|")
-    for name, value in rss.items():
+    for name, value in session.items():
         print(f"| {name} | {value:.1f} MiB |")
-    grpc_cost = rss["REST + gRPC"] - rss["REST facade alone"]
-    print(f"\ngRPC on adds {grpc_cost:+.1f} MiB to the REST facade alone (SPEC §10.1: within 2 MB)")
+    grpc_cost = session["REST + gRPC"] - session["REST facade alone"]
+    print(f"\ngRPC on adds {grpc_cost:+.1f} MiB to the REST facade alone (target: within 2 MB)")
     return 0
 
 

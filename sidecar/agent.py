@@ -10,10 +10,16 @@ Main loop: `_timer_loop` sleeps until the lifecycle's next deadline, or until th
            stop decision it starts the one self-stop task.
 Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode), waits for the
            game under SIDECAR_TERM_GRACE, sweeps what the game left behind (run mode), cancels
-           the tasks, closes the SSE and Agones watch streams, both APIs and the HTTP session,
-           releases the game, and only then gives the signals back — each step bounded.
+           the tasks (the self-stop's among them), closes the SSE and Agones watch streams and
+           both APIs, ends the result delivery, closes the outbound HTTP session last of the
+           network, releases the game, and only then gives the signals back — each step bounded.
 
 Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
+
+A little over 450 lines on purpose: this is the one file where the order is written (start-up,
+the stop, the signals, shutdown), and each part is a few lines of calls into the module that does
+the work (sidecar.stop, sidecar.signals' table, sidecar.outbound, sidecar.game). Splitting the
+signal handlers out would put the shutdown order in two files.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sidecar.exit_codes import Ending, exit_code
 from sidecar.game import Game, NoGame
 from sidecar.lifecycle import Lifecycle, State, StopDecision
 from sidecar.metrics import RequestCounter
+from sidecar.outbound import OutboundSession
 from sidecar.output import submit_record
 from sidecar.redaction import redact
 from sidecar.result import ResultDelivery
@@ -86,14 +93,17 @@ class Agent:
         self._secrets = secrets = settings.secrets()
         progress = StopProgress()
         result_token = settings.result_token
-        # SPEC §12: the match result, delivered once a stop is decided; it owns its session
-        # (opened only if a delivery starts) and is closed with the self-stop's.
+        # The one outbound HTTP session: every platform client (the self-stop, the result
+        # delivery) sends on it; opened at start-up when one of them may send, closed last.
+        self._http = OutboundSession()
+        # SPEC §12: the match result, delivered once a stop is decided.
         self._result = ResultDelivery(
             settings.result_url,
             result_token.get_secret_value() if result_token is not None else None,
             attempt_timeout=settings.stop_attempt_timeout,
             budget=settings.result_budget,
             on_progress=self._stop_progressed,
+            http=self._http,
         )
         self.status_view = view = StatusView(
             lifecycle,
@@ -109,6 +119,7 @@ class Agent:
             settings,
             lifecycle,
             progress,
+            http=self._http,
             request_id=self.deployment.request_id,
             on_progress=self._stop_progressed,
             secrets=secrets,
@@ -177,7 +188,8 @@ class Agent:
         if self.settings.agones:
             await self._start_agones()
         self._tasks.spawn(self.api.warm_up(), "warm-models")
-        self._stop.open()
+        if not self.settings.effective_dry_run or self._result.enabled:
+            self._http.open()  # now, so the stop (or the result) waits for nothing at the end
         self._start_game()
         if self.settings.network_idle_timeout > 0:
             from sidecar.watchers import feed_network_samples
@@ -461,7 +473,9 @@ class Agent:
             await asyncio.wait_for(self.api.close(), SHUTDOWN_STEP_TIMEOUT)
         # The result delivery gets no step of its own: it has had the whole shutdown so far.
         await self._result.close()
-        await self._stop.close()
+        # Last of the network: the self-stop task (cancelled above) and the delivery are over,
+        # so nothing can still be waiting on the session.
+        await self._http.close(SHUTDOWN_STEP_TIMEOUT)
         game.close()  # the reaper reaps the game's orphans until here
         if self.handle_signals:
             self._remove_signal_handlers()

@@ -8,6 +8,10 @@ non-ASCII `Authorization` header), a lifecycle change that no longer applies 409
 event subscribers 429. The envelope, strict JSON and the body limits are api_wire.py's;
 aiohttp's own answers to unparsable requests get the same envelope (http_server.py).
 
+The routes are the route table's (sidecar.routes), which the OpenAPI document is generated from
+too: `build_app` registers each entry's handler, and for a route with a body reads and validates
+it with the entry's request model before the handler sees it.
+
 `LocalApi` gets only what it uses: the lifecycle (its events are the commands), the status view,
 the event hub, the request counters and the token. The lifecycle announces its own changes, so
 no handler has to tell the timer loop anything.
@@ -29,7 +33,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -38,7 +42,6 @@ from sidecar.api_wire import (
     BODY_TIMEOUT,
     MAX_BODY_BYTES,
     ApiError,
-    BodyT,
     error_response,
     json_response,
     read_body,
@@ -46,14 +49,25 @@ from sidecar.api_wire import (
 from sidecar.errors import StartupError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused, UnknownTicket
+from sidecar.routes import by_path
 
-# Request bodies are checked by `sidecar.bodies` (the pydantic models of `sidecar.models`
-# compiled: pydantic is never loaded here). Each handler that reads a body imports its class (a
-# dict lookup once loaded); `warm_up` loads them right after the API is listening.
+# Request bodies are checked by `sidecar.bodies`: the pydantic models of `sidecar.models`
+# compiled, so that pydantic is never loaded here. A route's body class is looked up by its
+# model's name in the route table on first use; `warm_up` loads them right after the API is
+# listening. Handlers name them for typing only.
 if TYPE_CHECKING:
     from sidecar.events import EventHub
     from sidecar.lifecycle import Lifecycle
     from sidecar.metrics import RequestCounter
+    from sidecar.bodies import (
+        ConnectBody,
+        HoldBody,
+        MatchEndBody,
+        MatchStartBody,
+        PlayerBody,
+        PlayersBody,
+        ShutdownBody,
+    )
     from sidecar.status import StatusView
 
 log = logging.getLogger("sidecar.api")
@@ -66,6 +80,8 @@ SSE_SEND_BUFFER = 64 * 1024
 # and others, some thirty) share one label, so that they cannot multiply the counters.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A route with a body (routes.Route.body): its handler gets the validated model too.
+BodyHandler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 
 _HEARTBEAT_OK = b'{"ok":true}'
 
@@ -108,7 +124,7 @@ class LocalApi:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            bound = await runner.listen(host, port)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
@@ -118,8 +134,7 @@ class LocalApi:
                 ) from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self._runner = runner
-        addresses = runner.addresses
-        return int(addresses[0][1]) if addresses else port
+        return bound
 
     async def close(self) -> None:
         """Stop serving. Close the event hub first: its open streams would hold this up."""
@@ -138,38 +153,43 @@ class LocalApi:
             log.debug("could not load the request models ahead of use: %r", exc)
 
     def build_app(self) -> web.Application:
+        """The app of the route table (sidecar.routes): the document describes the same table."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
-        routes: dict[str, dict[str, Handler]] = {
-            "/healthz": {"GET": self.healthz},
-            "/metrics": {"GET": self.metrics},
-            "/openapi.json": {"GET": self.openapi},
-            "/v1/status": {"GET": self.status},
-            "/v1/ready": {"POST": self.ready},
-            "/v1/health": {"POST": self.health},
-            "/v1/activity": {"POST": self.activity},
-            "/v1/players": {"GET": self.players, "PUT": self.set_players},
-            "/v1/players/connect": {"POST": self.connect},
-            "/v1/players/disconnect": {"POST": self.disconnect},
-            "/v1/hold": {"POST": self.hold},
-            "/v1/match": {"GET": self.match},
-            "/v1/match/tickets/{ticket_id}": {"GET": self.ticket},
-            "/v1/match/start": {"POST": self.match_start},
-            "/v1/match/end": {"POST": self.match_end},
-            "/v1/shutdown": {"POST": self.shutdown},
-            "/v1/events": {"GET": self.events},
-            "/v1/deployment": {"GET": self.deployment},
-        }
-        for path, methods in routes.items():
-            needs_token = path.startswith("/v1/")
-            for method, handler in methods.items():
-                app.router.add_route(method, path, self._guarded(path, handler, needs_token))
+        for path, routes in by_path().items():
+            for route in routes:
+                method = getattr(self, route.handler)
+                handler: Handler = (
+                    method
+                    if route.body is None
+                    else self._with_body(method, route.body, not route.body_required)
+                )
+                app.router.add_route(
+                    route.method, path, self._guarded(path, handler, route.needs_token)
+                )
             # Registered right after the path's own methods, so it joins the same resource and
             # only answers the methods above did not.
+            allowed = sorted(route.method for route in routes)
             app.router.add_route(
-                "*", path, self._guarded(path, self._method_not_allowed(sorted(methods)), False)
+                "*", path, self._guarded(path, self._method_not_allowed(allowed), False)
             )
         app.router.add_route("*", "/{tail:.*}", self._guarded("unmatched", self._not_found, False))
         return app
+
+    def _with_body(self, handler: BodyHandler, model_name: str, optional: bool) -> Handler:
+        """Read and validate the body with the route's request model (its compiled form, held
+        to the model by tests/test_models_compiled.py), then call the handler with it."""
+        timeout = self.body_timeout
+        model: type[Any] | None = None
+
+        async def with_body(request: web.Request) -> web.StreamResponse:
+            nonlocal model
+            if model is None:
+                from sidecar import bodies  # on first use, unless warm_up came first
+
+                model = getattr(bodies, model_name)
+            return await handler(request, await read_body(request, model, optional, timeout))
+
+        return with_body
 
     # --- the guard ---------------------------------------------------------------------------
     def _guarded(self, label: str, handler: Handler, needs_token: bool) -> Handler:
@@ -230,11 +250,6 @@ class LocalApi:
     async def _not_found(request: web.Request) -> web.StreamResponse:
         return error_response(404, "not_found", f"no route {request.path}")
 
-    async def _body(
-        self, request: web.Request, model: type[BodyT], optional: bool = False
-    ) -> BodyT:
-        return await read_body(request, model, optional, self.body_timeout)
-
     # --- routes ----------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -254,10 +269,7 @@ class LocalApi:
         self.lifecycle.activity()
         return self._status_answer()
 
-    async def connect(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import ConnectBody
-
-        body = await self._body(request, ConnectBody)
+    async def connect(self, request: web.Request, body: ConnectBody) -> web.Response:
         lifecycle = self.lifecycle
         if (
             self.match_strict
@@ -267,16 +279,10 @@ class LocalApi:
             raise _not_in_match(f"player {body.player_id!r} brings none of this match's tickets")
         return json_response({"count": lifecycle.player_connected(body.player_id, body.ticket_id)})
 
-    async def disconnect(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import PlayerBody
-
-        body = await self._body(request, PlayerBody)
+    async def disconnect(self, request: web.Request, body: PlayerBody) -> web.Response:
         return json_response({"count": self.lifecycle.player_disconnected(body.player_id)})
 
-    async def set_players(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import PlayersBody
-
-        body = await self._body(request, PlayersBody)
+    async def set_players(self, request: web.Request, body: PlayersBody) -> web.Response:
         if self.match_strict:
             if body.player_ids is None:
                 raise _not_in_match("a roster by count names no ticket (SIDECAR_MATCH_STRICT)")
@@ -294,16 +300,13 @@ class LocalApi:
             {"count": self.lifecycle.player_count, "ids": self.lifecycle.player_ids}
         )
 
-    async def hold(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import HoldBody
-
-        body = await self._body(request, HoldBody)
+    async def hold(self, request: web.Request, body: HoldBody) -> web.Response:
         self.lifecycle.hold(body.seconds)
         return self._status_answer()
 
     async def match(self, request: web.Request) -> web.Response:
         from sidecar.match import match_document
-        from sidecar.status import DeliveryOutcome
+        from sidecar.outcomes import DeliveryOutcome
 
         info = self.status_view.deployment.match
         # SPEC §12: null in status until a stop is decided; here, with a URL, it is to come.
@@ -322,24 +325,15 @@ class LocalApi:
             )
         return json_response(document)
 
-    async def match_start(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import MatchStartBody
-
-        body = await self._body(request, MatchStartBody, optional=True)
+    async def match_start(self, request: web.Request, body: MatchStartBody) -> web.Response:
         self.lifecycle.match_started(body.match_id)
         return self._status_answer()
 
-    async def match_end(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import MatchEndBody
-
-        body = await self._body(request, MatchEndBody, optional=True)
+    async def match_end(self, request: web.Request, body: MatchEndBody) -> web.Response:
         self.lifecycle.match_ended(body.result, body.grace_seconds)
         return self._status_answer(202)
 
-    async def shutdown(self, request: web.Request) -> web.Response:
-        from sidecar.bodies import ShutdownBody
-
-        body = await self._body(request, ShutdownBody, optional=True)
+    async def shutdown(self, request: web.Request, body: ShutdownBody) -> web.Response:
         self.lifecycle.shutdown_requested(body.reason, body.grace_seconds, body.log_storage)
         return self._status_answer(202)
 

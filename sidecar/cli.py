@@ -157,7 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_game(args_list[1:])
         if args_list and args_list[0] in _DELEGATED:
             return _run_delegated(args_list[0], _delegated_args(args_list[0], args_list[1:]))
-        return _dispatch(build_parser().parse_args(args_list))
+        code = _dispatch(build_parser().parse_args(args_list))
+        # Flushed here, where a reader that left is handled below, not at exit. (None when the
+        # process started with fd 1 closed.)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return code
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -174,11 +179,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        # `check-config | head`: the reader has what it wanted and left. Not a bug, and not worth
+        # a traceback (nor Python's own "Exception ignored" when stdout is flushed at exit).
+        if not _stdout_reader_gone():
+            _report_bug(exc)
+            return EXIT_FAILED
+        _discard_stdout()
+        return EXIT_OK
     except Exception as exc:
         # The last resort (errors.py): a bug still ends in one line saying what happened and a
         # known exit code, never in a bare traceback that may carry a token.
         _report_bug(exc)
         return EXIT_FAILED
+
+
+def _stdout_reader_gone() -> bool:
+    """True when fd 1 is a pipe or socket whose reader has closed it (poll reports POLLERR on
+    the write end), so a BrokenPipeError came from our output and not from a connection."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null: the last flush of sys.stdout at exit has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _report_bug(exc: Exception) -> None:

@@ -36,11 +36,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import aiohttp
 from yarl import URL
 
+# The one stop-outcome enum (status shows it too), importable from here as it always was.
+from sidecar.outcomes import StopOutcome as StopOutcome
 from sidecar.redaction import redact, truncate
 
 # The policy lives in sidecar.retry (shared by every platform client); these names stay
@@ -59,12 +60,6 @@ log = logging.getLogger(__name__)
 ERROR_BODY_LIMIT = 64 * 1024
 ERROR_TEXT_CHARS = 300
 ERROR_BODY_SECONDS = 1.0
-
-
-class StopOutcome(StrEnum):
-    ACCEPTED = "accepted"
-    ALREADY_GONE = "already_gone"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)

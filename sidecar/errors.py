@@ -4,18 +4,28 @@
     ├── ConfigError              a setting is invalid: the CLI prints it and exits 2
     ├── UsageError               a command-line flag or argument is invalid: exit 2
     ├── StartupError             cannot start (port in use, ...): exit 3
+    │   └── http_server.UnsupportedAiohttp  an aiohttp without the private hooks we use
     ├── GameStartError           the game command cannot be started: the run ends 127 / 126
     ├── DemoError                a step of `edgegap-sidecar demo` failed: exit 1
     ├── emulator.harness.EmulatorError  the in-process emulator answered unexpectedly
     └── HttpError                a request is answered with an error status
-        ├── api.ApiError                  ... in the local API's `{"error": {...}}` envelope
+        ├── api_wire.ApiError             ... in the local API's `{"error": {...}}` envelope
+        ├── agones.proto_json.AgonesError ... in Agones' `{"code", "message", "details"}` shape
         ├── emulator.errors.PlatformError ... in the platform's `{"message"}` shape
         └── emulator.fleets.FleetError    ... a fleet or policy the store refuses
 
-Outside it on purpose: `lifecycle.TransitionRefused` and `lifecycle.RosterFull` (the pure core
-imports nothing of ours), `events.TooManySubscribers` (the hub's own refusal, turned into a 429
-by the API) and `client.SidecarClientError` with its subclasses (client.py is one stdlib-only
-file that games copy).
+Outside it on purpose:
+
+* `lifecycle.TransitionRefused`, `lifecycle.RosterFull`, `lifecycle.UnknownTicket`: the pure
+  core imports nothing of ours; each adapter answers them in its own shape (409, 422);
+* `agones.counters.Refused`: the pure counter and list rules' refusal, answered by the facade;
+* `events.TooManySubscribers`: the hub's own refusal, turned into a 429 by the API;
+* `outbound.SessionClosed` (a RuntimeError): a platform client asking for the session after
+  shutdown began; its caller's isolation boundary turns it into a failed attempt;
+* `agones.grpc_wire.DecodeError` and the modules' private ValueErrors (`_NotJson`, ...): parse
+  failures that never leave the module that raises them as themselves;
+* `client.SidecarClientError` with its subclasses: client.py is one stdlib-only file that games
+  copy.
 
 Who catches what: `cli.main` is the last-resort guard. It turns a SidecarError into its one-line
 message and exit code, and any other Exception (a bug) into a redacted traceback on stderr and

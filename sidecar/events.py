@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 QUEUE_SIZE = 16
@@ -98,7 +98,7 @@ class EventHub:
 
     def subscribe(
         self,
-        first: tuple[str, dict[str, Any]] | None = None,
+        first: tuple[str, Mapping[str, Any]] | None = None,
         on_overflow: Callable[[], object] | None = None,
     ) -> Subscription:
         """Register a subscriber now (synchronously, so the cap holds however many arrive at
@@ -119,7 +119,7 @@ class EventHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
+    def publish(self, event: str, data: Mapping[str, Any]) -> None:
         if not self._subscriptions:
             return
         frame = encode(event, data)
@@ -136,5 +136,5 @@ class EventHub:
             subscription.end()
 
 
-def encode(event: str, data: dict[str, Any]) -> bytes:
+def encode(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

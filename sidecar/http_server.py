@@ -23,6 +23,8 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
   keep-alive, which HTTP lets a server close at any time), or itself if every connection is in
   a request. The header timeout alone frees descriptors every 10 s, but a client that keeps
   reopening connections would keep them exhausted, and the self-stop needs one to connect.
+  The listening sockets (`ApiRunner.listen`, sidecar/listener.py) stop accepting at the cap plus
+  one accept burst, so a flood cannot outrun the cap before it closes anything.
 * A disconnecting client cancels its handler (`handler_cancellation`): an SSE subscriber that
   goes away is dropped at once instead of at its next keep-alive write.
 * Failures to accept (descriptor exhaustion) are logged at most once per 10 s: asyncio logs each
@@ -53,6 +55,7 @@ from aiohttp.web_request import BaseRequest
 
 from sidecar.api_wire import error_code, error_response
 from sidecar.errors import StartupError
+from sidecar.listener import ConnectionBudget, bind_listeners
 
 log = logging.getLogger("sidecar.http")
 
@@ -422,6 +425,24 @@ class ApiRunner(web.AppRunner):
             ),
             **plain._kwargs,
         )
+
+    async def listen(self, host: str | None, port: int) -> int:
+        """Serve on host:port (port 0 picks one) and return the port bound. Raises OSError as
+        `web.TCPSite.start` does. The listening sockets hand out at most the connection cap
+        plus one accept burst of connections (sidecar/listener.py): the cap then always has
+        the time to close the excess before the descriptors run out."""
+        server = self.server
+        assert isinstance(server, GuardedServer), "listen() comes after setup()"
+        budget = ConnectionBudget(server.max_connections + ACCEPT_BURST)
+        listeners = bind_listeners(host, port, budget)
+        try:
+            for sock in listeners:
+                await web.SockSite(self, sock, backlog=ACCEPT_BURST).start()
+        except BaseException:
+            for sock in listeners:
+                sock.close()
+            raise
+        return int(listeners[0].getsockname()[1])
 
     async def setup(self) -> None:
         check_aiohttp()  # before the application's start-up runs: nothing to undo

@@ -12,6 +12,9 @@ Why this shape
   (SPEC §11). When the queue is full, lines are dropped and counted; the count is written as
   soon as stderr takes output again. A broken stderr is given up on silently (there is nowhere
   left to say it).
+* Log lines keep their emission order with the records on stdout (:mod:`sidecar.write_order`):
+  a line waits for the records emitted before it, unless stdout is stalled or broken. Lines
+  ready together go out in one write.
 * Text lines escape control characters in the values interpolated into a message: a shutdown
   `reason` or a player id with a newline in it cannot forge a log line (SPEC §11). JSON lines are
   escaped by the encoder.
@@ -30,9 +33,14 @@ from collections import deque
 from typing import Any
 
 from sidecar.redaction import all_forms, redact_forms
+from sidecar.write_order import WriteOrder, pipe_unread, process_order
 
 # Lines waiting for stderr; past this, a stalled stderr costs dropped lines, never a blocked loop.
 MAX_QUEUED_LINES = 10_000
+# Lines that are ready together are written together, up to this many bytes a write: a write
+# to a pipe up to PIPE_BUF is atomic, so the game's stderr, relayed to the same pipe by another
+# thread, cannot land inside one of our lines (a longer line is written alone, as before).
+MAX_WRITE_BYTES = select.PIPE_BUF
 
 
 class RedactingFilter(logging.Filter):
@@ -140,19 +148,32 @@ class StderrWriter:
     """The one thread that writes log lines to fd 2, fed by a bounded buffer.
 
     When the buffer is full the *oldest* line goes: the newest lines are the ones that explain
-    why the deployment stopped.
+    why the deployment stopped. `order`, when given, is shared with the stdout records' writer
+    (see sidecar.write_order).
     """
 
-    def __init__(self, fd: int = 2, max_queued: int = MAX_QUEUED_LINES) -> None:
+    def __init__(
+        self, fd: int = 2, max_queued: int = MAX_QUEUED_LINES, order: WriteOrder | None = None
+    ) -> None:
         self.fd = fd
-        self._lines: deque[bytes] = deque()
+        self._lines: deque[tuple[int, bytes]] = deque()  # (ticket, line), oldest first
         self._max_queued = max_queued
         self._changed = threading.Condition()  # guards every field below
         self._dropped = 0
         self._writing = False
         self._broken = False
+        # When the write under way started (None: none is); read without the lock.
+        self._writing_since: float | None = None
+        self._lane = (order or WriteOrder()).lane(
+            self.blocked_for, lambda: self._broken, pipe_unread(fd)
+        )
         self._thread = threading.Thread(target=self._run, name="stderr-log", daemon=True)
         self._thread.start()
+
+    def blocked_for(self) -> float:
+        """How long the write under way has been waiting for stderr (0 when none is)."""
+        since = self._writing_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def put(self, line: bytes) -> None:
         """Queue one line; never blocks on stderr, never raises."""
@@ -160,9 +181,11 @@ class StderrWriter:
             if self._broken:
                 return
             if len(self._lines) >= self._max_queued:
-                self._lines.popleft()
+                dropped, _ = self._lines.popleft()
+                self._lane.done(dropped, written=False)
                 self._dropped += 1
-            self._lines.append(line)
+            # Under the queue's lock, so that tickets follow queue order.
+            self._lines.append((self._lane.ticket(), line))
             self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:
@@ -181,21 +204,56 @@ class StderrWriter:
             with self._changed:
                 while not self._lines:
                     self._changed.wait()
-                line = self._lines.popleft()
-                dropped, self._dropped = self._dropped, 0
+                first, _ = self._lines[0]
                 self._writing = True
+            # Not under the queue's lock: put() never waits for this.
+            self._lane.wait_turn(first)
+            with self._changed:
+                tickets, data = self._take_ready(first)
+                dropped, self._dropped = self._dropped, 0
             if dropped:
                 notice = f"(stderr was not being read: {dropped} log lines were dropped)\n"
-                line = notice.encode() + line
-            broken = not self._write(line)
+                data = notice.encode() + data
+            broken = bool(data) and not self._write(data)
+            for ticket in tickets:
+                self._lane.done(ticket, written=not broken)
             with self._changed:
                 self._writing = False
                 if broken:
                     self._broken = True
+                    for ticket, _ in self._lines:
+                        self._lane.done(ticket, written=False)
                     self._lines.clear()
                 self._changed.notify_all()
 
+    def _take_ready(self, first: int) -> tuple[list[int], bytes]:
+        """(Lock held.) Line `first`, whose wait is over, and the lines right behind it whose
+        turn has come too (no record emitted between them), up to MAX_WRITE_BYTES; nothing when
+        `first` was dropped meanwhile (the next line has not waited yet)."""
+        tickets: list[int] = []
+        parts: list[bytes] = []
+        size = 0
+        while self._lines:
+            ticket, line = self._lines[0]
+            if not parts:
+                if ticket != first:
+                    break
+            elif size + len(line) > MAX_WRITE_BYTES or not self._lane.ready(ticket):
+                break
+            self._lines.popleft()
+            tickets.append(ticket)
+            parts.append(line)
+            size += len(line)
+        return tickets, b"".join(parts)
+
     def _write(self, data: bytes) -> bool:
+        self._writing_since = time.monotonic()
+        try:
+            return self._write_all(data)
+        finally:
+            self._writing_since = None
+
+    def _write_all(self, data: bytes) -> bool:
         view = memoryview(data)
         try:
             while view:
@@ -234,7 +292,7 @@ def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
     """Send every log record (ours and libraries') to stderr, redacted, without ever blocking."""
     global _writer
     if _writer is None:
-        _writer = StderrWriter()
+        _writer = StderrWriter(order=process_order())
     # A failing handler prints its own traceback to stderr; with stderr broken that is noise at
     # best, and it must never raise into the caller.
     logging.raiseExceptions = False

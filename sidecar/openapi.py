@@ -1,280 +1,39 @@
-"""The OpenAPI 3.1 document of the local API (SPEC §7), served at `GET /openapi.json`.
+"""The OpenAPI 3.1 document of the local API, served at `GET /openapi.json`: generated from the
+route table (`sidecar.routes`), the request models (`sidecar.models`) and the response shapes
+(`sidecar.responses`), so it cannot drift from what the app serves, accepts and answers.
 
-Request bodies come from the pydantic models the API validates with (`sidecar.models`), so the
-document cannot drift from what is accepted. Responses are plain dicts built on the hot path
-(see `sidecar.models`), so their shapes are written here as TypedDicts, documentation only,
-and the same pydantic generator turns them into schemas; `tests/test_openapi_fuzz.py` holds
-every live answer to them. Both kinds land in `components/schemas`, with pydantic's `$defs`
-rewritten to component references.
+Both kinds of shape land in `components/schemas` through the same pydantic generator, with
+pydantic's `$defs` rewritten to component references; what pydantic cannot express about the
+request models (the printable-id rule, the roster's "exactly one of", prose) is added here.
+
+For code generators: `servers` names the loopback address with the port as a variable (default
+SIDECAR_PORT's default), every operation is tagged by route group (one API class each in a
+generated client), and the roster's body is a `oneOf` of two named objects rather than a bare
+`anyOf` of constraints, which generators drop.
 
 The document describes the sidecar it is served by: with `SIDECAR_API_TOKEN` set, every `/v1/*`
 operation requires the bearer scheme and may answer 401; without it, neither appears. It is
 built once per variant and cached as bytes (~30 ms of imports and pydantic work, paid by the
 first request, not by start-up).
-
-Over 400 lines on purpose: the whole document (shapes, prose, per-route answers) in one place.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any, Literal, NotRequired
+import re
+from typing import Any
 
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from sidecar import __version__, models
-from sidecar.lifecycle import State, StopReason
+from sidecar import __version__, models, responses
+from sidecar.config import Settings
+from sidecar.routes import ROUTES, TAG_DESCRIPTIONS, UNAUTHORIZED, Route, body_errors
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 NO_CONTROL_CHARACTERS = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
-# Answers carry exactly these fields: a new one must be documented here (the fuzz run fails).
-_exact = with_config(ConfigDict(extra="forbid"))
-
-
-# --- response shapes (documentation only) ------------------------------------------------------
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-
-
-@_exact
-class ErrorDetail(TypedDict):
-    code: Annotated[
-        str,
-        Field(
-            description="Machine-readable: bad_request, unauthorized, not_found, "
-            "method_not_allowed, conflict, payload_too_large, invalid_body, ..."
-        ),
-    ]
-    message: str
-
-
-@_exact
-class ErrorBody(TypedDict):
-    """The error envelope every 4xx of the local API carries."""
-
-    error: ErrorDetail
-
-
-@_exact
-class Healthz(TypedDict):
-    status: Literal["ok"]
-
-
-@_exact
-class Heartbeat(TypedDict):
-    ok: Literal[True]
-
-
-@_exact
-class PlayerCount(TypedDict):
-    count: NonNegativeInt
-
-
-@_exact
-class Roster(TypedDict):
-    count: NonNegativeInt
-    ids: Annotated[
-        list[str],
-        Field(description="Named players; anonymous ones (PUT with count) are only counted."),
-    ]
-
-
-# lifecycle.TIMER_NAMES plus the drain and the hold (tests/test_match_api.py holds them equal).
-TimerName = Literal[
-    "ready",
-    "health",
-    "max_duration",
-    "no_show",
-    "first_player",
-    "empty",
-    "network_idle",
-    "drain",
-    "hold",
-]
-
-
-@_exact
-class MatchCounts(TypedDict):
-    """SPEC §12: the matchmaker's players, in status and metrics."""
-
-    match_id: str | None
-    expected: Annotated[NonNegativeInt, Field(description="Tickets (0 without match data).")]
-    arrived: Annotated[NonNegativeInt, Field(description="Tickets whose player arrived.")]
-
-
-@_exact
-class StopProgress(TypedDict):
-    attempts: NonNegativeInt
-    last_error: str | None
-    last_status: int | None
-    outcome: Literal["accepted", "already_gone", "failed", "dry_run"] | None
-    log_storage: str | None
-    log_storage_refused: Annotated[
-        bool,
-        Field(
-            description="The platform answered 400 to log_storage: the stop went on without it "
-            "(the deployment's default log storage applies)."
-        ),
-    ]
-
-
-@_exact
-class ResultDelivery(TypedDict):
-    outcome: Annotated[
-        Literal["off", "pending", "delivered", "failed"] | None,
-        Field(
-            description="The match result's delivery to SIDECAR_RESULT_URL (SPEC §12): off "
-            "without one; null until a stop is decided."
-        ),
-    ]
-    attempts: NonNegativeInt
-    last_status: int | None
-    last_error: str | None
-
-
-@_exact
-class DeploymentSummary(TypedDict):
-    request_id: str | None
-    public_ip: str | None
-    ports: Annotated[
-        list[int | None],
-        Field(description="External port of each mapped port (the internal one when unknown)."),
-    ]
-
-
-@_exact
-class Game(TypedDict):
-    pid: int
-    running: bool
-    exit_code: int | None
-    cpu_percent: float | None
-    rss_bytes: int | None
-
-
-@_exact
-class Status(TypedDict):
-    """The whole state of the sidecar; also the answer to every lifecycle call."""
-
-    state: State
-    stop_reason: StopReason | None
-    stop_detail: str | None
-    players: Roster
-    players_peak: NonNegativeInt
-    timers: Annotated[
-        dict[TimerName, NonNegativeFloat],
-        Field(description="Seconds left on each armed timer, the drain and the hold."),
-    ]
-    uptime_s: NonNegativeFloat
-    ready_source: Literal["api", "port", "agones"] | None
-    match_id: str | None
-    match: MatchCounts
-    dry_run: bool
-    stop: StopProgress
-    deployment: DeploymentSummary
-    result_delivery: ResultDelivery
-    drain_deadline_s: NotRequired[
-        Annotated[
-            NonNegativeFloat,
-            Field(description="Only while draining: seconds until the self-stop call."),
-        ]
-    ]
-    drain_deadline_unix: NotRequired[
-        Annotated[float, Field(description="Only while draining: the same, as a Unix time.")]
-    ]
-    game: NotRequired[Annotated[Game, Field(description="Only in run and watch modes.")]]
-
-
-@_exact
-class Port(TypedDict):
-    name: str
-    internal: int | None
-    external: int | None
-    protocol: str | None
-
-
-@_exact
-class Deployment(TypedDict):
-    """What the platform injected (ARBITRIUM_*, MM_*), parsed; never a token."""
-
-    request_id: str | None
-    public_ip: str | None
-    ports: list[Port]
-    location: dict[str, Any] | None
-    tags: list[str]
-    host_id: str | None
-    vcpu_units: int | None
-    memory_mb: int | None
-    matchmaker: dict[str, Any]
-    warnings: Annotated[
-        list[str], Field(description="One line per platform variable that was malformed.")
-    ]
-
-
-@_exact
-class Ticket(TypedDict):
-    """One matchmaker ticket: one expected player (SPEC §12)."""
-
-    id: str
-    team_id: Annotated[
-        str | None, Field(description="The ticket's team_id, else the team MM_TEAMS gives it.")
-    ]
-    group_id: str | None
-    player_ip: Annotated[
-        str | None, Field(description="The address the matchmaker saw: a hint, not an identity.")
-    ]
-    attributes: dict[str, Any] | None
-    arrived: Annotated[bool, Field(description="A player brought it; it stays arrived.")]
-    player_id: Annotated[str | None, Field(description="The first player that brought it.")]
-
-
-@_exact
-class Match(TypedDict):
-    """The match the matchmaker made (MM_* variables) and its arrivals."""
-
-    match_id: Annotated[
-        str | None, Field(description="MM_MATCH_ID, else the id given to match start.")
-    ]
-    profile: str | None
-    expansion: Annotated[str | None, Field(description="MM_EXPANSION or MM_EXPANSION_STAGE.")]
-    expected: NonNegativeInt
-    arrived: NonNegativeInt
-    quorum: Annotated[
-        Annotated[int, Field(ge=1)] | Literal["all", "teams"],
-        Field(description="SIDECAR_MATCH_QUORUM as configured."),
-    ]
-    no_show_deadline_s: Annotated[
-        NonNegativeFloat | None,
-        Field(description="Seconds left before a no_show stop; null when not armed."),
-    ]
-    tickets: list[Ticket]
-    teams: Annotated[dict[str, list[str]], Field(description="Team id -> ticket ids.")]
-    result_delivery: Literal["delivered", "failed", "pending", "off"]
-
-
-_REQUEST_MODELS: tuple[type[Any], ...] = (
-    models.PlayerBody,
-    models.ConnectBody,
-    models.PlayersBody,
-    models.HoldBody,
-    models.MatchStartBody,
-    models.MatchEndBody,
-    models.ShutdownBody,
-)
-_RESPONSE_SHAPES: tuple[type[Any], ...] = (
-    ErrorBody,
-    Healthz,
-    Heartbeat,
-    PlayerCount,
-    Roster,
-    Status,
-    Deployment,
-    Match,
-    Ticket,
-)
-
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
 # Prose for the request models, kept here so that `sidecar.models` stays validation only.
 _REQUEST_NOTES: dict[str, dict[str, str]] = {
@@ -283,11 +42,6 @@ _REQUEST_NOTES: dict[str, dict[str, str]] = {
         "player_id": "1-128 printable characters; a player whose id is a ticket id brings it.",
         "ticket_id": "The matchmaker ticket this player brings (422 unknown_ticket when it is "
         "not one of the match's).",
-    },
-    "PlayersBody": {
-        "": 'Exactly one of "player_ids" or "count" (422 otherwise).',
-        "player_ids": "The whole roster (each id 1-128 printable characters).",
-        "count": "That many anonymous players.",
     },
     "HoldBody": {"seconds": "Suspend idle stops this long; 0 ends the hold."},
     "MatchEndBody": {
@@ -302,10 +56,48 @@ _REQUEST_NOTES: dict[str, dict[str, str]] = {
 }
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+def _non_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The branch of an optional field's schema that is not `null`."""
+    (branch,) = [s for s in schema["anyOf"] if s.get("type") != "null"]
+    return dict(branch)
+
+
+def _roster_alternatives(players: dict[str, Any]) -> dict[str, Any]:
+    """PlayersBody's "exactly one of", which its model validator holds and pydantic cannot
+    express, as two named objects: generators make a class of each and a union of the body
+    (an `anyOf` of bare `required` lists makes openapi-python-client drop the operation). The
+    wire is unchanged: these are the bodies the model accepts, without the explicit nulls."""
+    fields = players["properties"]
+    alternatives = {
+        "PlayersByIds": ("player_ids", "The whole roster (each id 1-128 printable characters)."),
+        "PlayersByCount": ("count", "That many anonymous players."),
+    }
+    schemas: dict[str, Any] = {}
+    for name, (field_name, note) in alternatives.items():
+        schemas[name] = {
+            "type": "object",
+            "title": name,
+            "properties": {field_name: {**_non_null(fields[field_name]), "description": note}},
+            "required": [field_name],
+            "additionalProperties": False,
+        }
+    schemas["PlayersBody"] = {
+        "title": "PlayersBody",
+        "description": 'Exactly one of "player_ids" or "count" (422 otherwise).',
+        "oneOf": [_ref(name) for name in alternatives],
+    }
+    return schemas
+
+
 def _components() -> dict[str, Any]:
+    request_models = sorted({route.body for route in ROUTES if route.body is not None})
     modes: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
-        (shape.__name__, "validation", TypeAdapter(shape)) for shape in _REQUEST_MODELS
-    ] + [(shape.__name__, "serialization", TypeAdapter(shape)) for shape in _RESPONSE_SHAPES]
+        (name, "validation", TypeAdapter(getattr(models, name))) for name in request_models
+    ] + [(name, "serialization", TypeAdapter(shape)) for name, shape in responses.SHAPES.items()]
     _, definitions = TypeAdapter.json_schemas(modes, ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = definitions["$defs"]
     # Part of the printable rule (`str.isprintable`, which no portable regex spells out): no
@@ -317,30 +109,14 @@ def _components() -> dict[str, Any]:
         schemas["PlayersBody"]["properties"]["player_ids"]["anyOf"][0]["items"],
     ):
         player_id["pattern"] = NO_CONTROL_CHARACTERS
-    # The model's "exactly one of" validator, which pydantic cannot express: without it a
-    # generator takes `{}` for a valid roster (it is a 422).
-    schemas["PlayersBody"]["anyOf"] = [
-        {
-            "required": ["player_ids"],
-            "properties": {"player_ids": {"type": "array"}, "count": {"type": "null"}},
-        },
-        {
-            "required": ["count"],
-            "properties": {"count": {"type": "integer"}, "player_ids": {"type": "null"}},
-        },
-    ]
     for model, notes in _REQUEST_NOTES.items():
         for field_name, note in notes.items():
-            target = schemas[model]["properties"][field_name] if field_name else schemas[model]
-            target["description"] = note
-    return schemas
+            schemas[model]["properties"][field_name]["description"] = note
+    schemas.update(_roster_alternatives(schemas["PlayersBody"]))
+    return dict(sorted(schemas.items()))
 
 
 # --- operations --------------------------------------------------------------------------------
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF_TEMPLATE.format(model=name)}
-
-
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -349,226 +125,54 @@ def _error(description: str) -> dict[str, Any]:
     return _json_response(description, _ref("ErrorBody"))
 
 
-_STATUS_200 = {"200": _json_response("The status after the change.", _ref("Status"))}
-_STATUS_202 = {
-    "202": _json_response(
-        "The stop is decided (or already was: the call is idempotent); the current status.",
-        _ref("Status"),
-    )
-}
-_CONFLICT = {"409": _error("The change no longer applies: a stop is already decided.")}
-_NOT_IN_MATCH = {
-    "403": _error(
-        "not_in_match: SIDECAR_MATCH_STRICT is on and a player brings none of the match's "
-        "tickets (or the roster is a count); nothing changed."
-    )
-}
-
-
-def _body_errors(required: bool) -> dict[str, Any]:
-    malformed = "Malformed JSON (NaN and Infinity are not JSON)"
-    return {
-        "400": _error(malformed + (", or no body." if required else ".")),
-        "408": _error("The body did not arrive within 10 s; the connection is closed."),
-        "413": _error("The body is larger than 64 KiB."),
-        "422": _error(
-            "Valid JSON of the wrong shape: not an object, an unknown field, a value out of "
-            "range, nesting deeper than 64 levels, or a roster over its cap of 10,000 ids; "
-            "unknown_ticket for a connect naming a ticket the match does not have."
-        ),
+def _operation(route: Route, token_required: bool) -> dict[str, Any]:
+    answer = route.answer
+    schema = _ref(answer.shape) if answer.shape else {"type": answer.schema_type}
+    responses_: dict[str, Any] = {
+        str(answer.status): {
+            "description": answer.description,
+            "content": {answer.media_type: {"schema": schema}},
+        }
     }
-
-
-def _body(model: str, required: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "required": required,
-        "content": {"application/json": {"schema": _ref(model)}},
+    errors = dict(route.errors)
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag.value],
     }
-    if not required:
-        body["description"] = "Optional: an empty body means every field is omitted."
-    return body
-
-
-def _operation(
-    operation_id: str,
-    summary: str,
-    responses: dict[str, Any],
-    body: tuple[str, bool] | None = None,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
-    if body is not None:
-        model, required = body
-        operation["requestBody"] = _body(model, required)
-        responses = {**responses, **_body_errors(required)}
-    operation["responses"] = dict(sorted(responses.items()))
+    parameters = _PATH_PARAMETER.findall(route.path)
+    if parameters:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ]
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": route.body_required,
+            "content": {"application/json": {"schema": _ref(route.body)}},
+        }
+        if not route.body_required:
+            operation["requestBody"]["description"] = (
+                "Optional: an empty body means every field is omitted."
+            )
+        errors.update(body_errors(route.body_required))
+    if token_required and route.needs_token:
+        operation["security"] = [{"bearer": []}]
+        errors[401] = UNAUTHORIZED
+    for status, description in errors.items():
+        responses_[str(status)] = _error(description)
+    operation["responses"] = dict(sorted(responses_.items()))
     return operation
 
 
-def _paths() -> dict[str, dict[str, dict[str, Any]]]:
-    status = _json_response("The whole state of the sidecar.", _ref("Status"))
-    text = {"schema": {"type": "string"}}
-    return {
-        "/healthz": {
-            "get": _operation(
-                "healthz",
-                "Sidecar liveness (never needs the token).",
-                {"200": _json_response("The sidecar is up.", _ref("Healthz"))},
-            )
-        },
-        "/metrics": {
-            "get": _operation(
-                "metrics",
-                "Prometheus text exposition (never needs the token).",
-                {
-                    "200": {
-                        "description": "Prometheus text format 0.0.4.",
-                        "content": {"text/plain": text},
-                    }
-                },
-            )
-        },
-        "/openapi.json": {
-            "get": _operation(
-                "openapi",
-                "This document (never needs the token).",
-                {"200": _json_response("OpenAPI 3.1.", {"type": "object"})},
-            )
-        },
-        "/v1/status": {"get": _operation("status", "The whole state.", {"200": status})},
-        "/v1/ready": {
-            "post": _operation(
-                "ready",
-                "The game is ready: starting -> ready (200 also when repeated).",
-                {**_STATUS_200, **_CONFLICT},
-            )
-        },
-        "/v1/health": {
-            "post": _operation(
-                "health",
-                "Heartbeat: arms (then feeds) the health timer.",
-                {"200": _json_response("Heartbeat taken.", _ref("Heartbeat"))},
-            )
-        },
-        "/v1/activity": {
-            "post": _operation(
-                "activity",
-                "Restart the running idle timer, as if a player had just left.",
-                _STATUS_200,
-            )
-        },
-        "/v1/players": {
-            "get": _operation(
-                "players",
-                "The roster.",
-                {"200": _json_response("The roster.", _ref("Roster"))},
-            ),
-            "put": _operation(
-                "setPlayers",
-                "Replace the whole roster: exactly these ids, or that many anonymous players.",
-                {"200": _json_response("The new roster.", _ref("Roster")), **_NOT_IN_MATCH},
-                body=("PlayersBody", True),
-            ),
-        },
-        "/v1/players/connect": {
-            "post": _operation(
-                "playerConnected",
-                "A player connected (idempotent per id), with the ticket it brings.",
-                {"200": _json_response("The player count.", _ref("PlayerCount")), **_NOT_IN_MATCH},
-                body=("ConnectBody", True),
-            )
-        },
-        "/v1/players/disconnect": {
-            "post": _operation(
-                "playerDisconnected",
-                "A player left (idempotent).",
-                {"200": _json_response("The player count.", _ref("PlayerCount"))},
-                body=("PlayerBody", True),
-            )
-        },
-        "/v1/hold": {
-            "post": _operation(
-                "hold",
-                "Suspend idle stops for n seconds (0 clears the hold).",
-                _STATUS_200,
-                body=("HoldBody", True),
-            )
-        },
-        "/v1/match": {
-            "get": _operation(
-                "match",
-                "The match the matchmaker made, its tickets and arrivals.",
-                {"200": _json_response("The match.", _ref("Match"))},
-            )
-        },
-        "/v1/match/tickets/{ticket_id}": {
-            "get": {
-                **_operation(
-                    "ticket",
-                    "One ticket: the game checks a joiner's ticket id in its handshake.",
-                    {
-                        "200": _json_response("The ticket.", _ref("Ticket")),
-                        "404": _error("unknown_ticket: not one of this match's tickets."),
-                    },
-                ),
-                "parameters": [
-                    {
-                        "name": "ticket_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-            }
-        },
-        "/v1/match/start": {
-            "post": _operation(
-                "matchStart",
-                "A match started: -> active.",
-                {**_STATUS_200, **_CONFLICT},
-                body=("MatchStartBody", False),
-            )
-        },
-        "/v1/match/end": {
-            "post": _operation(
-                "matchEnd",
-                "The match ended: stop with match_ended after the grace.",
-                _STATUS_202,
-                body=("MatchEndBody", False),
-            )
-        },
-        "/v1/shutdown": {
-            "post": _operation(
-                "shutdown",
-                "Stop with shutdown_requested after the grace.",
-                _STATUS_202,
-                body=("ShutdownBody", False),
-            )
-        },
-        "/v1/events": {
-            "get": _operation(
-                "events",
-                "Server-Sent Events: the current status, then one `state` event per change.",
-                {
-                    "200": {
-                        "description": "A never-ending stream; each `data:` is a Status object.",
-                        "content": {"text/event-stream": text},
-                    },
-                    "429": _error("Too many subscribers (SPEC: at most 64 at a time)."),
-                },
-            )
-        },
-        "/v1/deployment": {
-            "get": _operation(
-                "deployment",
-                "The parsed platform variables; never a token.",
-                {"200": _json_response("The deployment.", _ref("Deployment"))},
-            )
-        },
-    }
+def _paths(token_required: bool) -> dict[str, dict[str, Any]]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, token_required)
+    return paths
 
 
 def _document(token_required: bool) -> dict[str, Any]:
-    paths = _paths()
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -580,7 +184,20 @@ def _document(token_required: bool) -> dict[str, Any]:
                 "path does not have answers 405 with `Allow`, both with that envelope."
             ),
         },
-        "paths": paths,
+        "servers": [
+            {
+                "url": "http://127.0.0.1:{port}",
+                "description": "The sidecar beside the game, on loopback.",
+                "variables": {
+                    "port": {"default": str(Settings().port), "description": "SIDECAR_PORT."}
+                },
+            }
+        ],
+        "tags": [
+            {"name": tag.value, "description": description}
+            for tag, description in TAG_DESCRIPTIONS.items()
+        ],
+        "paths": _paths(token_required),
         "components": {"schemas": _components()},
     }
     if token_required:
@@ -591,14 +208,6 @@ def _document(token_required: bool) -> dict[str, Any]:
                 "description": "SIDECAR_API_TOKEN; needed by every /v1/* call.",
             }
         }
-        unauthorized = _error("Missing or wrong bearer token (also: not ASCII).")
-        for path, item in paths.items():
-            if path.startswith("/v1/"):
-                for operation in item.values():
-                    operation["security"] = [{"bearer": []}]
-                    operation["responses"] = dict(
-                        sorted({**operation["responses"], "401": unauthorized}.items())
-                    )
     return document
 
 

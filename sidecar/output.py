@@ -14,6 +14,10 @@ Why this shape
   Signal handlers use :func:`submit_record`, which never waits.
 * The hand-off to the thread is a bounded queue, not the lock: the relay thread may hold the
   lock for as long as a write to a stalled stdout blocks, and the loop must never wait on it.
+* Records keep their emission order with the log lines on stderr (:mod:`sidecar.write_order`):
+  a record waits for the log lines emitted before it, unless stderr is stalled or broken, so
+  the stored logs never show a record before the line that led to it. Records queued together
+  with no log line between them still go out together, after one wait for the game's line end.
 * A record stands on a line of its own (SPEC §11): when the game's output last ended mid-line,
   the relay writes up to and including the next newline of its next chunk, then the records,
   then the rest. If no newline comes within :data:`LINE_END_WAIT`, the writer ends the line
@@ -35,7 +39,6 @@ import json
 import logging
 import math
 import os
-import queue
 import select
 import threading
 import time
@@ -45,6 +48,10 @@ from typing import Any
 
 from sidecar.logs import write_stderr_line
 
+# STALLED_AFTER is shared with the stderr writer's order; re-exported for the supervisor.
+from sidecar.write_order import STALLED_AFTER as STALLED_AFTER
+from sidecar.write_order import Lane, WriteOrder, pipe_unread, process_order
+
 log = logging.getLogger(__name__)
 
 # How long the agent waits for a record before it carries on without it; includes the wait for
@@ -52,10 +59,9 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT = 0.75
 # How long a record waits for the game to finish the line it is in the middle of (SPEC §11).
 LINE_END_WAIT = 0.25
-# A write to our stdout that has not returned after this long means nobody is reading it: a
-# record is then sent to stderr at once, and a game's exit stops waiting for its output (SPEC §11
-# allows a stalled stdout to delay the self-stop by 1 s at most).
-STALLED_AFTER = 0.25
+# STALLED_AFTER (imported above): a write to our stdout that has not returned after this long
+# means nobody is reading it: a record is then sent to stderr at once, and a game's exit stops
+# waiting for its output (SPEC §11 allows a stalled stdout to delay the self-stop by 1 s at most).
 # Records are a handful per run; more queued than this means stdout is stuck.
 MAX_QUEUED_RECORDS = 64
 
@@ -101,18 +107,23 @@ def _finite(value: Any) -> Any:
 
 
 class _Record:
-    __slots__ = ("abandoned", "data", "on_done")
+    __slots__ = ("abandoned", "data", "on_done", "ticket")
 
     def __init__(self, data: bytes, on_done: Callable[[bool], None] | None) -> None:
         self.data = data
         self.on_done = on_done
+        self.ticket: int | None = None  # its place in the emission order (None: a flush marker)
         # Set when the agent gave up waiting and logged the record to stderr instead: if it has
         # not been written by then, it is skipped rather than shown twice.
         self.abandoned = False
 
 
 class OrderedOutput:
-    """Ordered writes to `fd`: the game's chunks (relay thread) and our records (any thread)."""
+    """Ordered writes to `fd`: the game's chunks (relay thread) and our records (any thread).
+
+    `order`, when given, is shared with the stderr log writer (see sidecar.write_order); by
+    default the records only keep their order among themselves.
+    """
 
     def __init__(
         self,
@@ -121,6 +132,7 @@ class OrderedOutput:
         line_end_wait: float = LINE_END_WAIT,
         max_queued: int = MAX_QUEUED_RECORDS,
         unusable: OSError | None = None,
+        order: WriteOrder | None = None,
     ) -> None:
         self.fd = fd
         self._line_end_wait = line_end_wait
@@ -128,7 +140,11 @@ class OrderedOutput:
         self._line_ended = threading.Condition(self._lock)
         self._mid_line = False  # the last byte written to fd was not a newline (under the lock)
         self._waiting: deque[_Record] = deque()  # taken by the writer, not yet written (lock)
-        self._queue: queue.Queue[_Record] = queue.Queue(max_queued)
+        # Records handed to the writer thread, oldest first; a deque rather than a Queue so
+        # that the writer can look at the next record before taking it.
+        self._queued: deque[_Record] = deque()
+        self._queue_changed = threading.Condition()  # guards _queued; never held on I/O
+        self._max_queued = max_queued
         # Once fd fails, records are no longer tried (a broken pipe does not heal; a closed fd's
         # number may belong to another file by now).
         self._error = unusable
@@ -136,6 +152,9 @@ class OrderedOutput:
         # When the write under way started (None: no write under way); read without the lock.
         self._writing_since: float | None = None
         self._start_lock = threading.Lock()  # only guards starting the thread; never held on I/O
+        self._lane: Lane = (order or WriteOrder()).lane(
+            self.blocked_for, lambda: self._error is not None, pipe_unread(fd)
+        )
 
     def blocked_for(self) -> float:
         """How long the write under way has been waiting for stdout (0 when none is)."""
@@ -196,15 +215,13 @@ class OrderedOutput:
             return False
         if self.blocked_for() > STALLED_AFTER:
             # Nobody is reading stdout: waiting would only delay the stop.
-            item.abandoned = True
-            _to_stderr(item, f"stdout has not taken output for {self.blocked_for():.2g}s")
+            self._divert(item, f"stdout has not taken output for {self.blocked_for():.2g}s")
             return False
         try:
             async with asyncio.timeout(wait):
                 return await written
         except TimeoutError:
-            item.abandoned = True
-            _to_stderr(item, f"stdout did not take a record within {wait:.2g}s (stalled?)")
+            self._divert(item, f"stdout did not take a record within {wait:.2g}s (stalled?)")
             return False
 
     def submit_record(self, record: Mapping[str, Any]) -> None:
@@ -220,18 +237,17 @@ class OrderedOutput:
         if self._thread is None:
             return True
         done = threading.Event()
-        try:
-            self._queue.put(_Record(b"", lambda ok: done.set()), timeout=timeout)
-        except queue.Full:
-            pass
-        else:
-            if done.wait(timeout):
-                return True
-        with contextlib.suppress(queue.Empty):
-            while True:
-                item = self._queue.get_nowait()
-                item.abandoned = True
-                _to_stderr(item, "stdout did not take the last records before exit")
+        with self._queue_changed:
+            # A marker, not a record: it takes no ticket and no room (exit must not be refused).
+            self._queued.append(_Record(b"", lambda ok: done.set()))
+            self._queue_changed.notify_all()
+        if done.wait(timeout):
+            return True
+        with self._queue_changed:
+            left = list(self._queued)
+            self._queued.clear()
+        for item in left:
+            self._divert(item, "stdout did not take the last records before exit")
         return False
 
     def _submit(
@@ -244,12 +260,26 @@ class OrderedOutput:
             return None
         try:
             self._ensure_thread()
-            self._queue.put_nowait(item)
-        except (queue.Full, RuntimeError) as exc:
-            reason = "too many records queued" if isinstance(exc, queue.Full) else repr(exc)
-            _to_stderr(item, reason)
+        except RuntimeError as exc:  # no thread can be started (interpreter shutting down)
+            _to_stderr(item, repr(exc))
             return None
-        return item
+        with self._queue_changed:
+            if len(self._queued) < self._max_queued:
+                # Under the queue's lock, so that tickets follow queue order.
+                item.ticket = self._lane.ticket()
+                self._queued.append(item)
+                self._queue_changed.notify_all()
+                return item
+        _to_stderr(item, "too many records queued")
+        return None
+
+    def _divert(self, item: _Record, reason: str) -> None:
+        """Give up on writing `item` here: it goes to stderr, and its place in the order is
+        handed back so that no log line waits for it."""
+        item.abandoned = True
+        if item.ticket is not None:
+            self._lane.done(item.ticket, written=False)
+        _to_stderr(item, reason)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None:
@@ -262,12 +292,11 @@ class OrderedOutput:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            batch = self._next_batch()
+            if not batch:
+                continue
             with self._lock:
-                self._waiting.append(item)
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        self._waiting.append(self._queue.get_nowait())
+                self._waiting.extend(batch)
                 deadline = time.monotonic() + self._line_end_wait
                 # The relay flushes the records itself as soon as the game's line ends.
                 while self._waiting and self._mid_line and self._error is None:
@@ -287,22 +316,44 @@ class OrderedOutput:
                         self._error = exc
                 self._flush_waiting()
 
+    def _next_batch(self) -> list[_Record]:
+        """The next record once the log lines emitted before it are out, with the records
+        queued right behind it (no log line emitted between them); empty if flush() took it."""
+        with self._queue_changed:
+            while not self._queued:
+                self._queue_changed.wait()
+            first = self._queued[0]
+        if first.ticket is not None:
+            # Not under any lock of ours: the relay and the loop never wait for this.
+            self._lane.wait_turn(first.ticket)
+        with self._queue_changed:
+            if not self._queued or self._queued[0] is not first:
+                return []  # flush() gave up on it meanwhile and sent it to stderr
+            batch = [self._queued.popleft()]
+            while self._queued and (
+                self._queued[0].ticket is None or self._lane.ready(self._queued[0].ticket)
+            ):
+                batch.append(self._queued.popleft())
+        return batch
+
     def _flush_waiting(self) -> None:
         """Write the waiting records (called with the lock held, not mid-line)."""
         while self._waiting:
             item = self._waiting.popleft()
-            ok = True
-            if item.data and not item.abandoned:
-                if self._error is None:
-                    try:
-                        self._write(item.data)
-                    except OSError as exc:
-                        self._error = exc
-                if self._error is not None:
-                    ok = False
-                    _to_stderr(item, f"cannot write to stdout ({self._error})")
-            if item.on_done is not None:
-                item.on_done(ok)
+            wanted = bool(item.data) and not item.abandoned
+            if wanted and self._error is None:
+                try:
+                    self._write(item.data)
+                except OSError as exc:
+                    self._error = exc
+            if item.ticket is not None:
+                # Before anyone hears of it: a log line emitted once the record is out must not
+                # wait for it.
+                self._lane.done(item.ticket, written=wanted and self._error is None)
+            if wanted and self._error is not None:
+                _to_stderr(item, f"cannot write to stdout ({self._error})")
+            elif item.on_done is not None:
+                item.on_done(True)
 
 
 _warned = False
@@ -366,7 +417,7 @@ def stdout_output() -> OrderedOutput:
                     if _stdout_closed_at_start
                     else None
                 )
-                _stdout = OrderedOutput(1, unusable=closed)
+                _stdout = OrderedOutput(1, unusable=closed, order=process_order())
     return _stdout
 
 

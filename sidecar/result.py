@@ -15,7 +15,8 @@ sidecar never heard back from (a timeout, a reset) can take the retry for the sa
 When it happens is the stop sequence's business (stop.py): it starts at the decision, during the
 drain grace, and the self-stop waits for it at most SIDECAR_RESULT_WAIT past the grace; it keeps
 trying after that until delivered, failed, or the process ends (`close()`, in the agent's
-shutdown, where no step waits for it).
+shutdown, where no step waits for it). Its POSTs go out on the agent's one outbound session
+(sidecar.outbound), which has no pool limit: a delivery never holds the self-stop's DELETE up.
 
 The token goes in the `Authorization` header and nowhere else; neither it nor the URL (which may
 carry credentials in its userinfo or query) appears in any text this module produces: every
@@ -38,10 +39,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from sidecar import __version__
+from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome
 from sidecar.redaction import redact, redact_url, truncate
 from sidecar.retry import Retry, RetryLoop, parse_retry_after
-from sidecar.status import DeliveryOutcome, DeliveryProgress
+from sidecar.status import DeliveryProgress
 
 log = logging.getLogger("sidecar")
 
@@ -101,7 +103,7 @@ class _Answer:
 
 
 class ResultDelivery:
-    """Delivers one result, once. Owns its HTTP session (opened on `start()`) and its task.
+    """Delivers one result, once, on the agent's outbound session. Owns its task.
 
     `on_progress` hears every change to `progress` (status shows it)."""
 
@@ -117,7 +119,7 @@ class ResultDelivery:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
-        session: aiohttp.ClientSession | None = None,
+        http: OutboundSession,
     ) -> None:
         self._url = url
         self._token = token
@@ -128,8 +130,7 @@ class ResultDelivery:
         self._sleep = sleep
         self._rng = rng
         self._wall_clock = wall_clock
-        self._session = session
-        self._own_session = session is None
+        self._http = http
         self._task: asyncio.Task[DeliveryOutcome] | None = None
         self._started = False  # once: not even close() makes room for a second delivery
         self.progress = DeliveryProgress(outcome=DeliveryOutcome.OFF if url is None else None)
@@ -163,19 +164,14 @@ class ResultDelivery:
         return self.outcome
 
     async def close(self, within: float = 1.0) -> None:
-        """The process is ending: stop trying (an attempt in flight is abandoned) and close the
-        session. A delivery still pending stays `pending`."""
+        """The process is ending: stop trying (an attempt in flight is abandoned). A delivery
+        still pending stays `pending`. The session is the agent's, closed after this."""
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(within):
                     await task
-        session, self._session = self._session, None
-        if session is not None and self._own_session:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within):
-                    await session.close()
 
     # --- the attempts --------------------------------------------------------------------------
     async def _run(self, url: str, body: dict[str, Any], key: str) -> DeliveryOutcome:
@@ -189,10 +185,6 @@ class ResultDelivery:
             return DeliveryOutcome.FAILED
 
     async def _deliver(self, url: str, body: dict[str, Any], key: str) -> DeliveryOutcome:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": f"edgegap-sidecar/{__version__}"}
-            )
         data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": key}
         if self._token:
@@ -263,10 +255,9 @@ class ResultDelivery:
 
     async def _attempt(self, url: URL, data: bytes, headers: dict[str, str]) -> _Answer:
         """One POST. Never raises except for cancellation."""
-        assert self._session is not None
         try:
             async with asyncio.timeout(self._attempt_timeout):
-                async with self._session.post(
+                async with self._http.open().post(
                     url, data=data, headers=headers, allow_redirects=False
                 ) as response:
                     status = response.status

@@ -15,22 +15,18 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sidecar.deployment import DeploymentInfo
 from sidecar.game import Game, GameStats
 from sidecar.lifecycle import Change, Lifecycle, ReadySource, State, StopReason
+from sidecar.outcomes import DeliveryOutcome, StopOutcome
 from sidecar.redaction import redact
 
-
-class Outcome(StrEnum):
-    """How the self-stop ended, as status and metrics show it."""
-
-    ACCEPTED = "accepted"  # the platform took it (2xx)
-    ALREADY_GONE = "already_gone"  # 404 / 410: as good as accepted
-    FAILED = "failed"  # failed for good; SIDECAR_ON_STOP_FAILURE applied
-    DRY_RUN = "dry_run"  # only logged: no delete URL or token, or SIDECAR_DRY_RUN
+if TYPE_CHECKING:
+    # The body's one definition, also the OpenAPI document's schema. For typing only: it is
+    # documentation built with pydantic, which start-up does not load.
+    from sidecar.responses import StatusBody, StatusDeployment, TimerName
 
 
 @dataclass
@@ -40,19 +36,10 @@ class StopProgress:
     attempts: int = 0
     last_error: str | None = None
     last_status: int | None = None
-    outcome: Outcome | None = None
+    outcome: StopOutcome | None = None
     log_storage: str | None = None
     # The platform answered 400 to the log choice; the stop went on without it (SPEC §11).
     log_storage_refused: bool = False
-
-
-class DeliveryOutcome(StrEnum):
-    """Where the match-result delivery stands (SPEC §12), as status and the stop record show it."""
-
-    OFF = "off"  # no SIDECAR_RESULT_URL
-    PENDING = "pending"  # started (or about to be), not finished yet
-    DELIVERED = "delivered"  # the receiver answered 2xx
-    FAILED = "failed"  # a permanent answer, or the budget spent
 
 
 @dataclass
@@ -103,19 +90,24 @@ class Status:
     game: GameStatus | None  # only in run and watch modes
     result_delivery: DeliveryProgress  # a copy (SPEC §12)
 
-    def to_json(self) -> dict[str, Any]:
-        """The `/v1/status` body (SPEC §7; openapi.Status documents it), field for field."""
+    def to_json(self) -> StatusBody:
+        """The `/v1/status` body, field for field as `responses.StatusBody` defines it (mypy
+        holds this function to it; the document's schema is generated from it). Enum members go
+        in as they are: they are strings, and JSON-encode as their values."""
         stop = self.stop
         delivery = self.result_delivery
-        body: dict[str, Any] = {
-            "state": self.state.value,
-            "stop_reason": self.stop_reason.value if self.stop_reason else None,
+        timers = {name: round(left, 3) for name, left in self.timers_left.items()}
+        body: StatusBody = {
+            "state": self.state,
+            "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             "players": {"count": self.player_count, "ids": self.player_ids},
             "players_peak": self.players_peak,
-            "timers": {name: round(left, 3) for name, left in self.timers_left.items()},
+            # The lifecycle names its timers with plain strings; tests/test_match_api.py holds
+            # them to TimerName.
+            "timers": cast("dict[TimerName, float]", timers),
             "uptime_s": round(self.uptime, 3),
-            "ready_source": self.ready_source.value if self.ready_source else None,
+            "ready_source": self.ready_source,
             "match_id": self.match_id,
             "match": {
                 "match_id": self.match_id,
@@ -127,13 +119,14 @@ class Status:
                 "attempts": stop.attempts,
                 "last_error": stop.last_error,
                 "last_status": stop.last_status,
-                "outcome": stop.outcome.value if stop.outcome else None,
+                "outcome": stop.outcome,
                 "log_storage": stop.log_storage,
                 "log_storage_refused": stop.log_storage_refused,
             },
-            "deployment": self.deployment,
+            # DeploymentInfo.summary() builds exactly this shape, untyped.
+            "deployment": cast("StatusDeployment", self.deployment),
             "result_delivery": {
-                "outcome": delivery.outcome.value if delivery.outcome else None,
+                "outcome": delivery.outcome,
                 "attempts": delivery.attempts,
                 "last_status": delivery.last_status,
                 "last_error": delivery.last_error,
@@ -247,7 +240,7 @@ class StatusView:
             ),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> StatusBody:
         """The status as JSON data (SSE events carry it)."""
         return self.snapshot().to_json()
 

@@ -8,7 +8,9 @@
     fallback  `after_stop`: finish now, end the game first, or wait for the platform's SIGTERM
 
 The retry policy itself (what is retried, backoff, Retry-After, the budget) is edgegap.py's; this
-module decides nothing about HTTP. Its log lines keep the `sidecar` logger they always had.
+module decides nothing about HTTP, and opens no session: the DELETE goes out on the agent's one
+outbound session (sidecar.outbound), opened at start-up. Its log lines keep the `sidecar` logger
+they always had.
 
 The stop record goes out before the first DELETE, so it cannot know that the platform will refuse
 its `log_storage` (SPEC §11 Round 2). That comes as a record of its own, written the moment the
@@ -28,19 +30,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
-
-from sidecar import __version__
 from sidecar.config import Settings, StopFailurePolicy
-from sidecar.edgegap import AttemptResult, SelfStopClient, StopOutcome, StopResult
+from sidecar.edgegap import AttemptResult, SelfStopClient, StopResult
 from sidecar.exit_codes import Ending
 from sidecar.game import GameExit
 from sidecar.lifecycle import Lifecycle, StopDecision
 from sidecar.match import stop_record_fields
+from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome, StopOutcome
 from sidecar.output import submit_record, write_record
 from sidecar.redaction import redact, redact_url
 from sidecar.result import ResultDelivery, idempotency_key, result_body
-from sidecar.status import DeliveryOutcome, Outcome, StopProgress
+from sidecar.status import StopProgress
 
 log = logging.getLogger("sidecar")
 
@@ -63,6 +64,7 @@ class StopSequence:
         lifecycle: Lifecycle,
         progress: StopProgress,
         *,
+        http: OutboundSession,
         request_id: str | None,
         on_progress: Callable[[], None],
         secrets: Sequence[str] = (),
@@ -75,24 +77,11 @@ class StopSequence:
         self._request_id = request_id
         self._on_progress = on_progress
         self._secrets = list(secrets)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = http
         self._decision: StopDecision | None = None
         # SPEC §12: the match result's delivery, started at the decision (start_result()).
         self.result = result
         self._wall_clock = wall_clock
-
-    def open(self) -> None:
-        """Open the HTTP session, unless in dry-run: one for every attempt (connection reuse and
-        one DNS cache), opened at start-up so the stop itself waits for nothing."""
-        if not self._settings.effective_dry_run:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": f"edgegap-sidecar/{__version__}"}
-            )
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
 
     def log_storage_for(self, decision: StopDecision) -> str | None:
         """The `container_log_storage` of this stop: the game's choice, else the error or the
@@ -147,21 +136,21 @@ class StopSequence:
                 f"?container_log_storage={storage}" if storage is not None else "",
                 decision.reason,
             )
-            self.progress.outcome = Outcome.DRY_RUN
+            self.progress.outcome = StopOutcome.DRY_RUN
             self._lifecycle.stop_accepted()
             return True
-        session = self._session
-        assert session is not None, "open() first"
         assert settings.delete_url is not None
         assert settings.delete_token is not None
-        client = SelfStopClient(
-            session,
-            settings.delete_url,
-            settings.delete_token.get_secret_value(),
-            attempt_timeout=settings.stop_attempt_timeout,
-            retry_budget=settings.stop_retry_budget,
-        )
         try:
+            client = SelfStopClient(
+                # Opened at start-up: only a sidecar already shutting down finds it closed, and
+                # that, like any failure here, runs the fallback below rather than kill the task.
+                self._http.open(),
+                settings.delete_url,
+                settings.delete_token.get_secret_value(),
+                attempt_timeout=settings.stop_attempt_timeout,
+                retry_budget=settings.stop_retry_budget,
+            )
             result: StopResult = await client.stop(storage, self._on_attempt)
         except asyncio.CancelledError:
             raise
@@ -171,7 +160,7 @@ class StopSequence:
             # the state stuck at `stopping` (SPEC §11).
             log.error("self-stop client failed: %s", redact(repr(exc), self._secrets), exc_info=exc)
             result = StopResult(StopOutcome.FAILED, self.progress.attempts, None, repr(exc))
-        self.progress.outcome = Outcome(result.outcome.value)
+        self.progress.outcome = result.outcome
         plural = "" if result.attempts == 1 else "s"
         if result.ok:
             log.info(

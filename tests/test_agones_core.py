@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.agones import counters, metadata, wire
+from sidecar.agones import counters, metadata, proto_json
 from sidecar.agones.counters import Counter, ListState, Refused
 from sidecar.agones.gameserver import OPEN_ENDED_HOLD, FacadeOptions, GameServer
 from sidecar.agones.manifest import GameServerManifest, HealthSpec
+from sidecar.agones.proto_json import AgonesError, PingScanner
 from sidecar.agones.state import agones_state
-from sidecar.agones.wire import AgonesError, PingScanner
 from sidecar.deployment import DeploymentInfo, Port
 from sidecar.lifecycle import Lifecycle, State, StopReason, TimerSettings
 
@@ -375,24 +375,24 @@ class TestWire:
 
     def test_int64_in_either_form(self) -> None:
         """int64 fields accept a number or a string; null is the default; unknown fields go."""
-        assert wire.DURATION.parse(b'{"seconds": "5"}') == {"seconds": 5}
-        assert wire.DURATION.parse(b'{"seconds": 5, "extra": [1]}') == {"seconds": 5}
-        assert wire.DURATION.parse(b'{"seconds": null}') == {"seconds": 0}
-        assert wire.DURATION.parse(b"") == {"seconds": 0}
-        assert wire.COUNTER_UPDATE.parse(b'{"countDiff": "-1"}') == {
+        assert proto_json.DURATION.parse(b'{"seconds": "5"}') == {"seconds": 5}
+        assert proto_json.DURATION.parse(b'{"seconds": 5, "extra": [1]}') == {"seconds": 5}
+        assert proto_json.DURATION.parse(b'{"seconds": null}') == {"seconds": 0}
+        assert proto_json.DURATION.parse(b"") == {"seconds": 0}
+        assert proto_json.COUNTER_UPDATE.parse(b'{"countDiff": "-1"}') == {
             "count": None,
             "capacity": None,
             "countDiff": -1,
         }
         for bad in (b'{"seconds": "five"}', b'{"seconds": 1.5}', b'{"seconds": true}', b"[]"):
             with pytest.raises(AgonesError):
-                wire.DURATION.parse(bad)
+                proto_json.DURATION.parse(bad)
         with pytest.raises(AgonesError):
-            wire.DURATION.parse(b'{"seconds": "9223372036854775808"}')
+            proto_json.DURATION.parse(b'{"seconds": "9223372036854775808"}')
 
     def test_error_shape(self) -> None:
         """Errors are {"code", "message", "details": []}."""
-        assert wire.parse_json(wire.refused("counter not found: x").body()) == {
+        assert proto_json.parse_json(proto_json.refused("counter not found: x").body()) == {
             "code": 2,
             "message": "counter not found: x",
             "details": [],

@@ -69,3 +69,49 @@ class TestLastResort:
         assert "Traceback (most recent call last):" in crash["message"]
         assert "<redacted>" in crash["message"]
         assert TOKEN not in result.stderr + result.stdout
+
+
+class TestAReaderThatLeaves:
+    """`edgegap-sidecar check-config | head -1`: the reader closes the pipe before the output is
+    written. That is the reader's choice, not a bug: exit 0, nothing on stderr."""
+
+    def run_into_a_closed_pipe(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # gone before the CLI writes a byte: every write is EPIPE
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "sidecar", *args],
+                env=without_sidecar_variables(os.environ),
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+
+    def test_check_config_exits_0_quietly(self) -> None:
+        result = self.run_into_a_closed_pipe("check-config", "--list")
+        assert (result.returncode, result.stderr) == (0, b"")
+
+    def test_check_config_json_exits_0_quietly(self) -> None:
+        result = self.run_into_a_closed_pipe("check-config", "--json")
+        assert (result.returncode, result.stderr) == (0, b"")
+
+    def test_a_broken_pipe_elsewhere_is_still_a_bug(self) -> None:
+        """Only our own stdout's reader leaving is quiet: a BrokenPipeError from anything else
+        (here, planted in check-config with stdout open) is reported like any bug."""
+        plant = PLANT.replace(
+            'raise RuntimeError("planted bug holding " + os.environ["SIDECAR_API_TOKEN"])',
+            'raise BrokenPipeError(32, "a socket, not stdout")',
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", plant, "sidecar.cli:_check_config", "check-config"],
+            env={**without_sidecar_variables(os.environ), "SIDECAR_API_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "unexpected error (a bug; exit 1): BrokenPipeError" in result.stderr

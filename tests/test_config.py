@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -206,6 +207,10 @@ class TestLoading:
         assert [getattr(timers, name) for name in names] == [
             1001.0 + index for index in range(len(names))
         ]
+        defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+        assert [defaults[name] for name in names] == [
+            field.default for field in dataclasses.fields(TimerSettings)
+        ]
 
     def test_every_variable_has_a_parser_and_round_trips_its_default(self) -> None:
         """Each variable parses, and check-config shows durations in the accepted syntax."""
@@ -264,6 +269,30 @@ class TestVariableTable:
         assert sorted(environ_secrets(env)) == sorted(settings.secrets())
         rows = redacted_settings(settings)
         assert {name for name, shown in rows.items() if shown == "<redacted>"} == secret_names
+
+    def test_every_secret_field_is_redacted_wherever_settings_are_shown(self) -> None:
+        """Whatever field is marked secret (today's three, or one added later) is hidden in
+        check-config, check-config --json and the start-up output, because the field says so:
+        there is no second list to forget."""
+        secret_names = [variable.name for variable in VARIABLES if variable.secret]
+        assert secret_names
+        values = {name: f"secret-{index}-5f0c1e9a7b" for index, name in enumerate(secret_names)}
+        env = {**PLATFORM, **values, "SIDECAR_DRY_RUN": "true", "SIDECAR_PORT": "0"}
+        text = cli("check-config", env=env)
+        assert text.returncode == 0, text.stderr
+        as_json = cli("check-config", "--json", env=env)
+        assert as_json.returncode == 0, as_json.stderr
+        game = ("--", sys.executable, "-c", "pass")
+        started = cli("run", *game, env={**env, "SIDECAR_LOG_LEVEL": "debug"})
+        assert started.returncode == 0, started.stderr
+        assert " listening on http://127.0.0.1:" in started.stderr
+        for output in (text, as_json, started):
+            for value in values.values():
+                assert value not in output.stdout + output.stderr
+        shown_json = json.loads(as_json.stdout)
+        for name in secret_names:
+            assert shown_json[name] == "***"
+            assert re.search(rf"^\s*{name}\s*[=:]?\s*<redacted>", text.stdout, re.MULTILINE)
 
 
 class TestCommandLine:

@@ -122,6 +122,8 @@ class TestRunEmulator:
             while "http://" not in (line := capsys.readouterr().out):
                 await asyncio.sleep(0.01)
         url = line.strip().split()[-1]
+        # Without --api-token the dashboard needs nothing: its line is the bare page URL.
+        assert f"dashboard: {url}/_emulator/ui\nEdgegap emulator listening on {url}\n" in line
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{url}/v1/locations") as response,

@@ -197,6 +197,39 @@ def isolation_modes() -> list[str]:
     return ["ports"] if netns.unavailable() is not None else ["netns", "ports"]
 
 
+class TestStartUpLines:
+    async def test_dashboard_line_before_the_listening_line(self, start_emulator: Any) -> None:
+        """Behind --api-token the start-up lines name the dashboard's page and say it needs
+        the token (without printing it); `listening on <URL>` stays the last start-up line,
+        and the page it names is served there."""
+        emulator = await start_emulator()
+        startup = emulator.lines[
+            : emulator.lines.index(f"Edgegap emulator listening on {emulator.url}") + 1
+        ]
+        assert startup[-1].endswith(emulator.url)
+        [dashboard] = [line for line in startup if line.startswith("dashboard: ")]
+        page = f"{emulator.url}/_emulator/ui"
+        assert dashboard == (
+            f"dashboard: {page} (needs the --api-token: open {page}#token=<TOKEN>)"
+        )
+        assert startup.index(dashboard) == len(startup) - 2
+        assert all(TOKEN not in line for line in emulator.lines)
+        async with aiohttp.ClientSession() as http, http.get(page) as answer:
+            assert answer.status == 200
+
+    async def test_json_start_up_objects(self, start_emulator: Any) -> None:
+        """--log-format json: the dashboard line is an object with the page's `url` and
+        `token_required`; the `listening` object is still the last of the start-up."""
+        emulator = await start_emulator("--log-format", "json")
+        objects = [json.loads(line) for line in emulator.lines]
+        events = [record["event"] for record in objects]
+        assert events[-2:] == ["dashboard", "listening"]
+        dashboard = objects[-2]
+        assert dashboard["url"] == f"{emulator.url}/_emulator/ui"
+        assert dashboard["token_required"] is True
+        assert TOKEN not in json.dumps(objects)
+
+
 class TestSidecarProxy:
     @pytest.mark.timeout(90)
     @pytest.mark.parametrize("isolation", isolation_modes())

@@ -9,6 +9,7 @@ The browser tests skip, saying why, when no Chromium is installed (CI installs D
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -40,7 +41,7 @@ def _options(**overrides: Any) -> EmulatorOptions:
 
 class TestRoutes:
     async def test_root_redirects_and_the_page_needs_no_token(self) -> None:
-        """`GET /` sends a browser to /_emulator/ui; the page, its script and style sheet are
+        """`GET /` sends a browser to /_emulator/ui; the page, its scripts and style sheet are
         served without a token (a navigation cannot carry one) and say they load nothing from
         elsewhere; other names under /_emulator/ui/ are 404."""
         async with (
@@ -55,7 +56,8 @@ class TestRoutes:
                 assert answer.headers["Content-Type"].startswith("text/html")
                 assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
                 assert "/_emulator/ui/app.js" in await answer.text()
-            for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            scripts = [(name, "text/javascript") for name in ("app.js", "match.js", "timeline.js")]
+            for name, kind in (*scripts, ("style.css", "text/css")):
                 async with http.get(f"{emu.url}/_emulator/ui/{name}") as answer:
                     assert answer.status == 200, name
                     assert answer.headers["Content-Type"].startswith(kind)
@@ -283,6 +285,16 @@ async def open_browser(tmp_path: Path) -> AsyncIterator[Browser]:
             await process.wait()
 
 
+async def _maybe_screenshot(browser: Browser) -> None:
+    """With EMULATOR_DASHBOARD_SCREENSHOT=PATH, the page as it is now, to PATH (how
+    docs/dashboard.png is made); without it, nothing."""
+    path = os.environ.get("EMULATOR_DASHBOARD_SCREENSHOT")
+    if not path:
+        return
+    shot = await browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    Path(path).write_bytes(base64.b64decode(shot["data"]))
+
+
 class TestInBrowser:
     @pytest.mark.timeout(150)
     async def test_a_deployment_walks_to_ready_and_the_stop_button_ends_it(
@@ -348,6 +360,169 @@ class TestInBrowser:
             raw = await emu.env(rid)
             for secret in (TOKEN, SIDECAR_TOKEN, raw["ARBITRIUM_DELETE_TOKEN"]):
                 assert secret not in shown
+
+    @pytest.mark.timeout(150)
+    async def test_make_a_match_where_nobody_shows_up(self, tmp_path: Path) -> None:
+        """In headless Chromium: "Make a match" with its defaults (2 teams x 1 player) and a
+        3 s no-show timeout makes a matchmaker deployment of the example game under the real
+        sidecar; the page selects it (not the deployment already running), it reaches READY,
+        its match panel lists the two tickets (the ones in its MM_* variables), nobody arrived,
+        and the no-show countdown runs; with nobody joining, the sidecar stops it for no_show,
+        the page says so and marks both tickets as never arrived, and the deployment reaches
+        TERMINATED."""
+        command = f"{sys.executable} -m sidecar run -- {sys.executable} {GAME_UNDER_SIDECAR}"
+        options = _options(apps={"game": command}, isolation="ports", status_step_seconds=0.1)
+        async with EmulatorServer(options) as emu, open_browser(tmp_path) as browser:
+            # Another deployment already running (simulated): the page must move to the match.
+            other = await emu.deploy("lobby")
+            await emu.wait_for_status(other, "Status.READY", 20)
+            await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
+            await browser.wait_for(
+                "!document.getElementById('match-button').disabled", "the match form"
+            )
+            form = await browser.evaluate(
+                "['match-app', 'match-teams', 'match-players']"
+                ".map(id => document.getElementById(id).value)"
+            )
+            # The app backed by a process comes first: its match has a sidecar to watch.
+            assert form == ["game", "2", "1"]
+            # The short timeout goes into the deployment's env, as a person would type it.
+            await browser.evaluate("document.getElementById('match-no-show').value = '3'")
+            await browser.click("#match-button")
+            made = await browser.wait_for(
+                "document.getElementById('match-made').dataset.requestId", "the match it made"
+            )
+            rid = str(made)
+            env = await emu.env(rid)
+            tickets = json.loads(env["MM_TICKET_IDS"])
+            assert len(tickets) == 2
+            assert len(json.loads(env["MM_TEAMS"])) == 2
+            assert env["SIDECAR_NO_SHOW_TIMEOUT"] == "3s"
+            note = await browser.evaluate("document.getElementById('match-made').textContent")
+            assert env["MM_MATCH_ID"] in note
+
+            row = f'#timeline .row[data-request-id="{rid}"]'
+            await browser.wait_for(
+                f"document.querySelector('{row}')?.dataset.status === 'Status.READY'", "READY"
+            )
+            assert await browser.evaluate("document.getElementById('detail-id').textContent") == rid
+            shown = await browser.wait_for(
+                "[...document.querySelectorAll('#match-tickets tr[data-ticket-id]')]"
+                ".map(r => r.dataset.ticketId)",
+                "the match's tickets",
+            )
+            assert shown == tickets
+            await browser.wait_for(
+                "document.getElementById('match').innerText.includes('0 of 2')", "no arrival"
+            )
+            countdown = await browser.wait_for(
+                "document.getElementById('no-show-countdown')?.textContent.includes('stops in')"
+                " && document.getElementById('no-show-countdown').textContent",
+                "the no-show countdown",
+            )
+            assert "unless the quorum arrives" in countdown
+            await _maybe_screenshot(browser)
+
+            reason = await browser.wait_for(
+                "document.getElementById('match-stop')?.dataset.reason", "the stop's reason"
+            )
+            assert reason == "no_show"
+            await browser.wait_for(
+                f"document.querySelector('{row}').dataset.status === 'Status.TERMINATED'",
+                "TERMINATED",
+            )
+            await browser.wait_for(
+                "[...document.querySelectorAll('#match-tickets tr[data-ticket-id]')]"
+                ".every(r => r.innerText.includes('never arrived'))",
+                "both tickets marked as never arrived",
+            )
+            panel = await browser.evaluate("document.getElementById('match').innerText")
+            assert "no_show" in panel
+            assert await browser.evaluate(
+                "[...document.querySelectorAll('#match-tickets tr[data-ticket-id]')]"
+                ".map(r => r.dataset.arrived)"
+            ) == ["false", "false"]
+
+    @pytest.mark.timeout(150)
+    async def test_a_player_arriving_shows_on_the_match(self, tmp_path: Path) -> None:
+        """A match of 2 x 1: when a player connects to the deployment's sidecar naming the
+        first ticket (as a game's handshake reports it), the page marks that ticket arrived as
+        that player, counts 1 of 2, and the no-show countdown stops (quorum 1 is met)."""
+        command = f"{sys.executable} -m sidecar run -- {sys.executable} {GAME_UNDER_SIDECAR}"
+        options = _options(apps={"game": command}, isolation="ports", status_step_seconds=0.1)
+        async with (
+            EmulatorServer(options) as emu,
+            open_browser(tmp_path) as browser,
+            aiohttp.ClientSession() as http,
+        ):
+            await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
+            await browser.wait_for(
+                "!document.getElementById('match-button').disabled", "the match form"
+            )
+            await browser.evaluate("document.getElementById('match-no-show').value = '60'")
+            await browser.click("#match-button")
+            rid = str(
+                await browser.wait_for(
+                    "document.getElementById('match-made').dataset.requestId", "the match"
+                )
+            )
+            env = await emu.env(rid)
+            first, second = json.loads(env["MM_TICKET_IDS"])
+            await browser.wait_for(
+                "document.getElementById('no-show-countdown')?.textContent.includes('stops in')",
+                "the no-show countdown",
+            )
+            sidecar = f"http://127.0.0.1:{env['SIDECAR_PORT']}"
+            body = {"player_id": "alice", "ticket_id": first}
+            async with http.post(f"{sidecar}/v1/players/connect", json=body) as answer:
+                assert answer.status == 200, await answer.text()
+            ticket = f'#match-tickets tr[data-ticket-id="{first}"]'
+            await browser.wait_for(
+                f"document.querySelector('{ticket}')?.dataset.arrived === 'true'", "the arrival"
+            )
+            assert "arrived as alice" in await browser.evaluate(
+                f"document.querySelector('{ticket}').innerText"
+            )
+            other = f'#match-tickets tr[data-ticket-id="{second}"]'
+            assert "not yet" in await browser.evaluate(
+                f"document.querySelector('{other}').innerText"
+            )
+            await browser.wait_for(
+                "document.getElementById('match').innerText.includes('1 of 2 (quorum 1)')",
+                "one arrival of two",
+            )
+            await browser.wait_for(
+                "document.getElementById('no-show-countdown').textContent === 'not running'",
+                "the countdown stopped",
+            )
+            assert await browser.evaluate("document.getElementById('match-stop')") is None
+
+    @pytest.mark.timeout(60)
+    async def test_a_match_the_emulator_refuses_says_why(self, tmp_path: Path) -> None:
+        """With every location full, "Make a match" shows the emulator's refusal (503 and its
+        message) instead of a match, and nothing is deployed."""
+        from sidecar.emulator.locations import LOCATIONS
+
+        options = _options(apps={"game": "sleep 600"}, location_capacity=1)
+        async with EmulatorServer(options) as emu, open_browser(tmp_path) as browser:
+            for _ in LOCATIONS:
+                await emu.deploy("lobby")
+            await browser.send("Page.navigate", url=f"{emu.url}/#token={TOKEN}")
+            await browser.wait_for(
+                "!document.getElementById('match-button').disabled", "the match form"
+            )
+            await browser.click("#match-button")
+            shown = await browser.wait_for(
+                "document.getElementById('match-made').textContent", "the refusal"
+            )
+            assert shown.startswith("Match refused (HTTP 503): "), shown
+            assert "Couldn't Allocate Server" in shown
+            assert (
+                await browser.evaluate("document.getElementById('match-made').dataset.requestId")
+                is None
+            )
+            _, timeline = await emu.call("GET", "/_emulator/timeline")
+            assert len(timeline["deployments"]) == len(LOCATIONS)
 
     @pytest.mark.timeout(60)
     async def test_without_the_token_the_page_asks_for_it(self, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The fleet simulation's accounting (benchmarks/fleet_sim.py): the billing-safety figure is only
+"""The fleet simulation's accounting (benchmarks/fleet/): the billing-safety figure is only
 as good as the arithmetic behind it, so its pure parts are checked on made-up histories."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-if not (BENCHMARKS / "fleet_sim.py").exists():  # an sdist ships tests/ but not benchmarks/
+ROOT = Path(__file__).resolve().parent.parent
+if not (ROOT / "benchmarks" / "fleet").is_dir():  # an sdist ships tests/ but not benchmarks/
     pytest.skip("benchmarks/ is not in this tree", allow_module_level=True)
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(ROOT))
 
-import fleet_sim  # noqa: E402  (after the sys.path line above)
-from fleet_sim import Window  # noqa: E402
+from benchmarks.fleet import accounting as fleet_sim  # noqa: E402  (after sys.path above)
+from benchmarks.fleet.faults import Window  # noqa: E402
+from benchmarks.fleet.scenarios import LAST_GAME_LINE, SIGTERM_LINE  # noqa: E402
 
 MODES = {mode.name: mode for mode in fleet_sim.MODES}
 
@@ -120,7 +121,7 @@ class TestStoredRecord:
         logs = b"\n".join(
             [
                 b"game tick 1",
-                fleet_sim.LAST_GAME_LINE,
+                LAST_GAME_LINE,
                 stop_record("game_crashed"),
                 b"2026-01-01T00:00:00.000Z INFO    sidecar: self-stop accepted",
                 b"",
@@ -148,7 +149,7 @@ class TestStoredRecord:
     def test_game_output_after_the_record(self) -> None:
         """The logs must end with the record: game output after it (but its SIGTERM answer)
         means the record does not explain the end."""
-        ok = b"\n".join([stop_record("empty_timeout"), fleet_sim.SIGTERM_LINE, b""])
+        ok = b"\n".join([stop_record("empty_timeout"), SIGTERM_LINE, b""])
         assert fleet_sim.check_record(MODES["empty"], ok)[0]
         late = b"\n".join([stop_record("empty_timeout"), b"game still playing", b""])
         assert not fleet_sim.check_record(MODES["empty"], late)[0]
@@ -166,3 +167,155 @@ class TestStoredRecord:
     def test_lost_records(self, logs: bytes | None) -> None:
         """Discarded logs, no record, two records or the wrong reason all count as lost."""
         assert not fleet_sim.check_record(MODES["normal"], logs)[0]
+
+
+# ---- the match simulation (benchmarks/fleet/matches/) ----------------------------------------
+
+from benchmarks.fleet.matches import accounting as matches  # noqa: E402
+from benchmarks.fleet.matches import scenarios as match_scenarios  # noqa: E402
+from benchmarks.fleet.matches.main import main as run_matches  # noqa: E402
+
+TIMINGS = match_scenarios.Timings(scale=0.1)
+SCENARIOS = {s.name: s for s in match_scenarios.SCENARIOS}
+RULE_ON, RULE_OFF = match_scenarios.RULES
+
+
+class TestMatchScenarios:
+    def test_every_block_plays_every_match_both_ways(self) -> None:
+        """Eight launches in a row hold every scenario under both configurations, so the two
+        meet the same load and the same outages."""
+        seen = {(s.name, r.name) for s, r in map(match_scenarios.assignment, range(8))}
+        assert len(seen) == 8
+
+    def test_who_comes_and_what_is_playable(self) -> None:
+        tickets = match_scenarios.tickets_of(3)
+        assert tickets == {"blue": ["m0003blue0", "m0003blue1"], "red": ["m0003red0", "m0003red1"]}
+        assert SCENARIOS["one_missing"].arriving(tickets) == [
+            "m0003blue0",
+            "m0003blue1",
+            "m0003red1",
+        ]
+        assert SCENARIOS["team_missing"].arriving(tickets) == ["m0003blue0", "m0003blue1"]
+        assert SCENARIOS["nobody"].arriving(tickets) == []
+        assert SCENARIOS["one_missing"].playable
+        assert not SCENARIOS["team_missing"].playable
+
+    def test_zombie_anchor_is_the_players_window_with_or_without_the_rule(self) -> None:
+        """A match whose team never came is unplayable from ready + the no-show length (60 s
+        real, 6 s here), whatever the sidecar enforces; its stop is due by the rule in force."""
+        events = [{"event": "ready", "t": 100.2, "sent": 100.0}]
+        nobody = SCENARIOS["nobody"]
+        assert match_scenarios.unplayable_since(nobody, TIMINGS, events) == pytest.approx(106.0)
+        reason_off = match_scenarios.expected_reason(nobody, RULE_OFF)
+        assert reason_off == "first_player_timeout"
+        assert match_scenarios.due_time(reason_off, TIMINGS, events) == pytest.approx(112.0)
+        played = [{"event": "match_end", "t": 50.1, "sent": 50.0}]
+        full = SCENARIOS["full"]
+        assert match_scenarios.unplayable_since(full, TIMINGS, played) == pytest.approx(50.5)
+
+    def test_settings_follow_the_rule(self) -> None:
+        on = match_scenarios.sidecar_env(TIMINGS, RULE_ON, "http://127.0.0.1:1/r", "tok")
+        off = match_scenarios.sidecar_env(TIMINGS, RULE_OFF, "http://127.0.0.1:1/r", "tok")
+        assert (on["SIDECAR_NO_SHOW_TIMEOUT"], on["SIDECAR_MATCH_QUORUM"]) == ("6s", "teams")
+        assert off["SIDECAR_NO_SHOW_TIMEOUT"] == "0"
+        assert on["SIDECAR_FIRST_PLAYER_TIMEOUT"] == off["SIDECAR_FIRST_PLAYER_TIMEOUT"] == "12s"
+
+
+class TestMatchAccounting:
+    def test_attempts_from_the_sidecar_log(self) -> None:
+        """The count the last delivery line gives; else the retried attempts logged before the
+        process ended; None when the delivery never logged an attempt."""
+        retried = (
+            b"2026-12-07T20:53:53.881Z WARNING sidecar: match result attempt 1: HTTP 503; "
+            b"retrying in 0.50s\n"
+            b"2026-12-07T20:53:54.394Z WARNING sidecar: match result attempt 2: HTTP 503; "
+            b"retrying in 0.83s\n"
+        )
+        delivered = retried + (
+            b"2026-12-07T20:53:55.395Z INFO    sidecar: match result delivered to "
+            b"http://127.0.0.1:1/_emulator/results (HTTP 201 after 3 attempts)\n"
+        )
+        failed = b"ERROR sidecar: match result not delivered to http://x/ after 4 attempts: 404\n"
+        assert matches.delivery_attempts(delivered) == 3
+        assert matches.delivery_attempts(retried) == 2
+        assert matches.delivery_attempts(failed) == 4
+        assert matches.delivery_attempts(b"game tick\n") is None
+        assert matches.delivery_attempts(None) is None
+
+    def test_stop_records_on_their_own_lines_only(self) -> None:
+        record = json.dumps({"event": "sidecar.stop", "reason": "no_show"}).encode()
+        logs = b"game x\n" + record + b"\nWARNING quoted: " + record + b"\n"
+        assert [r["reason"] for r in matches.stop_records(logs)] == ["no_show"]
+
+    def test_sink_condition(self) -> None:
+        """A stop due shortly before an outage still meets it (its grace and result wait
+        overlap it); one after it is calm."""
+        windows = [Window(100.0, 108.0, "long", True)]
+        assert matches.sink_condition(99.0, windows) == "long"
+        assert matches.sink_condition(109.0, windows) == "calm"
+        assert matches.sink_condition(None, windows) == "calm"
+
+    def base(self, **changes: Any) -> dict[str, Any]:
+        match = {
+            "index": 0, "scenario": "nobody", "rule": RULE_ON.name, "request_id": "r1",
+            "expected_reason": "no_show", "reason": "no_show", "records": 1, "accepted": 1,
+            "deletes": 1, "record_missing": ["a", "b"], "expected_missing": ["a", "b"],
+            "delivered": 1,
+            "delivered_result": None, "record_result": None, "sink": "calm",
+            "result_delivery": "delivered", "attempts": 1, "token_leaked": False, "runs": 1,
+            "orphan_game_pids": [], "terminated": True, "late_s": 0.1, "zombie_s": 0.1,
+            "replays": 0,
+        }  # fmt: skip
+        return {**match, **changes}
+
+    def test_a_clean_match_has_no_finding(self) -> None:
+        assert matches.findings_of(self.base()) == []
+
+    @pytest.mark.parametrize(
+        ("changes", "kind"),
+        [
+            ({"delivered": 0, "result_delivery": "pending"}, "lost_calm"),
+            ({"delivered": 2}, "duplicate_result"),
+            ({"accepted": 2}, "duplicate_stop"),
+            ({"reason": "first_player_timeout"}, "wrong_reason"),
+            ({"record_missing": ["a", "c"]}, "missing_tickets"),
+            ({"token_leaked": True}, "token_leaked"),
+            ({"orphan_game_pids": [42]}, "orphan"),
+        ],
+    )
+    def test_each_miss_is_a_finding(self, changes: dict[str, Any], kind: str) -> None:
+        assert [k for k, _ in matches.findings_of(self.base(**changes))] == [kind]
+
+    def test_a_result_lost_in_an_outage_is_counted_not_a_finding(self) -> None:
+        """The receiver was down past the sidecar's life: lost, but kept in the stop record."""
+        lost = self.base(delivered=0, result_delivery="pending", sink="long", attempts=3)
+        assert matches.findings_of(lost) == []
+        row = matches.summarise_group("long", [lost, self.base()], 0.1)
+        assert (row["delivered"], row["lost"], row["lost_in_record"]) == (1, 1, 1)
+        assert row["attempts_mean"] == 2.0
+
+
+def test_a_tiny_fleet_of_matches(tmp_path: Path) -> None:
+    """Eight real sidecars against the real emulator and its result sink (every match, both
+    ways, timers at 0.05 of their length): each ends in the stop its scenario must cause, once;
+    every result is delivered once, at the first attempt; the no-show rule cuts the zombie time
+    of the matches that could not be played; no game is left running."""
+    out = tmp_path / "matches.json"
+    code = run_matches(
+        ["--count", "8", "--rate", "4", "--scale", "0.05", "--no-faults", "--timeout", "60",
+         "--json", str(out)]
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["summary"]["findings"] == {}
+    assert code == 0
+    deployments = result["deployments"]
+    assert len(deployments) == 8
+    assert all(d["reason"] == d["expected_reason"] for d in deployments)
+    assert all(d["accepted"] == 1 and d["delivered"] == 1 for d in deployments)
+    assert all(d["attempts"] == 1 and d["result_delivery"] == "delivered" for d in deployments)
+    assert sum(len(d["orphan_game_pids"]) for d in deployments) == 0
+    zombie = {(d["scenario"], d["rule"]): d["zombie_s"] for d in deployments}
+    for unplayable in ("team_missing", "nobody"):
+        # Without the rule the timers add (patience + empty) or (first player - no-show): 3 s
+        # at this scale, against the rule's own stop latency.
+        assert zombie[(unplayable, RULE_OFF.name)] > zombie[(unplayable, RULE_ON.name)] + 2.0

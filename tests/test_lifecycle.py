@@ -630,3 +630,44 @@ class TestChangeAnnouncements:
             if after is not None and (before is None or after < before):
                 assert seen[-1] is Change.TIMERS
             clock.advance(0.5)
+
+
+class TestAdapterDetectedStops:
+    """`stop_for`: the trigger of a reason an adapter detects, decided by its row of REASONS."""
+
+    def test_an_idle_reason_waits_for_nobody_here_and_no_hold(self, clock: FakeClock) -> None:
+        """An idle reason reported while a player is connected, or during a hold, changes
+        nothing; reported again once the server is empty, it decides the stop."""
+        lc = make(clock)
+        lc.ready()
+        lc.player_connected("p1")
+        assert lc.stop_for(StopReason.NETWORK_IDLE, "no traffic") is False
+        lc.player_disconnected("p1")
+        lc.hold(30)
+        assert lc.stop_for(StopReason.NETWORK_IDLE, "no traffic") is False
+        assert lc.decision is None
+        assert lc.later_triggers == []
+        clock.advance(30)
+        assert lc.stop_for(StopReason.NETWORK_IDLE, "no traffic") is True
+        assert lc.state is State.DRAINING
+        decision = lc.poll()
+        assert decision is not None
+        assert (decision.reason, decision.detail, decision.abnormal) == (
+            StopReason.NETWORK_IDLE,
+            "no traffic",
+            False,
+        )
+
+    def test_an_abnormal_reason_stops_whoever_is_here_and_the_first_reason_wins(
+        self, clock: FakeClock
+    ) -> None:
+        """A reason that is not idle decides at once, players or not; its row makes it
+        abnormal; a later report is only recorded."""
+        lc = make(clock)
+        lc.ready()
+        lc.player_connected("p1")
+        assert lc.stop_for(StopReason.UNHEALTHY, "the watchdog saw it hang") is True
+        assert lc.decision is not None
+        assert lc.decision.abnormal
+        assert lc.stop_for(StopReason.GAME_CRASHED, "later") is False
+        assert [t.reason for t in lc.later_triggers] == [StopReason.GAME_CRASHED]

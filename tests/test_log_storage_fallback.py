@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from sidecar.edgegap import MIN_RETRY_DELAY, AttemptResult, SelfStopClient, StopOutcome
 from sidecar.emulator import EmulatorServer
-from sidecar.openapi import Status
+from sidecar.responses import StatusBody
 from tests.conftest import Launch, SidecarFactory
 from tests.faults.hostile_platform import HostilePlatform, Request
 
@@ -232,7 +232,7 @@ class TestAgainstTheEmulator:
         gauge for fleet dashboards."""
         _, env = await _deployed(emulator)
         sc = await sidecar(environ=env, SIDECAR_LOG_STORAGE=UNKNOWN_STORAGE)
-        shape = TypeAdapter(Status)
+        shape = TypeAdapter(StatusBody)
         _, before = await sc.call("GET", "/v1/status")
         shape.validate_python(before)
         assert before["stop"]["log_storage_refused"] is False

@@ -9,7 +9,7 @@ import typing
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar import openapi
+from sidecar import responses
 from sidecar.lifecycle import TIMER_NAMES
 from sidecar.status_command import render_table
 from tests.conftest import Launch, SidecarFactory
@@ -230,7 +230,7 @@ class TestStatusAndMetrics:
 
     def test_the_documented_timer_names_are_the_lifecycles(self) -> None:
         """The OpenAPI timer names are the lifecycle's table plus the drain and the hold."""
-        assert set(typing.get_args(openapi.TimerName)) == {*TIMER_NAMES.values(), "drain", "hold"}
+        assert set(typing.get_args(responses.TimerName)) == {*TIMER_NAMES.values(), "drain", "hold"}
 
 
 class TestNoShowStop:

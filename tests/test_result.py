@@ -15,9 +15,10 @@ import pytest
 from aiohttp import web
 
 from sidecar.config import ConfigError, load_settings, redacted_settings, settings_json
+from sidecar.outbound import OutboundSession
+from sidecar.outcomes import DeliveryOutcome
 from sidecar.result import ResultDelivery, idempotency_key, result_body, rfc3339
 from sidecar.retry import MIN_RETRY_DELAY
-from sidecar.status import DeliveryOutcome
 from tests.conftest import Launch, SidecarFactory
 
 TOKEN = "result-token-5c2a9e17"
@@ -79,8 +80,16 @@ class FakeTime:
         self.now += seconds
 
 
+@pytest.fixture
+async def http() -> AsyncIterator[OutboundSession]:
+    """The outbound session a delivery sends on (the agent's, in a sidecar)."""
+    session = OutboundSession()
+    yield session
+    await session.close()
+
+
 def delivery(
-    url: str, fake: FakeTime, *, budget: float = 60.0, timeout: float = 5.0
+    http: OutboundSession, url: str, fake: FakeTime, *, budget: float = 60.0, timeout: float = 5.0
 ) -> ResultDelivery:
     return ResultDelivery(
         url,
@@ -90,6 +99,7 @@ def delivery(
         clock=fake.clock,
         sleep=fake.sleep,
         rng=lambda: 0.0,
+        http=http,
     )
 
 
@@ -164,11 +174,13 @@ class TestSettings:
 
 
 class TestWire:
-    async def test_shape_headers_and_one_key_on_every_attempt(self, receiver: Receiver) -> None:
+    async def test_shape_headers_and_one_key_on_every_attempt(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """The body has every field of SPEC §12; each attempt carries the same key and token."""
         receiver.script = [(503, {}), (500, {})]
         fake = FakeTime()
-        assert await deliver(delivery(receiver.url, fake)) is DeliveryOutcome.DELIVERED
+        assert await deliver(delivery(http, receiver.url, fake)) is DeliveryOutcome.DELIVERED
         assert len(receiver.requests) == 3
         keys = {headers["Idempotency-Key"] for headers, _ in receiver.requests}
         assert keys == {"req-1:m-1"}
@@ -199,83 +211,97 @@ class TestWire:
         parsed = datetime.fromisoformat(rfc3339(0.25).replace("Z", "+00:00"))
         assert parsed.timestamp() == 0.25
 
-    async def test_no_token_no_authorization_header(self, receiver: Receiver) -> None:
+    async def test_no_token_no_authorization_header(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """Without SIDECAR_RESULT_TOKEN the request carries no Authorization header."""
-        d = ResultDelivery(receiver.url, None, attempt_timeout=5, budget=5)
+        d = ResultDelivery(receiver.url, None, attempt_timeout=5, budget=5, http=http)
         assert await deliver(d) is DeliveryOutcome.DELIVERED
         assert "Authorization" not in receiver.requests[0][0]
 
 
 class TestRetries:
-    async def test_retry_after_is_honoured_and_the_floor_holds(self, receiver: Receiver) -> None:
+    async def test_retry_after_is_honoured_and_the_floor_holds(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """429 with Retry-After 3 waits 3 s; Retry-After 0 still waits 0.5 s."""
         receiver.script = [(429, {"Retry-After": "3"}), (429, {"Retry-After": "0"})]
         fake = FakeTime()
-        assert await deliver(delivery(receiver.url, fake)) is DeliveryOutcome.DELIVERED
+        assert await deliver(delivery(http, receiver.url, fake)) is DeliveryOutcome.DELIVERED
         assert fake.sleeps == [3.0, MIN_RETRY_DELAY]
 
-    async def test_408_and_5xx_back_off_from_half_a_second(self, receiver: Receiver) -> None:
+    async def test_408_and_5xx_back_off_from_half_a_second(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """The self-stop's backoff, jitter at its low end: 0.25 s floored to 0.5 s, then 0.5 s."""
         receiver.script = [(408, {}), (502, {})]
         fake = FakeTime()
-        assert await deliver(delivery(receiver.url, fake)) is DeliveryOutcome.DELIVERED
+        assert await deliver(delivery(http, receiver.url, fake)) is DeliveryOutcome.DELIVERED
         assert fake.sleeps == [MIN_RETRY_DELAY, 0.5]
 
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 301])
     async def test_other_answers_fail_for_good_at_once(
-        self, receiver: Receiver, status: int
+        self, http: OutboundSession, receiver: Receiver, status: int
     ) -> None:
         """A 4xx (but 408/429) or 3xx is permanent: one attempt, outcome failed."""
         receiver.script = [(status, {"Location": "/elsewhere"})]
-        d = delivery(receiver.url, FakeTime())
+        d = delivery(http, receiver.url, FakeTime())
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert len(receiver.requests) == 1
         assert d.progress.attempts == 1
         assert d.progress.last_status == status
 
-    async def test_the_budget_ends_the_retries(self, receiver: Receiver) -> None:
+    async def test_the_budget_ends_the_retries(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """503 forever: attempts stop once SIDECAR_RESULT_BUDGET is spent; outcome failed."""
         receiver.then = 503
         fake = FakeTime()
-        d = delivery(receiver.url, fake, budget=10)
+        d = delivery(http, receiver.url, fake, budget=10)
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert fake.now >= 10
         assert d.progress.last_error is not None
         assert "budget" in d.progress.last_error
         assert not receiver.accepted
 
-    async def test_a_hung_attempt_times_out_and_is_retried(self, receiver: Receiver) -> None:
+    async def test_a_hung_attempt_times_out_and_is_retried(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """One attempt lasts at most SIDECAR_STOP_ATTEMPT_TIMEOUT, then the next one goes."""
         receiver.hang = True
-        d = delivery(receiver.url, FakeTime(), budget=1, timeout=0.1)
+        d = delivery(http, receiver.url, FakeTime(), budget=1, timeout=0.1)
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert len(receiver.requests) >= 2
         assert {h["Idempotency-Key"] for h, _ in receiver.requests} == {"req-1:m-1"}
 
-    async def test_connection_refused_is_retried_and_never_shows_secrets(self) -> None:
+    async def test_connection_refused_is_retried_and_never_shows_secrets(
+        self, http: OutboundSession
+    ) -> None:
         """Nothing listening: retried until the budget; the error text has no token or URL
         credentials."""
         url = "http://user:url-secret-77@127.0.0.1:1/r?k=query-secret-88"
-        d = delivery(url, FakeTime(), budget=2)
+        d = delivery(http, url, FakeTime(), budget=2)
         assert await deliver(d) is DeliveryOutcome.FAILED
         assert d.progress.attempts >= 2
         text = str(d.progress.last_error)
         for secret in (TOKEN, "url-secret-77", "query-secret-88"):
             assert secret not in text
 
-    async def test_single_flight(self, receiver: Receiver) -> None:
+    async def test_single_flight(self, http: OutboundSession, receiver: Receiver) -> None:
         """A second start() is a no-op: one result, one delivery."""
-        d = delivery(receiver.url, FakeTime())
+        d = delivery(http, receiver.url, FakeTime())
         d.start(BODY, "req-1:m-1")
         d.start({**BODY, "result": "other"}, "req-1:other")
         assert await d.wait(10) is DeliveryOutcome.DELIVERED
         await d.close()
         assert len(receiver.requests) == 1
 
-    async def test_no_second_delivery_after_close(self, receiver: Receiver) -> None:
+    async def test_no_second_delivery_after_close(
+        self, http: OutboundSession, receiver: Receiver
+    ) -> None:
         """The process ending abandons a delivery; nothing starts it again."""
         receiver.hang = True
-        d = delivery(receiver.url, FakeTime())
+        d = delivery(http, receiver.url, FakeTime())
         d.start(BODY, "req-1:m-1")
         async with asyncio.timeout(5):
             while not receiver.requests:
@@ -285,9 +311,9 @@ class TestRetries:
         assert await d.wait(0.2) is DeliveryOutcome.PENDING
         assert len(receiver.requests) == 1
 
-    async def test_off_without_a_url(self) -> None:
+    async def test_off_without_a_url(self, http: OutboundSession) -> None:
         """No SIDECAR_RESULT_URL: outcome off, nothing started, nothing waited for."""
-        d = ResultDelivery(None, None, attempt_timeout=1, budget=1)
+        d = ResultDelivery(None, None, attempt_timeout=1, budget=1, http=http)
         d.start(BODY, "k")
         assert await d.wait(10) is DeliveryOutcome.OFF
 

@@ -25,6 +25,7 @@ from sidecar.edgegap import (
     retry_delay,
 )
 from sidecar.emulator import EmulatorServer
+from tests.conftest import free_port
 
 TOKEN = "tok+en/with=chars-0123456789"
 
@@ -179,6 +180,21 @@ class TestClientOnSeams:
         # rng = 1.0: the full step each time, 0.5 s doubling, the last capped by the budget.
         assert fake.sleeps[:5] == [0.5, 1.0, 2.0, 4.0, 8.0]
         assert sum(fake.sleeps) == pytest.approx(20.0)
+
+    async def test_connection_errors_are_retried_until_the_budget_is_spent(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        """Nothing listening: every refused connection is a retryable attempt, backed off from
+        0.5 s, until the budget is spent; then `failed`, saying so and why."""
+        url = f"http://127.0.0.1:{free_port()}/v1/self/stop/abc/1"
+        fake = FakeTime()
+        result = await _client(http, url, TOKEN, fake, budget=3.0).stop(None)
+        assert result.outcome is StopOutcome.FAILED
+        assert result.status is None  # never an HTTP answer
+        # rng = 1.0: 0.5, 1.0, then what is left of the 3 s budget.
+        assert fake.sleeps == [0.5, 1.0, 1.5]
+        assert result.attempts == 4
+        assert "retry budget of 3s spent" in (result.error or "")
 
     async def test_error_text_redacted_before_truncation(
         self, http: aiohttp.ClientSession, emulator: EmulatorServer

@@ -1,16 +1,24 @@
-"""The status snapshot and its cached body (sidecar.status), on a fake clock."""
+"""The status snapshot and its cached body (sidecar.status), on a fake clock; and the body held
+to the schema the OpenAPI document gives it, offline and live."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
+import jsonschema_rs
+import pytest
+
+from sidecar import edgegap, openapi
 from sidecar.deployment import DeploymentInfo
 from sidecar.game import Game, NoGame
 from sidecar.lifecycle import Lifecycle, TimerSettings
-from sidecar.status import Outcome, StatusView, StopProgress
+from sidecar.outcomes import StopOutcome
+from sidecar.status import StatusView, StopProgress
 from sidecar.watchers import WatchedProcess
+from tests.conftest import SidecarFactory
 
 
 class FakeClock:
@@ -66,7 +74,7 @@ class TestCachedBody:
         _, progress, view = make_view(clock)
         view.body()
         progress.attempts = 1
-        progress.outcome = Outcome.DRY_RUN
+        progress.outcome = StopOutcome.DRY_RUN
         view.changed()
         stop = json.loads(view.body())["stop"]
         assert (stop["attempts"], stop["outcome"]) == (1, "dry_run")
@@ -110,3 +118,53 @@ class TestSnapshot:
         body = view.to_json()
         assert body["drain_deadline_s"] == 2.5
         assert body["drain_deadline_unix"] == 1_700_000_002.5
+
+
+def status_validator() -> Any:
+    """A validator of the document's `StatusBody` component, its references resolved in the
+    document itself."""
+    components = openapi.document(token_required=False)["components"]
+    return jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/StatusBody", "components": components}
+    )
+
+
+class TestTheDocumentedShape:
+    def test_one_stop_outcome_enum(self) -> None:
+        """The stop sequence's progress, the platform client and the document use the one
+        `StopOutcome`, not three spellings of it."""
+        assert edgegap.StopOutcome is StopOutcome
+        assert StopProgress.__annotations__["outcome"] == "StopOutcome | None"
+
+    def test_every_optional_part_validates(self) -> None:
+        """A body with every optional part (a watched game, a drain deadline, a stop outcome)
+        validates against the document's schema; the check is live: a renamed field fails."""
+        clock = FakeClock()
+        lifecycle, progress, view = make_view(clock, game=WatchedProcess(os.getpid()))
+        lifecycle.match_ended(grace=2.5)
+        progress.outcome = StopOutcome.DRY_RUN
+        view.changed()
+        body = json.loads(view.body())
+        assert {"game", "drain_deadline_s", "drain_deadline_unix"} <= set(body)
+        validator = status_validator()
+        validator.validate(body)
+        body["uptime"] = body.pop("uptime_s")
+        with pytest.raises(jsonschema_rs.ValidationError):
+            validator.validate(body)
+
+    async def test_the_live_body_validates(self, sidecar: SidecarFactory) -> None:
+        """`GET /v1/status` over loopback, and the same body as a lifecycle call's answer, at
+        each stage of a match, is what the served document says it is."""
+        sc = await sidecar(SIDECAR_MATCH_END_GRACE="10s")
+        validator = status_validator()
+        answers = [
+            await sc.call("GET", "/v1/status"),
+            await sc.call("POST", "/v1/ready"),
+            await sc.call("POST", "/v1/match/start", {"match_id": "m-1"}),
+            await sc.call("POST", "/v1/match/end", {"result": None}),
+            await sc.call("GET", "/v1/status"),
+        ]
+        assert [status for status, _ in answers] == [200, 200, 200, 202, 200]
+        assert answers[-1][1]["state"] == "draining"
+        for _, body in answers:
+            validator.validate(body)

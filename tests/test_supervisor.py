@@ -21,8 +21,9 @@ from games.harness import GAMES, REPO, GameRunner, game_argv
 
 from sidecar.errors import GameStartError
 from sidecar.game import GameExit
+from sidecar.leftovers import current_children, end_descendants
 from sidecar.reaper import Reaper
-from sidecar.supervisor import GameProcess, current_children, end_descendants
+from sidecar.supervisor import GameProcess
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ Every line the game prints starts with "game " so the simulation can tell the ga
 from the sidecar's in the stored container logs. After SIGTERM it prints "game got SIGTERM"
 and exits; that line is the only game output allowed after the `sidecar.stop` record.
 
-Modes (see benchmarks/fleet_sim.py for the stop each one must cause):
+Modes (see benchmarks/fleet/scenarios.py for the stop each one must cause):
 
     normal        ready, 2 players, match, players leave, match end
     crash         ready, players, match, 200 lines, then exit 3 in the middle of a line

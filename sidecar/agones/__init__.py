@@ -1,7 +1,7 @@
 """The Agones SDK compatibility facade (SPEC §10, §10.1): a second API adapter over the
 lifecycle, over REST and gRPC.
 
-    wire.py        proto-JSON as Agones' gateway speaks it: int64 as strings, request fields,
+    proto_json.py  proto-JSON as Agones' gateway speaks it: int64 as strings, request fields,
                    `{"code", "message", "details"}` errors, the client-streamed health body
     metadata.py    the Kubernetes rules for labels and annotations
     manifest.py    SIDECAR_AGONES_GAMESERVER: the GameServer file an Agones user already has

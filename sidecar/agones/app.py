@@ -4,9 +4,9 @@ A sibling of the local API, built the same way from narrow parts: the lifecycle,
 deployment info and the facade's options. No token: the Agones SDKs send none, and the port is
 bound on loopback only.
 
-A thin adapter over the transport-independent core (sdk.py): parse the body (wire.py), make the
-SDK call, answer in Agones' proto-JSON shapes. The core announces its own changes to the watch,
-so no handler tells anyone anything. Routing mirrors grpc-gateway: an unknown path is 404
+A thin adapter over the transport-independent core (sdk.py): parse the body (proto_json.py),
+make the SDK call, answer in Agones' proto-JSON shapes. The core announces its own changes to the
+watch, so no handler tells anyone anything. Routing mirrors grpc-gateway: an unknown path is 404
 (code 5), a known path with another method 501 (code 12).
 """
 
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sidecar.access_log import AccessLog, error_of
-from sidecar.agones import wire
+from sidecar.agones import proto_json
 from sidecar.agones.counters import LIST_FIELDS, Counter, ListState, Refused
 from sidecar.agones.gameserver import FacadeOptions
+from sidecar.agones.proto_json import EMPTY, AgonesError, PingScanner
 from sidecar.agones.sdk import MAX_WATCHERS, AgonesSdk
 from sidecar.agones.watch import RestWatch
-from sidecar.agones.wire import EMPTY, AgonesError, PingScanner
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import StartupError
 from sidecar.lifecycle import Lifecycle
@@ -98,9 +98,8 @@ class AgonesFacade:
             max_connections=min(MAX_CONNECTIONS, connection_cap()),
         )
         await runner.setup()
-        site = web.TCPSite(runner, HOST, self._requested_port)
         try:
-            await site.start()
+            self.port = await runner.listen(HOST, self._requested_port)
         except OSError as exc:
             await runner.cleanup()
             why = (
@@ -112,8 +111,6 @@ class AgonesFacade:
                 f"cannot serve the Agones SDK on {HOST}:{self._requested_port}: {why}"
             ) from None
         self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self._requested_port
         log.info("Agones SDK REST API on http://%s:%s", HOST, self.port)
         return self.port
 
@@ -175,7 +172,7 @@ class AgonesFacade:
             except AgonesError as exc:
                 response = _error(exc)
             except Refused as exc:
-                response = _error(wire.refused(str(exc)))
+                response = _error(proto_json.refused(str(exc)))
             status = response.status
             if status >= 400 or started is not None:
                 body = response.body if isinstance(response, web.Response) else None
@@ -198,18 +195,18 @@ class AgonesFacade:
 
     @staticmethod
     async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
-        raise wire.METHOD_NOT_ALLOWED
+        raise proto_json.METHOD_NOT_ALLOWED
 
     @staticmethod
     async def _not_found(request: web.Request) -> web.StreamResponse:
-        raise wire.NOT_FOUND
+        raise proto_json.NOT_FOUND
 
     async def _read(self, request: web.Request) -> bytes:
         try:
             async with asyncio.timeout(self.body_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise wire.invalid_argument(
+            raise proto_json.invalid_argument(
                 f"the body is larger than {MAX_BODY_BYTES // 1024} KiB"
             ) from None
         except TimeoutError:
@@ -217,27 +214,27 @@ class AgonesFacade:
                 504, 4, f"the body did not arrive within {self.body_timeout:g}s", close=True
             ) from None
 
-    async def _body(self, request: web.Request, message: wire.Message) -> dict[str, Any]:
+    async def _body(self, request: web.Request, message: proto_json.Message) -> dict[str, Any]:
         return message.parse(await self._read(request))
 
     # --- SDK ---------------------------------------------------------------------------------
     async def ready(self, request: web.Request) -> web.Response:
-        await self._body(request, wire.EMPTY_MESSAGE)
+        await self._body(request, proto_json.EMPTY_MESSAGE)
         self.sdk.ready()
         return _ok(EMPTY)
 
     async def allocate(self, request: web.Request) -> web.Response:
-        await self._body(request, wire.EMPTY_MESSAGE)
+        await self._body(request, proto_json.EMPTY_MESSAGE)
         self.sdk.allocate()
         return _ok(EMPTY)
 
     async def shutdown(self, request: web.Request) -> web.Response:
-        await self._body(request, wire.EMPTY_MESSAGE)
+        await self._body(request, proto_json.EMPTY_MESSAGE)
         self.sdk.shutdown()
         return _ok(EMPTY)
 
     async def reserve(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.DURATION)
+        body = await self._body(request, proto_json.DURATION)
         self.sdk.reserve(body["seconds"])
         return _ok(EMPTY)
 
@@ -276,77 +273,77 @@ class AgonesFacade:
         return await self._rest_watch.ndjson(request)
 
     async def set_label(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.KEY_VALUE)
+        body = await self._body(request, proto_json.KEY_VALUE)
         self.sdk.set_label(body["key"], body["value"])
         return _ok(EMPTY)
 
     async def set_annotation(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.KEY_VALUE)
+        body = await self._body(request, proto_json.KEY_VALUE)
         self.sdk.set_annotation(body["key"], body["value"])
         return _ok(EMPTY)
 
     # --- players (alpha) -------------------------------------------------------------------
     async def player_connect(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.PLAYER_ID)
-        return _ok(wire.dumps({"bool": self.sdk.player_connect(body["playerID"])}))
+        body = await self._body(request, proto_json.PLAYER_ID)
+        return _ok(proto_json.dumps({"bool": self.sdk.player_connect(body["playerID"])}))
 
     async def player_disconnect(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.PLAYER_ID)
-        return _ok(wire.dumps({"bool": self.sdk.player_disconnect(body["playerID"])}))
+        body = await self._body(request, proto_json.PLAYER_ID)
+        return _ok(proto_json.dumps({"bool": self.sdk.player_disconnect(body["playerID"])}))
 
     async def set_player_capacity(self, request: web.Request) -> web.Response:
-        body = await self._body(request, wire.COUNT)
+        body = await self._body(request, proto_json.COUNT)
         self.sdk.set_player_capacity(body["count"])
         return _ok(EMPTY)
 
     async def get_player_capacity(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"count": wire.int64(self.sdk.get_player_capacity())}))
+        return _ok(proto_json.dumps({"count": proto_json.int64(self.sdk.get_player_capacity())}))
 
     async def get_player_count(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"count": wire.int64(self.sdk.get_player_count())}))
+        return _ok(proto_json.dumps({"count": proto_json.int64(self.sdk.get_player_count())}))
 
     async def connected_players(self, request: web.Request) -> web.Response:
-        return _ok(wire.dumps({"list": self.sdk.get_connected_players()}))
+        return _ok(proto_json.dumps({"list": self.sdk.get_connected_players()}))
 
     async def is_player_connected(self, request: web.Request) -> web.Response:
         player_id = request.match_info["playerID"]
-        return _ok(wire.dumps({"bool": self.sdk.is_player_connected(player_id)}))
+        return _ok(proto_json.dumps({"bool": self.sdk.is_player_connected(player_id)}))
 
     # --- counters and lists (beta) ---------------------------------------------------------
     async def get_counter(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        return _ok(wire.dumps(counter_json(name, self.sdk.get_counter(name))))
+        return _ok(proto_json.dumps(counter_json(name, self.sdk.get_counter(name))))
 
     async def update_counter(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await self._body(request, wire.COUNTER_UPDATE)
+        body = await self._body(request, proto_json.COUNTER_UPDATE)
         counter = self.sdk.update_counter(
             name, count=body["count"], capacity=body["capacity"], diff=body["countDiff"]
         )
-        return _ok(wire.dumps(counter_json(name, counter)))
+        return _ok(proto_json.dumps(counter_json(name, counter)))
 
     async def get_list(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        return _ok(wire.dumps(list_json(name, self.sdk.get_list(name))))
+        return _ok(proto_json.dumps(list_json(name, self.sdk.get_list(name))))
 
     async def update_list(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         raw = await self._read(request)
-        body = wire.LIST.parse(raw)
+        body = proto_json.LIST.parse(raw)
         mask = _update_mask(request, raw)
         updated = self.sdk.update_list(name, mask, capacity=body["capacity"], values=body["values"])
-        return _ok(wire.dumps(list_json(name, updated)))
+        return _ok(proto_json.dumps(list_json(name, updated)))
 
     async def add_list_value(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await self._body(request, wire.LIST_VALUE)
-        return _ok(wire.dumps(list_json(name, self.sdk.add_list_value(name, body["value"]))))
+        body = await self._body(request, proto_json.LIST_VALUE)
+        return _ok(proto_json.dumps(list_json(name, self.sdk.add_list_value(name, body["value"]))))
 
     async def remove_list_value(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await self._body(request, wire.LIST_VALUE)
+        body = await self._body(request, proto_json.LIST_VALUE)
         updated = self.sdk.remove_list_value(name, body["value"])
-        return _ok(wire.dumps(list_json(name, updated)))
+        return _ok(proto_json.dumps(list_json(name, updated)))
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -361,20 +358,20 @@ def _update_mask(request: web.Request, raw: bytes) -> list[str]:
         return [path.strip() for item in given for path in item.split(",") if path.strip()]
     if not raw.strip():
         return []
-    data = wire.parse_json(raw)  # already parsed once: it is an object
+    data = proto_json.parse_json(raw)  # already parsed once: it is an object
     return [key for key in data if key in LIST_FIELDS]
 
 
 def counter_json(name: str, counter: Counter) -> dict[str, Any]:
     return {
         "name": name,
-        "count": wire.int64(counter.count),
-        "capacity": wire.int64(counter.capacity),
+        "count": proto_json.int64(counter.count),
+        "capacity": proto_json.int64(counter.capacity),
     }
 
 
 def list_json(name: str, item: ListState) -> dict[str, Any]:
-    return {"name": name, "capacity": wire.int64(item.capacity), "values": list(item.values)}
+    return {"name": name, "capacity": proto_json.int64(item.capacity), "values": list(item.values)}
 
 
 def _ok(body: bytes) -> web.Response:

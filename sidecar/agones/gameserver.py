@@ -20,8 +20,11 @@ Calls after a stop is decided (SPEC §10): Ready, Allocate and Reserve change no
 retry anything but a 200, so they answer 200 `{}`); Shutdown is idempotent; players, counters,
 lists, labels and health keep working.
 
-Over 400 lines on purpose: every field of the object, each change to it and the bytes that
-change adds stand in one file, so the size the bound checks cannot drift from the rendering.
+Over 450 lines on purpose: every field of the object, each change to it and the bytes that
+change adds stand in one file, so the size the bound checks cannot drift from the rendering
+(`_object` renders what the `_*_size` helpers count). What could leave has: the rules of counters
+and lists (counters.py), metadata keys (metadata.py), the state mapping (state.py), the calls'
+transport-free surface (sdk.py).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from sidecar.agones.metadata import (
     label_value_problem,
     sdk_key,
 )
+from sidecar.agones.proto_json import AgonesError, dumps, int64, invalid_argument
 from sidecar.agones.state import GameServerState, agones_state
-from sidecar.agones.wire import AgonesError, dumps, int64, invalid_argument
 from sidecar.deployment import DeploymentInfo
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import ROSTER_CAP, Change, Lifecycle, ReadySource, RosterFull, State

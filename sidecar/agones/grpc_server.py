@@ -40,8 +40,8 @@ from grpclib.server import Server, Stream
 
 from sidecar.agones import grpc_wire as pb
 from sidecar.agones.counters import Counter, ListState, Refused
+from sidecar.agones.proto_json import AgonesError
 from sidecar.agones.sdk import AgonesSdk
-from sidecar.agones.wire import AgonesError
 from sidecar.errors import StartupError
 
 log = logging.getLogger("sidecar.agones")

@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from sidecar.agones.counters import Counter, ListState
 from sidecar.agones.gameserver import CallLater, FacadeOptions, GameServer
-from sidecar.agones.wire import AgonesError
+from sidecar.agones.proto_json import AgonesError
 from sidecar.deployment import DeploymentInfo
 from sidecar.lifecycle import Change, Lifecycle, State
 

@@ -18,7 +18,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from sidecar.agones import wire
+from sidecar.agones import proto_json
 from sidecar.agones.sdk import MAX_WATCHERS, AgonesSdk, Watcher
 
 log = logging.getLogger("sidecar.agones")
@@ -74,7 +74,7 @@ class RestWatch:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         if not ws.can_prepare(request).ok:
-            raise wire.invalid_argument("not a valid WebSocket upgrade")
+            raise proto_json.invalid_argument("not a valid WebSocket upgrade")
         watcher = self.sdk.watch_game_server()
         try:
             await ws.prepare(request)

@@ -13,10 +13,15 @@ The scenario, in order; a failure names the step it happened in:
     6. with `--keep`, leave the emulator up until Ctrl-C, to look at it on its dashboard (its
        URL, `/_emulator/ui#token=…`, is printed at step 1).
 
-With `--match` the deployment is a matchmaker match instead (`POST /_emulator/matches`, one
-ticket per player, `SIDECAR_MATCH_QUORUM=all`, a short `SIDECAR_NO_SHOW_TIMEOUT`): every player
-but one reports its ticket through `POST /v1/players/connect`, the last never shows up, and the
-sidecar stops the deployment for `no_show` (steps 4-5 with that reason).
+With `--agones` the game is one that knows only Agones (over REST, or over gRPC on Agones' Node.js
+SDK with `--grpc`; example.py), and its Shutdown() is the stop.
+
+With `--match` it plays two matchmaker matches instead (`POST /_emulator/matches`, one ticket
+per player, `SIDECAR_MATCH_QUORUM=all`, `SIDECAR_RESULT_URL` at the emulator's result sink):
+in the first every player reports its ticket and the bots play it to its end, in the second
+the last player never shows up and the sidecar stops it for `no_show`; after each, the demo
+reads the result the sidecar delivered to the sink (exactly one, with its `Idempotency-Key`).
+See matches.py.
 
 The timeline is printed as it happens, stamped relative to the start. Everything listens on
 127.0.0.1, on ports picked at run time, so the demo runs beside anything already listening.
@@ -26,6 +31,9 @@ Modules, one responsibility each:
     options.py   DemoOptions and the `demo` flags
     example.py   the example game: where it is, its command, the sidecar settings it runs with
     scenario.py  Demo: the walk from deploy to Status.TERMINATED, its waits and its failures
+    matches.py   demo --match: its two matches, the arrivals, the result read from the sink
+    bots.py      the example's UDP bots in a thread, their joins and leaves on the timeline
+    reading.py   what it reads back: the event stream, the self-stop call, the stored logs
     timeline.py  the timeline printer and the one-line descriptions of what happened
     command.py   main(): options in, exit code out
 """

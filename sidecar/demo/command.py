@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import sys
 
+from sidecar.demo.example import find_node_game
 from sidecar.demo.options import options_from_args
-from sidecar.demo.scenario import Demo
+from sidecar.demo.scenario import Demo, DemoSummary
 from sidecar.demo.timeline import Timeline
 from sidecar.errors import DemoError
 
@@ -17,9 +18,14 @@ EXIT_FAILED = 1
 def main(args: argparse.Namespace) -> int:
     """`edgegap-sidecar demo`: 0 when the whole lifecycle ran, 1 with a one-line reason if not."""
     options = options_from_args(args)
+    if options.grpc:
+        # Before anything starts: without node or its SDK this is the user's to fix (exit 2,
+        # UsageError says what to install), not a failed run.
+        find_node_game()
     timeline = Timeline(sys.stdout, quiet=options.quiet)
     what = (
-        f"a match of {options.players} tickets, one never shows up"
+        f"two matches of {options.players} tickets, one played to its result, one where a "
+        "player never shows up"
         if options.match
         else f"{options.players} players, {options.rounds} rounds"
     )
@@ -29,9 +35,14 @@ def main(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"edgegap-sidecar demo: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED
-    print(
-        f"demo ok in {summary.elapsed:.1f}s: deployment {summary.request_id} stopped itself "
-        f"({summary.stop_reason}), Status.TERMINATED, {summary.log_lines} log lines kept",
-        flush=True,
-    )
+    stops = "; ".join(_stopped(each) for each in (*summary.earlier, summary))
+    print(f"demo ok in {summary.elapsed:.1f}s: {stops}", flush=True)
     return 0
+
+
+def _stopped(summary: DemoSummary) -> str:
+    delivered = ", result delivered once" if summary.result_delivered else ""
+    return (
+        f"deployment {summary.request_id} stopped itself ({summary.stop_reason}), "
+        f"Status.TERMINATED, {summary.log_lines} log lines kept{delivered}"
+    )

@@ -20,10 +20,14 @@ class DemoOptions:
     # The Agones-only example game under SIDECAR_AGONES=true (SPEC §10) instead of the one that
     # uses the sidecar's own API.
     agones: bool = False
+    # With `agones`: the example game on Agones' Node.js SDK, which talks gRPC to the sidecar
+    # (AGONES_SDK_GRPC_PORT) instead of REST; needs `node` and the SDK installed (example.py).
+    grpc: bool = False
     # Leave the emulator (and its dashboard) up after the match, until Ctrl-C or SIGTERM.
     keep: bool = False
-    # A matchmaker match (POST /_emulator/matches) where one player never shows up: the
-    # sidecar stops it for no_show (SPEC §12) instead of the bots playing a match.
+    # Two matchmaker matches (POST /_emulator/matches) instead of a plain deployment: one the
+    # bots play to its result, one where a player never shows up (no_show, SPEC §12); both
+    # deliver their result to the emulator's result sink.
     match: bool = False
 
 
@@ -42,7 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agones",
         action="store_true",
-        help="deploy the example game that uses only the Agones SDK API (SIDECAR_AGONES=true)",
+        help="deploy the example game that uses only the Agones SDK, over REST "
+        "(SIDECAR_AGONES=true)",
+    )
+    parser.add_argument(
+        "--grpc",
+        action="store_true",
+        help="with --agones: the example game on Agones' Node.js SDK, which talks gRPC to the "
+        "sidecar (needs node, and `npm install` in examples/agones_node_game)",
     )
     parser.add_argument(
         "--keep",
@@ -52,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--match",
         action="store_true",
-        help="a matchmaker match of --players tickets where one player never shows up: the "
-        "sidecar stops it for no_show (SIDECAR_MATCH_QUORUM=all)",
+        help="two matchmaker matches of --players tickets, each delivering its result to the "
+        "emulator's result sink: one played to its end, one where a player never shows up "
+        "(the sidecar stops it for no_show)",
     )
 
 
@@ -66,6 +78,7 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         timeout=_timeout(getattr(ns, "timeout", "60")),
         quiet=bool(getattr(ns, "quiet", False)),
         agones=_agones_or_match(ns),
+        grpc=_grpc(ns),
         keep=bool(getattr(ns, "keep", False)),
         match=bool(getattr(ns, "match", False)),
     )
@@ -76,6 +89,13 @@ def _agones_or_match(ns: argparse.Namespace) -> bool:
     if agones and getattr(ns, "match", False):
         raise UsageError("--match runs the example game of the sidecar's own API: drop --agones")
     return agones
+
+
+def _grpc(ns: argparse.Namespace) -> bool:
+    grpc = bool(getattr(ns, "grpc", False))
+    if grpc and not getattr(ns, "agones", False):
+        raise UsageError("--grpc picks the SDK of the Agones example game: use --agones --grpc")
+    return grpc
 
 
 def _count(flag: str, value: object, maximum: int) -> int:

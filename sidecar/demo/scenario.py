@@ -1,4 +1,5 @@
-"""The demo scenario: drives one deployment from `POST /deployments` to Status.TERMINATED.
+"""The demo scenario: drives a deployment from `POST /deployments` to Status.TERMINATED (with
+--match, two matchmaker matches in turn, matches.py).
 
 `Demo.run()` is the whole walk under the --timeout cap. Every failure becomes a `DemoError`
 naming the step it happened in. The emulator, its HTTP API, the sidecar's event stream and the
@@ -10,33 +11,46 @@ Over 400 lines on purpose: the walk reads top to bottom in the order the demo pr
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import json
+import dataclasses
 import secrets
 import signal
-import threading
-import urllib.parse
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from sidecar.client import EventParser
+from sidecar.demo.bots import play_bots
 from sidecar.demo.example import (
     LOOPBACK,
     ExampleGame,
     backing_command,
     deployment_env,
+    describe_game,
     find_example_game,
     load_run_bots,
 )
+from sidecar.demo.matches import (
+    MatchPlan,
+    arrive,
+    delivered_result,
+    deploy_match,
+    no_show_match,
+    played_match,
+)
 from sidecar.demo.options import DemoOptions
+from sidecar.demo.reading import (
+    self_stop_call,
+    sse_events,
+    stop_record,
+    stored_logs,
+    winner_label,
+)
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
-from sidecar.errors import DemoError
+from sidecar.errors import DemoError, UsageError
 
 APP_NAME = "demo-game"
 
@@ -50,38 +64,6 @@ SSE_RETRY_SECONDS = 0.1
 EMULATOR_STOP_GRACE_SECONDS = 5.0
 # Log lines shown before the sidecar.stop record: the game's match-end lines give it context.
 LOG_CONTEXT_LINES = 3
-# demo --match: how long the players have to arrive (SIDECAR_NO_SHOW_TIMEOUT).
-MATCH_NO_SHOW_TIMEOUT = "4s"
-
-
-def stop_record(lines: list[str]) -> tuple[int, dict[str, Any]] | None:
-    """Index and content of the `sidecar.stop` JSON line in the container logs, if any."""
-    for index, line in enumerate(lines):
-        if '"sidecar.stop"' not in line:
-            continue
-        try:
-            record = json.loads(line[line.index("{") :])
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == "sidecar.stop":
-            return index, record
-    return None
-
-
-async def sse_events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Server-Sent Events as (event name, JSON data); comments and non-JSON data are skipped."""
-    parser = EventParser()
-    async for raw in stream:
-        complete = parser.feed(raw)
-        if complete is None:
-            continue
-        event, text = complete
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(payload, dict):
-            yield event, payload
 
 
 # ---- the scenario -------------------------------------------------------------------------
@@ -95,6 +77,10 @@ class DemoSummary:
     elapsed: float
     stop_reason: str
     log_lines: int
+    # demo --match: the result reached the emulator's result sink, once.
+    result_delivered: bool = False
+    # demo --match: the deployments played before this one, in order.
+    earlier: tuple[DemoSummary, ...] = ()
 
 
 class Demo:
@@ -165,10 +151,10 @@ class Demo:
     async def _run(self) -> DemoSummary:
         self.step = "locating the example game"
         try:
-            game = find_example_game(self.options.agones)
+            game = find_example_game(self.options.agones, self.options.grpc)
             self.expected_reason = game.stop_reason
             run_bots = load_run_bots(game.bots)
-        except (ImportError, FileNotFoundError) as exc:
+        except (ImportError, FileNotFoundError, UsageError) as exc:
             raise DemoError(self.step, str(exc)) from None
         self.step = "starting the emulator"
         options = EmulatorOptions(
@@ -182,19 +168,28 @@ class Demo:
             status_step_seconds=STATUS_STEP_SECONDS,
             stop_grace_seconds=EMULATOR_STOP_GRACE_SECONDS,
             game_port=0,
+            # demo --match: where its sidecars deliver the match results.
+            result_sink=self.options.match,
         )
         async with EmulatorServer(options) as emulator, aiohttp.ClientSession() as session:
             self.timeline.event("emulator", f"Edgegap API emulator on {emulator.url}")
             # The token is this run's own, made up above: showing it exposes nothing else.
             dashboard = f"{emulator.url}/_emulator/ui#token={options.api_token}"
             self.timeline.event("emulator", f"dashboard: {dashboard}")
-            self.timeline.event(
-                "emulator",
-                f"app {APP_NAME}: {'SIDECAR_AGONES=true ' if game.agones else ''}"
-                f"edgegap-sidecar run -- python {game.server.parent.name}/{game.server.name}",
-            )
+            self.timeline.event("emulator", f"app {APP_NAME}: {describe_game(game)}")
+            if game.agones:
+                self.timeline.event("emulator", f"the game talks {game.sdk_wire}")
             try:
-                summary = await self._play(emulator, session, game, run_bots)
+                if self.options.match:
+                    played = await self._play(
+                        emulator, session, game, run_bots, played_match(self.options.players)
+                    )
+                    await self._reset()
+                    plan = no_show_match(self.options.players)
+                    last = await self._play(emulator, session, game, run_bots, plan)
+                    summary = dataclasses.replace(last, earlier=(played,))
+                else:
+                    summary = await self._play(emulator, session, game, run_bots)
             finally:
                 await self._stop_watchers()
             if self.options.keep:
@@ -232,6 +227,7 @@ class Demo:
         session: aiohttp.ClientSession,
         game: ExampleGame,
         run_bots: Callable[..., dict[str, Any]],
+        plan: MatchPlan | None = None,
     ) -> DemoSummary:
         self.step = f"deploying {APP_NAME} (POST /deployments)"
         sidecar_port = pick_free_port(LOOPBACK)
@@ -241,9 +237,12 @@ class Demo:
             {"key": key, "value": value, "is_hidden": key == "SIDECAR_API_TOKEN"}
             for key, value in env.items()
         ]
-        tickets: list[str] = []
-        if self.options.match:
-            request_id, tickets = await self._deploy_match(emulator, variables)
+        made = None
+        if plan is not None:
+            self.step = f"making the {plan.name} match (POST /_emulator/matches)"
+            self.expected_reason = plan.stop_reason
+            made = await deploy_match(emulator, plan, APP_NAME, variables, self.timeline)
+            request_id = made.request_id
         else:
             request_id = await emulator.deploy(APP_NAME, environment_variables=variables)
             self.timeline.event("emulator", f"POST /deployments -> request_id {request_id}")
@@ -269,13 +268,37 @@ class Demo:
         self.step = "waiting for the game to report ready"
         await self._wait_for(lambda: self.sidecar_states[-1] != "starting", "sidecar event stream")
 
-        if self.options.match:
-            await self._arrive_all_but_one(session, sidecar_url, api_token, tickets)
-            self.step = f"waiting for the no-show deadline ({MATCH_NO_SHOW_TIMEOUT})"
+        if plan is None or made is None:
+            await self._play_bots(run_bots, game_port)
+            return await self._after_stop(emulator, request_id)
+
+        self.step = "players arriving with their tickets"
+        tickets = made.ticket_ids
+        # The example bots call themselves bot-1, bot-2…: their tickets arrive under those
+        # names. In the no-show match the last ticket's player never comes.
+        arriving = tickets if plan.played else tickets[:-1]
+        await arrive(
+            session,
+            sidecar_url,
+            api_token,
+            [(f"bot-{n}", ticket) for n, ticket in enumerate(arriving, start=1)],
+            self.timeline,
+            self.step,
+        )
+        if plan.played:
+            await self._play_bots(run_bots, game_port)
+        else:
+            self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
+            self.step = f"waiting for the no-show deadline ({plan.no_show_timeout})"
             await self._wait_for(
                 lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
             )
-            return await self._after_stop(emulator, request_id)
+        summary = await self._after_stop(emulator, request_id)
+        self.step = "reading the result sink (GET /_emulator/results)"
+        self.timeline.event("sink", await delivered_result(emulator, made, self.step))
+        return dataclasses.replace(summary, result_delivered=True)
+
+    async def _play_bots(self, run_bots: Callable[..., dict[str, Any]], game_port: int) -> None:
         self.step = (
             f"playing the match ({self.options.players} players x {self.options.rounds} rounds "
             f"on udp {LOOPBACK}:{game_port})"
@@ -288,7 +311,6 @@ class Demo:
             lambda: self.sidecar_status.get("stop_reason") is not None, "sidecar event stream"
         )
         self._check_stop_reason()
-        return await self._after_stop(emulator, request_id)
 
     async def _after_stop(self, emulator: EmulatorServer, request_id: str) -> DemoSummary:
         self.step = "waiting for the sidecar's self-stop"
@@ -301,7 +323,7 @@ class Demo:
         if "failed" in self.sidecar_states:
             error = (self.sidecar_status.get("stop") or {}).get("last_error")
             raise DemoError(self.step, f"the self-stop failed: {error}")
-        call = await self._self_stop_call(emulator, request_id)
+        call = await self_stop_call(emulator, request_id)
         if call is None:
             raise DemoError(self.step, "the deployment is terminating without a self-stop call")
         self.timeline.event("emulator", f"accepted the self-stop: {call}")
@@ -310,11 +332,16 @@ class Demo:
         await self._wait_for(lambda: Status.TERMINATED in self.reached, "deployment status watch")
 
         self.step = "reading the stored container logs"
-        lines = await self._stored_logs(emulator, request_id)
+        lines = await stored_logs(emulator, request_id, self.step)
         found = stop_record(lines)
         if found is None:
             raise DemoError(self.step, "the stored container logs have no sidecar.stop record")
         index, record = found
+        label = winner_label(lines)
+        if label is not None:
+            self.timeline.event(
+                "game", f"labelled its GameServer winner={label}, then called Shutdown() (its log)"
+            )
         self.timeline.event("result", describe_result(record))
         shown = lines[max(0, index - LOG_CONTEXT_LINES) :]
         self.timeline.line(
@@ -326,60 +353,6 @@ class Demo:
         return DemoSummary(
             request_id, self.timeline.elapsed(), str(record.get("reason")), len(lines)
         )
-
-    # ---- demo --match ---------------------------------------------------------------------------
-
-    async def _deploy_match(
-        self, emulator: EmulatorServer, variables: list[dict[str, Any]]
-    ) -> tuple[str, list[str]]:
-        """Deploy through POST /_emulator/matches: one ticket per player, every one needed."""
-        self.step = f"making a match of {self.options.players} tickets (POST /_emulator/matches)"
-        self.expected_reason = "no_show"
-        settings = {"SIDECAR_NO_SHOW_TIMEOUT": MATCH_NO_SHOW_TIMEOUT, "SIDECAR_MATCH_QUORUM": "all"}
-        status, body = await emulator.call(
-            "POST",
-            "/_emulator/matches",
-            json={
-                "app": APP_NAME,
-                "profile": "demo",
-                "tickets": [{"team": f"team-{n % 2 + 1}"} for n in range(self.options.players)],
-                "deploy": {
-                    "version": "demo",
-                    "environment_variables": [
-                        *variables,
-                        *({"key": k, "value": v, "is_hidden": False} for k, v in settings.items()),
-                    ],
-                },
-            },
-        )
-        if status != 201:
-            raise EmulatorError(status, body)
-        request_id, tickets = str(body["request_id"]), list(body["ticket_ids"])
-        self.timeline.event(
-            "emulator",
-            f"POST /_emulator/matches -> request_id {request_id}, match {body['match_id']}, "
-            f"{len(tickets)} tickets (MM_* injected), quorum all, no-show timeout "
-            f"{MATCH_NO_SHOW_TIMEOUT}",
-        )
-        return request_id, tickets
-
-    async def _arrive_all_but_one(
-        self, session: aiohttp.ClientSession, url: str, api_token: str, tickets: list[str]
-    ) -> None:
-        """Every player but the last connects with its ticket, as the game's handshake would
-        report it (`POST /v1/players/connect {player_id, ticket_id}`); the last never shows."""
-        self.step = "players arriving with their tickets"
-        headers = {"Authorization": f"Bearer {api_token}"}
-        for n, ticket in enumerate(tickets[:-1], start=1):
-            body = {"player_id": f"player-{n}", "ticket_id": ticket}
-            async with session.post(
-                f"{url}/v1/players/connect", json=body, headers=headers
-            ) as response:
-                if response.status >= 300:
-                    answer = f"{response.status}: {await response.text()}"
-                    raise DemoError(self.step, f"POST /v1/players/connect answered {answer}")
-            self.timeline.event("players", f"player-{n} arrived with ticket {ticket}")
-        self.timeline.event("players", f"ticket {tickets[-1]} never shows up")
 
     # ---- waiting ------------------------------------------------------------------------------
 
@@ -422,6 +395,16 @@ class Demo:
                 self.step,
                 f"the sidecar is stopping for {reason} ({detail}), not {self.expected_reason}",
             )
+
+    async def _reset(self) -> None:
+        """Between two deployments (demo --match): nothing watched or seen carries over."""
+        await self._stop_watchers()
+        self._tasks.clear()
+        self.reached = []
+        self.deployment = {}
+        self.sidecar_states = []
+        self.sidecar_status = {}
+        self.bots_outcome = None
 
     async def _stop_watchers(self) -> None:
         tasks = list(self._tasks.values())
@@ -531,63 +514,12 @@ class Demo:
         self._notify()
 
     async def _play_match(self, run_bots: Callable[..., dict[str, Any]], port: int) -> None:
-        """Run the example's bots in a thread of their own (they block on UDP sockets)."""
-        done: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-
-        def play() -> None:
-            try:
-                done.set_result(
-                    run_bots(
-                        LOOPBACK,
-                        port,
-                        self.options.players,
-                        self.options.rounds,
-                        join_wait=5.0,
-                        log=self._bot_said,
-                    )
-                )
-            except BaseException as exc:
-                # Not handled here: carried to the awaiting coroutine, which fails the step.
-                done.set_exception(exc)
-
-        # A daemon thread rather than the loop's executor, whose shutdown would make a failed
-        # demo wait for bots still retrying against a server that is gone. (run_bots' own
-        # worker threads are still joined at interpreter exit: a few seconds at worst.)
-        threading.Thread(target=play, name="demo-bots", daemon=True).start()
         try:
-            self.bots_outcome = await asyncio.wrap_future(done)
+            self.bots_outcome = await play_bots(
+                run_bots, port, self.options.players, self.options.rounds, self.timeline
+            )
         except Exception as exc:
             # BotError lives in a module loaded by path, so it has no importable name here;
             # whatever the bots raised, the match could not be played.
             raise DemoError(self.step, f"{type(exc).__name__}: {exc}") from None
         self._notify()
-
-    def _bot_said(self, line: str) -> None:
-        """A bot's log line (from its thread): joins, leaves and refusals go on the timeline."""
-        player, _, reply = line.partition(": ")
-        words = reply.split()
-        online = words[-1].partition("=")[2] if words and words[-1].startswith("players=") else "?"
-        if words[:2] == ["OK", "JOIN"]:
-            self.timeline.event("players", f"{player} joined over UDP ({online} online)")
-        elif words[:2] == ["OK", "LEAVE"]:
-            self.timeline.event("players", f"{player} left ({online} online)")
-        elif words[:1] == ["ERR"]:
-            self.timeline.event("players", f"{player}: the game answered {reply}")
-        # Individual scores are left out: the match result line sums them up.
-
-    async def _self_stop_call(self, emulator: EmulatorServer, request_id: str) -> str | None:
-        """The accepted self-stop call as the emulator recorded it (its token header left out)."""
-        path = f"/v1/self/stop/{request_id}/"
-        for entry in await emulator.requests(path_contains=path, method="DELETE"):
-            if 200 <= int(entry["status"]) < 300:
-                query = urllib.parse.urlencode(entry.get("query") or {})
-                return f"DELETE {entry['path']}{'?' + query if query else ''} -> {entry['status']}"
-        return None
-
-    async def _stored_logs(self, emulator: EmulatorServer, request_id: str) -> list[str]:
-        code, body = await emulator.call("GET", f"/v1/deployment/{request_id}/container-logs")
-        if code != 200 or not isinstance(body, dict):
-            raise DemoError(
-                self.step, f"GET /v1/deployment/{request_id}/container-logs answered {code}: {body}"
-            )
-        return str(body.get("logs") or "").splitlines()

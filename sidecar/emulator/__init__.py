@@ -36,7 +36,7 @@ Modules, one responsibility each:
     locations.py    the location catalogue
     models.py       request bodies (pydantic)
     errors.py       PlatformError, an answer in the platform's `{"message"}` shape
-    wire.py         error rendering, body and query parsing
+    route_io.py     error rendering, body and query parsing
     state.py        per-app state and the one deployment lookup
     server.py       run_emulator
     harness.py      EmulatorServer for tests

@@ -34,10 +34,10 @@ from sidecar.emulator.faults import CURRENT_FAULT, FaultQueue
 from sidecar.emulator.fleets import FleetError
 from sidecar.emulator.options import EmulatorOptions
 from sidecar.emulator.recorder import AUTHORIZED_KEY, RATE_LIMITED_KEY
+from sidecar.emulator.route_io import PlatformError, error_response
 from sidecar.emulator.routes import add_platform_routes, control, dashboard, matches, results
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import DeploymentStore
-from sidecar.emulator.wire import PlatformError, error_response
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A ticket id becomes part of a variable name (MM_TICKET_<id>): keep it to a name's characters.
-TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# No '-': /bin/sh (dash), which runs a backed deployment's command, silently drops a variable
+# whose name has one, so the game would never see that ticket. The matchmaker's own ids are
+# lowercase alphanumerics anyway.
+TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # The platform caps a user variable at 4 KB (edgegap-facts.md), as EnvVar does for deploys.
 MAX_VARIABLE = 4096
@@ -58,8 +61,8 @@ class MatchTicket(_Body):
     def _id(cls, value: str | None) -> str | None:
         if value is not None and (not TICKET_ID.match(value) or value == "IDS"):
             raise ValueError(
-                "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit, "
-                "and not IDS (MM_TICKET_IDS is the list)"
+                "must be 1-64 letters, digits or '_', starting with a letter or digit (it ends "
+                "the variable name MM_TICKET_<id>), and not IDS (MM_TICKET_IDS is the list)"
             )
         return value
 

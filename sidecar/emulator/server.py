@@ -1,9 +1,10 @@
 """`run_emulator`: serve the emulator until cancelled or SIGTERM/SIGINT, then shut down.
 
-Order: bind (port in use → StartupError) → record the base URL → print it (and, with
-`url_file`, write it there: atomically, so a script that sees the file can use it) → wait for
-a signal → cleanup, which stops every backing process (SIGTERM, SIGKILL after the grace) and
-closes the listener. The file is removed at exit, so a stale one never points at nothing.
+Order: bind (port in use → StartupError) → record the base URL → print the isolation, the
+dashboard's URL and, last, the base URL (and, with `url_file`, write it there: atomically, so
+a script that sees the file can use it) → wait for a signal → cleanup, which stops every
+backing process (SIGTERM, SIGKILL after the grace) and closes the listener. The file is
+removed at exit, so a stale one never points at nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sidecar.addresses import url_host
 from sidecar.emulator.app import create_app
 from sidecar.emulator.console import Console
 from sidecar.emulator.options import EmulatorOptions, check_listen_address
+from sidecar.emulator.routes.dashboard import PAGE
 from sidecar.emulator.state import STATE_KEY
 from sidecar.errors import StartupError
 
@@ -77,6 +79,12 @@ async def run_emulator(options: EmulatorOptions) -> None:
                 f"isolation: {manager.isolation} ({manager.isolation_note})",
                 isolation=str(manager.isolation),
             )
+        console.notice(
+            "dashboard",
+            _dashboard_line(base_url, token_required=bool(options.api_token)),
+            url=base_url + PAGE,
+            token_required=bool(options.api_token),
+        )
         # Last, and ending with the URL: scripts wait for this line and take its last word
         # (in json, its `url`).
         console.notice("listening", f"Edgegap emulator listening on {base_url}", url=base_url)
@@ -90,6 +98,14 @@ async def run_emulator(options: EmulatorOptions) -> None:
         if url_file is not None:
             with contextlib.suppress(OSError):
                 url_file.unlink()
+
+
+def _dashboard_line(base_url: str, *, token_required: bool) -> str:
+    page = base_url + PAGE
+    if not token_required:
+        return f"dashboard: {page}"
+    # The token itself is never printed (the console redacts it anyway): say where it goes.
+    return f"dashboard: {page} (needs the --api-token: open {page}#token=<TOKEN>)"
 
 
 def _write_atomically(path: Path, text: str) -> None:

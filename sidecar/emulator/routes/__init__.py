@@ -1,6 +1,6 @@
 """The emulator's HTTP routes, one module per resource of the reference, plus the control API.
 
-Handlers are thin: they parse the request (`wire.py`, `models.py`), call the platform rules in
+Handlers are thin: they parse the request (`route_io.py`, `models.py`), call the platform rules in
 the manager and the stores, and render the reference's shapes (`views.py`). Route names are
 what faults target (`/_emulator/faults` `target`), so they are part of the control API.
 

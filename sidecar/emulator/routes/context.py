@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import deployment_of
 from sidecar.emulator.views import context_view
-from sidecar.emulator.wire import PlatformError
 
 
 async def context(request: web.Request) -> web.Response:

@@ -67,11 +67,11 @@ from aiohttp import web
 from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.faults import FaultSpec
 from sidecar.emulator.models import FaultBody
+from sidecar.emulator.route_io import PlatformError, parse_body
 from sidecar.emulator.routes import sidecar_proxy
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, Status
 from sidecar.emulator.views import crash_data_view, status_view
-from sidecar.emulator.wire import PlatformError, parse_body
 
 PREFIX = "/_emulator/"
 _MAX_WAIT_SECONDS = 60.0

@@ -1,10 +1,12 @@
 """The dashboard (SPEC §13): a page in the browser that shows every deployment's status walk as
 a timeline, and for one deployment its ports, environment, logs, its sidecar's own state, its
-self-stop calls and the pending faults, with buttons to stop it and to inject a fault.
+self-stop calls and the pending faults, with buttons to stop it and to inject a fault; a form
+that makes a match (`POST /_emulator/matches`) and, for a match, its tickets and arrivals.
 
     GET /                                  302 → /_emulator/ui
     GET /_emulator/ui                      the page (ui/index.html)
-    GET /_emulator/ui/{name}               its script and style sheet (ui/app.js, ui/style.css)
+    GET /_emulator/ui/{name}               its scripts and style sheet (ui/app.js, ui/match.js,
+                                           ui/timeline.js, ui/style.css)
     GET /_emulator/timeline                {"now", "deployments": [{request_id, app_name, backed,
                                             current_status, statuses: [{status, at}],
                                             end_reason, error_detail}]}, every deployment the
@@ -19,7 +21,7 @@ self-stop calls and the pending faults, with buttons to stop it and to inject a 
                                            once the stop discarded them (`source`
                                            "last_output"), tokens redacted
 
-Who may see what: the page and its two files carry no secret (no token, no deployment data),
+Who may see what: the page and its files carry no secret (no token, no deployment data),
 and a browser cannot put an `authorization` header on a navigation, so they are served without
 one (`OPEN_ROUTES`). Everything the page shows comes from calls its script makes with
 `authorization: token <TOKEN>`, like any other client of the control API; the token comes from
@@ -37,9 +39,9 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import Deployment, utcnow
-from sidecar.emulator.wire import PlatformError
 from sidecar.redaction import REDACTED, all_forms, redact_forms
 
 PAGE = "/_emulator/ui"
@@ -47,6 +49,8 @@ PAGE = "/_emulator/ui"
 _FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
+    "match.js": "text/javascript",
+    "timeline.js": "text/javascript",
     "style.css": "text/css",
 }
 # Routes a browser reaches by navigating: no secret in them, so no token needed (app.py).

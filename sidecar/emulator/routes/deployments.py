@@ -18,11 +18,11 @@ from aiohttp import web
 from sidecar.emulator.deployments import DeploymentRequest, StopOutcome
 from sidecar.emulator.filters import field_values, matches_all, parse_query, query_matches
 from sidecar.emulator.models import BulkStop, DeployV1, DeployV2
+from sidecar.emulator.route_io import PlatformError, page_of, parse_body
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.storage import LogChoice
 from sidecar.emulator.store import Deployment
 from sidecar.emulator.views import list_item_view, status_view, stop_view
-from sidecar.emulator.wire import PlatformError, page_of, parse_body
 
 
 async def deploy_v2(request: web.Request) -> web.Response:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.emulator.models import FleetCreate, FleetPatch, PolicyCreate, PolicyPatch
+from sidecar.emulator.route_io import PlatformError, page_of, parse_body
 from sidecar.emulator.state import state_of
-from sidecar.emulator.wire import PlatformError, page_of, parse_body
 
 
 async def create_fleet(request: web.Request) -> web.Response:

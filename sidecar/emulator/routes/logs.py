@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from sidecar.emulator.metrics import metrics_view
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import deployment_of, state_of
 from sidecar.emulator.store import utcnow
 from sidecar.emulator.views import container_logs_view
-from sidecar.emulator.wire import PlatformError
 
 CONTROL_LOGS = "/_emulator/deployments/{request_id}/logs"
 _STEP = re.compile(r"^(\d+)([smh])$")

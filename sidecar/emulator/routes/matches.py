@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from sidecar.emulator.matches import MatchBody, MatchError, build_match
 from sidecar.emulator.models import DeployV2
+from sidecar.emulator.route_io import PlatformError, parse_body
 from sidecar.emulator.routes.deployments import create_v2
-from sidecar.emulator.wire import PlatformError, parse_body
 
 PATH = "/_emulator/matches"
 

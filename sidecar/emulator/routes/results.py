@@ -23,8 +23,8 @@ import json
 from aiohttp import web
 
 from sidecar.emulator.results import body_problems, redact
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import STATE_KEY, state_of
-from sidecar.emulator.wire import PlatformError
 
 PATH = "/_emulator/results"
 # The platform route name faults target (`POST /_emulator/faults {"target": "result_sink"}`).

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from sidecar.addresses import reachable_host
 from sidecar.emulator import netns
+from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
 from sidecar.emulator.store import Deployment
-from sidecar.emulator.wire import PlatformError
 
 DEFAULT_SIDECAR_PORT = 8787
 _HEAD_LIMIT = 64 * 1024

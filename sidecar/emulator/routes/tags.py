@@ -9,9 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.emulator.models import TagBody
+from sidecar.emulator.route_io import parse_body
 from sidecar.emulator.state import deployment_of
 from sidecar.emulator.views import tag_view
-from sidecar.emulator.wire import parse_body
 
 
 async def list_tags(request: web.Request) -> web.Response:

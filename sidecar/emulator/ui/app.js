@@ -1,6 +1,8 @@
 // The emulator's dashboard: polls the /_emulator/ JSON routes once a second and draws them.
 // Plain script, no build step, no library. Every value from the emulator (and every line a game
 // printed) goes into the page as text (textContent / SVG text nodes), never as markup.
+// timeline.js draws the timeline and match.js the matches; both load before this file, which
+// starts the page, so everything they call is defined by then.
 "use strict";
 
 const POLL_MS = 1000;
@@ -118,7 +120,8 @@ function seconds(value) {
   if (value === null || value === undefined) return "—";
   const s = Number(value);
   if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  if (s >= 60) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+  // Whole seconds rounded down: 119.6 s is "1m 59s", never "1m 60s".
+  if (s >= 60) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
   return `${s.toFixed(1)} s`;
 }
 
@@ -141,94 +144,10 @@ const view = {
   // The user picked one: do not jump to newer deployments on our own.
   pinned: false,
   envFor: null,
+  // The selected deployment's masked environment, fetched again at each of its status changes.
+  env: null,
   busy: false,
 };
-
-// ---- the timeline -------------------------------------------------------------------------
-
-function niceStep(span, wanted) {
-  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200];
-  return steps.find((step) => span / step <= wanted) || 86400;
-}
-
-function drawTimeline() {
-  const container = document.getElementById("timeline");
-  const deployments = view.deployments;
-  document.getElementById("deployment-count").textContent = deployments.length
-    ? `${deployments.filter((d) => d.current_status !== "Status.TERMINATED").length} running, ${deployments.length} in all`
-    : "";
-  if (!deployments.length) {
-    container.replaceChildren(el("p", { class: "muted empty" },
-      "No deployment yet: ", el("code", {}, "POST /deployments"), " to make one."));
-    return;
-  }
-  const width = Math.max(container.clientWidth, 600);
-  const labelWidth = 230;
-  const statusWidth = 110;
-  const rowHeight = 34;
-  const axisHeight = 22;
-  const chartLeft = labelWidth;
-  const chartRight = width - statusWidth - 8;
-  const start = Math.min(...deployments.map((d) => d.statuses[0].at));
-  const end = Math.max(view.now, start + 10);
-  const x = (t) => chartLeft + ((t - start) / (end - start)) * (chartRight - chartLeft);
-  const height = axisHeight + rowHeight * deployments.length + 4;
-  const chart = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": "deployment status timeline" });
-
-  const axis = svg("g", { class: "axis" });
-  const step = niceStep(end - start, Math.max(3, Math.floor((chartRight - chartLeft) / 90)));
-  for (let tick = Math.ceil(start / step) * step; tick <= end; tick += step) {
-    axis.append(svg("line", { x1: x(tick), x2: x(tick), y1: axisHeight - 4, y2: height }));
-    axis.append(svg("text", { x: x(tick), y: 12, "text-anchor": "middle" }, clock(tick)));
-  }
-  chart.append(axis);
-
-  deployments.forEach((deployment, index) => {
-    const top = axisHeight + index * rowHeight;
-    const row = svg("g", {
-      class: `row${deployment.request_id === view.selected ? " selected" : ""}`,
-      "data-request-id": deployment.request_id,
-      "data-status": deployment.current_status,
-    });
-    row.append(svg("rect", { class: "row-bg", x: 0, y: top, width, height: rowHeight, fill: "transparent" }));
-    row.append(svg("text", { class: "label-id", x: 8, y: top + 14 }, deployment.request_id));
-    row.append(svg("text", { class: "label-sub", x: 8, y: top + 28 },
-      `${deployment.app_name} · ${deployment.backed ? "backed" : "simulated"}`));
-    const statuses = deployment.statuses;
-    statuses.forEach((entry, i) => {
-      const from = entry.at;
-      const terminated = entry.status === "Status.TERMINATED";
-      const to = i + 1 < statuses.length ? statuses[i + 1].at : view.now;
-      const left = x(from);
-      const right = terminated ? left + 4 : Math.max(x(to), left + 2);
-      const segment = svg("rect", {
-        x: left, y: top + 8, width: right - left, height: rowHeight - 16, rx: 2,
-        fill: STATUS_COLORS[entry.status] || "#6b7280",
-        "data-status": entry.status,
-      });
-      const took = terminated ? "" : ` for ${seconds(to - from)}`;
-      segment.append(svg("title", {}, `${shortStatus(entry.status)} at ${clock(from)}${took}`));
-      row.append(segment);
-    });
-    const badge = svg("text", { x: width - statusWidth, y: top + 21, class: "label-sub",
-      "font-weight": 600, fill: STATUS_COLORS[deployment.current_status] || "#6b7280" },
-    shortStatus(deployment.current_status));
-    if (deployment.current_status === "Status.TERMINATED") badge.setAttribute("fill", "#6b7280");
-    row.append(badge);
-    row.addEventListener("click", () => select(deployment.request_id, true));
-    chart.append(row);
-  });
-  chart.append(svg("line", { class: "now", x1: x(view.now), x2: x(view.now), y1: axisHeight - 4, y2: height }));
-  container.replaceChildren(chart);
-}
-
-function drawLegend() {
-  const legend = document.getElementById("legend");
-  for (const [status, color] of Object.entries(STATUS_COLORS)) {
-    legend.append(el("span", {}, el("i", { style: { background: color } }), shortStatus(status)));
-  }
-}
 
 // ---- the selected deployment ----------------------------------------------------------------
 
@@ -237,6 +156,7 @@ function select(requestId, byUser) {
   if (view.selected === requestId) return;
   view.selected = requestId;
   view.envFor = null;
+  view.env = null;
   document.getElementById("action-result").hidden = true;
   replace("logs");
   drawTimeline();
@@ -263,19 +183,25 @@ async function refreshDetail() {
   stopButton.disabled = !["Status.READY", "Status.ERROR", "Status.INITIALIZING", "Status.SEEKING",
     "Status.SEEKED", "Status.SCANNING", "Status.DEPLOYING"].includes(deployment.current_status);
 
-  const [internals, logs, selfStops, faults, sidecar] = await Promise.all([
+  const askSidecar = (path) => (deployment.backed && running
+    ? api(`${base}/sidecar/${path}`) : Promise.resolve(null));
+  const [internals, logs, selfStops, faults, sidecar, match] = await Promise.all([
     api(base),
     api(`${base}/logs/masked?tail=${LOG_TAIL}`),
     api(`/_emulator/requests?path_contains=${encodeURIComponent(`/v1/self/stop/${id}/`)}`),
     api("/_emulator/faults"),
-    deployment.backed && running ? api(`${base}/sidecar/v1/status`) : Promise.resolve(null),
+    askSidecar("v1/status"),
+    // Only a match has one worth showing; match.js tells from the env whether it is one.
+    view.env && view.env.MM_MATCH_ID ? askSidecar("v1/match") : Promise.resolve(null),
   ]);
   if (view.selected !== id) return; // the user moved on while we were asking
   if (view.envFor !== `${id} ${deployment.current_status}`) {
     const env = await api(`${base}/env/masked`);
+    view.env = env.ok ? env.body : null;
     drawEnv(env.body);
     view.envFor = `${id} ${deployment.current_status}`;
   }
+  drawMatch(deployment, view.env, match, sidecar, logs);
   drawNote(deployment, internals.body);
   drawSidecar(deployment, sidecar);
   drawPorts(internals.body);
@@ -457,6 +383,7 @@ async function refreshHealth() {
     const b = health.body;
     document.getElementById("emulator-info").textContent =
       `${b.url} · ${b.isolation} isolation · apps: ${Object.keys(b.apps).join(", ") || "none"}`;
+    fillMatchApps(b.apps);
   }
 }
 
@@ -498,6 +425,7 @@ function start() {
   });
   document.getElementById("stop-button").addEventListener("click", () => stopSelected().catch(reportError));
   document.getElementById("fault-form").addEventListener("submit", (event) => injectFault(event).catch(reportError));
+  document.getElementById("match-form").addEventListener("submit", (event) => makeMatch(event).catch(reportError));
   window.addEventListener("resize", drawTimeline);
   refreshHealth().catch(reportError);
   setInterval(() => refreshHealth().catch(reportError), HEALTH_MS);

@@ -1,311 +1,55 @@
-"""The lifecycle core: states, timers as deadlines, and the one stop decision. No I/O.
+"""The lifecycle's state machine: game events in, the one stop decision and deadlines out.
 
-Over 400 lines on purpose: every rule of SPEC §5 in the one pure module the rest is built on.
+The rules it applies are described in the package docstring (sidecar.lifecycle); its tables live
+beside it: the states and transitions (`states`), the stop reasons and timer lengths (`reasons`),
+the roster and the matchmaker's arrivals (`roster`). A timer's deadline is its rule in
+`_timer_deadlines`. No I/O: the clock is injected.
 
-Events come in as method calls (`ready`, `heartbeat`, `player_connected`, `game_exited`, ...),
-the clock is injected, and decisions come out:
-
-* `poll()` evaluates every deadline against the clock and returns the `StopDecision` exactly
-  once, at the moment the self-stop call should begin (after the drain grace);
-* `next_deadline()` tells the runtime when to call `poll()` again, so an idle sidecar sleeps
-  instead of polling;
-* the lifecycle announces its own changes: `subscribe` listeners hear every state change,
-  `on_change` listeners everything that moves the state, a deadline or what the status shows,
-  and `on_replan` listeners (the runtime's timer loop) only what may bring a deadline earlier
-  (`Change.TIMERS`). No adapter has to remember to wake the timer loop, and one that only
-  pushes a deadline later (a repeated heartbeat) does not wake it.
-
-Rules (SPEC §5) that shape the code below:
-
-* The first decided reason wins; later triggers are only recorded.
-* Idle reasons (first player, empty, network idle) never fire while players are connected or a
-  hold is active; when a hold ends the idle windows restart from its end (a full window).
-* When several deadlines have passed at the same `poll()` (the process was suspended, or two
-  timers coincide), the earliest deadline wins; exact ties go by the order of `REASONS`.
-* The no-show (SPEC §12) counts arrivals, not players: a matchmaker ticket arrives when a player
-  with its id (or naming it) connects, and stays arrived. It runs from ready for a game that
-  reports players, until the quorum is met or a match starts; a hold postpones it.
-* Every stop reason is one row of `REASONS` (abnormal, idle, timer name, detail); a timer's
-  deadline is its rule in `_timer_deadlines`.
-
-This module imports nothing from the rest of the package, nor aiohttp, psutil or pydantic.
+Over 450 lines on purpose: one class, the only one that holds the lifecycle's mutable state;
+everything that is a table or a value has moved out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-
-class State(StrEnum):
-    """Where the server is in its life. Lower-case strings on the wire."""
-
-    STARTING = "starting"  # sidecar up, the game has not said it is ready
-    READY = "ready"  # game ready, no player has connected yet
-    ACTIVE = "active"  # a player connected or a match started (count may be back at 0)
-    DRAINING = "draining"  # a stop is decided and waits for its grace period
-    STOPPING = "stopping"  # the self-stop request is in flight or being retried
-    STOPPED = "stopped"  # the platform accepted the stop; waiting for its SIGTERM
-    FAILED = "failed"  # the self-stop failed for good; the fallback was applied
-    TERMINATING = "terminating"  # SIGTERM/SIGINT received: shutting down, no self-stop
-
-
-class ReadySource(StrEnum):
-    """What made the game ready (status `ready_source`)."""
-
-    API = "api"  # the game called POST /v1/ready: it also reports its players
-    PORT = "port"  # the game listens on a game port (SPEC §5): nothing known about players
-    AGONES = "agones"  # the Agones SDK's Ready (SPEC §10): player timers wait for its roster
-
-
-class Change(Enum):
-    """What an `on_change` notification means for the runtime."""
-
-    TIMERS = "timers"  # a deadline may have come earlier, or a stop is due: re-plan the timers
-    STATUS = "status"  # what status shows changed; every deadline stayed or moved later
-
-
-_STATUS = Change.STATUS
-
-
-class StopReason(StrEnum):
-    MATCH_ENDED = "match_ended"
-    SHUTDOWN_REQUESTED = "shutdown_requested"
-    READY_TIMEOUT = "ready_timeout"
-    NO_SHOW = "no_show"
-    FIRST_PLAYER_TIMEOUT = "first_player_timeout"
-    EMPTY_TIMEOUT = "empty_timeout"
-    MAX_DURATION = "max_duration"
-    UNHEALTHY = "unhealthy"
-    GAME_EXITED = "game_exited"
-    GAME_CRASHED = "game_crashed"
-    NETWORK_IDLE = "network_idle"
-
-
-@dataclass(frozen=True)
-class ReasonRules:
-    """What one stop reason means beyond its name: a row of `REASONS`."""
-
-    # Something went wrong: the stop keeps its logs with SIDECAR_ERROR_LOG_STORAGE.
-    abnormal: bool = False
-    # Only "nobody is here": never while players are connected or a hold is active.
-    idle: bool = False
-    # A timer: its name in status and metrics (its deadline is `_timer_deadlines`' rule).
-    timer: str | None = None
-    # A timer's stop detail: formatted with the TimerSettings fields and `_detail_values()`.
-    detail: str = ""
-
-
-# Every stop reason, in one table (issue 16: a new reason is one row plus its trigger). Timers
-# come first, in tie order: when two deadlines are exactly equal, the earlier row wins. Failures
-# first (their logs are kept with the error storage choice), then the hard cap, then the no-show
-# (the match never became playable), then the idle reasons.
-REASONS: dict[StopReason, ReasonRules] = {
-    StopReason.READY_TIMEOUT: ReasonRules(
-        abnormal=True, timer="ready", detail="the game was not ready within {ready_timeout:g}s"
-    ),
-    StopReason.UNHEALTHY: ReasonRules(
-        abnormal=True, timer="health", detail="no heartbeat for {health_timeout:g}s"
-    ),
-    StopReason.MAX_DURATION: ReasonRules(
-        timer="max_duration", detail="the server reached its maximum duration of {max_duration:g}s"
-    ),
-    StopReason.NO_SHOW: ReasonRules(
-        abnormal=True,  # a no-show usually means a connectivity problem worth its logs
-        timer="no_show",
-        detail="{arrived} of {expected} expected players arrived within {no_show_timeout:g}s "
-        "of ready (quorum {quorum})",
-    ),
-    StopReason.FIRST_PLAYER_TIMEOUT: ReasonRules(
-        idle=True,
-        timer="first_player",
-        detail="no player connected within {first_player_timeout:g}s of ready",
-    ),
-    StopReason.EMPTY_TIMEOUT: ReasonRules(
-        idle=True, timer="empty", detail="the server was empty for {empty_timeout:g}s"
-    ),
-    StopReason.NETWORK_IDLE: ReasonRules(
-        idle=True,
-        timer="network_idle",
-        detail="less than {network_idle_pps:g} packets/s for {network_idle_timeout:g}s",
-    ),
-    StopReason.MATCH_ENDED: ReasonRules(),
-    StopReason.SHUTDOWN_REQUESTED: ReasonRules(),
-    StopReason.GAME_EXITED: ReasonRules(),
-    StopReason.GAME_CRASHED: ReasonRules(abnormal=True),
-}
-
-# Views of the table, for readers that want one property.
-ABNORMAL_REASONS = frozenset(reason for reason, rules in REASONS.items() if rules.abnormal)
-IDLE_REASONS = frozenset(reason for reason, rules in REASONS.items() if rules.idle)
-TIMER_PRECEDENCE: tuple[StopReason, ...] = tuple(
-    reason for reason, rules in REASONS.items() if rules.timer is not None
+from sidecar.lifecycle.reasons import (
+    REASONS,
+    TIMER_NAMES,
+    TIMER_PRECEDENCE,
+    StopDecision,
+    StopReason,
+    TimerSettings,
+    Trigger,
 )
-TIMER_NAMES: dict[StopReason, str] = {
-    reason: rules.timer for reason, rules in REASONS.items() if rules.timer is not None
-}
+from sidecar.lifecycle.roster import (
+    Arrivals,
+    ExpectedPlayers,
+    Quorum,
+    Roster,
+    RosterLimit,
+    UnknownTicket,
+)
+from sidecar.lifecycle.states import (
+    PRE_STOP,
+    STOP_DECIDED,
+    TRANSITIONS,
+    Change,
+    ReadySource,
+    State,
+    TransitionRefused,
+)
 
-_PRE_STOP = frozenset({State.STARTING, State.READY, State.ACTIVE})
-_STOP_DECIDED = frozenset({State.DRAINING, State.STOPPING, State.STOPPED, State.FAILED})
-
-# Legal transitions; anything else is a bug in this module, not a user error.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.STARTING: frozenset({State.READY, State.ACTIVE, State.DRAINING, State.TERMINATING}),
-    State.READY: frozenset({State.ACTIVE, State.DRAINING, State.TERMINATING}),
-    State.ACTIVE: frozenset({State.DRAINING, State.TERMINATING}),
-    State.DRAINING: frozenset({State.STOPPING, State.TERMINATING}),
-    State.STOPPING: frozenset({State.STOPPED, State.FAILED, State.TERMINATING}),
-    State.STOPPED: frozenset({State.TERMINATING}),
-    State.FAILED: frozenset({State.TERMINATING}),
-    State.TERMINATING: frozenset(),
-}
-
-
-# The most players the roster holds, named or anonymous (SPEC §11: documented, at least 10,000).
-# Every status, event and metrics scrape carries the ids: unbounded, 50k ids made a 6.2 MB status.
-ROSTER_CAP = 10_000
-
-
-class RosterFull(Exception):
-    """A roster change that would exceed ROSTER_CAP, or that a roster limit refused (the API
-    answers 422)."""
-
-    def __init__(self, wanted: int, why: str | None = None) -> None:
-        super().__init__(
-            why
-            or f"the roster holds at most {ROSTER_CAP} players; this change would make it {wanted}"
-        )
-        self.wanted = wanted
-
-
-class TransitionRefused(Exception):
-    """A lifecycle change that no longer applies (the API answers 409)."""
-
-    def __init__(self, action: str, state: State) -> None:
-        super().__init__(f"cannot {action}: the server is {state.value}")
-        self.action = action
-        self.state = state
-
-
-@dataclass(frozen=True)
-class TimerSettings:
-    """Timer lengths in seconds; 0 disables a timer. The one definition of the timers: their
-    defaults are SPEC §4's, and config.Settings reads them from the environment."""
-
-    ready_timeout: float = 300.0
-    first_player_timeout: float = 120.0
-    empty_timeout: float = 60.0
-    max_duration: float = 0.0
-    health_timeout: float = 30.0
-    match_end_grace: float = 5.0
-    network_idle_timeout: float = 0.0
-    network_idle_pps: float = 2.0
-    no_show_timeout: float = 60.0  # SPEC §12: Edgegap's guidance gives matched players ~60 s
-
-
-class UnknownTicket(Exception):
-    """A connect naming a ticket the matchmaker did not send (the API answers 422)."""
-
-    def __init__(self, ticket_id: str) -> None:
-        super().__init__(f"ticket {ticket_id!r} is not one of this match's tickets")
-        self.ticket_id = ticket_id
-
-
-class QuorumRule(StrEnum):
-    """How SIDECAR_MATCH_QUORUM counts."""
-
-    COUNT = "count"  # that many arrivals (capped at the number of tickets)
-    ALL = "all"  # every ticket
-    TEAMS = "teams"  # at least one arrival in every team (no team data: as a count of 1)
-
-
-@dataclass(frozen=True)
-class Quorum:
-    """How many arrivals make the match playable (SPEC §12, `SIDECAR_MATCH_QUORUM`)."""
-
-    rule: QuorumRule = QuorumRule.COUNT
-    count: int = 1
-
-    def __str__(self) -> str:
-        return str(self.count) if self.rule is QuorumRule.COUNT else self.rule.value
-
-    @property
-    def configured(self) -> int | str:
-        """As configured, for JSON: the number, or `all` / `teams`."""
-        return self.count if self.rule is QuorumRule.COUNT else self.rule.value
-
-    def met(self, expected: ExpectedPlayers, arrived: Collection[str]) -> bool:
-        """True once `arrived` (ticket ids) is enough."""
-        if self.rule is QuorumRule.TEAMS and expected.teams:
-            return all(
-                any(ticket in arrived for ticket in team) for team in expected.teams.values()
-            )
-        if self.rule is QuorumRule.ALL:
-            needed = len(expected.tickets)
-        else:  # a count, or teams without team data: as `1`
-            needed = self.count if self.rule is QuorumRule.COUNT else 1
-        return len(arrived) >= min(needed, len(expected.tickets))
-
-
-@dataclass(frozen=True)
-class ExpectedPlayers:
-    """The matchmaker's tickets as the lifecycle needs them (SPEC §12): one expected player per
-    ticket id, and the teams (team id → ticket ids; empty without team data). Built by
-    sidecar.match from the MM_* variables."""
-
-    tickets: tuple[str, ...]
-    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StopDecision:
-    """Why the server stops, decided once."""
-
-    reason: StopReason
-    detail: str
-    decided_at: float
-    grace: float
-    match_result: Any = None
-    log_storage_override: str | None = None
-    # Run mode: how the game ended, when the stop is about the game's exit.
-    exit_code: int | None = None
-    signal: str | None = None
-
-    @property
-    def abnormal(self) -> bool:
-        return self.reason in ABNORMAL_REASONS
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A stop trigger that arrived after the decision: recorded, never acted on."""
-
-    reason: StopReason
-    detail: str
-    at: float
-
+# Looked up once: the heartbeat hot path announces it inline (docs/benchmarks.md).
+_STATUS = Change.STATUS
+# SIDECAR_MATCH_QUORUM's default (frozen, so one instance serves every lifecycle).
+_DEFAULT_QUORUM = Quorum()
 
 Listener = Callable[[State, State], None]
 ChangeListener = Callable[[Change], None]
 ReplanListener = Callable[[], object]
-# Another bound on the roster, from an adapter that shows it (the Agones GameServer's 1 MiB):
-# given the ids and count a change would leave, a text refuses the change (RosterFull).
-RosterLimit = Callable[[list[str], int], str | None]
-
-
-@dataclass
-class _Roster:
-    """Connected players: named ids plus anonymous ones (from `PUT /v1/players {count}`)."""
-
-    ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
-    anonymous: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.ids) + self.anonymous
 
 
 class Lifecycle:
@@ -318,7 +62,7 @@ class Lifecycle:
         *,
         match_id: str | None = None,
         expected: ExpectedPlayers | None = None,
-        quorum: Quorum = Quorum(),
+        quorum: Quorum = _DEFAULT_QUORUM,
     ) -> None:
         self.timers = timers
         self._clock = clock
@@ -335,14 +79,10 @@ class Lifecycle:
         self.match_id: str | None = match_id
         self._matchmaker_match_id = match_id is not None
         self.match_started_at: float | None = None
-        # The matchmaker's tickets (None: no match data) and the ones that arrived, each with
-        # the first player that brought it; an arrived ticket stays arrived.
         self.expected = expected
         self.quorum = quorum
-        self._expected_ids: frozenset[str] = frozenset(expected.tickets if expected else ())
-        self._arrivals: dict[str, str] = {}
-        self._quorum_met = expected is None or quorum.met(expected, ())
-        self._roster = _Roster()
+        self._match = Arrivals(expected, quorum)
+        self._roster = Roster()
         # Start of the current idle window: moved by ready, a player leaving, activity, hold end.
         self._idle_anchor: float | None = None
         self._hold_until: float | None = None
@@ -358,7 +98,6 @@ class Lifecycle:
         self._listeners: list[Listener] = []
         self._change_listeners: list[ChangeListener] = []
         self._replan_listeners: list[ReplanListener] = []
-        self._roster_limits: list[RosterLimit] = []
 
     # --- observation ---------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -380,13 +119,7 @@ class Lifecycle:
     def limit_roster(self, limit: RosterLimit) -> None:
         """Ask `limit(ids, count)` before a connect or a new roster; a text it returns refuses it
         (`RosterFull` with that text, nothing changed)."""
-        self._roster_limits.append(limit)
-
-    def _check_roster_limits(self, ids: list[str], count: int) -> None:
-        for limit in self._roster_limits:
-            why = limit(ids, count)
-            if why is not None:
-                raise RosterFull(count, why)
+        self._roster.limits.append(limit)
 
     @property
     def now(self) -> float:
@@ -414,7 +147,7 @@ class Lifecycle:
     # --- game events ---------------------------------------------------------------------------
     def ready(self, source: ReadySource = ReadySource.API) -> None:
         """The game is ready (`POST /v1/ready`, or its game port is listening)."""
-        if self.state in _STOP_DECIDED or self.state is State.TERMINATING:
+        if self.state in STOP_DECIDED or self.state is State.TERMINATING:
             raise TransitionRefused("mark ready", self.state)
         if source is ReadySource.API:
             self.reports_players = True  # may arm the player timers, even on a repeated ready
@@ -451,54 +184,33 @@ class Lifecycle:
         """Add a player (idempotent per id); `RosterFull` beyond ROSTER_CAP. The player brings
         the ticket it names, or the ticket its id is (SPEC §12); `UnknownTicket` (and no change)
         when it names one that is not expected."""
-        if ticket_id is not None and ticket_id not in self._expected_ids:
+        if ticket_id is not None and ticket_id not in self._match.ticket_ids:
             raise UnknownTicket(ticket_id)
         self._reports_players()
-        roster = self._roster
-        if player_id not in roster.ids:
-            if roster.count >= ROSTER_CAP:
-                raise RosterFull(roster.count + 1)
-            if self._roster_limits:
-                self._check_roster_limits([*roster.ids, player_id], roster.count + 1)
-            roster.ids[player_id] = None
-            self._roster_changed(roster.count - 1)
-        if self._expected_ids:
-            self._arrive(ticket_id or player_id, player_id)
+        if self._roster.add(player_id):
+            self._roster_changed(self._roster.count - 1)
+        if self._match.ticket_ids:
+            self._match.arrive(ticket_id or player_id, player_id)
         self._changed(Change.TIMERS)
-        return roster.count
+        return self._roster.count
 
     def player_disconnected(self, player_id: str) -> int:
         self._reports_players()
-        roster = self._roster
-        before = roster.count
-        if player_id in roster.ids:
-            del roster.ids[player_id]
-        elif roster.anonymous > 0:
-            # The roster was set by count: this id was one of the anonymous players.
-            roster.anonymous -= 1
-        if roster.count != before:
-            self._roster_changed(before)
+        if self._roster.remove(player_id):
+            self._roster_changed(self._roster.count + 1)
         self._changed(Change.TIMERS)
-        return roster.count
+        return self._roster.count
 
     def set_players(self, ids: Iterable[str] | None = None, count: int | None = None) -> int:
         """Replace the whole roster: exactly these ids, or `count` anonymous players;
         `RosterFull` (and no change) beyond ROSTER_CAP."""
         self._reports_players()
         before = self._roster.count
-        if ids is not None:
-            roster = _Roster(ids=dict.fromkeys(ids))
-        else:
-            roster = _Roster(anonymous=max(0, count or 0))
-        if roster.count > ROSTER_CAP:
-            raise RosterFull(roster.count)
-        if self._roster_limits:
-            self._check_roster_limits(list(roster.ids), roster.count)
-        self._roster = roster
+        self._roster.replace(ids, count)
         self._roster_changed(before)
-        if self._expected_ids:
-            for player_id in roster.ids:
-                self._arrive(player_id, player_id)
+        if self._match.ticket_ids:
+            for player_id in self._roster.ids:
+                self._match.arrive(player_id, player_id)
         self._changed(Change.TIMERS)
         return self._roster.count
 
@@ -509,7 +221,7 @@ class Lifecycle:
         self._changed(Change.TIMERS)  # ending a hold restarts the idle windows: maybe earlier
 
     def match_started(self, match_id: str | None = None) -> None:
-        if self.state not in _PRE_STOP:
+        if self.state not in PRE_STOP:
             raise TransitionRefused("start a match", self.state)
         if match_id is not None and not self._matchmaker_match_id:
             self.match_id = match_id  # the matchmaker's id, when there is one, stays
@@ -577,6 +289,17 @@ class Lifecycle:
                 self._network_anchor = now
         self._changed(Change.TIMERS)
 
+    def stop_for(self, reason: StopReason, detail: str) -> bool:
+        """A stop an adapter detected (a watcher, a platform call), decided by its row of
+        `REASONS` like the built-in triggers: an idle reason only while nobody is here and no
+        hold is active (else False, nothing recorded: idleness is a state, not an event, so the
+        adapter reports it again while it lasts). False when a stop was already decided."""
+        if REASONS[reason].idle and (self._roster.count > 0 or self.hold_active):
+            return False
+        decided = self._decide(reason, detail, grace=0.0)
+        self._changed(Change.TIMERS)
+        return decided
+
     def terminating(self, signal_name: str) -> None:
         """The platform is stopping us (SIGTERM/SIGINT): no self-stop from now on."""
         self.terminate_signal = signal_name
@@ -601,7 +324,7 @@ class Lifecycle:
         now = self.now
         before = self.state
         released = None
-        if self.state in _PRE_STOP:
+        if self.state in PRE_STOP:
             due = self._earliest_due_timer(now)
             if due is not None:
                 reason, _deadline = due
@@ -623,7 +346,7 @@ class Lifecycle:
         """The next time `poll()` can change something, or None when nothing is pending."""
         if self.state is State.DRAINING and not self._stop_released:
             return self._drain_until
-        if self.state not in _PRE_STOP:
+        if self.state not in PRE_STOP:
             return None
         deadlines = [d for d in self._timer_deadlines().values() if d is not None]
         return min(deadlines) if deadlines else None
@@ -632,7 +355,7 @@ class Lifecycle:
         """Seconds left on every armed timer (and the drain / hold), for status and metrics."""
         now = self.now
         left: dict[str, float] = {}
-        if self.state in _PRE_STOP:
+        if self.state in PRE_STOP:
             for reason, deadline in self._timer_deadlines().items():
                 if deadline is not None:
                     left[TIMER_NAMES[reason]] = max(0.0, deadline - now)
@@ -650,7 +373,7 @@ class Lifecycle:
     # --- the match (SPEC §12) ------------------------------------------------------------------
     def is_expected(self, ticket_id: str) -> bool:
         """Whether `ticket_id` is one of the matchmaker's tickets."""
-        return ticket_id in self._expected_ids
+        return ticket_id in self._match.ticket_ids
 
     @property
     def expected_count(self) -> int:
@@ -658,29 +381,22 @@ class Lifecycle:
 
     @property
     def arrived_count(self) -> int:
-        return len(self._arrivals)
+        return len(self._match.arrived)
 
     @property
     def arrivals(self) -> Mapping[str, str]:
         """Arrived ticket id → the player that brought it first, in arrival order."""
-        return self._arrivals
+        return self._match.arrived
 
     @property
     def quorum_met(self) -> bool:
-        return self._quorum_met
+        return self._match.quorum_met
 
     def missing_tickets(self) -> list[str]:
         """The expected tickets that have not arrived, in the matchmaker's order."""
-        if self.expected is None:
-            return []
-        return [ticket for ticket in self.expected.tickets if ticket not in self._arrivals]
+        return self._match.missing()
 
     # --- internals -----------------------------------------------------------------------------
-    def _arrive(self, ticket_id: str, player_id: str) -> None:
-        if ticket_id in self._expected_ids and ticket_id not in self._arrivals:
-            self._arrivals[ticket_id] = player_id
-            if not self._quorum_met and self.expected is not None:
-                self._quorum_met = self.quorum.met(self.expected, self._arrivals)
 
     def _reports_players(self) -> None:
         self.reports_players = True
@@ -712,7 +428,7 @@ class Lifecycle:
         if t.max_duration > 0:
             deadlines[StopReason.MAX_DURATION] = self.started_at + t.max_duration
         if (
-            not self._quorum_met
+            not self._match.quorum_met
             and self.match_started_at is None
             and t.no_show_timeout > 0
             and self.ready_at is not None
