@@ -56,9 +56,6 @@ from sidecar.routes import by_path
 # model's name in the route table on first use; `warm_up` loads them right after the API is
 # listening. Handlers name them for typing only.
 if TYPE_CHECKING:
-    from sidecar.events import EventHub
-    from sidecar.lifecycle import Lifecycle
-    from sidecar.metrics import RequestCounter
     from sidecar.bodies import (
         ConnectBody,
         HoldBody,
@@ -68,6 +65,9 @@ if TYPE_CHECKING:
         PlayersBody,
         ShutdownBody,
     )
+    from sidecar.events import EventHub
+    from sidecar.lifecycle import Lifecycle
+    from sidecar.metrics import RequestCounter
     from sidecar.status import StatusView
 
 log = logging.getLogger("sidecar.api")
