@@ -51,15 +51,12 @@ from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused, UnknownTicket
 from sidecar.routes import by_path
 
-# pydantic is only imported with the request models, after start-up: building them costs ~70 ms,
-# which start-up (`/healthz` answering) should not wait for. A route's body model is looked up by
-# its name in the route table on first use; `warm_up` loads them in a thread right after the API
-# is listening. Handlers name them for typing only.
+# Request bodies are checked by `sidecar.bodies`: the pydantic models of `sidecar.models`
+# compiled, so that pydantic is never loaded here. A route's body class is looked up by its
+# model's name in the route table on first use; `warm_up` loads them right after the API is
+# listening. Handlers name them for typing only.
 if TYPE_CHECKING:
-    from sidecar.events import EventHub
-    from sidecar.lifecycle import Lifecycle
-    from sidecar.metrics import RequestCounter
-    from sidecar.models import (
+    from sidecar.bodies import (
         ConnectBody,
         HoldBody,
         MatchEndBody,
@@ -68,6 +65,9 @@ if TYPE_CHECKING:
         PlayersBody,
         ShutdownBody,
     )
+    from sidecar.events import EventHub
+    from sidecar.lifecycle import Lifecycle
+    from sidecar.metrics import RequestCounter
     from sidecar.status import StatusView
 
 log = logging.getLogger("sidecar.api")
@@ -148,7 +148,7 @@ class LocalApi:
         they load on first use anyway, so a failure here (descriptors exhausted at start-up)
         must not count as a failed task and end the sidecar."""
         try:
-            await asyncio.to_thread(importlib.import_module, "sidecar.models")
+            await asyncio.to_thread(importlib.import_module, "sidecar.bodies")
         except Exception as exc:
             log.debug("could not load the request models ahead of use: %r", exc)
 
@@ -176,17 +176,17 @@ class LocalApi:
         return app
 
     def _with_body(self, handler: BodyHandler, model_name: str, optional: bool) -> Handler:
-        """Read and validate the body with the route's request model, then call the handler
-        with it: the model the document shows is the one that validates, by construction."""
+        """Read and validate the body with the route's request model (its compiled form, held
+        to the model by tests/test_models_compiled.py), then call the handler with it."""
         timeout = self.body_timeout
         model: type[Any] | None = None
 
         async def with_body(request: web.Request) -> web.StreamResponse:
             nonlocal model
             if model is None:
-                from sidecar import models  # pydantic: on first use, unless warm_up came first
+                from sidecar import bodies  # on first use, unless warm_up came first
 
-                model = getattr(models, model_name)
+                model = getattr(bodies, model_name)
             return await handler(request, await read_body(request, model, optional, timeout))
 
         return with_body

@@ -2,7 +2,8 @@
 
 The error envelope `{"error": {"code", "message"}}` and `ApiError`, strict JSON (`NaN`,
 `Infinity`, overflowing numbers and nesting deeper than 64 levels refused before any parser
-recurses), and request bodies within their limits: 64 KiB, 10 s to arrive, a pydantic model.
+recurses), and request bodies within their limits: 64 KiB, 10 s to arrive, the shape of their
+model (`sidecar/bodies.py`: the pydantic models compiled, so that pydantic is never loaded here).
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ import asyncio
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from sidecar.body_check import Body, BodyInvalid
 from sidecar.errors import HttpError
-
-# pydantic is only imported with the request models, after start-up (see api.py).
-if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 64
 BODY_TIMEOUT = 10.0
-BodyT = TypeVar("BodyT", bound="BaseModel")
+BodyT = TypeVar("BodyT", bound=Body)
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -69,7 +67,8 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
-def _pydantic_message(error: ValidationError) -> str:
+def _body_message(error: BodyInvalid) -> str:
+    """The first five errors, worded as pydantic words them (tests/test_models_compiled.py)."""
     parts = []
     for item in error.errors()[:5]:
         where = ".".join(str(p) for p in item.get("loc", ())) or "body"
@@ -153,15 +152,15 @@ async def read_body(
         # Closed after the answer: aiohttp would otherwise wait up to 10 s more for the body.
         raise ApiError(408, f"the body did not arrive within {timeout_s:g}s", close=True) from None
     if not raw.strip():
-        if optional:
-            return model()
-        raise ApiError(400, "a JSON body is required")
-    data = parse_json(raw)
+        if not optional:
+            raise ApiError(400, "a JSON body is required")
+        data: Any = {}  # every field of an optional body has a default
+    else:
+        data = parse_json(raw)
     if not isinstance(data, dict):
         raise ApiError(422, "the body must be a JSON object")
-    from pydantic import ValidationError  # already loaded with the models: a dict lookup
-
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, _pydantic_message(exc)) from None
+        body: BodyT = model.validate(data)
+    except BodyInvalid as exc:
+        raise ApiError(422, _body_message(exc)) from None
+    return body

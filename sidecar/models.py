@@ -1,4 +1,10 @@
-"""Request bodies of the local API (SPEC §7). Unknown fields are refused (422).
+"""Request bodies of the local API (SPEC §7), as pydantic models: the single source of their
+shapes for the OpenAPI document and the tests. Unknown fields are refused (422).
+
+The running sidecar does not load pydantic (~10 MB of RSS): `packaging/gen_bodies.py` compiles
+these models into `sidecar/bodies.py`, checked by `sidecar/body_check.py`, and the tests fail
+when the compiled form is stale or answers differently. So the rules live in body_check.py, and
+only schema features body_check.py knows may be used here (the generator says which).
 
 Responses are plain dicts built by the API module: they are on the hot path, and a JSON dump
 of a dict is cheaper than building a model per request.
@@ -6,31 +12,20 @@ of a dict is cheaper than building a model per request.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from sidecar.body_check import (
+    exactly_one_of_ids_or_count,
+    finite,
+    printable_id,
+    result_within_limit,
+)
 from sidecar.lifecycle import ROSTER_CAP
 
-MAX_RESULT_BYTES = 16 * 1024
-
-
-def _printable_id(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must contain printable characters only")
-    return value
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-PlayerId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable_id)]
-Seconds = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+PlayerId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable_id)]
+Seconds = Annotated[float, Field(ge=0), AfterValidator(finite)]
 
 
 class _Body(BaseModel):
@@ -52,11 +47,7 @@ class PlayersBody(_Body):
     player_ids: list[PlayerId] | None = Field(default=None, max_length=ROSTER_CAP)
     count: int | None = Field(default=None, ge=0, le=ROSTER_CAP)
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> PlayersBody:
-        if (self.player_ids is None) == (self.count is None):
-            raise ValueError('give exactly one of "player_ids" or "count"')
-        return self
+    _exactly_one = model_validator(mode="after")(exactly_one_of_ids_or_count)
 
 
 class HoldBody(_Body):
@@ -71,15 +62,7 @@ class MatchEndBody(_Body):
     result: Any = None
     grace_seconds: Seconds | None = None
 
-    @model_validator(mode="after")
-    def _result_size(self) -> MatchEndBody:
-        if self.result is not None:
-            size = len(json.dumps(self.result, separators=(",", ":")).encode())
-            if size > MAX_RESULT_BYTES:
-                raise ValueError(
-                    f"result is {size} bytes of JSON; the limit is {MAX_RESULT_BYTES} (16 KiB)"
-                )
-        return self
+    _result_size = model_validator(mode="after")(result_within_limit)
 
 
 class ShutdownBody(_Body):

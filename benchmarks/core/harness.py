@@ -148,14 +148,22 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
         self.calls = 0
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        data = None if body is None else json.dumps(body).encode()
+    def call(
+        self, method: str, path: str, body: Any = None, expect: int | None = None
+    ) -> tuple[int, bytes]:
+        """One call; a 4xx/5xx raises unless it is the `expect`ed status (and then only it)."""
+        if isinstance(body, bytes):
+            data: bytes | None = body  # sent as is: malformed JSON on purpose
+        else:
+            data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         self.conn.request(method, path, body=data, headers=headers)
         response = self.conn.getresponse()
         payload = response.read()
         self.calls += 1
-        if response.status >= 400:
+        if expect is not None and response.status != expect:
+            raise RuntimeError(f"{method} {path} answered {response.status}, not {expect}")
+        if expect is None and response.status >= 400:
             raise RuntimeError(f"{method} {path} answered {response.status}: {payload[:200]!r}")
         return response.status, payload
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import benchmarks.core
-from benchmarks.core import memory, report, startup, stop, throughput
-from benchmarks.core.harness import PYTHON, ROOT, Children, free_port, running
+from benchmarks.core import memory, report, startup, stop, throughput, variants
+from benchmarks.core.harness import PYTHON, ROOT, Children
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,23 +62,15 @@ def run(args: argparse.Namespace, children: Children) -> report.Results:
         [
             PYTHON,
             "-c",
-            f"import {startup.SERVE_IMPORTS}, aiohttp.web, sidecar.emulator, sidecar.models",
+            f"import {startup.SERVE_IMPORTS}, aiohttp.web, sidecar.emulator, sidecar.bodies",
         ],
         check=True,
         env=children.env(),
         cwd=ROOT,
     )
 
-    step("realistic session")
-    port = free_port()
-    # A far health timeout: the idle sidecar keeps an armed timer but never stops during the bench.
-    session_proc = children.spawn_sidecar(port, {"SIDECAR_HEALTH_TIMEOUT": "10m"})
-    with running(session_proc):
-        session = memory.session_memory(session_proc, port)
-        time.sleep(0.5)  # let the last connection close before the idle window starts
-        idle = memory.IdleProbe(session_proc.pid, args.idle)
-        idle.start()
-
+    step("sessions: plain, with match data, with 4xx traffic")
+    with variants.measured(children, args.idle) as idle_figures:
         step("reference RSS")
         reference_rss = memory.reference_rss(children)
         step("start-up")
@@ -90,8 +82,8 @@ def run(args: argparse.Namespace, children: Children) -> report.Results:
         step("throughput")
         load = throughput.measure(children, args.seconds, args.warmup, args.rounds)
 
-        step("waiting for the idle window to end")
-        idle_cpu = idle.join()
+        step("waiting for the idle windows to end")
+        sidecars = idle_figures()
     return report.Results(
         machine=machine,
         seconds=args.seconds,
@@ -99,9 +91,8 @@ def run(args: argparse.Namespace, children: Children) -> report.Results:
         rounds=args.rounds,
         load_before=load_before,
         load_after=os.getloadavg(),
-        session=session,
+        sidecars=sidecars,
         reference_rss=reference_rss,
-        idle=idle_cpu,
         startup=startup_figures,
         stop=stop_latency,
         throughput=load,

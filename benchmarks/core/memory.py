@@ -1,5 +1,5 @@
-"""Measurement 2: memory after a realistic session, reference processes, and the CPU time of an
-idle sidecar."""
+"""Measurement 2: the realistic session, the reference processes that show where a sidecar's
+memory goes, and the probe of an idle sidecar's CPU time (the sidecars themselves: variants.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from benchmarks.core.harness import PYTHON, Children, Client, rss_mb, wait_http_ok
-from benchmarks.core.harness import Process as ChildProcess
-
-
-@dataclass(frozen=True)
-class SessionMemory:
-    calls: int
-    rss_mb: float
-    uss_mb: float  # pages only this process uses: no shared libraries
+from benchmarks.core.harness import PYTHON, Children, Client
 
 
 @dataclass(frozen=True)
@@ -63,17 +55,6 @@ def realistic_session(client: Client, players: int = 40) -> None:
         client.call("GET", "/metrics")
 
 
-def session_memory(proc: ChildProcess, port: int) -> SessionMemory:
-    """Play `realistic_session` against the running sidecar, then read its RSS and USS."""
-    wait_http_ok(port, proc)
-    client = Client(port)
-    realistic_session(client)
-    client.close()
-    rss = rss_mb(proc.pid)
-    uss = psutil.Process(proc.pid).memory_full_info().uss / 2**20
-    return SessionMemory(client.calls, rss, uss)
-
-
 def reference_rss_mb(children: Children, code: str) -> float:
     probe = (
         f"{code}\nimport os\nfor line in open('/proc/self/status'):\n"
@@ -85,21 +66,38 @@ def reference_rss_mb(children: Children, code: str) -> float:
     return int(out) / 1024
 
 
+# Where the RSS of an aiohttp server with our dependencies goes, one interpreter per row, each
+# row the one above plus one step: what the sidecar loads (aiohttp.web, psutil), then what it
+# would pay to check its bodies with pydantic-core from ahead-built schemas, or with pydantic.
+_VALIDATOR = (
+    "from pydantic_core import SchemaValidator\n"
+    "SchemaValidator({'type': 'typed-dict', 'fields': {'player_id': {'type': 'typed-dict-field', "
+    "'schema': {'type': 'str', 'max_length': 128}}}}).validate_python({'player_id': 'p1'})"
+)
+_MODEL = (
+    "import pydantic\nclass M(pydantic.BaseModel):\n    player_id: str\n"
+    "M.model_validate({'player_id': 'p1'})"
+)
+REFERENCES = [
+    (
+        "a process that only imports aiohttp.web (the floor of any aiohttp server)",
+        "import aiohttp.web",
+    ),
+    ("the same + psutil", "import aiohttp.web, psutil"),
+    (
+        "the same + a pydantic-core `SchemaValidator` built from a core schema and used once",
+        f"import aiohttp.web, psutil\n{_VALIDATOR}",
+    ),
+    (
+        "aiohttp.web + psutil + one pydantic `BaseModel` defined and used (checking bodies with "
+        "pydantic)",
+        f"import aiohttp.web, psutil\n{_MODEL}",
+    ),
+]
+
+
 def reference_rss(children: Children) -> list[ReferenceRss]:
-    return [
-        ReferenceRss(
-            "`import aiohttp.web, pydantic`",
-            reference_rss_mb(children, "import aiohttp.web, pydantic"),
-        ),
-        # `import pydantic` is lazy: the first model class pulls in the real machinery.
-        ReferenceRss(
-            "`import aiohttp.web, pydantic` + one `BaseModel` class",
-            reference_rss_mb(
-                children,
-                "import aiohttp.web, pydantic\nclass M(pydantic.BaseModel):\n    x: int = 0",
-            ),
-        ),
-    ]
+    return [ReferenceRss(label, reference_rss_mb(children, code)) for label, code in REFERENCES]
 
 
 class IdleProbe:

@@ -98,6 +98,7 @@ class Throughput:
         default_factory=lambda: [Runs(server, route) for server in SERVERS for route in ROUTES]
     )
     rss_after_load_mb: float = 0.0
+    bare_rss_after_load_mb: float = 0.0  # the bare aiohttp app's, for the ratio
 
     def of(self, server: str, route: str) -> Runs:
         return next(r for r in self.runs if (r.server, r.route.name) == (server, route))
@@ -213,4 +214,6 @@ def measure(children: Children, seconds: float, warmup: float, rounds: int) -> T
                             )
                     if server == "sidecar":
                         out.rss_after_load_mb = rss_mb(proc.pid)
+                    else:
+                        out.bare_rss_after_load_mb = rss_mb(proc.pid)
     return out
