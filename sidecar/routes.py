@@ -4,8 +4,9 @@ that handles it, tag, summary, request body, answer, error answers — and read 
 generates its paths from them). A route cannot be served and undocumented, or the reverse.
 
 Plain data, imported at start-up: no pydantic, no aiohttp. Request bodies and answer shapes are
-named, not imported: `sidecar.models` (the request models, pydantic) loads after start-up and the
-response shapes (`sidecar.responses`) only with the document.
+named, not imported: the request models are `sidecar.models` (pydantic) for the document and
+their compiled checkers `sidecar.bodies` (no pydantic) for the app, loaded after start-up; the
+response shapes (`sidecar.responses`) load only with the document.
 
 What the table does not spell out is derived, the same way for the app and the document: every
 `/v1/*` route needs the token (401); a route with a body may answer 400, 408, 413 and 422; a
@@ -65,8 +66,9 @@ class Route(NamedTuple):
     tag: Tag
     summary: str
     answer: Answer
-    # The request model in sidecar.models, by name; the app reads and validates the body with it
-    # before calling the handler, which gets the model instance.
+    # The request model, by name: in sidecar.models for the document, in sidecar.bodies (the
+    # same model compiled) for the app, which checks the body with it before calling the
+    # handler, which gets the checked body.
     body: str | None = None
     body_required: bool = True
     # Error answers of this route's own (4xx with the error envelope): status -> description.

@@ -39,11 +39,11 @@ def preload() -> None:
 
     import sidecar.agent
     import sidecar.api
+    import sidecar.bodies
     import sidecar.cli
     import sidecar.config
     import sidecar.edgegap
     import sidecar.logs
-    import sidecar.models
     import sidecar.reaper
     import sidecar.supervisor
     import sidecar.watchers  # noqa: F401
