@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from sidecar.redaction import all_forms, redact_forms
 
-if TYPE_CHECKING:  # options.py imports this module, and the store imports options' apps
-    from sidecar.emulator.store import Deployment
+
+class Deployment(Protocol):
+    """What the console reads of a deployment (the store's `Deployment` has it). A protocol, not
+    an import: options.py imports this module, and the store imports options."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def delete_token(self) -> str: ...
+    @property
+    def context_token(self) -> str: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
