@@ -126,14 +126,9 @@ class SelfStopClient:
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        # The agent's outbound session (sidecar.outbound): it never resends a request on its
+        # own, so every DELETE on the wire is one of this policy's attempts.
         self._session = session
-        # aiohttp resends an idempotent request (DELETE is one) once, at once, when the
-        # connection breaks under it, so one attempt could put two DELETEs on the wire
-        # milliseconds apart: under the 0.5 s floor and uncounted. Every resend must be this
-        # policy's. aiohttp has no public switch (aio-libs/aiohttp#10790); its own test client
-        # turns the flag off the same way. Absent before aiohttp 3.11, hence the pin there.
-        if hasattr(session, "_retry_connection"):
-            session._retry_connection = False
         self._delete_url = delete_url
         self._token = token
         self._attempt_timeout = attempt_timeout

@@ -47,8 +47,11 @@ class OutboundSession:
                 connector=aiohttp.TCPConnector(limit=0),  # no pool limit (module docstring)
             )
             if hasattr(session, "_retry_connection"):
-                # aiohttp resends an idempotent request once on a dropped keep-alive connection;
-                # the clients count attempts themselves (only a private attribute turns it off).
+                # aiohttp resends an idempotent request (a DELETE is one) once, at once, when the
+                # connection breaks under it: two DELETEs milliseconds apart, under the retry
+                # floor and uncounted. The clients count attempts themselves. aiohttp has no
+                # public switch (aio-libs/aiohttp#10790); its own test client turns this private
+                # flag off the same way.
                 session._retry_connection = False
             self._session = session
         return self._session

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 
 from sidecar.edgegap import MIN_RETRY_DELAY, AttemptResult, SelfStopClient, StopOutcome
 from sidecar.emulator import EmulatorServer
+from sidecar.outbound import OutboundSession
 from sidecar.responses import StatusBody
 from tests.conftest import Launch, SidecarFactory
 from tests.faults.hostile_platform import HostilePlatform, Request
@@ -50,8 +51,12 @@ class FakeTime:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    # The session the agent gives its platform clients: no pool limit, no silent resend.
+    outbound = OutboundSession()
+    try:
+        yield outbound.open()
+    finally:
+        await outbound.close()
 
 
 def _client(

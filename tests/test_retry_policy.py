@@ -25,6 +25,7 @@ from sidecar.edgegap import (
     retry_delay,
 )
 from sidecar.emulator import EmulatorServer
+from sidecar.outbound import OutboundSession
 from tests.conftest import free_port
 
 TOKEN = "tok+en/with=chars-0123456789"
@@ -52,8 +53,12 @@ class FakeTime:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    # The session the agent gives its platform clients: no pool limit, no silent resend.
+    outbound = OutboundSession()
+    try:
+        yield outbound.open()
+    finally:
+        await outbound.close()
 
 
 async def _delete_url(emulator: EmulatorServer) -> tuple[str, str]:
