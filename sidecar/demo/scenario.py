@@ -11,7 +11,6 @@ Over 400 lines on purpose: the walk reads top to bottom in the order the demo pr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import secrets
 import signal
@@ -50,6 +49,7 @@ from sidecar.demo.reading import (
 from sidecar.demo.timeline import Timeline, describe_result, describe_sidecar
 from sidecar.emulator import EmulatorError, EmulatorOptions, EmulatorServer, Status
 from sidecar.emulator.environment import pick_free_port
+from sidecar.emulator.server import signal_handlers
 from sidecar.errors import DemoError, UsageError
 
 APP_NAME = "demo-game"
@@ -108,7 +108,6 @@ class Demo:
 
         SIGTERM cancels the run like SIGINT does, so the emulator's cleanup still stops the
         deployment's processes (they run in sessions of their own and would outlive us)."""
-        loop = asyncio.get_running_loop()
         main = asyncio.current_task()
         terminated = False
 
@@ -118,20 +117,13 @@ class Demo:
             if main is not None:
                 main.cancel()
 
-        handled = False
-        # Not available off the main thread or on some platforms; SIGINT still works there.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-            handled = True
         try:
-            return await self._run_capped()
+            with signal_handlers((signal.SIGTERM,), on_sigterm):
+                return await self._run_capped()
         except asyncio.CancelledError:
             if not terminated:
                 raise
             raise DemoError(self.step, "interrupted by SIGTERM") from None
-        finally:
-            if handled:
-                loop.remove_signal_handler(signal.SIGTERM)
 
     async def _run_capped(self) -> DemoSummary:
         deadline = self._deadline = asyncio.timeout(self.options.timeout)
@@ -202,24 +194,16 @@ class Demo:
         self.step = "keeping the emulator up (--keep)"
         if self._deadline is not None:
             self._deadline.reschedule(None)
-        loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        handled: list[signal.Signals] = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, stop.set)
-                handled.append(signum)
-        # Printed even with --quiet: it is the reason the command has not returned.
-        print(
-            f"edgegap-sidecar demo: done; the emulator stays up (--keep): {dashboard} "
-            "- Ctrl-C to end it",
-            flush=True,
-        )
-        try:
+        with signal_handlers((signal.SIGINT, signal.SIGTERM), stop.set):
+            # Printed even with --quiet: it is the reason the command has not returned. (After
+            # the handlers: a script may signal as soon as it reads this line.)
+            print(
+                f"edgegap-sidecar demo: done; the emulator stays up (--keep): {dashboard} "
+                "- Ctrl-C to end it",
+                flush=True,
+            )
             await stop.wait()
-        finally:
-            for signum in handled:
-                loop.remove_signal_handler(signum)
 
     async def _play(
         self,

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -25,6 +26,26 @@ from sidecar.emulator.options import EmulatorOptions, check_listen_address
 from sidecar.emulator.routes.dashboard import PAGE
 from sidecar.emulator.state import STATE_KEY
 from sidecar.errors import StartupError
+
+
+@contextlib.contextmanager
+def signal_handlers(
+    signums: Iterable[signal.Signals], callback: Callable[[], None]
+) -> Iterator[None]:
+    """`callback` runs on each of `signums` while inside. Where the loop cannot take signal
+    handlers (off the main thread, some platforms) none is installed: cancellation, and SIGINT's
+    KeyboardInterrupt, still end the caller."""
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in signums:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, callback)
+            handled.append(signum)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
@@ -60,40 +81,32 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
 async def run_emulator(options: EmulatorOptions) -> None:
     """Serve until cancelled or SIGTERM/SIGINT; prints one line with the base URL at start."""
     runner, base_url = await start_site(create_app(options), options.host, options.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # Not available off the main thread or on some platforms; cancellation still works.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
     url_file = Path(options.url_file) if options.url_file else None
     console = Console(options.log_format, follow=options.follow, secrets=[options.api_token])
+    stop = asyncio.Event()
     try:
-        if runner.app is not None:
-            manager = runner.app[STATE_KEY].manager
-            manager.console = console
+        with signal_handlers((signal.SIGTERM, signal.SIGINT), stop.set):
+            if runner.app is not None:
+                manager = runner.app[STATE_KEY].manager
+                manager.console = console
+                console.notice(
+                    "isolation",
+                    f"isolation: {manager.isolation} ({manager.isolation_note})",
+                    isolation=str(manager.isolation),
+                )
             console.notice(
-                "isolation",
-                f"isolation: {manager.isolation} ({manager.isolation_note})",
-                isolation=str(manager.isolation),
+                "dashboard",
+                _dashboard_line(base_url, token_required=bool(options.api_token)),
+                url=base_url + PAGE,
+                token_required=bool(options.api_token),
             )
-        console.notice(
-            "dashboard",
-            _dashboard_line(base_url, token_required=bool(options.api_token)),
-            url=base_url + PAGE,
-            token_required=bool(options.api_token),
-        )
-        # Last, and ending with the URL: scripts wait for this line and take its last word
-        # (in json, its `url`).
-        console.notice("listening", f"Edgegap emulator listening on {base_url}", url=base_url)
-        if url_file is not None:
-            _write_atomically(url_file, base_url + "\n")
-        await stop.wait()
+            # Last, and ending with the URL: scripts wait for this line and take its last word
+            # (in json, its `url`).
+            console.notice("listening", f"Edgegap emulator listening on {base_url}", url=base_url)
+            if url_file is not None:
+                _write_atomically(url_file, base_url + "\n")
+            await stop.wait()
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
         await runner.cleanup()
         if url_file is not None:
             with contextlib.suppress(OSError):
