@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -89,9 +90,12 @@ def _after(value: Any, functions: Sequence[Callable[[Any], Any]], loc: Loc, erro
 
 
 # --- the schema nodes -------------------------------------------------------------------------
-class Node:
-    def check(self, value: Any, loc: Loc, errors: Errors) -> Any:
-        raise NotImplementedError
+class Node(ABC):
+    """One schema node: `check` returns the value as pydantic would give it, or records why
+    not in `errors` (and returns anything)."""
+
+    @abstractmethod
+    def check(self, value: Any, loc: Loc, errors: Errors) -> Any: ...
 
 
 @dataclass(frozen=True)
