@@ -75,6 +75,7 @@ from hostile_platform import (
 from spawner import ForkedProcess, OutputPipe, Spawner
 
 from tests.conftest import base_env
+from tests.faults.cells import run_cells, selected_cells
 
 HERE = Path(__file__).resolve().parent
 GAMES = HERE.parent / "games"
@@ -833,27 +834,20 @@ def _estimated_seconds(cell: Cell) -> float:
 
 
 async def run_matrix(cells: list[Cell]) -> dict[Cell, CellResult]:
-    gate = asyncio.Semaphore(CONCURRENCY)
     ordered = sorted(cells, key=_estimated_seconds, reverse=True)
     async with Spawner(probe=True) as spawner:
-
-        async def one(cell: Cell) -> CellResult:
-            async with gate:
-                return await CellRun(cell, spawner).run()
-
-        tasks = {cell: asyncio.ensure_future(one(cell)) for cell in ordered}
-        _, late = await asyncio.wait(tasks.values(), timeout=MATRIX_TIMEOUT)
-        for task in late:
-            task.cancel()  # each cell's clean-up still runs: no process is left behind
-        await asyncio.gather(*late, return_exceptions=True)
+        finished = await run_cells(
+            ordered,
+            lambda cell: CellRun(cell, spawner).run(),
+            concurrency=CONCURRENCY,
+            timeout=MATRIX_TIMEOUT,
+        )
     results = {}
-    for cell, task in tasks.items():
-        if task.cancelled():
+    for cell, result in finished.items():
+        if result is None:
             result = CellResult(cell.answer, cell.moment, cell.mode, cell.kind)
             result.problems.append(f"the matrix ran out of time ({MATRIX_TIMEOUT:g}s) first")
-            results[cell] = result
-        else:
-            results[cell] = task.result()
+        results[cell] = result
     return results
 
 
@@ -893,11 +887,7 @@ def _report(results: dict[Cell, CellResult], seconds: float, cpu: tuple[float, f
 @pytest.fixture(scope="session")
 def matrix(request: pytest.FixtureRequest) -> dict[Cell, CellResult]:
     """Run every selected cell at once, the first time a cell's test needs the results."""
-    selected = [
-        item.callspec.params["cell"]
-        for item in request.session.items
-        if getattr(item, "callspec", None) is not None and "cell" in item.callspec.params
-    ]
+    selected = selected_cells(request, "cell")
     started, cpu_before = time.monotonic(), _cpu_seconds()
     results = asyncio.run(run_matrix(selected))
     cpu = tuple(after - before for after, before in zip(_cpu_seconds(), cpu_before, strict=True))

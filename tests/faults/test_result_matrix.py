@@ -41,6 +41,7 @@ from hostile_platform import Request as PlayedRequest
 from spawner import ForkedProcess, OutputPipe, Spawner
 
 from tests.conftest import base_env
+from tests.faults.cells import run_cells, selected_cells
 
 TOKEN = "result-matrix-token-3e9d"
 DELIVERED, FAILED, PENDING = "delivered", "failed", "pending"
@@ -417,34 +418,25 @@ CELLS = [Cell(answer, moment) for moment in MOMENTS for answer in ANSWER_OUTCOME
 
 
 async def run_matrix(cells: list[Cell]) -> dict[Cell, list[str]]:
-    gate = asyncio.Semaphore(CONCURRENCY)
     async with Spawner() as spawner, Platform() as platform, aiohttp.ClientSession() as http:
-
-        async def one(cell: Cell) -> list[str]:
-            async with gate:
-                return await CellRun(cell, spawner, platform, http).run()
-
         # The slowest first (a retried delivery waits out its backoff).
         ordered = sorted(cells, key=lambda cell: cell.moment != AFTER)
-        tasks = {cell: asyncio.ensure_future(one(cell)) for cell in ordered}
-        _, late = await asyncio.wait(tasks.values(), timeout=MATRIX_TIMEOUT)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        finished = await run_cells(
+            ordered,
+            lambda cell: CellRun(cell, spawner, platform, http).run(),
+            concurrency=CONCURRENCY,
+            timeout=MATRIX_TIMEOUT,
+        )
     return {
-        cell: ["the matrix ran out of time"] if task.cancelled() else task.result()
-        for cell, task in tasks.items()
+        cell: ["the matrix ran out of time"] if problems is None else problems
+        for cell, problems in finished.items()
     }
 
 
 @pytest.fixture(scope="session")
 def result_matrix(request: pytest.FixtureRequest) -> dict[Cell, list[str]]:
     """Run every selected cell at once, the first time a cell's test needs the results."""
-    selected = [
-        item.callspec.params["result_cell"]
-        for item in request.session.items
-        if getattr(item, "callspec", None) is not None and "result_cell" in item.callspec.params
-    ]
+    selected = selected_cells(request, "result_cell")
     started = time.monotonic()
     results = asyncio.run(run_matrix(selected))
     print(f"result matrix: {len(selected)} cells in {time.monotonic() - started:.1f}s")

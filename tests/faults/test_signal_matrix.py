@@ -41,6 +41,7 @@ from spawner import ForkedProcess, OutputPipe, Spawner
 
 from sidecar import signals as table
 from tests.conftest import base_env
+from tests.faults.cells import run_cells, selected_cells
 
 HERE = Path(__file__).resolve().parent
 GAME = HERE.parent / "games" / "signal_log.py"
@@ -407,34 +408,25 @@ CELLS = [Cell(name, mode, moment) for mode in MODES for moment in MOMENTS for na
 
 
 async def run_matrix(cells: list[Cell]) -> dict[Cell, list[str]]:
-    gate = asyncio.Semaphore(CONCURRENCY)
     async with Spawner() as spawner, Platform() as platform, aiohttp.ClientSession() as http:
-
-        async def one(cell: Cell) -> list[str]:
-            async with gate:
-                return await CellRun(cell, spawner, platform, http).run()
-
         # Longest first (a retried stop waits out backoffs), so the last to finish are short.
         ordered = sorted(cells, key=lambda cell: MOMENTS.index(cell.moment), reverse=True)
-        tasks = {cell: asyncio.ensure_future(one(cell)) for cell in ordered}
-        _, late = await asyncio.wait(tasks.values(), timeout=MATRIX_TIMEOUT)
-        for task in late:
-            task.cancel()  # each cell's clean-up still runs
-        await asyncio.gather(*late, return_exceptions=True)
+        finished = await run_cells(
+            ordered,
+            lambda cell: CellRun(cell, spawner, platform, http).run(),
+            concurrency=CONCURRENCY,
+            timeout=MATRIX_TIMEOUT,
+        )
     return {
-        cell: ["the matrix ran out of time"] if task.cancelled() else task.result()
-        for cell, task in tasks.items()
+        cell: ["the matrix ran out of time"] if problems is None else problems
+        for cell, problems in finished.items()
     }
 
 
 @pytest.fixture(scope="session")
 def signal_matrix(request: pytest.FixtureRequest) -> dict[Cell, list[str]]:
     """Run every selected cell at once, the first time a cell's test needs the results."""
-    selected = [
-        item.callspec.params["signal_cell"]
-        for item in request.session.items
-        if getattr(item, "callspec", None) is not None and "signal_cell" in item.callspec.params
-    ]
+    selected = selected_cells(request, "signal_cell")
     started = time.monotonic()
     results = asyncio.run(run_matrix(selected))
     print(f"signal matrix: {len(selected)} cells in {time.monotonic() - started:.1f}s")
