@@ -157,9 +157,7 @@ class TestSecretsInGameText:
     ) -> None:
         """POST /v1/shutdown {"reason": "bye <delete token>"}: status, the event stream, the
         stop record and stderr show `bye <redacted>`; the token is in no output."""
-        sc = await launch(
-            "serve", ARBITRIUM_DELETE_TOKEN=SECRET, SIDECAR_MATCH_END_GRACE="5s"
-        )
+        sc = await launch("serve", ARBITRIUM_DELETE_TOKEN=SECRET, SIDECAR_MATCH_END_GRACE="5s")
         await sc.wait_status(state="starting")
         async with aiohttp.ClientSession() as http:
             async with http.post(
@@ -173,9 +171,7 @@ class TestSecretsInGameText:
         await sc.wait_output(b'"sidecar.stop"')
         sc.proc.terminate()
         _code, stdout, stderr = await sc.finish()
-        (stop,) = [
-            json.loads(line) for line in stdout.splitlines() if b'"sidecar.stop"' in line
-        ]
+        (stop,) = [json.loads(line) for line in stdout.splitlines() if b'"sidecar.stop"' in line]
         assert stop["detail"] == "bye <redacted>"
         assert SECRET not in stdout.decode() + stderr
 
@@ -193,17 +189,17 @@ class TestSecretsInGameText:
         )
         await sc.wait_status(state="starting")
         result = {"env": [f"TOKEN={SECRET}", 3], SECRET: {"nested": SECRET}}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(sc.url + "/v1/match/end", json={"result": result}) as r:
-                assert r.status == 202
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(sc.url + "/v1/match/end", json={"result": result}) as r,
+        ):
+            assert r.status == 202
         await sc.wait_output(b'"sidecar.stop"')
         await asyncio.wait_for(sink.got.wait(), 5)
         sc.proc.terminate()
         _code, stdout, stderr = await sc.finish()
         expected = {"env": ["TOKEN=<redacted>", 3], "<redacted>": {"nested": "<redacted>"}}
-        (stop,) = [
-            json.loads(line) for line in stdout.splitlines() if b'"sidecar.stop"' in line
-        ]
+        (stop,) = [json.loads(line) for line in stdout.splitlines() if b'"sidecar.stop"' in line]
         assert stop["match_result"] == expected
         (_headers, body), *_ = sink.requests
         assert body["result"] == expected
