@@ -133,6 +133,7 @@ class Agent:
             self.requests,
             token=token,
             match_strict=settings.match_strict,
+            secrets=secrets,
         )
         self.agones: AgonesFacade | None = None  # SPEC §10, when SIDECAR_AGONES=true
         self.agones_grpc: AgonesGrpc | None = None  # SPEC §10.1: the same SDK core over gRPC

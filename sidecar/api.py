@@ -32,7 +32,7 @@ import importlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -49,6 +49,7 @@ from sidecar.api_wire import (
 from sidecar.errors import StartupError
 from sidecar.events import TooManySubscribers
 from sidecar.lifecycle import ReadySource, RosterFull, TransitionRefused, UnknownTicket
+from sidecar.redaction import all_forms, redact_json
 from sidecar.routes import by_path
 
 # Request bodies are checked by `sidecar.bodies`: the pydantic models of `sidecar.models`
@@ -99,6 +100,7 @@ class LocalApi:
         token: str | None,
         body_timeout: float = BODY_TIMEOUT,
         match_strict: bool = False,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.lifecycle = lifecycle
         self.status_view = status
@@ -109,6 +111,10 @@ class LocalApi:
         # SIDECAR_MATCH_STRICT: with match data, players who bring no ticket are refused (403).
         self.match_strict = match_strict and lifecycle.expected is not None
         self.access_log = AccessLog()
+        # Texts the game hands us (a shutdown reason, a match result) end up in the stop record,
+        # status, events and the result delivery: a secret of ours in them is hidden at the door
+        # (SPEC §11), so that every one of those outputs shows the same redacted text.
+        self._secret_forms = all_forms(secrets)
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -326,15 +332,17 @@ class LocalApi:
         return json_response(document)
 
     async def match_start(self, request: web.Request, body: MatchStartBody) -> web.Response:
-        self.lifecycle.match_started(body.match_id)
+        self.lifecycle.match_started(self._redacted(body.match_id))
         return self._status_answer()
 
     async def match_end(self, request: web.Request, body: MatchEndBody) -> web.Response:
-        self.lifecycle.match_ended(body.result, body.grace_seconds)
+        self.lifecycle.match_ended(self._redacted(body.result), body.grace_seconds)
         return self._status_answer(202)
 
     async def shutdown(self, request: web.Request, body: ShutdownBody) -> web.Response:
-        self.lifecycle.shutdown_requested(body.reason, body.grace_seconds, body.log_storage)
+        self.lifecycle.shutdown_requested(
+            self._redacted(body.reason), body.grace_seconds, self._redacted(body.log_storage)
+        )
         return self._status_answer(202)
 
     async def deployment(self, request: web.Request) -> web.Response:
@@ -387,6 +395,10 @@ class LocalApi:
             # Also on cancellation: the runner cancels the handler when the client disconnects.
             hub.unsubscribe(subscription)
         return response
+
+    def _redacted(self, value: Any) -> Any:
+        """A game-supplied value with our secrets hidden (see __init__)."""
+        return redact_json(value, self._secret_forms)
 
     def _status_answer(self, status: int = 200) -> web.Response:
         """A lifecycle call's answer: the status after it (the lifecycle already announced the

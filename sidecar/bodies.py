@@ -70,7 +70,7 @@ class MatchStartBody(Body):
     __slots__ = ("match_id",)
     match_id: str | None
     FIELDS = (
-        Field("match_id", Nullable(Str(max_length=128, min_length=1)), default=None),
+        Field("match_id", Nullable(Str(max_length=128, min_length=1, after=(printable_id,))), default=None),
     )
 
 
@@ -80,7 +80,7 @@ class MatchEndBody(Body):
     grace_seconds: float | None
     FIELDS = (
         Field("result", AnyValue(), default=None),
-        Field("grace_seconds", Nullable(Float(ge=0, after=(finite,))), default=None),
+        Field("grace_seconds", Nullable(Float(ge=0, le=3600, after=(finite,))), default=None),
     )
     AFTER = (result_within_limit,)
 
@@ -92,6 +92,6 @@ class ShutdownBody(Body):
     log_storage: str | None
     FIELDS = (
         Field("reason", Nullable(Str(max_length=512)), default=None),
-        Field("grace_seconds", Nullable(Float(ge=0, after=(finite,))), default=None),
+        Field("grace_seconds", Nullable(Float(ge=0, le=3600, after=(finite,))), default=None),
         Field("log_storage", Nullable(Str(max_length=256, min_length=1)), default=None),
     )

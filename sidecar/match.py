@@ -26,6 +26,15 @@ from sidecar.lifecycle import ExpectedPlayers, Lifecycle
 
 # The ticket fields that are text when present (SDK InjectedTicketDTO); `attributes` is an object.
 _TEXT_FIELDS = ("team_id", "group_id", "player_ip", "created_at")
+# The longest id the local API takes (player, ticket and match ids; sidecar.models uses it).
+MAX_ID_CHARS = 128
+
+
+def usable_id(value: str) -> bool:
+    """Whether `value` is an id the local API accepts: 1-128 printable characters. A ticket id
+    that is not can never be named by a connect (422), so it can never arrive; a match id that
+    is not would be sent on in a header and shown as a metrics label."""
+    return 0 < len(value) <= MAX_ID_CHARS and value.isprintable()
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,15 @@ def build_match(
     every `MM_TICKET_*` variable that was set (those that were unusable JSON already have their
     warning); one warning is added per other ticket skipped."""
     ids_raw = matchmaker.get("ticket_ids")
+    match_id = _text(matchmaker.get("match_id"))
+    if match_id is not None and not usable_id(match_id):
+        warnings.append(
+            f"MM_MATCH_ID is not 1-{MAX_ID_CHARS} printable characters: ignored (the id given "
+            "to POST /v1/match/start is used instead)"
+        )
+        match_id = None
     info = MatchInfo(
-        match_id=_text(matchmaker.get("match_id")),
+        match_id=match_id,
         profile=_text(matchmaker.get("match_profile")),
         expansion=_text(matchmaker.get("expansion")),
     )
@@ -87,6 +103,15 @@ def build_match(
     if len(ids) != len(ids_raw):
         warnings.append(
             f"MM_TICKET_IDS has {len(ids_raw) - len(ids)} entries that are not ticket ids"
+        )
+    # An id no connect can name would be a player the game can never report: expecting it
+    # would end a match that did everything right as a no-show.
+    unreachable = [value for value in ids if not usable_id(value)]
+    if unreachable:
+        ids = [value for value in ids if usable_id(value)]
+        warnings.append(
+            f"MM_TICKET_IDS has {len(unreachable)} ticket ids that are not 1-{MAX_ID_CHARS} "
+            "printable characters (no connect can name them): those tickets are skipped"
         )
     parsed: dict[str, Any] = matchmaker.get("tickets") or {}
     tickets: dict[str, Ticket] = {}

@@ -72,7 +72,10 @@ class Exposition:
         self.family(name, kind, help_text, [({}, value)])
 
     def render(self) -> bytes:
-        return ("\n".join(self._lines) + "\n").encode()
+        # "replace": a label value is whatever an id held, and an id read from the environment
+        # may carry lone surrogates (undecodable bytes), which UTF-8 cannot encode. Such a
+        # character shows as `?`; the scrape never fails.
+        return ("\n".join(self._lines) + "\n").encode("utf-8", "replace")
 
 
 def render(status: Status, requests: RequestCounter) -> bytes:

@@ -23,9 +23,20 @@ from sidecar.body_check import (
     result_within_limit,
 )
 from sidecar.lifecycle import ROSTER_CAP
+from sidecar.match import MAX_ID_CHARS
 
-PlayerId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable_id)]
+# Ids the sidecar shows and sends on (status, metrics labels, the result delivery's
+# Idempotency-Key): 1-128 printable characters, so no control character, line break or lone
+# surrogate gets into a header or a label. The matchmaker's ids are held to the same rule
+# (sidecar.match.usable_id).
+PlayerId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(printable_id)
+]
 Seconds = Annotated[float, Field(ge=0), AfterValidator(finite)]
+# The longest drain a request may ask for. A grace is minutes at most; a longer one is a mistake
+# that would keep a finished server billing (SIDECAR_MAX_DURATION, when set, ends it sooner).
+MAX_GRACE_SECONDS = 3600
+Grace = Annotated[float, Field(ge=0, le=MAX_GRACE_SECONDS), AfterValidator(finite)]
 
 
 class _Body(BaseModel):
@@ -55,17 +66,17 @@ class HoldBody(_Body):
 
 
 class MatchStartBody(_Body):
-    match_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    match_id: PlayerId | None = None
 
 
 class MatchEndBody(_Body):
     result: Any = None
-    grace_seconds: Seconds | None = None
+    grace_seconds: Grace | None = None
 
     _result_size = model_validator(mode="after")(result_within_limit)
 
 
 class ShutdownBody(_Body):
     reason: Annotated[str, Field(max_length=512)] | None = None
-    grace_seconds: Seconds | None = None
+    grace_seconds: Grace | None = None
     log_storage: Annotated[str, Field(min_length=1, max_length=256)] | None = None

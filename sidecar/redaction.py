@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 REDACTED = "<redacted>"
@@ -48,6 +49,21 @@ def redact_forms(text: str, forms: list[str]) -> str:
         if form in text:
             text = text.replace(form, REDACTED)
     return text
+
+
+def redact_json(value: Any, forms: list[str]) -> Any:
+    """A JSON value (from a request body) with every string in it, keys too, passed through
+    :func:`redact_forms`; the value itself when there is nothing to hide. Recursive: call it on
+    parsed bodies only, whose depth the API bounds (64 levels)."""
+    if not forms:
+        return value
+    if isinstance(value, str):
+        return redact_forms(value, forms)
+    if isinstance(value, list):
+        return [redact_json(item, forms) for item in value]
+    if isinstance(value, dict):
+        return {redact_forms(k, forms): redact_json(v, forms) for k, v in value.items()}
+    return value
 
 
 def truncate(text: str, limit: int) -> str:

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -84,9 +85,24 @@ def result_body(
     }
 
 
+# What an Idempotency-Key carries as it is: printable ASCII but `%`, which starts an escape.
+_KEY_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 def idempotency_key(request_id: str | None, match_id: str | None) -> str:
-    """The same on every attempt, so one result is taken once however often it is sent."""
-    return f"{request_id or 'none'}:{match_id or 'none'}"
+    """The same on every attempt, so one result is taken once however often it is sent.
+
+    Always a valid header value: anything outside printable ASCII in the ids (a line break, a
+    control character, non-ASCII, even a lone surrogate from an undecodable variable) is
+    percent-encoded as UTF-8, deterministically, so every attempt still carries the same key;
+    an id without such characters is sent unchanged."""
+    return f"{_key_part(request_id)}:{_key_part(match_id)}"
+
+
+def _key_part(value: str | None) -> str:
+    if not value:
+        return "none"
+    return quote(value, safe=_KEY_SAFE, errors="surrogatepass")
 
 
 def retryable(status: int) -> bool:
@@ -133,6 +149,7 @@ class ResultDelivery:
         self._http = http
         self._task: asyncio.Task[DeliveryOutcome] | None = None
         self._started = False  # once: not even close() makes room for a second delivery
+        self._unexpected_logged = False
         self.progress = DeliveryProgress(outcome=DeliveryOutcome.OFF if url is None else None)
         # Everything that could show the URL's credentials or the token in an error text.
         self._secrets = [s for s in (token, url, *_url_secrets(url)) if s]
@@ -295,6 +312,11 @@ class ResultDelivery:
         return truncate(" ".join(redact(text, self._secrets).split()), ERROR_TEXT_CHARS)
 
     def _log_unexpected(self, what: str, exc: BaseException) -> None:
+        """Log the first unexpected failure (SPEC §11: logged once); later ones show only in the
+        attempt warnings and the delivery's last error."""
+        if self._unexpected_logged:
+            return
+        self._unexpected_logged = True
         log.error(
             "unexpected error while %s (treated as a failed attempt): %s",
             what,

@@ -671,3 +671,67 @@ class TestAdapterDetectedStops:
         assert lc.decision.abnormal
         assert lc.stop_for(StopReason.GAME_CRASHED, "later") is False
         assert [t.reason for t in lc.later_triggers] == [StopReason.GAME_CRASHED]
+
+
+class TestMaxDurationCapsTheDrain:
+    """SIDECAR_MAX_DURATION is a hard cap whatever the players, and whatever the grace."""
+
+    def test_a_huge_match_end_grace_ends_at_the_max_duration(self, clock: FakeClock) -> None:
+        """A grace of 1e300 s still stops at the max-duration deadline, for match_ended, with
+        max_duration recorded as the trigger that cut the drain short."""
+        lc = make(clock, max_duration=3)
+        lc.ready()
+        clock.advance(1)
+        lc.match_ended({"winner": "a"}, grace=1e300)
+        assert lc.state is State.DRAINING
+        assert lc.next_deadline() == 1003.0
+        assert lc.timers_left()["drain"] == 2.0
+        clock.advance(1.9)
+        assert lc.poll() is None
+        clock.advance(0.1)
+        decision = lc.poll()
+        assert decision is not None
+        assert decision.reason is StopReason.MATCH_ENDED
+        assert decision.match_result == {"winner": "a"}
+        assert decision.grace == 2.0
+        assert [t.reason for t in lc.later_triggers] == [StopReason.MAX_DURATION]
+        assert lc.state is State.STOPPING
+
+    def test_a_shutdown_grace_is_capped_too(self, clock: FakeClock) -> None:
+        """POST /v1/shutdown's grace is bounded by the max duration like match end's."""
+        lc = make(clock, max_duration=10)
+        lc.shutdown_requested("bye", grace=86400)
+        run_until(lc, clock, 10)
+        assert lc.decision is not None
+        assert lc.decision.reason is StopReason.SHUTDOWN_REQUESTED
+        assert lc.state is State.STOPPING
+        assert clock.now == 1010.0
+
+    def test_a_grace_within_the_cap_is_untouched(self, clock: FakeClock) -> None:
+        """A drain that ends before the max duration runs its full grace, no trigger recorded."""
+        lc = make(clock, max_duration=100)
+        lc.match_ended(grace=5)
+        assert lc.next_deadline() == 1005.0
+        run_until(lc, clock, 5)
+        assert lc.state is State.STOPPING
+        assert lc.later_triggers == []
+
+    def test_a_drain_cut_by_the_game_exit_records_no_max_duration(self, clock: FakeClock) -> None:
+        """A game exit before the cap ends the drain as before; max_duration never fired."""
+        lc = make(clock, max_duration=100)
+        lc.match_ended(grace=1000)
+        clock.advance(1)
+        lc.game_exited(0)
+        assert lc.poll() is not None
+        assert [t.reason for t in lc.later_triggers] == [StopReason.GAME_EXITED]
+
+    def test_a_stop_decided_past_the_deadline_goes_at_once(self, clock: FakeClock) -> None:
+        """A match end that lands after the max-duration deadline (before the timer loop woke)
+        has no grace left."""
+        lc = make(clock, max_duration=3)
+        clock.advance(5)
+        lc.match_ended(grace=60)
+        decision = lc.poll()
+        assert decision is not None
+        assert decision.reason is StopReason.MATCH_ENDED
+        assert [t.reason for t in lc.later_triggers] == [StopReason.MAX_DURATION]

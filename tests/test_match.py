@@ -116,6 +116,27 @@ class TestTickets:
         assert list(parsed.match.tickets) == [A, B]
         assert "MM_TICKET_IDS has 2 entries that are not ticket ids" in parsed.warnings
 
+    @pytest.mark.parametrize("bad", ["t" * 129, "ctl\u0001", "line\nbreak", "tab\there"])
+    def test_ids_no_connect_can_name_are_skipped_with_one_warning(self, bad: str) -> None:
+        """A ticket id the connect API would refuse (over 128 characters, not printable) can
+        never arrive: it is not expected (else the match ends as a no-show), with one warning
+        naming MM_TICKET_IDS; the other tickets count."""
+        env = matchmaker(MM_TICKET_IDS=json.dumps([A, bad, B]))
+        env[f"MM_TICKET_{bad}"] = ticket(bad)
+        parsed = parse_deployment(env)
+        assert parsed.match.tickets is not None
+        assert list(parsed.match.tickets) == [A, B]
+        (warning,) = [w for w in parsed.warnings if "no connect can name" in w]
+        assert warning.startswith("MM_TICKET_IDS has 1 ticket ids")
+
+    @pytest.mark.parametrize("bad", ["m\nX", "m\r\n", "m" * 129, "m\u0001"])
+    def test_an_unusable_match_id_is_ignored_with_one_warning(self, bad: str) -> None:
+        """MM_MATCH_ID that could not travel in a header or a label is ignored, with a warning
+        naming it; the id given to match start is used instead."""
+        parsed = parse_deployment(matchmaker(MM_MATCH_ID=bad))
+        assert parsed.match.match_id is None
+        assert any(w.startswith("MM_MATCH_ID is not 1-128 printable") for w in parsed.warnings)
+
     def test_an_empty_list_is_a_match_of_nobody(self) -> None:
         """MM_TICKET_IDS=[]: match data with no tickets."""
         info = parse_deployment(matchmaker(MM_TICKET_IDS="[]")).match

@@ -206,6 +206,34 @@ class TestWire:
         """`<request_id>:none` when there is no match id."""
         assert idempotency_key("req-1", None) == "req-1:none"
 
+    @pytest.mark.parametrize(
+        ("request_id", "match_id", "key"),
+        [
+            ("req\r\n1", "m\nX", "req%0D%0A1:m%0AX"),
+            ("req-1", "caf\u00e9 %", "req-1:caf%C3%A9 %25"),
+            ("req-1", "m\udcff", "req-1:m%ED%B3%BF"),
+            ("f68e011bfb01", "duo-ranked_initial-2026:1", "f68e011bfb01:duo-ranked_initial-2026:1"),
+        ],
+    )
+    def test_the_key_is_a_valid_header_whatever_the_ids(
+        self, request_id: str, match_id: str, key: str
+    ) -> None:
+        """Control characters, line breaks, non-ASCII and lone surrogates are percent-encoded
+        (`%` too), the same way every time; ordinary ids go as they are."""
+        assert idempotency_key(request_id, match_id) == key
+
+    async def test_ids_with_line_breaks_are_delivered_with_one_key(
+        self, http: OutboundSession, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An ARBITRIUM_REQUEST_ID with a CR/LF no longer makes every attempt raise: the
+        result is delivered, and no unexpected error is logged."""
+        d = delivery(http, receiver.url, FakeTime())
+        d.start(BODY, idempotency_key("req\r\n1", "m-1"))
+        assert await d.wait(30) is DeliveryOutcome.DELIVERED
+        await d.close()
+        assert list(receiver.accepted) == ["req%0D%0A1:m-1"]
+        assert "unexpected" not in caplog.text
+
     def test_times_are_rfc3339_utc(self) -> None:
         """Readable by any RFC 3339 parser, in UTC."""
         parsed = datetime.fromisoformat(rfc3339(0.25).replace("Z", "+00:00"))
@@ -287,6 +315,19 @@ class TestRetries:
         for secret in (TOKEN, "url-secret-77", "query-secret-88"):
             assert secret not in text
 
+    async def test_an_unexpected_failure_is_logged_once(
+        self, http: OutboundSession, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An attempt that raises something unexpected (here aiohttp refusing a header) is a
+        failed attempt, retried; the error line is logged once, not on every attempt."""
+        d = delivery(http, receiver.url, FakeTime(), budget=5)
+        d.start(BODY, "not\na header")
+        assert await d.wait(30) is DeliveryOutcome.FAILED
+        await d.close()
+        assert d.progress.attempts >= 3
+        unexpected = [r for r in caplog.records if "unexpected error while" in r.getMessage()]
+        assert len(unexpected) == 1
+
     async def test_single_flight(self, http: OutboundSession, receiver: Receiver) -> None:
         """A second start() is a no-op: one result, one delivery."""
         d = delivery(http, receiver.url, FakeTime())
@@ -339,6 +380,26 @@ class TestWiring:
         code, match = await sc.call("GET", "/v1/match")
         assert code == 200
         assert match["result_delivery"] == "delivered"
+
+    async def test_a_request_id_with_a_line_break_is_still_delivered(
+        self, receiver: Receiver, sidecar: SidecarFactory
+    ) -> None:
+        """ARBITRIUM_REQUEST_ID with a CR/LF (the platform's, not the game's): the delivery
+        goes out at the first attempt with the id percent-encoded in the key, and the body
+        keeps it as it is."""
+        sc = await sidecar(
+            environ={"ARBITRIUM_REQUEST_ID": "req\r\n9"},
+            SIDECAR_RESULT_URL=receiver.url,
+            SIDECAR_MATCH_END_GRACE="0s",
+        )
+        await sc.call("POST", "/v1/match/start", {"match_id": "m-42"})
+        await sc.call("POST", "/v1/match/end", {"result": 1})
+        await sc.wait_state("stopped", "failed")
+        delivery = sc.agent.status_view.to_json()["result_delivery"]
+        assert (delivery["outcome"], delivery["attempts"]) == ("delivered", 1)
+        headers, body = receiver.requests[0]
+        assert headers["Idempotency-Key"] == "req%0D%0A9:m-42"
+        assert body["request_id"] == "req\r\n9"
 
     async def test_the_stop_waits_at_most_result_wait(
         self, receiver: Receiver, sidecar: SidecarFactory

@@ -18,6 +18,8 @@ Rules (SPEC §5) that shape the code:
 * The first decided reason wins; later triggers are only recorded.
 * Idle reasons (first player, empty, network idle) never fire while players are connected or a
   hold is active; when a hold ends the idle windows restart from its end (a full window).
+* `max_duration` is a hard cap (SPEC §4): a drain's grace never runs past its deadline. A drain
+  it cuts short keeps the decided reason, and `max_duration` is recorded as a later trigger.
 * When several deadlines have passed at the same `poll()` (the process was suspended, or two
   timers coincide), the earliest deadline wins; exact ties go by the order of `REASONS`.
 * The no-show (SPEC §12) counts arrivals, not players: a matchmaker ticket arrives when a player

@@ -92,6 +92,8 @@ class Lifecycle:
         self._network_sample: tuple[float, int] | None = None
         self.decision: StopDecision | None = None
         self._drain_until: float | None = None
+        # The max-duration deadline, when it cut the drain's grace short (see `_decide`).
+        self._drain_cut_at: float | None = None
         self._stop_released = False
         self.later_triggers: list[Trigger] = []
         self.terminate_signal: str | None = None
@@ -336,6 +338,10 @@ class Lifecycle:
             and now >= self._drain_until
         ):
             self._stop_released = True
+            cut_at = self._drain_cut_at
+            if cut_at is not None and now >= cut_at:
+                reason = StopReason.MAX_DURATION
+                self.later_triggers.append(Trigger(reason, self._timer_detail(reason), now))
             self._transition(State.STOPPING)
             released = self.decision
         if self.state is not before:
@@ -425,8 +431,7 @@ class Lifecycle:
             deadlines[StopReason.READY_TIMEOUT] = self.started_at + t.ready_timeout
         if self.last_heartbeat is not None and t.health_timeout > 0:
             deadlines[StopReason.UNHEALTHY] = self.last_heartbeat + t.health_timeout
-        if t.max_duration > 0:
-            deadlines[StopReason.MAX_DURATION] = self.started_at + t.max_duration
+        deadlines[StopReason.MAX_DURATION] = self._max_duration_deadline()
         if (
             not self._match.quorum_met
             and self.match_started_at is None
@@ -457,6 +462,11 @@ class Lifecycle:
                 self._idle_window_start(anchor) + t.network_idle_timeout
             )
         return deadlines
+
+    def _max_duration_deadline(self) -> float | None:
+        if self.timers.max_duration > 0:
+            return self.started_at + self.timers.max_duration
+        return None
 
     def _earliest_due_timer(self, now: float) -> tuple[StopReason, float] | None:
         best: tuple[StopReason, float] | None = None
@@ -495,6 +505,13 @@ class Lifecycle:
             self.later_triggers.append(Trigger(reason, detail, now))
             return False
         grace = grace if math.isfinite(grace) and grace > 0 else 0.0
+        # SIDECAR_MAX_DURATION is a hard cap whatever the players (SPEC §4), so whatever the
+        # grace too: a drain that would outlast it ends at its deadline (`poll()` then records
+        # `max_duration` as a later trigger; the first reason stays, as for a game exit).
+        cap = self._max_duration_deadline()
+        if cap is not None and reason is not StopReason.MAX_DURATION and now + grace > cap:
+            grace = max(0.0, cap - now)
+            self._drain_cut_at = cap
         self.decision = StopDecision(
             reason=reason,
             detail=detail,
