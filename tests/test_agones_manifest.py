@@ -358,3 +358,76 @@ class TestHostileFiles:
         assert "is not valid YAML: " in message
         assert "(line 3, column 5)" in message
         assert "secret-ish" not in message
+
+
+def exit_of(command: list[str], path: str) -> subprocess.CompletedProcess[str]:
+    """`edgegap-sidecar <command>` with the facade on and the manifest at `path`."""
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *command],
+        env=base_env(SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=path, SIDECAR_PORT="0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestTextThatIsNotText:
+    """Strings the GameServer could never be written out with are refused at load (exit 2);
+    they used to pass the read and crash later (exit 1, a traceback, the game never started)."""
+
+    @pytest.mark.parametrize(
+        ("character", "code"),
+        [("\x1b", "001B"), ("\x00", "0000"), ("\x07", "0007"), ("\ufffe", "FFFE")],
+    )
+    def test_characters_yaml_forbids(self, tmp_path: Path, character: str, code: str) -> None:
+        """A control character YAML does not allow is a YAML error with its line and column,
+        not PyYAML's ReaderError escaping the loader (raised as the loader is built)."""
+        path = write(tmp_path, "gs.yaml", f"metadata:\n  name: {character}[32mgs\n")
+        with pytest.raises(ConfigError) as caught:
+            settings_for(path)
+        message = str(caught.value)
+        assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
+        assert f"U+{code} (line 2, column 9) is not allowed in YAML" in message
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            'status:\n  lists:\n    l: {capacity: 5, values: ["\\ud800"]}\n',
+            'spec:\n  counters:\n    "\\udc00": {count: 1}\n',
+            'metadata:\n  annotations: {a: "x\\U0000D800"}\n',
+        ],
+        ids=["list-value", "counter-name", "annotation"],
+    )
+    def test_a_lone_surrogate_is_exit_2_in_run_and_check_config(
+        self, tmp_path: Path, content: str
+    ) -> None:
+        """A YAML escape spelling half a surrogate pair: check-config and run agree (exit 2
+        naming the variable); before, check-config and run crashed with UnicodeEncodeError."""
+        path = write(tmp_path, "gs.yaml", content)
+        for command in (["check-config"], ["run", "--", "true"]):
+            result = exit_of(command, path)
+            assert result.returncode == 2, result.stderr[-800:]
+            assert result.stderr.startswith(f"edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: {path}")
+            assert "lone UTF-16 surrogate" in result.stderr
+            assert "Traceback" not in result.stderr
+
+    def test_proc_self_cmdline_is_exit_2(self) -> None:
+        """A file full of NULs (here the process's own command line) is refused as YAML."""
+        result = exit_of(["run", "--", "true"], "/proc/self/cmdline")
+        assert result.returncode == 2, result.stderr[-800:]
+        assert "U+0000" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_a_surrogate_pair_is_one_character(self, tmp_path: Path) -> None:
+        """JSON-style escapes of both halves make one character, as in JSON."""
+        path = write(tmp_path, "gs.yaml", 'metadata:\n  annotations: {a: "\\ud83d\\ude00"}\n')
+        loaded = settings_for(path).agones_gameserver
+        assert loaded is not None
+        assert loaded.annotations == {"a": "\N{GRINNING FACE}"}
+
+    def test_a_lone_surrogate_in_json_too(self, tmp_path: Path) -> None:
+        """The JSON reader already refused one; the same holds for every form of the file."""
+        path = write(tmp_path, "gs.json", '{"status": {"lists": {"l": {"values": ["\\ud800"]}}}}')
+        with pytest.raises(ConfigError, match="lone UTF-16 surrogate"):
+            settings_for(path)

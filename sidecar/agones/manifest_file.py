@@ -13,12 +13,16 @@ counted before the composer, which recurses once per level, sees them: nesting d
 levels stops the read. Aliases (`*name`) are counted as what they stand for, so a chain of
 anchors cannot nest deeper than the text shows, and the document they expand to is capped at
 MAX_NODES values (a "billion laughs" file is refused, not expanded); an alias inside the node it
-names (a recursive document) is refused too.
+names (a recursive document) is refused too. YAML forbids most control characters (NUL, ESC,
+BEL, U+FFFE...) even inside quotes, and a double-quoted escape can spell a lone UTF-16 surrogate
+(`"\\ud800"`), which is not text and could never be written out as UTF-8: both are refused with
+their line and column before anything reads the document.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,6 +34,7 @@ MAX_FILE_BYTES = 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; a GameS
 # Values of the document once every alias is replaced by what it names. A 1 MiB file holds at
 # most about 350,000 (`- a` per line); ten times less than the expansion that would hurt.
 MAX_NODES = 1_000_000
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def read_document(path: str) -> Any:
@@ -187,12 +192,19 @@ def _bounded_loader() -> Any:
 
         def get_event(self) -> Any:
             event = super().get_event()
-            if isinstance(event, yaml.CollectionStartEvent):
+            if isinstance(event, yaml.ScalarEvent):
+                if _SURROGATE.search(event.value):  # keys and values: every scalar is one
+                    event.value = _join_surrogate_pairs(event.value)
+                if _SURROGATE.search(event.value):
+                    raise _Unusable(
+                        "holds a lone UTF-16 surrogate escape (such as \\ud800), which is not "
+                        f"text{_where(event.start_mark)}"
+                    )
+                self.shape.scalar(event.anchor)
+            elif isinstance(event, yaml.CollectionStartEvent):
                 self.shape.start(event.anchor)
             elif isinstance(event, yaml.CollectionEndEvent):
                 self.shape.end()
-            elif isinstance(event, yaml.ScalarEvent):
-                self.shape.scalar(event.anchor)
             elif isinstance(event, yaml.AliasEvent):
                 self.shape.alias(event.anchor)
             return event
@@ -203,7 +215,11 @@ def _bounded_loader() -> Any:
 def _yaml(path: str, text: str) -> Any:
     import yaml  # only for a YAML manifest (see the README's design notes)
 
-    loader = _bounded_loader()(text)
+    try:
+        # The reader refuses characters YAML does not allow as it is built.
+        loader = _bounded_loader()(text)
+    except yaml.reader.ReaderError as exc:
+        raise ValueError(f"{path} is not valid YAML: {_reader_problem(text, exc)}") from None
     try:
         # The first document, as Kubernetes' YAML-or-JSON decoder takes it.
         return loader.get_data() if loader.check_data() else None
@@ -217,6 +233,28 @@ def _yaml(path: str, text: str) -> Any:
         loader.dispose()
 
 
+def _join_surrogate_pairs(text: str) -> str:
+    """`"\\ud83d\\ude00"` is one character, as in JSON (PyYAML decodes each escape alone);
+    a surrogate without its other half stays as it is."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _reader_problem(text: str, exc: Any) -> str:
+    """Which character YAML refused, and where (the file is not quoted)."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return (
+        f"the character U+{exc.character:04X} (line {line}, column {column}) is not allowed "
+        "in YAML, even quoted (control characters other than tab and line breaks, U+FFFE, "
+        "U+FFFF); inside double quotes write it as an escape such as \\x1b"
+    )
+
+
+def _where(mark: Any) -> str:
+    return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+
+
 def _yaml_problem(exc: Any) -> str:
     """PyYAML's message without the snippet of the file it quotes: the line and column say
     where, and the file may be something other than a manifest."""
@@ -224,6 +262,5 @@ def _yaml_problem(exc: Any) -> str:
     if problem is None:
         return " ".join(str(exc).split())[:200]
     context = getattr(exc, "context", None)
-    mark = getattr(exc, "problem_mark", None)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    where = _where(getattr(exc, "problem_mark", None))
     return f"{context}: {problem}{where}" if context else f"{problem}{where}"
