@@ -3,6 +3,7 @@ timers, the wire format, counters and lists, Kubernetes' metadata rules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -416,3 +417,33 @@ class TestMetadataRules:
         assert metadata.label_value_problem("v1.2_x") is None
         assert metadata.label_value_problem("has space") is not None
         assert metadata.label_value_problem("x" * 64) is not None
+
+
+class TestTextThatIsNotText:
+    """The core refuses a string it could never write out, whatever transport brought it."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda gs: gs.set_label("a", "\ud800"),
+            lambda gs: gs.set_annotation("\udc00", "v"),
+            lambda gs: gs.set_annotation("a", "x\ud800"),
+            lambda gs: gs.add_list_value("maps", "\ud800"),
+            lambda gs: gs.update_list("maps", ["values"], capacity=0, values=["\udc00"]),
+            lambda gs: gs.add_list_value("players", "\ud800"),
+            lambda gs: gs.player_connect("\ud800"),
+        ],
+    )
+    def test_invalid_argument_and_nothing_changed(self, call: Callable[[Any], Any]) -> None:
+        manifest = GameServerManifest("gs.yaml", lists={"maps": ListState(5, ("a",))})
+        _, gameserver = make(FakeClock(), manifest=manifest)
+        before = gameserver.body()
+        with pytest.raises(AgonesError) as caught:
+            call(gameserver)
+        assert (caught.value.status, caught.value.code) == (400, 3)
+        assert gameserver.body() == before
+
+    def test_a_refusal_quoting_such_a_value_is_still_json(self) -> None:
+        """Agones' "not found. Value: …" message quoting a lone surrogate: a JSON escape."""
+        body = proto_json.error_body(2, "not found. Value: \ud800 not found in List: maps")
+        assert json.loads(body)["message"] == "not found. Value: \ud800 not found in List: maps"

@@ -82,6 +82,15 @@ class FacadeOptions:
     health_timeout: float = 30.0  # the effective one (the manifest's spec.health applied)
 
 
+def check_text(value: str, what: str) -> None:
+    """Whatever the transport, a string the GameServer keeps must be text it can write out as
+    UTF-8: a lone surrogate (a JSON `\\ud800` escape) would break every later rendering."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise invalid_argument(f"{what} is not text: it holds a lone UTF-16 surrogate") from None
+
+
 def check_player_id(player_id: str) -> None:
     if not 1 <= len(player_id) <= PLAYER_ID_MAX or not player_id.isprintable():
         raise invalid_argument(
@@ -230,6 +239,8 @@ class GameServer:
 
     # --- metadata --------------------------------------------------------------------------
     def set_label(self, key: str, value: str) -> None:
+        check_text(key, "key")
+        check_text(value, "value")
         full = sdk_key(key)
         problem = key_problem(full) or label_value_problem(value)
         if problem is not None:
@@ -237,6 +248,8 @@ class GameServer:
         self._set_text(self.labels, full, value)
 
     def set_annotation(self, key: str, value: str) -> None:
+        check_text(key, "key")
+        check_text(value, "value")
         full = sdk_key(key)
         problem = key_problem(full)
         if problem is not None:
@@ -312,6 +325,8 @@ class GameServer:
     def update_list(
         self, name: str, mask: list[str], *, capacity: int, values: list[str]
     ) -> ListState:
+        for value in values:
+            check_text(value, "a value")
         updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
         if name != self.options.players_list:
             old = self.lists[name]
@@ -336,6 +351,7 @@ class GameServer:
         return self.get_list(name)
 
     def add_list_value(self, name: str, value: str) -> ListState:
+        check_text(value, "value")
         current = self.get_list(name)
         rules.check_add(name, current.values, current.capacity, value)
         if name == self.options.players_list:
