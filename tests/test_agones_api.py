@@ -292,6 +292,47 @@ class TestPlayers:
         assert (status, body["values"]) == (200, ["dave", "erin"])
         assert (await client.handle.call("GET", "/v1/players"))[1]["ids"] == ["dave", "erin"]
 
+    async def test_the_players_list_capacity_bounds_the_roster(
+        self, agones: AgonesFactory, tmp_path: Any
+    ) -> None:
+        """The roster is the players list, and a list holds at most its capacity: a connect
+        through either API beyond it is refused and changes nothing (the local API let 1,709
+        players into a list of capacity 1000, which a later UpdateList silently cut)."""
+        manifest = tmp_path / "gs.json"
+        manifest.write_text(json.dumps({"spec": {"lists": {"players": {"capacity": 3}}}}))
+        client = await agones(SIDECAR_AGONES_GAMESERVER=str(manifest))
+        local = client.handle
+        for player in ("p1", "p2", "p3"):
+            status, _ = await local.call("POST", "/v1/players/connect", {"player_id": player})
+            assert status == 200
+        status, answer = await local.call("POST", "/v1/players/connect", {"player_id": "p4"})
+        assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
+        assert "'players'" in answer["error"]["message"]
+        assert "capacity, 3 players" in answer["error"]["message"]
+        status, answer = await local.call("PUT", "/v1/players", {"player_ids": ["a", "b", "c", "d"]})
+        assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
+        status, answer = await client.call("POST", "/alpha/player/connect", {"playerID": "p4"})
+        assert (status, answer["code"]) == (500, 2), answer
+        status, answer = await client.call(
+            "POST", "/v1beta1/lists/players:addValue", {"value": "p4"}
+        )
+        assert (status, answer["code"]) == (500, 2), answer
+        assert "No available capacity" in answer["message"]
+        players = ["p1", "p2", "p3"]
+        assert (await client.call("GET", "/v1beta1/lists/players"))[1] == {
+            "name": "players",
+            "capacity": "3",
+            "values": players,
+        }
+        assert (await local.call("GET", "/v1/players"))[1] == {"count": 3, "ids": players}
+        # Raising the capacity (as Agones' UpdateList does) makes room for the next one.
+        status, _ = await client.call(
+            "PATCH", "/v1beta1/lists/players?update_mask=capacity", {"capacity": 4}
+        )
+        assert status == 200
+        status, _ = await local.call("POST", "/v1/players/connect", {"player_id": "p4"})
+        assert status == 200
+
     async def test_players_list_named_by_the_setting(self, agones: AgonesFactory) -> None:
         """SIDECAR_AGONES_PLAYERS_LIST names the list that is the roster."""
         client = await agones(SIDECAR_AGONES_PLAYERS_LIST="sessions")

@@ -16,7 +16,7 @@ from sidecar.agones.manifest import GameServerManifest, HealthSpec
 from sidecar.agones.proto_json import AgonesError, PingScanner
 from sidecar.agones.state import agones_state
 from sidecar.deployment import DeploymentInfo, Port
-from sidecar.lifecycle import Lifecycle, State, StopReason, TimerSettings
+from sidecar.lifecycle import Lifecycle, RosterFull, State, StopReason, TimerSettings
 
 
 class FakeClock:
@@ -447,3 +447,30 @@ class TestTextThatIsNotText:
         """Agones' "not found. Value: …" message quoting a lone surrogate: a JSON escape."""
         body = proto_json.error_body(2, "not found. Value: \ud800 not found in List: maps")
         assert json.loads(body)["message"] == "not found. Value: \ud800 not found in List: maps"
+
+
+class TestPlayersListCapacity:
+    def test_without_a_manifest_the_roster_stops_at_1000_named_players(self) -> None:
+        """The players list always exists with Agones' default capacity (1000): the 1001st
+        named player is refused whichever API connects it; anonymous players (`PUT /v1/players
+        {"count"}`) are not list values and are not held to it."""
+        lifecycle, gameserver = make(FakeClock())
+        for number in range(1000):
+            lifecycle.player_connected(f"player-{number}")
+        with pytest.raises(RosterFull, match="holds at most its capacity, 1000 players"):
+            lifecycle.player_connected("one-too-many")
+        with pytest.raises(Refused):
+            gameserver.player_connect("one-too-many")
+        assert gameserver.get_list("players").values[-1] == "player-999"
+        assert len(gameserver.get_list("players").values) == 1000
+        lifecycle.set_players(count=5000)
+        assert gameserver.get_list("players").values == ()
+
+    def test_lowering_the_capacity_disconnects_the_last_players(self) -> None:
+        """UpdateList(capacity) below the values drops them from the end (Agones' rule); here
+        the values are players, so they are disconnected, and the list stays within it."""
+        lifecycle, gameserver = make(FakeClock())
+        lifecycle.set_players(ids=["a", "b", "c"])
+        updated = gameserver.update_list("players", ["capacity"], capacity=2, values=[])
+        assert updated == ListState(2, ("a", "b"))
+        assert lifecycle.player_ids == ["a", "b"]

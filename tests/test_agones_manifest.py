@@ -199,6 +199,26 @@ class TestBadManifests:
         other = {"spec": {"lists": {"maps": {"values": ["x" * 200]}}}}
         assert settings_for(write(tmp_path, "c.json", other)).agones_gameserver is not None
 
+    def test_seeded_players_fit_the_players_list(self, tmp_path: Path) -> None:
+        """The list's values and status.players.ids together are the roster: more of them than
+        the players list's capacity (1000 when the manifest does not say) is exit 2."""
+        over = {
+            "status": {
+                "lists": {"players": {"capacity": 2, "values": ["a", "b"]}},
+                "players": {"ids": ["c"]},
+            }
+        }
+        with pytest.raises(ConfigError, match="3 players .* capacity of the list 'players', 2"):
+            settings_for(write(tmp_path, "a.json", over))
+        many = {"status": {"players": {"ids": [f"p{n}" for n in range(1001)]}}}
+        with pytest.raises(ConfigError, match="1001 players .* 'players', 1000"):
+            settings_for(write(tmp_path, "b.json", many))
+        # Under another list name, the list called `players` is an ordinary list.
+        renamed = settings_for(
+            write(tmp_path, "c.json", over), SIDECAR_AGONES_PLAYERS_LIST="roster"
+        )
+        assert renamed.agones_gameserver is not None
+
     def test_missing_file(self, tmp_path: Path) -> None:
         """A file that cannot be read is named with the reason."""
         with pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml: No such file"):

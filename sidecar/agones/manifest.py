@@ -31,7 +31,6 @@ from sidecar.agones.counters import DEFAULT_CAPACITY, LIST_MAX_CAPACITY, Counter
 from sidecar.agones.manifest_file import read_document
 from sidecar.agones.metadata import ANNOTATIONS_MAX_BYTES, annotations_size, key_problem
 from sidecar.agones.metadata import label_value_problem as _label_value_problem
-from sidecar.lifecycle import ROSTER_CAP
 
 PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 INT32_MAX = 2**31 - 1
@@ -73,12 +72,17 @@ class GameServerManifest:
 
     def roster_problem(self, players_list: str) -> str | None:
         """Why the players this manifest seeds cannot be the sidecar's roster (the list named
-        `players_list` and status.players.ids: ids of 1-128 printable characters, at most
-        ROSTER_CAP of them), or None."""
-        seeded = self.lists[players_list].values if players_list in self.lists else ()
-        ids = dict.fromkeys((*seeded, *self.player_ids))
-        if len(ids) > ROSTER_CAP:
-            return f"{len(ids)} players is more than the roster's {ROSTER_CAP}"
+        `players_list` and status.players.ids: ids of 1-128 printable characters, at most the
+        list's capacity of them, as a list holds), or None."""
+        players = self.lists.get(players_list)
+        capacity = players.capacity if players else DEFAULT_CAPACITY
+        ids = dict.fromkeys((*(players.values if players else ()), *self.player_ids))
+        if len(ids) > capacity:
+            return (
+                f"{len(ids)} players (list {players_list!r} and status.players.ids) is more "
+                f"than the capacity of the list {players_list!r}, {capacity}: that list is the "
+                "roster (SIDECAR_AGONES_PLAYERS_LIST)"
+            )
         for player_id in ids:
             if not 1 <= len(player_id) <= PLAYER_ID_MAX or not player_id.isprintable():
                 return (
