@@ -309,7 +309,9 @@ class TestPlayers:
         assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
         assert "'players'" in answer["error"]["message"]
         assert "capacity, 3 players" in answer["error"]["message"]
-        status, answer = await local.call("PUT", "/v1/players", {"player_ids": ["a", "b", "c", "d"]})
+        status, answer = await local.call(
+            "PUT", "/v1/players", {"player_ids": ["a", "b", "c", "d"]}
+        )
         assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
         status, answer = await client.call("POST", "/alpha/player/connect", {"playerID": "p4"})
         assert (status, answer["code"]) == (500, 2), answer

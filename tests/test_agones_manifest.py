@@ -208,10 +208,10 @@ class TestBadManifests:
                 "players": {"ids": ["c"]},
             }
         }
-        with pytest.raises(ConfigError, match="3 players .* capacity of the list 'players', 2"):
+        with pytest.raises(ConfigError, match=r"3 players .* capacity of the list 'players', 2"):
             settings_for(write(tmp_path, "a.json", over))
         many = {"status": {"players": {"ids": [f"p{n}" for n in range(1001)]}}}
-        with pytest.raises(ConfigError, match="1001 players .* 'players', 1000"):
+        with pytest.raises(ConfigError, match=r"1001 players .* 'players', 1000"):
             settings_for(write(tmp_path, "b.json", many))
         # Under another list name, the list called `players` is an ordinary list.
         renamed = settings_for(
@@ -244,12 +244,12 @@ class TestBadManifests:
 def nested_yaml(depth: int) -> str:
     """`depth` block mappings, each indented one space more than the one holding it."""
     lines = [f"{' ' * level}k{level}:" for level in range(depth - 1)]
-    return "\n".join(lines) + f"\n{' ' * (depth - 1)}leaf: 1\n"
+    return "kind: GameServer\n" + "\n".join(lines) + f"\n{' ' * (depth - 1)}leaf: 1\n"
 
 
 def nested_json(depth: int) -> str:
     """The root object, then `depth - 1` arrays: `depth` levels in all."""
-    return '{"x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    return '{"kind": "GameServer", "x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
 
 
 class TestHostileFiles:
@@ -451,3 +451,101 @@ class TestTextThatIsNotText:
         path = write(tmp_path, "gs.json", '{"status": {"lists": {"l": {"values": ["\\ud800"]}}}}')
         with pytest.raises(ConfigError, match="lone UTF-16 surrogate"):
             settings_for(path)
+
+
+class TestWhatAGameDeveloperMeant:
+    """What YAML and JSON decoders take silently, and a developer did not mean, is exit 2
+    naming where; before, each of these was read without a word."""
+
+    @pytest.mark.parametrize(
+        ("content", "problem"),
+        [
+            pytest.param(
+                "metadata:\n  labels:\n    mode: ranked\n    mode: casual\n",
+                "has the key 'mode' twice in one mapping (line 4, column 5)",
+                id="yaml-duplicate-label",
+            ),
+            pytest.param(
+                "spec: {}\nspec: {players: {initialCapacity: 4}}\n",
+                "has the key 'spec' twice in one mapping (line 2, column 1)",
+                id="yaml-duplicate-top-level",
+            ),
+            pytest.param(
+                '{"metadata": {"labels": {"a": "x"}}, "metadata": {}}',
+                "has the key 'metadata' twice in one object",
+                id="json-duplicate",
+            ),
+            pytest.param(
+                "kind: GameServer\nmetadata: {labels: {a: b}}\n---\nkind: GameServer\n",
+                "holds more than one YAML document",
+                id="two-documents",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    1: one\n    true: yes\n",
+                "metadata.labels has a key that is the number 1, not a string: quote it",
+                id="number-label-key",
+            ),
+            pytest.param(
+                "metadata:\n  annotations:\n    null: x\n",
+                "metadata.annotations has a key that is null, not a string",
+                id="null-annotation-key",
+            ),
+            pytest.param(
+                "spec:\n  counters:\n    true: {count: 1}\n",
+                "spec.counters has a key that is a boolean, not a string",
+                id="boolean-counter-name",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    on: true\n",
+                "has a key that is a boolean",
+                id="yaml-1.1-boolean-key",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    ready: true\n",
+                "metadata.labels.ready must be a string, got a boolean (quote it in YAML)",
+                id="boolean-label-value",
+            ),
+            pytest.param(
+                "services:\n  game:\n    image: example/game\n",
+                "none of apiVersion, kind, metadata, spec, status",
+                id="a-compose-file",
+            ),
+            pytest.param(
+                "apiVersion: apps/v1\nkind: Deployment\nspec: {replicas: 1}\n",
+                "kind must be GameServer, Fleet, GameServerSet, got the string 'Deployment'",
+                id="a-deployment",
+            ),
+            pytest.param(
+                "apiVersion: v1\nmetadata: {name: x}\n",
+                "apiVersion must be Agones' (agones.dev/v1), got the string 'v1'",
+                id="not-agones-api",
+            ),
+        ],
+    )
+    def test_refused(self, tmp_path: Path, content: str, problem: str) -> None:
+        suffix = ".json" if content.startswith("{") else ".yaml"
+        with pytest.raises(ConfigError) as caught:
+            settings_for(write(tmp_path, f"gs{suffix}", content))
+        message = str(caught.value)
+        assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
+        assert problem in message
+
+    def test_what_stays_allowed(self, tmp_path: Path) -> None:
+        """Quoted keys, the same key in different mappings, merge keys (`<<`) overriding what
+        they merge, a stray `---` before or after the document: all read as written."""
+        content = (
+            "---\n"
+            "base: &base {mode: ranked, region: eu}\n"
+            "metadata:\n"
+            "  labels:\n"
+            "    <<: *base\n"
+            "    region: us\n"
+            '    "1": one\n'
+            '    "true": "yes"\n'
+            "  annotations: {mode: x}\n"
+            "---\n"
+        )
+        loaded = settings_for(write(tmp_path, "gs.yaml", content)).agones_gameserver
+        assert loaded is not None
+        assert loaded.labels == {"mode": "ranked", "region": "us", "1": "one", "true": "yes"}
+        assert loaded.annotations == {"mode": "x"}

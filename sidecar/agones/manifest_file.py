@@ -16,11 +16,14 @@ MAX_NODES values (a "billion laughs" file is refused, not expanded); an alias in
 names (a recursive document) is refused too. YAML forbids most control characters (NUL, ESC,
 BEL, U+FFFE...) even inside quotes, and a double-quoted escape can spell a lone UTF-16 surrogate
 (`"\\ud800"`), which is not text and could never be written out as UTF-8: both are refused with
-their line and column before anything reads the document.
+their line and column before anything reads the document. The file is one document (a second
+non-empty YAML document is refused) and no mapping or object gives a key twice: decoders keep
+the last silently, which is never what was meant.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -35,17 +38,42 @@ MAX_FILE_BYTES = 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; a GameS
 # most about 350,000 (`- a` per line); ten times less than the expansion that would hurt.
 MAX_NODES = 1_000_000
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def read_document(path: str) -> Any:
-    """The first document of the manifest at `path`; ValueError says why it cannot be used."""
+    """The document of the manifest at `path`; ValueError says why it cannot be used."""
     text = _read_text(path)
     if text.lstrip().startswith("{"):
         read = read_json(text, max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH)
         if read.problem is not None:
             raise ValueError(f"{path} {read.problem}")
+        _no_duplicate_keys(path, text)
         return read.value
     return _yaml(path, text)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_duplicate_keys(path: str, text: str) -> None:
+    """A key given twice in one object: JSON decoders keep the last, silently, where the
+    developer most likely meant both (Kubernetes' strict decoding refuses it too). Checked on
+    text read_json has already bounded and decoded, so nothing but the hook can raise."""
+    try:
+        json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        raise ValueError(f"{path} has the key {str(exc)[:60]!r} twice in one object") from None
 
 
 def _read_text(path: str) -> str:
@@ -209,6 +237,22 @@ def _bounded_loader() -> Any:
                 self.shape.alias(event.anchor)
             return event
 
+        def compose_mapping_node(self, anchor: Any) -> Any:
+            """A key given twice in one mapping: PyYAML keeps the last, silently. Keys are
+            compared as written and typed (`1` and `"1"` differ); merge keys (`<<`) are not
+            keys."""
+            node = super().compose_mapping_node(anchor)
+            seen: set[tuple[str, str]] = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    if (key.tag, key.value) in seen:
+                        raise _Unusable(
+                            f"has the key {key.value[:60]!r} twice in one mapping"
+                            f"{_where(key.start_mark)}"
+                        )
+                    seen.add((key.tag, key.value))
+            return node
+
     return BoundedLoader
 
 
@@ -221,8 +265,20 @@ def _yaml(path: str, text: str) -> Any:
     except yaml.reader.ReaderError as exc:
         raise ValueError(f"{path} is not valid YAML: {_reader_problem(text, exc)}") from None
     try:
-        # The first document, as Kubernetes' YAML-or-JSON decoder takes it.
-        return loader.get_data() if loader.check_data() else None
+        # One GameServer: empty documents (a stray `---`) are skipped, a second one is refused
+        # rather than silently dropped.
+        document = None
+        while loader.check_data():
+            data = loader.get_data()
+            if data is None:
+                continue
+            if document is not None:
+                raise _Unusable(
+                    "holds more than one YAML document (separated by ---): "
+                    "the manifest is one GameServer, Fleet or GameServerSet"
+                )
+            document = data
+        return document
     except _Unusable as exc:
         raise ValueError(f"{path} {exc}") from None
     except yaml.YAMLError as exc:
