@@ -446,6 +446,7 @@ class TestTextThatIsNotText:
     def test_a_refusal_quoting_such_a_value_is_still_json(self) -> None:
         """Agones' "not found. Value: …" message quoting a lone surrogate: a JSON escape."""
         body = proto_json.error_body(2, "not found. Value: \ud800 not found in List: maps")
+        assert body.startswith(b'{"code":2,"message":"not found. Value: \\ud800 not')
         assert json.loads(body)["message"] == "not found. Value: \ud800 not found in List: maps"
 
 

@@ -66,7 +66,8 @@ METHOD_NOT_ALLOWED = AgonesError(501, 12, "Method Not Allowed")
 def error_body(code: int, message: str) -> bytes:
     # backslashreplace: a message quoting a value that is not text still goes out as JSON (the
     # escape it writes for a lone surrogate, `\\ud800`, is JSON's own).
-    text = json.dumps({"code": code, "message": message, "details": []}, ensure_ascii=False)
+    error = {"code": code, "message": message, "details": []}
+    text = json.dumps(error, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8", "backslashreplace")
 
 
