@@ -80,7 +80,7 @@ def read_json(text: str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEP
         # ValueError: an integer beyond the int/str conversion limit. RecursionError cannot
         # happen below the depth limit; caught so that this function keeps its promise.
         return JsonRead(problem=f"is not valid JSON: {str(exc).split(':')[0]}")
-    if _SURROGATE_ESCAPE.search(text) and _holds_surrogate(value):
+    if _SURROGATE_ESCAPE.search(text) and holds_surrogate(value):
         return JsonRead(problem="holds a lone UTF-16 surrogate escape, which is not text")
     return JsonRead(value=value)
 
@@ -104,7 +104,9 @@ def _finite_float(literal: str) -> float:
     return number
 
 
-def _holds_surrogate(value: Any) -> bool:
+def holds_surrogate(value: Any) -> bool:
+    """Whether any string in `value` (keys too) holds a lone surrogate: not text, and no
+    UTF-8 writer can write it."""
     pending = [value]
     while pending:
         item = pending.pop()

@@ -292,6 +292,49 @@ class TestPlayers:
         assert (status, body["values"]) == (200, ["dave", "erin"])
         assert (await client.handle.call("GET", "/v1/players"))[1]["ids"] == ["dave", "erin"]
 
+    async def test_the_players_list_capacity_bounds_the_roster(
+        self, agones: AgonesFactory, tmp_path: Any
+    ) -> None:
+        """The roster is the players list, and a list holds at most its capacity: a connect
+        through either API beyond it is refused and changes nothing (the local API let 1,709
+        players into a list of capacity 1000, which a later UpdateList silently cut)."""
+        manifest = tmp_path / "gs.json"
+        manifest.write_text(json.dumps({"spec": {"lists": {"players": {"capacity": 3}}}}))
+        client = await agones(SIDECAR_AGONES_GAMESERVER=str(manifest))
+        local = client.handle
+        for player in ("p1", "p2", "p3"):
+            status, _ = await local.call("POST", "/v1/players/connect", {"player_id": player})
+            assert status == 200
+        status, answer = await local.call("POST", "/v1/players/connect", {"player_id": "p4"})
+        assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
+        assert "'players'" in answer["error"]["message"]
+        assert "capacity, 3 players" in answer["error"]["message"]
+        status, answer = await local.call(
+            "PUT", "/v1/players", {"player_ids": ["a", "b", "c", "d"]}
+        )
+        assert (status, answer["error"]["code"]) == (422, "roster_full"), answer
+        status, answer = await client.call("POST", "/alpha/player/connect", {"playerID": "p4"})
+        assert (status, answer["code"]) == (500, 2), answer
+        status, answer = await client.call(
+            "POST", "/v1beta1/lists/players:addValue", {"value": "p4"}
+        )
+        assert (status, answer["code"]) == (500, 2), answer
+        assert "No available capacity" in answer["message"]
+        players = ["p1", "p2", "p3"]
+        assert (await client.call("GET", "/v1beta1/lists/players"))[1] == {
+            "name": "players",
+            "capacity": "3",
+            "values": players,
+        }
+        assert (await local.call("GET", "/v1/players"))[1] == {"count": 3, "ids": players}
+        # Raising the capacity (as Agones' UpdateList does) makes room for the next one.
+        status, _ = await client.call(
+            "PATCH", "/v1beta1/lists/players?update_mask=capacity", {"capacity": 4}
+        )
+        assert status == 200
+        status, _ = await local.call("POST", "/v1/players/connect", {"player_id": "p4"})
+        assert status == 200
+
     async def test_players_list_named_by_the_setting(self, agones: AgonesFactory) -> None:
         """SIDECAR_AGONES_PLAYERS_LIST names the list that is the roster."""
         client = await agones(SIDECAR_AGONES_PLAYERS_LIST="sessions")
@@ -549,3 +592,55 @@ class TestWatch:
             await client.facade.close()
             message = await ws.receive(timeout=5)
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+# Every call that takes a string, each given one holding a lone surrogate (a JSON escape of half
+# a pair): `"\ud800"` is written into the body as is, so json.dumps does not pair it.
+LONE_SURROGATE_CALLS = [
+    ("PUT", "/metadata/annotation", '{"key": "a", "value": "\\ud800"}'),
+    ("PUT", "/metadata/annotation", '{"key": "\\udc00", "value": "v"}'),
+    ("PUT", "/metadata/label", '{"key": "a", "value": "\\ud800"}'),
+    ("PUT", "/metadata/label", '{"key": "x\\ud800", "value": "v"}'),
+    ("POST", "/v1beta1/lists/maps:addValue", '{"value": "\\ud800"}'),
+    ("POST", "/v1beta1/lists/maps:removeValue", '{"value": "\\ud800"}'),
+    ("PATCH", "/v1beta1/lists/maps?update_mask=values", '{"values": ["\\udc00"]}'),
+    ("PATCH", "/v1beta1/lists/players?update_mask=values", '{"values": ["\\udc00"]}'),
+    ("POST", "/v1beta1/lists/players:addValue", '{"value": "\\ud800"}'),
+    ("POST", "/alpha/player/connect", '{"playerID": "p\\ud800"}'),
+    ("POST", "/alpha/player/disconnect", '{"playerID": "\\ud800"}'),
+    ("PATCH", "/v1beta1/counters/rooms", '{"countDiff": 1, "x": "\\ud800"}'),
+]
+
+
+class TestTextThatIsNotText:
+    @pytest.mark.parametrize(("method", "path", "body"), LONE_SURROGATE_CALLS)
+    async def test_a_lone_surrogate_is_invalid_argument(
+        self, agones: AgonesFactory, tmp_path: Any, method: str, path: str, body: str
+    ) -> None:
+        """400 with Agones' error shape (code 3) and nothing changed; it was a 500 in the local
+        API's shape and a traceback (UnicodeEncodeError while sizing the GameServer)."""
+        manifest = tmp_path / "gs.json"
+        manifest.write_text(json.dumps(MANIFEST))
+        client = await agones(SIDECAR_AGONES_GAMESERVER=str(manifest))
+        before = await client.gameserver()
+        status, answer = await client.call(method, path, data=body.encode())
+        assert (status, answer["code"]) == (400, 3), answer
+        assert "surrogate" in answer["message"]
+        swagger.check_error(answer)
+        assert await client.gameserver() == before
+
+    async def test_a_surrogate_pair_is_one_character(self, agones: AgonesFactory) -> None:
+        """Both halves escaped make one character, kept and shown as such."""
+        client = await agones()
+        body = b'{"key": "a", "value": "\\ud83d\\ude00"}'
+        assert (await client.call("PUT", "/metadata/annotation", data=body))[0] == 200
+        annotations = (await client.gameserver())["object_meta"]["annotations"]
+        assert annotations == {"agones.dev/sdk-a": "\N{GRINNING FACE}"}
+
+    async def test_names_in_the_path_that_are_not_utf8(self, agones: AgonesFactory) -> None:
+        """A counter or list name percent-encoding bytes that are not UTF-8 is an unknown
+        name (Agones' refusal), never a 500 of the server's own."""
+        client = await agones()
+        for path in ("/v1beta1/lists/%ED%A0%80", "/v1beta1/counters/%FF"):
+            status, answer = await client.call("GET", path)
+            assert (status, answer["code"]) == (500, 2), answer

@@ -168,10 +168,12 @@ class TestBound:
 
     def test_a_manifest_above_the_bound_is_a_configuration_error(self, tmp_path: Path) -> None:
         """A manifest whose GameServer would start above 1 MiB is refused at start-up (exit 2)."""
-        # 4,500 ids of 128 characters: a 600 KB file, shown twice (players.ids and the list).
-        ids = [f"{n:05d}" + "p" * 123 for n in range(4500)]
-        path = tmp_path / "gameserver.json"
-        path.write_text(json.dumps({"status": {"players": {"ids": ids, "capacity": 5000}}}))
+        # 1,000 values of 200 characters, anchored once (a 200 KB file) and named by six lists.
+        values = ", ".join(f"{n:04d}" + "v" * 196 for n in range(1000))
+        lists = "".join(f"    l{n}: {{capacity: 1000, values: *values}}\n" for n in range(6))
+        path = tmp_path / "gameserver.yaml"
+        path.write_text(f"values: &values [{values}]\nstatus:\n  lists:\n{lists}")
+        assert path.stat().st_size < 300_000
         with pytest.raises(ConfigError) as caught:
             load_settings(base_env(SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=str(path)))
         assert caught.value.variable == "SIDECAR_AGONES_GAMESERVER"

@@ -3,6 +3,7 @@ timers, the wire format, counters and lists, Kubernetes' metadata rules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from sidecar.agones.manifest import GameServerManifest, HealthSpec
 from sidecar.agones.proto_json import AgonesError, PingScanner
 from sidecar.agones.state import agones_state
 from sidecar.deployment import DeploymentInfo, Port
-from sidecar.lifecycle import Lifecycle, State, StopReason, TimerSettings
+from sidecar.lifecycle import Lifecycle, RosterFull, State, StopReason, TimerSettings
 
 
 class FakeClock:
@@ -416,3 +417,61 @@ class TestMetadataRules:
         assert metadata.label_value_problem("v1.2_x") is None
         assert metadata.label_value_problem("has space") is not None
         assert metadata.label_value_problem("x" * 64) is not None
+
+
+class TestTextThatIsNotText:
+    """The core refuses a string it could never write out, whatever transport brought it."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda gs: gs.set_label("a", "\ud800"),
+            lambda gs: gs.set_annotation("\udc00", "v"),
+            lambda gs: gs.set_annotation("a", "x\ud800"),
+            lambda gs: gs.add_list_value("maps", "\ud800"),
+            lambda gs: gs.update_list("maps", ["values"], capacity=0, values=["\udc00"]),
+            lambda gs: gs.add_list_value("players", "\ud800"),
+            lambda gs: gs.player_connect("\ud800"),
+        ],
+    )
+    def test_invalid_argument_and_nothing_changed(self, call: Callable[[Any], Any]) -> None:
+        manifest = GameServerManifest("gs.yaml", lists={"maps": ListState(5, ("a",))})
+        _, gameserver = make(FakeClock(), manifest=manifest)
+        before = gameserver.body()
+        with pytest.raises(AgonesError) as caught:
+            call(gameserver)
+        assert (caught.value.status, caught.value.code) == (400, 3)
+        assert gameserver.body() == before
+
+    def test_a_refusal_quoting_such_a_value_is_still_json(self) -> None:
+        """Agones' "not found. Value: …" message quoting a lone surrogate: a JSON escape."""
+        body = proto_json.error_body(2, "not found. Value: \ud800 not found in List: maps")
+        assert body.startswith(b'{"code":2,"message":"not found. Value: \\ud800 not')
+        assert json.loads(body)["message"] == "not found. Value: \ud800 not found in List: maps"
+
+
+class TestPlayersListCapacity:
+    def test_without_a_manifest_the_roster_stops_at_1000_named_players(self) -> None:
+        """The players list always exists with Agones' default capacity (1000): the 1001st
+        named player is refused whichever API connects it; anonymous players (`PUT /v1/players
+        {"count"}`) are not list values and are not held to it."""
+        lifecycle, gameserver = make(FakeClock())
+        for number in range(1000):
+            lifecycle.player_connected(f"player-{number}")
+        with pytest.raises(RosterFull, match="holds at most its capacity, 1000 players"):
+            lifecycle.player_connected("one-too-many")
+        with pytest.raises(Refused):
+            gameserver.player_connect("one-too-many")
+        assert gameserver.get_list("players").values[-1] == "player-999"
+        assert len(gameserver.get_list("players").values) == 1000
+        lifecycle.set_players(count=5000)
+        assert gameserver.get_list("players").values == ()
+
+    def test_lowering_the_capacity_disconnects_the_last_players(self) -> None:
+        """UpdateList(capacity) below the values drops them from the end (Agones' rule); here
+        the values are players, so they are disconnected, and the list stays within it."""
+        lifecycle, gameserver = make(FakeClock())
+        lifecycle.set_players(ids=["a", "b", "c"])
+        updated = gameserver.update_list("players", ["capacity"], capacity=2, values=[])
+        assert updated == ListState(2, ("a", "b"))
+        assert lifecycle.player_ids == ["a", "b"]

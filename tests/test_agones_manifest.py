@@ -199,6 +199,26 @@ class TestBadManifests:
         other = {"spec": {"lists": {"maps": {"values": ["x" * 200]}}}}
         assert settings_for(write(tmp_path, "c.json", other)).agones_gameserver is not None
 
+    def test_seeded_players_fit_the_players_list(self, tmp_path: Path) -> None:
+        """The list's values and status.players.ids together are the roster: more of them than
+        the players list's capacity (1000 when the manifest does not say) is exit 2."""
+        over = {
+            "status": {
+                "lists": {"players": {"capacity": 2, "values": ["a", "b"]}},
+                "players": {"ids": ["c"]},
+            }
+        }
+        with pytest.raises(ConfigError, match=r"3 players .* capacity of the list 'players', 2"):
+            settings_for(write(tmp_path, "a.json", over))
+        many = {"status": {"players": {"ids": [f"p{n}" for n in range(1001)]}}}
+        with pytest.raises(ConfigError, match=r"1001 players .* 'players', 1000"):
+            settings_for(write(tmp_path, "b.json", many))
+        # Under another list name, the list called `players` is an ordinary list.
+        renamed = settings_for(
+            write(tmp_path, "c.json", over), SIDECAR_AGONES_PLAYERS_LIST="roster"
+        )
+        assert renamed.agones_gameserver is not None
+
     def test_missing_file(self, tmp_path: Path) -> None:
         """A file that cannot be read is named with the reason."""
         with pytest.raises(ConfigError, match=r"cannot read .*nope\.yaml: No such file"):
@@ -224,12 +244,12 @@ class TestBadManifests:
 def nested_yaml(depth: int) -> str:
     """`depth` block mappings, each indented one space more than the one holding it."""
     lines = [f"{' ' * level}k{level}:" for level in range(depth - 1)]
-    return "\n".join(lines) + f"\n{' ' * (depth - 1)}leaf: 1\n"
+    return "kind: GameServer\n" + "\n".join(lines) + f"\n{' ' * (depth - 1)}leaf: 1\n"
 
 
 def nested_json(depth: int) -> str:
     """The root object, then `depth - 1` arrays: `depth` levels in all."""
-    return '{"x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    return '{"kind": "GameServer", "x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
 
 
 class TestHostileFiles:
@@ -358,3 +378,174 @@ class TestHostileFiles:
         assert "is not valid YAML: " in message
         assert "(line 3, column 5)" in message
         assert "secret-ish" not in message
+
+
+def exit_of(command: list[str], path: str) -> subprocess.CompletedProcess[str]:
+    """`edgegap-sidecar <command>` with the facade on and the manifest at `path`."""
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *command],
+        env=base_env(SIDECAR_AGONES="true", SIDECAR_AGONES_GAMESERVER=path, SIDECAR_PORT="0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestTextThatIsNotText:
+    """Strings the GameServer could never be written out with are refused at load (exit 2);
+    they used to pass the read and crash later (exit 1, a traceback, the game never started)."""
+
+    @pytest.mark.parametrize(
+        ("character", "code"),
+        [("\x1b", "001B"), ("\x00", "0000"), ("\x07", "0007"), ("\ufffe", "FFFE")],
+    )
+    def test_characters_yaml_forbids(self, tmp_path: Path, character: str, code: str) -> None:
+        """A control character YAML does not allow is a YAML error with its line and column,
+        not PyYAML's ReaderError escaping the loader (raised as the loader is built)."""
+        path = write(tmp_path, "gs.yaml", f"metadata:\n  name: {character}[32mgs\n")
+        with pytest.raises(ConfigError) as caught:
+            settings_for(path)
+        message = str(caught.value)
+        assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
+        assert f"U+{code} (line 2, column 9) is not allowed in YAML" in message
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            'status:\n  lists:\n    l: {capacity: 5, values: ["\\ud800"]}\n',
+            'spec:\n  counters:\n    "\\udc00": {count: 1}\n',
+            'metadata:\n  annotations: {a: "x\\U0000D800"}\n',
+        ],
+        ids=["list-value", "counter-name", "annotation"],
+    )
+    def test_a_lone_surrogate_is_exit_2_in_run_and_check_config(
+        self, tmp_path: Path, content: str
+    ) -> None:
+        """A YAML escape spelling half a surrogate pair: check-config and run agree (exit 2
+        naming the variable); before, check-config and run crashed with UnicodeEncodeError."""
+        path = write(tmp_path, "gs.yaml", content)
+        for command in (["check-config"], ["run", "--", "true"]):
+            result = exit_of(command, path)
+            assert result.returncode == 2, result.stderr[-800:]
+            assert result.stderr.startswith(f"edgegap-sidecar: SIDECAR_AGONES_GAMESERVER: {path}")
+            assert "lone UTF-16 surrogate" in result.stderr
+            assert "Traceback" not in result.stderr
+
+    def test_proc_self_cmdline_is_exit_2(self) -> None:
+        """A file full of NULs (here the process's own command line) is refused as YAML."""
+        result = exit_of(["run", "--", "true"], "/proc/self/cmdline")
+        assert result.returncode == 2, result.stderr[-800:]
+        assert "U+0000" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_a_surrogate_pair_is_one_character(self, tmp_path: Path) -> None:
+        """JSON-style escapes of both halves make one character, as in JSON."""
+        path = write(tmp_path, "gs.yaml", 'metadata:\n  annotations: {a: "\\ud83d\\ude00"}\n')
+        loaded = settings_for(path).agones_gameserver
+        assert loaded is not None
+        assert loaded.annotations == {"a": "\N{GRINNING FACE}"}
+
+    def test_a_lone_surrogate_in_json_too(self, tmp_path: Path) -> None:
+        """The JSON reader already refused one; the same holds for every form of the file."""
+        path = write(tmp_path, "gs.json", '{"status": {"lists": {"l": {"values": ["\\ud800"]}}}}')
+        with pytest.raises(ConfigError, match="lone UTF-16 surrogate"):
+            settings_for(path)
+
+
+class TestWhatAGameDeveloperMeant:
+    """What YAML and JSON decoders take silently, and a developer did not mean, is exit 2
+    naming where; before, each of these was read without a word."""
+
+    @pytest.mark.parametrize(
+        ("content", "problem"),
+        [
+            pytest.param(
+                "metadata:\n  labels:\n    mode: ranked\n    mode: casual\n",
+                "has the key 'mode' twice in one mapping (line 4, column 5)",
+                id="yaml-duplicate-label",
+            ),
+            pytest.param(
+                "spec: {}\nspec: {players: {initialCapacity: 4}}\n",
+                "has the key 'spec' twice in one mapping (line 2, column 1)",
+                id="yaml-duplicate-top-level",
+            ),
+            pytest.param(
+                '{"metadata": {"labels": {"a": "x"}}, "metadata": {}}',
+                "has the key 'metadata' twice in one object",
+                id="json-duplicate",
+            ),
+            pytest.param(
+                "kind: GameServer\nmetadata: {labels: {a: b}}\n---\nkind: GameServer\n",
+                "holds more than one YAML document",
+                id="two-documents",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    1: one\n    true: yes\n",
+                "metadata.labels has a key that is the number 1, not a string: quote it",
+                id="number-label-key",
+            ),
+            pytest.param(
+                "metadata:\n  annotations:\n    null: x\n",
+                "metadata.annotations has a key that is null, not a string",
+                id="null-annotation-key",
+            ),
+            pytest.param(
+                "spec:\n  counters:\n    true: {count: 1}\n",
+                "spec.counters has a key that is a boolean, not a string",
+                id="boolean-counter-name",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    on: true\n",
+                "has a key that is a boolean",
+                id="yaml-1.1-boolean-key",
+            ),
+            pytest.param(
+                "metadata:\n  labels:\n    ready: true\n",
+                "metadata.labels.ready must be a string, got a boolean (quote it in YAML)",
+                id="boolean-label-value",
+            ),
+            pytest.param(
+                "services:\n  game:\n    image: example/game\n",
+                "none of apiVersion, kind, metadata, spec, status",
+                id="a-compose-file",
+            ),
+            pytest.param(
+                "apiVersion: apps/v1\nkind: Deployment\nspec: {replicas: 1}\n",
+                "kind must be GameServer, Fleet, GameServerSet, got the string 'Deployment'",
+                id="a-deployment",
+            ),
+            pytest.param(
+                "apiVersion: v1\nmetadata: {name: x}\n",
+                "apiVersion must be Agones' (agones.dev/v1), got the string 'v1'",
+                id="not-agones-api",
+            ),
+        ],
+    )
+    def test_refused(self, tmp_path: Path, content: str, problem: str) -> None:
+        suffix = ".json" if content.startswith("{") else ".yaml"
+        with pytest.raises(ConfigError) as caught:
+            settings_for(write(tmp_path, f"gs{suffix}", content))
+        message = str(caught.value)
+        assert message.startswith("SIDECAR_AGONES_GAMESERVER: ")
+        assert problem in message
+
+    def test_what_stays_allowed(self, tmp_path: Path) -> None:
+        """Quoted keys, the same key in different mappings, merge keys (`<<`) overriding what
+        they merge, a stray `---` before or after the document: all read as written."""
+        content = (
+            "---\n"
+            "base: &base {mode: ranked, region: eu}\n"
+            "metadata:\n"
+            "  labels:\n"
+            "    <<: *base\n"
+            "    region: us\n"
+            '    "1": one\n'
+            '    "true": "yes"\n'
+            "  annotations: {mode: x}\n"
+            "---\n"
+        )
+        loaded = settings_for(write(tmp_path, "gs.yaml", content)).agones_gameserver
+        assert loaded is not None
+        assert loaded.labels == {"mode": "ranked", "region": "us", "1": "one", "true": "yes"}
+        assert loaded.annotations == {"mode": "x"}

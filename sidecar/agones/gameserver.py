@@ -9,7 +9,8 @@ same one `/v1/players` changes), addresses and ports (the platform's variables).
 Bounded like a Kubernetes object (SPEC §11): a change the game makes (label, annotation,
 player, counter, list, capacity) that would make the compact JSON larger than
 MAX_GAMESERVER_BYTES is refused (`Refused`: 500, code 2) and changes nothing, whichever API made
-it; a roster change through the local API is refused the same way (`RosterFull`: 422 there).
+it; a roster change through the local API is refused the same way (`RosterFull`: 422 there), and
+so is one that would put more players in the players list than its capacity.
 The check renders nothing: the size is kept exact change by change (each change knows the bytes
 it adds), and re-learnt from a rendering only after the lifecycle changed the roster. Rendering
 happens when someone reads, once per change, and that one rendering is what GET and every
@@ -57,7 +58,7 @@ from sidecar.lifecycle import ROSTER_CAP, Change, Lifecycle, ReadySource, Roster
 # open-ended one is ten years (the longest duration a setting may have), not infinity: status
 # and metrics show the seconds left as numbers.
 OPEN_ENDED_HOLD = 10 * 365 * 86400.0
-PLAYERS_LIST_CAPACITY = 1000
+PLAYERS_LIST_CAPACITY = rules.DEFAULT_CAPACITY  # the players list without a manifest's
 SHUTDOWN_DETAIL = "the game called Shutdown() through the Agones SDK"
 # Kubernetes keeps an object under etcd's 1.5 MiB request limit; Agones' GameServers live there.
 # Unbounded, 152 list values of 300 KB made a 45 MB object re-sent on every change.
@@ -80,6 +81,15 @@ class FacadeOptions:
     auto_allocate: bool = True
     manifest: GameServerManifest | None = None
     health_timeout: float = 30.0  # the effective one (the manifest's spec.health applied)
+
+
+def check_text(value: str, what: str) -> None:
+    """Whatever the transport, a string the GameServer keeps must be text it can write out as
+    UTF-8: a lone surrogate (a JSON `\\ud800` escape) would break every later rendering."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise invalid_argument(f"{what} is not text: it holds a lone UTF-16 surrogate") from None
 
 
 def check_player_id(player_id: str) -> None:
@@ -230,6 +240,8 @@ class GameServer:
 
     # --- metadata --------------------------------------------------------------------------
     def set_label(self, key: str, value: str) -> None:
+        check_text(key, "key")
+        check_text(value, "value")
         full = sdk_key(key)
         problem = key_problem(full) or label_value_problem(value)
         if problem is not None:
@@ -237,6 +249,8 @@ class GameServer:
         self._set_text(self.labels, full, value)
 
     def set_annotation(self, key: str, value: str) -> None:
+        check_text(key, "key")
+        check_text(value, "value")
         full = sdk_key(key)
         problem = key_problem(full)
         if problem is not None:
@@ -312,6 +326,8 @@ class GameServer:
     def update_list(
         self, name: str, mask: list[str], *, capacity: int, values: list[str]
     ) -> ListState:
+        for value in values:
+            check_text(value, "a value")
         updated = rules.update_list(self.get_list(name), mask, capacity=capacity, values=values)
         if name != self.options.players_list:
             old = self.lists[name]
@@ -336,6 +352,7 @@ class GameServer:
         return self.get_list(name)
 
     def add_list_value(self, name: str, value: str) -> ListState:
+        check_text(value, "value")
         current = self.get_list(name)
         rules.check_add(name, current.values, current.capacity, value)
         if name == self.options.players_list:
@@ -457,8 +474,19 @@ class GameServer:
         self._grew(delta)
 
     def _roster_fits(self, ids: list[str], count: int) -> str | None:
-        """The lifecycle's roster limit, for any roster change through either API: the ids are
-        shown twice (status.players.ids and the players list)."""
+        """The lifecycle's roster limits, for any roster change through either API. The players
+        list holds the ids, and a list holds at most its capacity (Agones' rule, which
+        AddListValue applies): a connect through the local API may not overflow it either, or
+        the list would show more values than its capacity and a later UpdateList would cut
+        them. Then the size: the ids are shown twice (status.players.ids and the list)."""
+        capacity = self.players_list_capacity
+        if len(ids) > capacity:
+            return (
+                f"the Agones players list {self.options.players_list!r} (the roster, "
+                f"SIDECAR_AGONES_PLAYERS_LIST) holds at most its capacity, {capacity} players; "
+                f"this change would make it {len(ids)} (the game may raise the capacity, up to "
+                f"{rules.LIST_MAX_CAPACITY}, with UpdateList)"
+            )
         current = self.lifecycle.player_ids
         if len(ids) == len(current) + 1 and ids[:-1] == current:  # one connect
             added = _text_size(ids[-1]) + (1 if current else 0)

@@ -15,10 +15,13 @@ What is read, in Kubernetes' camelCase spelling (the way `kubectl` and Agones' l
     status.players {capacity, ids}          wins over the spec's of the same name
 
 A Fleet or GameServerSet manifest works too: its `spec.template` is the GameServer. Every other
-field is ignored, as Kubernetes ignores unknown fields. JSON is told from YAML as Kubernetes'
-decoder does (JSON starts with `{`); YAML is parsed with PyYAML, imported only for a YAML file.
-How the file is read, and the bounds on it (a regular file of at most 1 MiB, 64 levels), are
-manifest_file.py's.
+field is ignored, as Kubernetes ignores unknown fields, but the file must look like Agones': a
+`kind` other than those three, an `apiVersion` outside `agones.dev/`, or none of the top-level
+fields at all is refused (another file named by mistake). Keys of what is read are strings: an
+unquoted YAML `1:`, `true:` or `null:` is refused rather than spelled as text. JSON is told
+from YAML as Kubernetes' decoder does (JSON starts with `{`); YAML is parsed with PyYAML,
+imported only for a YAML file. How the file is read, and the bounds on it (a regular file of
+at most 1 MiB, 64 levels), are manifest_file.py's.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from sidecar.agones.counters import DEFAULT_CAPACITY, LIST_MAX_CAPACITY, Counter
 from sidecar.agones.manifest_file import read_document
 from sidecar.agones.metadata import ANNOTATIONS_MAX_BYTES, annotations_size, key_problem
 from sidecar.agones.metadata import label_value_problem as _label_value_problem
-from sidecar.lifecycle import ROSTER_CAP
 
 PLAYER_ID_MAX = 128  # the local API's rule (SPEC §7): one roster, one rule
 INT32_MAX = 2**31 - 1
@@ -73,12 +75,17 @@ class GameServerManifest:
 
     def roster_problem(self, players_list: str) -> str | None:
         """Why the players this manifest seeds cannot be the sidecar's roster (the list named
-        `players_list` and status.players.ids: ids of 1-128 printable characters, at most
-        ROSTER_CAP of them), or None."""
-        seeded = self.lists[players_list].values if players_list in self.lists else ()
-        ids = dict.fromkeys((*seeded, *self.player_ids))
-        if len(ids) > ROSTER_CAP:
-            return f"{len(ids)} players is more than the roster's {ROSTER_CAP}"
+        `players_list` and status.players.ids: ids of 1-128 printable characters, at most the
+        list's capacity of them, as a list holds), or None."""
+        players = self.lists.get(players_list)
+        capacity = players.capacity if players else DEFAULT_CAPACITY
+        ids = dict.fromkeys((*(players.values if players else ()), *self.player_ids))
+        if len(ids) > capacity:
+            return (
+                f"{len(ids)} players (list {players_list!r} and status.players.ids) is more "
+                f"than the capacity of the list {players_list!r}, {capacity}: that list is the "
+                "roster (SIDECAR_AGONES_PLAYERS_LIST)"
+            )
         for player_id in ids:
             if not 1 <= len(player_id) <= PLAYER_ID_MAX or not player_id.isprintable():
                 return (
@@ -106,6 +113,15 @@ def _object(value: Any, where: str) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise _Invalid(f"{where} must be an object, got {_kind(value)}")
+    for key in value:
+        # YAML reads `1:`, `true:` or `null:` as a number, a boolean or null, which Kubernetes
+        # turns into text of its own spelling (`yes:` becomes "true"), so that two keys may
+        # collide: refused, since quoting the key says what is meant.
+        if not isinstance(key, str):
+            raise _Invalid(
+                f"{where} has a key that is {_kind(key)}, not a string: quote it in YAML "
+                '(e.g. "1", "true")'
+            )
     return value
 
 
@@ -131,11 +147,11 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for key, item in _object(value, where).items():
         if not isinstance(item, str):
-            raise _Invalid(f"{where}.{key} must be a string, got {_kind(item)}")
-        problem = key_problem(str(key))
+            raise _Invalid(f"{where}.{key} must be a string, got {_kind(item)} (quote it in YAML)")
+        problem = key_problem(key)
         if problem is not None:
-            raise _Invalid(f"{where}: key {str(key)[:60]!r}: {problem}")
-        result[str(key)] = item
+            raise _Invalid(f"{where}: key {key[:60]!r}: {problem}")
+        result[key] = item
     return result
 
 
@@ -157,7 +173,7 @@ def _counters(value: Any, where: str) -> dict[str, Counter]:
         capacity = _whole(entry.get("capacity", DEFAULT_CAPACITY), f"{where}.{name}.capacity")
         if count > capacity:
             raise _Invalid(f"{where}.{name}: count {count} is above its capacity {capacity}")
-        counters[str(name)] = Counter(count, capacity)
+        counters[name] = Counter(count, capacity)
     return counters
 
 
@@ -173,7 +189,7 @@ def _lists(value: Any, where: str) -> dict[str, ListState]:
         values = _strings(entry.get("values"), f"{where}.{name}.values")
         if len(values) > capacity:
             raise _Invalid(f"{where}.{name}: {len(values)} values is more than its capacity")
-        lists[str(name)] = ListState(capacity, values)
+        lists[name] = ListState(capacity, values)
     return lists
 
 
@@ -203,10 +219,27 @@ def _health(value: Any) -> HealthSpec:
     )
 
 
+KINDS = ("GameServer", "Fleet", "GameServerSet")
+TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+
+
 def _manifest(path: str, document: Any) -> GameServerManifest:
     root = _object(document, "the manifest")
     if not root:
         raise _Invalid("the manifest is empty")
+    # Any mapping used to pass as an empty GameServer: another file named by mistake (a
+    # docker-compose.yml, a Deployment) would start the game with none of its settings.
+    kind = root.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise _Invalid(f"kind must be {', '.join(KINDS)}, got {_kind(kind)}")
+    api_version = root.get("apiVersion")
+    if api_version is not None and not str(api_version).startswith("agones.dev/"):
+        raise _Invalid(f"apiVersion must be Agones' (agones.dev/v1), got {_kind(api_version)}")
+    if not TOP_LEVEL & root.keys():
+        raise _Invalid(
+            "the manifest has none of apiVersion, kind, metadata, spec, status: "
+            "it is not a GameServer"
+        )
     if root.get("kind") in ("Fleet", "GameServerSet"):
         # A fleet's GameServers are made from its template.
         root = _object(_object(root.get("spec"), "spec").get("template"), "spec.template")

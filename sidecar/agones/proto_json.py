@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sidecar.bounded_json import holds_surrogate
 from sidecar.errors import HttpError
 
 INT64_MIN = -(2**63)
@@ -63,7 +64,11 @@ METHOD_NOT_ALLOWED = AgonesError(501, 12, "Method Not Allowed")
 
 
 def error_body(code: int, message: str) -> bytes:
-    return dumps({"code": code, "message": message, "details": []})
+    # backslashreplace: a message quoting a value that is not text still goes out as JSON (the
+    # escape it writes for a lone surrogate, `\\ud800`, is JSON's own).
+    error = {"code": code, "message": message, "details": []}
+    text = json.dumps(error, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def dumps(data: Any) -> bytes:
@@ -87,13 +92,18 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity); INVALID_ARGUMENT when it is not."""
+    """Strict JSON (no NaN/Infinity, every string text); INVALID_ARGUMENT when it is not."""
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        value = _DECODER.decode(raw.decode("utf-8"))
     except RecursionError:  # the C scanner's own depth guard: never a 500
         raise invalid_argument("proto: the JSON is nested too deeply") from None
     except ValueError as exc:  # also UnicodeDecodeError and an int over 4300 digits
         raise invalid_argument(f"proto: syntax error: {exc}") from None
+    # A `\ud800` escape without its pair decodes to a string no UTF-8 writer can write: the
+    # GameServer holding it could never be sent again (it was a 500 and a traceback).
+    if b"\\u" in raw and holds_surrogate(value):
+        raise invalid_argument("proto: syntax error: a string holds a lone UTF-16 surrogate")
+    return value
 
 
 class Field(Enum):
