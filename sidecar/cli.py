@@ -420,7 +420,10 @@ def _list_variables(rows: list[tuple[str, str, str]]) -> int:
     print(f"  {'variable':<{width}}  {'default':<{default_width}}  meaning")
     for name, default, meaning in rows:
         print(f"  {name:<{width}}  {default:<{default_width}}  {meaning}")
-    print("Durations: 90, 90s, 1500ms, 5m, 1h or compound 1m30s, 1h30m15s; 0 turns a timer off.")
+    print(
+        "Durations: 90, 90s, 1500ms, 5m, 1h or compound 1m30s, 1h 30m; 0 turns a timer off, "
+        "anything else is at least 1ms."
+    )
     return EXIT_OK
 
 
