@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from sidecar.addresses import local_url
 from sidecar.client import EventParser
-from sidecar.config.parsers import header_value_problem
+from sidecar.config.parsers import ASCII_SPACE, header_value_problem
 from sidecar.config.settings import environ_secrets
 from sidecar.errors import ConfigError
 from sidecar.redaction import redact, redact_url
@@ -83,7 +83,7 @@ class Target:
 
 def target_from_env(environ: Mapping[str, str]) -> Target:
     """The sidecar named by the environment; ConfigError naming the variable when malformed."""
-    token = environ.get("SIDECAR_API_TOKEN", "").strip(" \t\n\r\x0b\x0c") or None
+    token = environ.get("SIDECAR_API_TOKEN", "").strip(ASCII_SPACE) or None
     if token is not None and header_value_problem(token) is not None:
         raise ConfigError("SIDECAR_API_TOKEN", "expected printable ASCII characters")
     url = environ.get("SIDECAR_URL", "").strip()

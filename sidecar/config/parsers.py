@@ -216,8 +216,8 @@ def result_url_problem(url: str) -> str | None:
         return problem
     from yarl import URL
 
-    host = URL(url).raw_host or ""
-    if URL(url).scheme == "http" and not is_loopback(host.strip("[]")):
+    parsed = URL(url)  # parses: _http_url_problem said so
+    if parsed.scheme == "http" and not is_loopback((parsed.raw_host or "").strip("[]")):
         return "is http:// to an address that is not loopback"
     return None
 
