@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from sidecar.addresses import local_url
 from sidecar.client import EventParser
 from sidecar.config.parsers import ASCII_SPACE, header_value_problem
+from sidecar.config.parsers import host as parse_host
 from sidecar.config.settings import environ_secrets
 from sidecar.errors import ConfigError
 from sidecar.redaction import redact, redact_url
@@ -101,7 +102,12 @@ def target_from_env(environ: Mapping[str, str]) -> Target:
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ConfigError("SIDECAR_URL", "expected a URL like http://127.0.0.1:8787")
         return Target(url, token)
-    host = environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1"
+    try:
+        # The sidecar's own rule: what it could not bind, it is not found at (and a host that
+        # is not text would fail inside http.client with a traceback).
+        host = parse_host(environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1")
+    except ValueError as exc:
+        raise ConfigError("SIDECAR_HOST", str(exc)) from None
     port_text = environ.get("SIDECAR_PORT", "").strip() or "8787"
     if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text[:6]) <= 65535):
         raise ConfigError("SIDECAR_PORT", "expected the port of the running sidecar, 1-65535")

@@ -123,6 +123,14 @@ class TestStatus:
             f"edgegap-sidecar status: http://<redacted>@127.0.0.1:{port}/<redacted>?<redacted>: "
         )
 
+    @pytest.mark.parametrize("host", ["h\udcff", "[::1]"])
+    def test_a_host_the_sidecar_could_not_bind_is_a_usage_error(self, host: str) -> None:
+        """Before: undecodable bytes in SIDECAR_HOST were a traceback. Now exit 2 naming it."""
+        result = status(SIDECAR_HOST=host, SIDECAR_PORT="1")
+        assert result.returncode == 2
+        assert result.stderr.startswith("edgegap-sidecar: SIDECAR_HOST: ")
+        assert "Traceback" not in result.stderr
+
     @pytest.mark.parametrize("url", ["http://127.0.0.1:1/\udcff", "http://h\u00e9st:1/"])
     def test_a_url_that_is_not_ascii_is_a_usage_error(self, url: str) -> None:
         """Before: a traceback. Now exit 2 naming SIDECAR_URL."""
