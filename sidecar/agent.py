@@ -156,7 +156,8 @@ class Agent:
         """Bind the API, then start the game and the background tasks."""
         loop = asyncio.get_running_loop()
         for warning in self.deployment.warnings:
-            log.warning("platform variable ignored: %s", warning)
+            # Each warning says what became of the value (ignored, skipped): not all are ignored.
+            log.warning("platform variable: %s", warning)
         if self.lifecycle.expected is not None:
             log.info(
                 "match %s: %d players expected, quorum %s, no-show timeout %gs%s",

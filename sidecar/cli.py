@@ -17,6 +17,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from sidecar import __version__
 from sidecar.errors import ConfigError, SidecarError, StartupError, UsageError
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch = serve.add_mutually_exclusive_group()
     watch.add_argument(
-        "--watch-pid", type=int, metavar="PID", help="treat this PID's exit like the game's exit"
+        "--watch-pid",
+        type=_pid,
+        metavar="PID",
+        help="treat this PID's exit like the game's exit",
     )
     watch.add_argument(
         "--watch-name",
@@ -117,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in _DELEGATED.items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+# The largest pid_t: beyond it no process can exist, and psutil's lookup overflows.
+_MAX_PID = 2**31 - 1
+
+
+def _pid(text: str) -> int:
+    """--watch-pid: ASCII digits only (int() would read Arabic-Indic digits as 12), 1 to the
+    largest pid_t; argparse reports the ArgumentTypeError as a usage error naming the flag."""
+    digits = text.strip()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 10 and 0 < int(digits) <= _MAX_PID:
+        return int(digits)
+    raise argparse.ArgumentTypeError(f"expected a process id, ASCII digits 1-{_MAX_PID}")
 
 
 _SETTINGS_EPILOG = """\
@@ -255,9 +272,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if watch_pid is None:
             raise UsageError(f"--watch-name: no running process is named {args.watch_name!r}")
     elif args.watch_pid is not None:
-        watch_pid = args.watch_pid
-        if watch_pid <= 0:
-            raise UsageError(f"--watch-pid: expected a positive PID, got {watch_pid}")
+        watch_pid = args.watch_pid  # already a PID in range (_pid)
     return _serve(None, watch_pid)
 
 
@@ -356,10 +371,18 @@ def _check_config(*, json_output: bool, strict: bool, list_only: bool) -> int:
         variables_help,
     )
     from sidecar.deployment import parse_deployment
+    from sidecar.redaction import redact
 
     if list_only:
         return _list_variables(variables_help())
     settings = load_settings()
+    secrets = settings.secrets()
+
+    def say(line: str, file: TextIO = sys.stdout) -> None:
+        # Every line check-config writes passes through the one redaction (SPEC §4), whatever
+        # built it: the report already redacts its values, this covers the rest.
+        print(redact(line, secrets), file=file)
+
     if strict and (unknown := unknown_variables(os.environ)):
         # One line per unknown variable, all of them: fixing one at a time would be tedious.
         for name, close in unknown:
@@ -372,20 +395,22 @@ def _check_config(*, json_output: bool, strict: bool, list_only: bool) -> int:
     if json_output:
         import json
 
+        # Not through say(): settings_json redacts each value, and a short token (`null`, `2`)
+        # replaced in the document's text would break the JSON.
         print(json.dumps(settings_json(settings), indent=2))
         for warning in warnings:  # stdout stays one JSON document
-            print(f"edgegap-sidecar: warning: {warning}", file=sys.stderr)
+            say(f"edgegap-sidecar: warning: {warning}", sys.stderr)
         return EXIT_OK
     rows = redacted_settings(settings)
     width = max(len(name) for name in rows)
-    print("edgegap-sidecar configuration (secrets redacted):")
+    say("edgegap-sidecar configuration (secrets redacted):")
     for name, value in rows.items():
-        print(f"  {name:<{width}}  {value}")
+        say(f"  {name:<{width}}  {value}")
     mode = f"dry-run ({settings.dry_run_reason})" if settings.effective_dry_run else "live"
-    print(f"  {'mode':<{width}}  {mode}")
-    print(f"  {'timers':<{width}}  {settings.timers_summary()}")
+    say(f"  {'mode':<{width}}  {mode}")
+    say(f"  {'timers':<{width}}  {settings.timers_summary()}")
     for warning in warnings:
-        print(f"  warning: {warning}")
+        say(f"  warning: {warning}")
     return EXIT_OK
 
 
@@ -395,7 +420,10 @@ def _list_variables(rows: list[tuple[str, str, str]]) -> int:
     print(f"  {'variable':<{width}}  {'default':<{default_width}}  meaning")
     for name, default, meaning in rows:
         print(f"  {name:<{width}}  {default:<{default_width}}  {meaning}")
-    print("Durations: 90, 90s, 1500ms, 5m, 1h or compound 1m30s, 1h30m15s; 0 turns a timer off.")
+    print(
+        "Durations: 90, 90s, 1500ms, 5m, 1h or compound 1m30s, 1h 30m; 0 turns a timer off, "
+        "anything else is at least 1ms."
+    )
     return EXIT_OK
 
 

@@ -4,7 +4,8 @@ Any variable may be missing or malformed (edgegap-facts §1: the Unity SDK crash
 ports mapping). Parsing collects one warning per bad variable and carries on: a variable that is
 too large, not UTF-8, or (for a JSON one) not JSON within the bounds of `bounded_json` is
 ignored as a whole, so the game always starts. A warning names the variable and never quotes its
-value (a matchmaker ticket carries player data). Tokens are never read here, so nothing built
+value (a matchmaker ticket carries player data), and says what became of it: `ignored` (the whole
+variable) or `skipped` (some entries). Tokens are never read here, so nothing built
 from this module can leak one.
 """
 
@@ -104,9 +105,21 @@ def _text(environ: Mapping[str, str], name: str, warnings: list[str]) -> str | N
         return None
     problem = _text_problem(raw)
     if problem is not None:
-        warnings.append(f"{name} {problem}")
+        warnings.append(f"{name} {problem}: ignored")
         return None
     return raw
+
+
+def _count(environ: Mapping[str, str], name: str, warnings: list[str]) -> int | None:
+    """A whole number >= 0 (CPU units, megabytes), or None with one warning when it is not."""
+    text = _text(environ, name, warnings)
+    if text is None:
+        return None
+    number = _int(text)
+    if number is None or number < 0:
+        warnings.append(f"{name} is not a whole number >= 0: ignored")
+        return None
+    return number
 
 
 def _text_problem(raw: str) -> str | None:
@@ -134,7 +147,7 @@ def _json(
     if problem is None and expected is not None and not isinstance(read.value, expected):
         problem = "is not a JSON " + ("object" if expected is dict else "array")
     if problem is not None:
-        warnings.append(f"{name} {problem}")
+        warnings.append(f"{name} {problem}: ignored")
         return None
     return read.value
 
@@ -145,7 +158,7 @@ def _ports(environ: Mapping[str, str], warnings: list[str]) -> tuple[Port, ...]:
         return ()
     ports = mapping.get("ports") if isinstance(mapping, dict) else None
     if not isinstance(ports, dict):
-        warnings.append('ARBITRIUM_PORTS_MAPPING has no "ports" object')
+        warnings.append('ARBITRIUM_PORTS_MAPPING has no "ports" object: ignored')
         return ()
     parsed: list[Port] = []
     skipped = 0
@@ -167,7 +180,9 @@ def _ports(environ: Mapping[str, str], warnings: list[str]) -> tuple[Port, ...]:
     if skipped:
         # One warning for the variable, however many entries are bad, and never a key: they
         # come from the platform's data, not from us.
-        warnings.append(f"ARBITRIUM_PORTS_MAPPING has {skipped} entries that are not objects")
+        warnings.append(
+            f"ARBITRIUM_PORTS_MAPPING has {skipped} entries that are not objects: skipped"
+        )
     return tuple(parsed)
 
 
@@ -225,8 +240,8 @@ def parse_deployment(environ: Mapping[str, str]) -> DeploymentInfo:
         location=location,
         tags=tuple(t.strip() for t in tags_raw.split(",") if t.strip()),
         host_id=_text(environ, "ARBITRIUM_HOST_ID", warnings),
-        vcpu_units=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_VCPU_UNITS", warnings)),
-        memory_mb=_int(_text(environ, "ARBITRIUM_DEPLOYMENT_MEMORY_MB", warnings)),
+        vcpu_units=_count(environ, "ARBITRIUM_DEPLOYMENT_VCPU_UNITS", warnings),
+        memory_mb=_count(environ, "ARBITRIUM_DEPLOYMENT_MEMORY_MB", warnings),
         matchmaker=matchmaker,
         match=match,
         warnings=tuple(warnings),

@@ -9,6 +9,10 @@ unchanged) and `--watch` (one line per `/v1/events` event until interrupted or t
 Exit 0 when the sidecar answered, 1 when nothing answered (or it refused: a 401 is printed).
 Standard library only (http.client), like client.py: it runs inside game images, and must not
 pay for aiohttp's import in a `docker exec`.
+
+Every line it writes passes through `redaction.redact` with the tokens of the environment, and
+the URL is only shown through `redact_url` (SIDECAR_URL may carry the token in its userinfo,
+query or path): SPEC §4, a token never appears in status.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from typing import Any, TextIO
 
 from sidecar.addresses import local_url
 from sidecar.client import EventParser
+from sidecar.config.parsers import ASCII_SPACE, header_value_problem
+from sidecar.config.parsers import host as parse_host
+from sidecar.config.settings import environ_secrets
 from sidecar.errors import ConfigError
+from sidecar.redaction import redact, redact_url
 
 # Connect and first-answer timeout: a sidecar that takes longer is as good as not answering.
 TIMEOUT_SECONDS = 3.0
@@ -54,6 +62,8 @@ class Target:
     def __init__(self, url: str, token: str | None) -> None:
         parts = urllib.parse.urlsplit(url)
         self.url = url.rstrip("/")
+        # How the URL is ever printed: no userinfo or query, and no token in the path.
+        self.shown = redact(redact_url(self.url) or "", [token] if token else [])
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port
@@ -74,8 +84,14 @@ class Target:
 
 def target_from_env(environ: Mapping[str, str]) -> Target:
     """The sidecar named by the environment; ConfigError naming the variable when malformed."""
-    token = environ.get("SIDECAR_API_TOKEN", "").strip() or None
+    token = environ.get("SIDECAR_API_TOKEN", "").strip(ASCII_SPACE) or None
+    if token is not None and header_value_problem(token) is not None:
+        raise ConfigError("SIDECAR_API_TOKEN", "expected printable ASCII characters")
     url = environ.get("SIDECAR_URL", "").strip()
+    # Checked before parsing: http.client would fail on a non-ASCII host or path with a
+    # traceback, and an undecodable byte (a surrogate escape) cannot even be printed.
+    if url and not (url.isascii() and url.isprintable()):
+        raise ConfigError("SIDECAR_URL", "expected a URL like http://127.0.0.1:8787 (ASCII)")
     if url:
         try:
             parts = urllib.parse.urlsplit(url)
@@ -86,7 +102,12 @@ def target_from_env(environ: Mapping[str, str]) -> Target:
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ConfigError("SIDECAR_URL", "expected a URL like http://127.0.0.1:8787")
         return Target(url, token)
-    host = environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1"
+    try:
+        # The sidecar's own rule: what it could not bind, it is not found at (and a host that
+        # is not text would fail inside http.client with a traceback).
+        host = parse_host(environ.get("SIDECAR_HOST", "").strip() or "127.0.0.1")
+    except ValueError as exc:
+        raise ConfigError("SIDECAR_HOST", str(exc)) from None
     port_text = environ.get("SIDECAR_PORT", "").strip() or "8787"
     if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text[:6]) <= 65535):
         raise ConfigError("SIDECAR_PORT", "expected the port of the running sidecar, 1-65535")
@@ -97,26 +118,46 @@ def run_status(
     environ: Mapping[str, str], *, json_output: bool, watch: bool, out: TextIO = sys.stdout
 ) -> int:
     """The command: 0 when the sidecar answered, 1 when it did not (the reason on stderr)."""
-    target = target_from_env(environ)
+    secrets = environ_secrets(environ)
+    try:
+        target = target_from_env(environ)
+    except ConfigError as exc:
+        raise ConfigError(exc.variable, redact(str(exc).partition(": ")[2], secrets)) from None
+    shown = _Redacting(out, secrets)
+    err = _Redacting(sys.stderr, secrets)
     try:
         if watch:
-            return _watch(target, json_output, out)
+            return _watch(target, json_output, shown, err)
         body = _get_status(target)
     except _NoAnswer as exc:
-        print(f"edgegap-sidecar status: {target.url}: {exc}", file=sys.stderr)
+        err.write(f"edgegap-sidecar status: {target.shown}: {exc}\n")
         return 1
     if json_output:
-        out.write(body.decode("utf-8", "replace") + "\n")
+        shown.write(body.decode("utf-8", "replace") + "\n")
         return 0
     try:
         status = json.loads(body)
     except ValueError:
         status = None
     if not isinstance(status, dict):
-        print(f"edgegap-sidecar status: {target.url}: the answer is not a status", file=sys.stderr)
+        err.write(f"edgegap-sidecar status: {target.shown}: the answer is not a status\n")
         return 1
-    out.write(render_table(status))
+    shown.write(render_table(status))
     return 0
+
+
+class _Redacting:
+    """A text stream whose every write passes through the one redaction first."""
+
+    def __init__(self, stream: TextIO, secrets: list[str]) -> None:
+        self._stream = stream
+        self._secrets = secrets
+
+    def write(self, text: str) -> None:
+        self._stream.write(redact(text, self._secrets))
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 class _NoAnswer(Exception):
@@ -148,7 +189,7 @@ def _get_status(target: Target) -> bytes:
         connection.close()
 
 
-def _watch(target: Target, json_output: bool, out: TextIO) -> int:
+def _watch(target: Target, json_output: bool, out: _Redacting, err: _Redacting) -> int:
     connection, response = _request(target, "/v1/events", "text/event-stream")
     # The first event comes at once; after that a quiet sidecar may send nothing for long.
     if connection.sock is not None:
@@ -168,7 +209,7 @@ def _watch(target: Target, json_output: bool, out: TextIO) -> int:
     except KeyboardInterrupt:
         pass  # the usual way to stop watching
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        print(f"edgegap-sidecar status: {target.url}: stream ended: {_why(exc)}", file=sys.stderr)
+        err.write(f"edgegap-sidecar status: {target.shown}: stream ended: {_why(exc)}\n")
     finally:
         connection.close()
     return 0

@@ -115,3 +115,23 @@ class TestAReaderThatLeaves:
         )
         assert result.returncode == 1
         assert "unexpected error (a bug; exit 1): BrokenPipeError" in result.stderr
+
+
+class TestWatchPid:
+    """--watch-pid takes a process id as the kernel knows one, or it is a usage error."""
+
+    def test_out_of_range_or_non_ascii_pids_are_usage_errors(self) -> None:
+        """Before: 2147483648 crashed (OverflowError, exit 1) and Arabic-Indic 12 was read as
+        PID 12. Now both, and 0, are exit 2 naming the flag."""
+        for pid in ("2147483648", "\u0661\u0662", "0", "99999999999999999999", "12a"):
+            result = subprocess.run(
+                [sys.executable, "-m", "sidecar", "serve", "--watch-pid", pid],
+                env={**without_sidecar_variables(os.environ), "SIDECAR_PORT": "0"},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert result.returncode == 2, (pid, result.stderr)
+            assert "argument --watch-pid: expected a process id" in result.stderr
+            assert "Traceback" not in result.stderr

@@ -180,14 +180,29 @@ class TestLoading:
         assert error.value.variable == "SIDECAR_HOST"
         assert load_settings({"SIDECAR_HOST": "0.0.0.0", "SIDECAR_API_TOKEN": "t0k3n-8c"}).api_token
 
-    @pytest.mark.parametrize(
-        "host", ["localhost", "127.0.0.2", "::1", "[::1]", "::1%1", "::ffff:127.0.0.1"]
-    )
+    @pytest.mark.parametrize("host", ["localhost", "127.0.0.2", "::1", " 127.0.0.1 "])
     def test_loopback_host_in_any_spelling_needs_no_token(self, host: str) -> None:
-        """Every way of writing a loopback address binds without SIDECAR_API_TOKEN."""
-        assert load_settings({"SIDECAR_HOST": host}).host == host
+        """Every bindable way of writing a loopback address binds without SIDECAR_API_TOKEN."""
+        assert load_settings({"SIDECAR_HOST": host}).host == host.strip()
 
-    @pytest.mark.parametrize("host", ["::", "10.0.0.1", "::ffff:10.0.0.1", "game.example"])
+    @pytest.mark.parametrize(
+        ("host", "expected"),
+        [
+            ("[::1]", "without brackets"),
+            ("127.0.0.1%lo", "without a zone id"),
+            ("::1%1", "without a zone id"),
+            ("::ffff:127.0.0.1", r"the IPv4 address itself \(127\.0\.0\.1\)"),
+            ("a..b", "or a host name"),
+        ],
+    )
+    def test_host_spellings_a_bind_cannot_take_are_refused(self, host: str, expected: str) -> None:
+        """Brackets, zone ids and IPv4-mapped addresses are exit 2 naming SIDECAR_HOST, not
+        exit 3 at bind time after check-config said yes."""
+        with pytest.raises(ConfigError, match=expected) as error:
+            load_settings({"SIDECAR_HOST": host, "SIDECAR_API_TOKEN": "t0k3n-8c"})
+        assert error.value.variable == "SIDECAR_HOST"
+
+    @pytest.mark.parametrize("host", ["::", "10.0.0.1", "game.example"])
     def test_other_hosts_need_a_token(self, host: str) -> None:
         """A wildcard, a LAN address or a name other than localhost needs SIDECAR_API_TOKEN."""
         with pytest.raises(ConfigError, match="not a loopback address"):
@@ -480,7 +495,7 @@ class TestCompoundDurations:
         """Durations with several units, largest first, add up (SPEC §13)."""
         assert parse_duration(text) == seconds
 
-    @pytest.mark.parametrize("text", ["30m1h", "1m1m", "1h30", "1h 30m", "1m\u0665s", "h", "1d2h"])
+    @pytest.mark.parametrize("text", ["30m1h", "1m1m", "1h30", "1h 30", "1m\u0665s", "h", "1d2h"])
     def test_unordered_repeated_or_odd_parts_are_refused(self, text: str) -> None:
         """Units out of order, repeated, without a number or with Unicode digits are errors."""
         with pytest.raises(ValueError, match="duration like"):

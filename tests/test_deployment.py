@@ -73,7 +73,7 @@ class TestEveryJsonVariable:
         """A variable nested 1000 to 100k deep is ignored with one warning naming it (never
         its value); every other variable is still read."""
         info = parse_deployment({**GOOD, name: deep(depth)})
-        assert info.warnings == (f"{name} {problem}",)
+        assert info.warnings == (f"{name} {problem}: ignored",)
         assert IGNORED[name](info)
         others = {"abc", "def"} - {name.removeprefix("MM_TICKET_")}
         assert others <= set(info.matchmaker["tickets"])
@@ -112,7 +112,7 @@ class TestEveryJsonVariable:
     def test_the_wrong_shape_is_ignored(self, name: str, value: str, shape: str) -> None:
         """Valid JSON of the wrong kind (a ticket that is a list) is ignored with one warning."""
         info = parse_deployment({**GOOD, name: value})
-        assert info.warnings == (f"{name} is not a JSON {shape}",)
+        assert info.warnings == (f"{name} is not a JSON {shape}: ignored",)
         assert IGNORED[name](info)
 
 
@@ -154,6 +154,40 @@ class TestPlainVariables:
         assert (info.vcpu_units, info.memory_mb) == (None, None)
         assert (info.ports[0].internal, info.ports[0].external) == (None, None)
 
+    @pytest.mark.parametrize("value", ["²", "1e3", "-5", "four", "9" * 5000])
+    def test_a_bad_cpu_or_memory_value_is_one_warning_each(self, value: str) -> None:
+        """Before: dropped silently. Now each variable gets one warning naming it (never the
+        value) saying it is ignored, like every other platform variable."""
+        info = parse_deployment(
+            {"ARBITRIUM_DEPLOYMENT_VCPU_UNITS": value, "ARBITRIUM_DEPLOYMENT_MEMORY_MB": value}
+        )
+        assert (info.vcpu_units, info.memory_mb) == (None, None)
+        assert info.warnings == (
+            "ARBITRIUM_DEPLOYMENT_VCPU_UNITS is not a whole number >= 0: ignored",
+            "ARBITRIUM_DEPLOYMENT_MEMORY_MB is not a whole number >= 0: ignored",
+        )
+        good = parse_deployment(
+            {"ARBITRIUM_DEPLOYMENT_VCPU_UNITS": "256", "ARBITRIUM_DEPLOYMENT_MEMORY_MB": " 512 "}
+        )
+        assert (good.vcpu_units, good.memory_mb, good.warnings) == (256, 512, ())
+
+    def test_every_warning_says_what_became_of_the_value(self) -> None:
+        """A whole variable is `ignored`, bad entries are `skipped`: the start-up line no
+        longer calls everything "ignored"."""
+        ports = {"ports": {"a": 1, "game": {"internal": 7777}}}
+        info = parse_deployment(
+            {
+                "ARBITRIUM_PORTS_MAPPING": json.dumps(ports),
+                "ARBITRIUM_PUBLIC_IP": "1.2.3.4\udcff",
+                "ARBITRIUM_DEPLOYMENT_LOCATION": "[1]",
+            }
+        )
+        assert sorted(info.warnings) == [
+            "ARBITRIUM_DEPLOYMENT_LOCATION is not a JSON object: ignored",
+            "ARBITRIUM_PORTS_MAPPING has 1 entries that are not objects: skipped",
+            "ARBITRIUM_PUBLIC_IP is not UTF-8 text: ignored",
+        ]
+
     def test_ports_outside_the_port_range_are_unknown(self) -> None:
         """A port above 65535 or below 0 is no port: unknown, the entry kept by its name."""
         mapping = {"ports": {"p": {"internal": 70000, "external": -1}, "q": {"internal": "80"}}}
@@ -168,7 +202,9 @@ class TestPlainVariables:
         ports = {f"key-{SECRET}-{i}": i for i in range(50)}
         ports["game"] = {"internal": 7777}  # type: ignore[assignment]
         info = parse_deployment({"ARBITRIUM_PORTS_MAPPING": json.dumps({"ports": ports})})
-        assert info.warnings == ("ARBITRIUM_PORTS_MAPPING has 50 entries that are not objects",)
+        assert info.warnings == (
+            "ARBITRIUM_PORTS_MAPPING has 50 entries that are not objects: skipped",
+        )
         assert [p.internal for p in info.ports] == [7777]
 
 
@@ -182,13 +218,15 @@ class TestRunMode:
         async with aiohttp.ClientSession() as http, http.get(sc.url + "/v1/deployment") as answer:
             assert answer.status == 200
             body = await answer.json()
-        assert body["warnings"] == ["MM_TICKET_abc nests deeper than 64 levels"]
+        assert body["warnings"] == ["MM_TICKET_abc nests deeper than 64 levels: ignored"]
         assert set(body["matchmaker"]["tickets"]) == {"def"}
         assert body["matchmaker"]["teams"] == {"t1": ["g1"]}
         await sc.stop()
         code, _, stderr = await asyncio.wait_for(sc.finish(), 20)
         assert code == 0
         assert stderr.count("MM_TICKET_abc") == 1
-        assert "nests deeper than 64 levels" in stderr
+        # Worded for what happened: the variable is ignored (other warnings say `skipped`).
+        assert "platform variable: MM_TICKET_abc nests deeper than 64 levels: ignored" in stderr
+        assert "platform variable ignored" not in stderr
         assert SECRET not in stderr
         assert "Traceback" not in stderr

@@ -160,11 +160,21 @@ class TestSettings:
     def test_token_and_url_credentials_are_never_shown(self) -> None:
         """check-config shows the token as secret and the URL without userinfo or query."""
         url = "https://user:url-secret-77@results.example.com/r?key=query-secret-88"
-        settings = load_settings({"SIDECAR_RESULT_URL": url, "SIDECAR_RESULT_TOKEN": TOKEN})
+        # Credentials and SIDECAR_RESULT_TOKEN together are refused (two Authorization
+        # headers): the URL's secrets and the token are shown in two configurations.
+        configurations = [
+            {"SIDECAR_RESULT_URL": url},
+            {
+                "SIDECAR_RESULT_URL": url.replace("user:url-secret-77@", ""),
+                "SIDECAR_RESULT_TOKEN": TOKEN,
+            },
+        ]
+        for env in configurations:
+            settings = load_settings(env)
+            shown = json.dumps([redacted_settings(settings), settings_json(settings)])
+            for secret in (TOKEN, "url-secret-77", "query-secret-88"):
+                assert secret not in shown
         assert TOKEN in settings.secrets()
-        shown = json.dumps([redacted_settings(settings), settings_json(settings)])
-        for secret in (TOKEN, "url-secret-77", "query-secret-88"):
-            assert secret not in shown
         assert settings_json(settings)["SIDECAR_RESULT_TOKEN"] == "***"
 
     def test_a_token_that_cannot_be_a_header_is_refused(self) -> None:

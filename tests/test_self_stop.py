@@ -82,7 +82,7 @@ class TestResponses:
         """An attempt that exceeds SIDECAR_STOP_ATTEMPT_TIMEOUT is abandoned and retried."""
         _, env = await deployed(emulator)
         await emulator.add_fault(status=None, delay=3.0, count=1)
-        sc = await sidecar(environ=env, SIDECAR_STOP_ATTEMPT_TIMEOUT="200ms")
+        sc = await sidecar(environ=env, SIDECAR_STOP_ATTEMPT_TIMEOUT="1s")  # the floor
         final = await stop_now(sc)
         assert final["state"] == "stopped"
         assert final["stop"]["attempts"] == 2  # type: ignore[index]

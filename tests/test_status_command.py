@@ -111,6 +111,34 @@ class TestStatus:
         assert bad_url.returncode == 2
         assert bad_url.stderr.startswith("edgegap-sidecar: SIDECAR_URL: ")
 
+    def test_the_url_is_never_shown_with_a_token(self) -> None:
+        """Before: the error line printed SIDECAR_URL as set, token in userinfo and query. Now
+        userinfo and query are redacted, and the token wherever else it stands (the path)."""
+        port = free_port()
+        url = f"http://u:{TOKEN}@127.0.0.1:{port}/{TOKEN}?t={TOKEN}"
+        result = status(SIDECAR_URL=url, SIDECAR_API_TOKEN=TOKEN)
+        assert result.returncode == 1
+        assert TOKEN not in result.stdout + result.stderr
+        assert result.stderr.startswith(
+            f"edgegap-sidecar status: http://<redacted>@127.0.0.1:{port}/<redacted>?<redacted>: "
+        )
+
+    @pytest.mark.parametrize("host", ["h\udcff", "[::1]"])
+    def test_a_host_the_sidecar_could_not_bind_is_a_usage_error(self, host: str) -> None:
+        """Before: undecodable bytes in SIDECAR_HOST were a traceback. Now exit 2 naming it."""
+        result = status(SIDECAR_HOST=host, SIDECAR_PORT="1")
+        assert result.returncode == 2
+        assert result.stderr.startswith("edgegap-sidecar: SIDECAR_HOST: ")
+        assert "Traceback" not in result.stderr
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:1/\udcff", "http://h\u00e9st:1/"])
+    def test_a_url_that_is_not_ascii_is_a_usage_error(self, url: str) -> None:
+        """Before: a traceback. Now exit 2 naming SIDECAR_URL."""
+        result = status(SIDECAR_URL=url)
+        assert result.returncode == 2
+        assert result.stderr.startswith("edgegap-sidecar: SIDECAR_URL: ")
+        assert "Traceback" not in result.stderr
+
 
 class TestWatch:
     def test_watch_follows_changes_until_interrupted(

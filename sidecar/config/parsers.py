@@ -26,12 +26,20 @@ if TYPE_CHECKING:
 # five, the long s), which int()/float() would then happily convert.
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 # One part of a duration: a number and its unit (`ms` before `m`, so 5ms is not 5 minutes).
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|h|m|s)", re.IGNORECASE | re.ASCII)
+# Spaces or tabs may stand before a part and between its number and unit, so `10 s` and
+# `1h 30m` are both read (the text is stripped first, so the first part has none).
+_DURATION_PART = re.compile(
+    r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|h|m|s)", re.IGNORECASE | re.ASCII
+)
 _RATE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 # Only ASCII whitespace is stripped: str.strip() would also eat NBSP and friends.
-_ASCII_SPACE = " \t\n\r\x0b\x0c"
+ASCII_SPACE = " \t\n\r\x0b\x0c"
 # Longer than any real timer; beyond it, deadlines and timeouts risk overflow downstream.
 MAX_DURATION_SECONDS = 10 * 365 * 86400.0
+# The shortest duration other than 0: timers and timeouts run on a millisecond scale, and a
+# value like 0.0000001ms would neither fire as written nor read back as anything but `0ms`,
+# which looks like "disabled".
+MIN_DURATION_SECONDS = 0.001
 # Units largest first: a compound duration names each at most once, in this order (1h30m15s).
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _UNIT_ORDER = list(_UNIT_SECONDS)
@@ -49,7 +57,7 @@ def parse_duration(value: object) -> float:
             seconds = math.inf
     else:
         text = str(value)
-        parsed = _duration_text(text.strip(_ASCII_SPACE)) if text.isascii() else None
+        parsed = _duration_text(text.strip(ASCII_SPACE)) if text.isascii() else None
         if parsed is None:
             raise ValueError(f"expected {DURATION_FORM}, got {text[:40]!r}")
         seconds = parsed
@@ -57,6 +65,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected {DURATION_FORM}, got a negative or invalid value")
     if seconds > MAX_DURATION_SECONDS:
         raise ValueError(f"expected {DURATION_FORM}, at most 10 years; got a larger value")
+    if 0 < seconds < MIN_DURATION_SECONDS:
+        raise ValueError(f"expected {DURATION_FORM}, 0 or at least 1ms; got a smaller value")
     return seconds
 
 
@@ -88,7 +98,8 @@ def format_duration(seconds: float) -> str:
     for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
-    return f"{round(seconds * 1000)}ms"
+    # Every duration but 0 is at least 1ms (MIN_DURATION_SECONDS): `1.5ms` stays 1.5ms.
+    return f"{seconds * 1000:g}ms"
 
 
 class Secret:
@@ -136,11 +147,25 @@ class LogLevel(StrEnum):
 # --- parsers: the string a user sets → the typed value, or ValueError with the expected form ---
 def optional_url(value: str) -> str | None:
     """Never an error: a malformed URL counts as missing (Settings.delete_url_problem)."""
-    return value.strip(_ASCII_SPACE) or None
+    return value.strip(ASCII_SPACE) or None
 
 
-def optional_secret(value: str) -> Secret | None:
-    return Secret(value.strip()) if value.strip() else None
+def platform_token(value: str) -> Secret | None:
+    """ARBITRIUM_DELETE_TOKEN: never an error, like the URL. Only ASCII whitespace around it is
+    dropped (a trailing NBSP is part of what was given); a token that cannot be sent as a header
+    value counts as missing (Settings.delete_token_problem), and stays a secret to redact."""
+    token = value.strip(ASCII_SPACE)
+    return Secret(token) if token else None
+
+
+def header_value_problem(token: str) -> str | None:
+    """Why `token` cannot be sent as an HTTP header value (None when it can). Only printable
+    ASCII travels unchanged: aiohttp refuses control characters (a newline would forge a
+    header), and a non-ASCII or undecodable character would be re-encoded, so the platform
+    would receive something other than the token."""
+    if token.isascii() and token.isprintable():
+        return None
+    return "is not printable ASCII (it could not be sent in an HTTP header)"
 
 
 # SPEC §11: a shorter token is neither a secret nor something redaction can hide without
@@ -149,12 +174,12 @@ MIN_API_TOKEN_LENGTH = 8
 
 
 def api_token(value: str) -> Secret | None:
-    token = value.strip()
+    token = value.strip(ASCII_SPACE)
     if not token:
         return None
     # The game sends it in an HTTP header, and SPEC §11 answers a non-ASCII Authorization
     # header with 401: such a token could never be used.
-    if not (token.isascii() and token.isprintable()):
+    if header_value_problem(token) is not None:
         raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
     # Counted as given (untrimmed, SPEC §11) and as used (the header drops the spaces around
     # it): eight characters either way. The message never quotes the value, nor its length.
@@ -171,7 +196,7 @@ def result_url(value: str) -> str | None:
     must not leave the machine). Unlike ARBITRIUM_DELETE_URL a bad one is an error: the studio
     set it, and a silently dropped result is worse than a refused start. The message never
     quotes the URL: it may carry credentials."""
-    url = value.strip(_ASCII_SPACE)
+    url = value.strip(ASCII_SPACE)
     if not url:
         return None
     problem = result_url_problem(url)
@@ -183,33 +208,26 @@ def result_url(value: str) -> str | None:
 
 
 def result_url_problem(url: str) -> str | None:
-    """Why `url` cannot be SIDECAR_RESULT_URL (None when it can)."""
+    """Why `url` cannot be SIDECAR_RESULT_URL (None when it can): what aiohttp could not send
+    (the checks of ARBITRIUM_DELETE_URL) or an http:// URL that would leave the machine.
+    Credentials that clash with SIDECAR_RESULT_TOKEN are Settings' check (two variables)."""
+    problem = _http_url_problem(url)
+    if problem is not None:
+        return problem
     from yarl import URL
 
-    if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return "contains whitespace or control characters"
-    try:
-        parsed = URL(url)
-        port = parsed.port
-    except ValueError:
-        return "cannot be parsed as a URL"
-    if parsed.scheme not in ("http", "https"):
-        return "is not an http or https URL"
-    if not parsed.raw_host:
-        return "has no host"
-    if port is not None and not 0 < port <= 65535:
-        return "has a port that is not a number 1-65535"
-    if parsed.scheme == "http" and not is_loopback(parsed.raw_host.strip("[]")):
+    parsed = URL(url)  # parses: _http_url_problem said so
+    if parsed.scheme == "http" and not is_loopback((parsed.raw_host or "").strip("[]")):
         return "is http:// to an address that is not loopback"
     return None
 
 
 def header_secret(value: str) -> Secret | None:
     """A token sent in an HTTP header: printable ASCII, or it could never be sent."""
-    token = value.strip()
+    token = value.strip(ASCII_SPACE)
     if not token:
         return None
-    if not (token.isascii() and token.isprintable()):
+    if header_value_problem(token) is not None:
         raise ValueError("expected printable ASCII characters (it is sent in an HTTP header)")
     return Secret(token)
 
@@ -221,10 +239,15 @@ _PLAIN_STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 
 
 def log_storage(value: str) -> str | None:
-    """`true`, `false` or an endpoint-storage name (1-256 printable characters); empty = unset."""
-    name = value.strip(_ASCII_SPACE)
+    """`true`, `false` or an endpoint-storage name (1-256 printable characters); empty = unset.
+
+    `true` and `false` are read in any case, like every other boolean of the configuration
+    (`TRUE` is sent as `true`, not as a storage named TRUE)."""
+    name = value.strip(ASCII_SPACE)
     if not name:
         return None
+    if name.lower() in ("true", "false"):
+        return name.lower()
     if len(name) > MAX_STORAGE_NAME or not name.isprintable():
         raise ValueError(
             f"expected true, false or a storage name of 1-{MAX_STORAGE_NAME} printable characters"
@@ -243,13 +266,42 @@ def storage_name_problem(name: str) -> str | None:
 
 
 def host(value: str) -> str:
-    if not value.strip():
+    """An address or host name the local API can bind: refused here, not at bind time (exit 3),
+    are the spellings a bind cannot take: brackets (`[::1]` is a URL's spelling), an IPv6 zone
+    id (`fe80::1%eth0`, `127.0.0.1%lo`) and an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`:
+    bind the IPv4 address itself)."""
+    text = value.strip(ASCII_SPACE)
+    if not text:
         raise ValueError("expected an address such as 127.0.0.1, got an empty value")
-    return value.strip()
+    if text.startswith("[") or text.endswith("]"):
+        raise ValueError("expected an address without brackets, such as ::1 or 127.0.0.1")
+    if "%" in text:
+        raise ValueError("expected an address without a zone id (%...), such as 127.0.0.1")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        if not (_HOST_NAME.fullmatch(text) and _idna_ok(text)):
+            raise ValueError(
+                "expected an IP address such as 127.0.0.1 or 0.0.0.0, or a host name"
+            ) from None
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise ValueError(
+            f"expected the IPv4 address itself ({address.ipv4_mapped}), not its IPv6-mapped form"
+        )
+    return text
+
+
+def _idna_ok(name: str) -> bool:
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def port(value: str) -> int:
-    text = value.strip(_ASCII_SPACE)
+    text = value.strip(ASCII_SPACE)
     # isascii first: isdigit() is true for Unicode digits and superscripts; the length cap
     # keeps int() cheap.
     if not (text.isascii() and text.isdigit() and len(text) <= 5) or int(text) > 65535:
@@ -258,7 +310,7 @@ def port(value: str) -> int:
 
 
 def rate(value: str) -> float:
-    text = value.strip(_ASCII_SPACE)
+    text = value.strip(ASCII_SPACE)
     # A plain decimal: float() would also take `inf`, `nan`, `1e999`, `1_0` and Unicode digits.
     if not (text.isascii() and _RATE.fullmatch(text)):
         raise ValueError(f"expected a number of packets per second >= 0, got {value[:40]!r}")
@@ -268,10 +320,19 @@ def rate(value: str) -> float:
     return rate
 
 
-def positive_duration(value: str) -> float:
+# An attempt must be able to reach the platform and hear its answer: connect, TLS handshake and
+# a DELETE round trip take hundreds of milliseconds on a good day. Below a second, attempts that
+# did reach the platform are counted as timed out and resent, and the stop ends `failed`.
+MIN_STOP_ATTEMPT_SECONDS = 1.0
+
+
+def stop_attempt_timeout(value: str) -> float:
     seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"expected a duration greater than 0 (like 10s), got {value!r}")
+    if seconds < MIN_STOP_ATTEMPT_SECONDS:
+        raise ValueError(
+            "expected at least 1s (like 10s): a shorter attempt gives up on a platform that "
+            "is still answering, and the stop is resent and then counted as failed"
+        )
     return seconds
 
 
@@ -319,7 +380,7 @@ QUORUM_FORM = "a number of players (1 or more), all or teams"
 
 def quorum(value: str) -> Quorum:
     """SIDECAR_MATCH_QUORUM: `3`, `all` or `teams` (SPEC §12)."""
-    text = value.strip(_ASCII_SPACE).lower()
+    text = value.strip(ASCII_SPACE).lower()
     if text in (QuorumRule.ALL, QuorumRule.TEAMS):
         return Quorum(QuorumRule(text))
     # ASCII digits only, and few of them: no roster is larger than ROSTER_CAP anyway.
@@ -344,18 +405,39 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 
 @functools.lru_cache(maxsize=8)
 def delete_url_problem(url: str) -> str | None:
-    """Why aiohttp could not send DELETE to `url` (None when it can).
+    """Why aiohttp could not send DELETE to `url` (None when it can): `_http_url_problem`, and
+    credentials, which clash with the token header. Messages never quote the URL: it may carry
+    credentials."""
+    problem = _http_url_problem(url)
+    if problem is not None:
+        return problem
+    if url_has_credentials(url):
+        return "carries credentials (user@host), which clash with ARBITRIUM_DELETE_TOKEN"
+    return None
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether `url` (one `_http_url_problem` accepts) carries a user or password: aiohttp then
+    sends them as an Authorization header, and refuses a request that sets its own."""
+    from yarl import URL
+
+    parsed = URL(url)
+    return parsed.raw_user is not None or parsed.raw_password is not None
+
+
+def _http_url_problem(url: str) -> str | None:
+    """Why aiohttp could not send a request to `url` (None when it can).
 
     Parsed with yarl, as aiohttp does, plus the checks aiohttp only makes at request time
-    (scheme, host, IDNA encoding of the host, credentials that clash with the token header) and
-    the ones yarl is lenient about (`:+80`, Unicode-digit ports). Messages never quote the URL:
-    it may carry credentials."""
+    (scheme, host, IDNA encoding of the host: empty labels as in `a..b`, labels over 63
+    characters) and the ones yarl is lenient about (`:+80`, Unicode-digit ports). Messages
+    never quote the URL: it may carry credentials."""
     from urllib.parse import urlsplit
 
     from yarl import URL
 
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return "contains whitespace or control characters"
+        return "contains whitespace, control characters or undecodable bytes"
     try:
         netloc = urlsplit(url).netloc
         parsed = URL(url)
@@ -365,8 +447,6 @@ def delete_url_problem(url: str) -> str | None:
         return "is not an http or https URL"
     if not parsed.raw_host:
         return "has no host"
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        return "carries credentials (user@host), which clash with ARBITRIUM_DELETE_TOKEN"
     hostport = netloc.rpartition("@")[2]
     after_host = hostport.partition("]")[2] if hostport.startswith("[") else hostport
     port_text = after_host.partition(":")[2]

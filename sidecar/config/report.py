@@ -2,7 +2,9 @@
 the variables with their defaults (`--list`), and the warnings: unknown `SIDECAR_*` variables
 (with the closest known name) and storage names the platform may refuse.
 
-Everything here reads the one table, `VARIABLES`: a field marked secret is redacted in each.
+Everything here reads the one table, `VARIABLES`: a field marked secret is redacted in each,
+and every other value shown passes through `redaction.redact` with the settings' secrets (a URL
+whose path holds a token, a duration set to a token by mistake).
 """
 
 from __future__ import annotations
@@ -14,22 +16,25 @@ from sidecar.config.parsers import format_duration, storage_name_problem
 from sidecar.config.settings import VARIABLES, Settings
 from sidecar.config.variable import Shown, Variable
 from sidecar.lifecycle import Quorum
-from sidecar.redaction import redact_url
+from sidecar.redaction import redact, redact_url
 
 
 def redacted_settings(settings: Settings) -> dict[str, str]:
     """Effective settings by variable name as check-config prints them, secrets as <redacted>."""
     rows: dict[str, str] = {}
+    secrets = settings.secrets()
     for variable in VARIABLES:
         value = getattr(settings, variable.field)
         shown = _shown(variable, value)
         if variable.field == "delete_url" and value is not None and settings.delete_url_problem:
             shown += f"  (ignored: {settings.delete_url_problem})"
+        elif variable.field == "delete_token" and settings.delete_token_problem:
+            shown += f"  (ignored: {settings.delete_token_problem})"
         elif value is None and variable.field == "dry_run":
             shown = f"auto ({'true' if settings.effective_dry_run else 'false'})"
         elif value is None and variable.field == "error_log_storage" and settings.log_storage:
             shown = f"<same as SIDECAR_LOG_STORAGE: {settings.log_storage}>"
-        rows[variable.name] = shown
+        rows[variable.name] = redact(shown, secrets)
     return rows
 
 
@@ -37,6 +42,7 @@ def settings_json(settings: Settings) -> dict[str, Any]:
     """Effective settings by variable name for `check-config --json` (SPEC §13): durations as
     seconds, secrets as "***" (null when unset), the URL redacted, auto values resolved."""
     document: dict[str, Any] = {}
+    secrets = settings.secrets()
     for variable in VARIABLES:
         value = getattr(settings, variable.field)
         if variable.field == "dry_run":
@@ -59,7 +65,7 @@ def settings_json(settings: Settings) -> dict[str, Any]:
             encoded = str(value)  # a StrEnum as its plain value
         else:
             encoded = str(value)  # the Agones manifest: its path
-        document[variable.name] = encoded
+        document[variable.name] = redact(encoded, secrets) if isinstance(encoded, str) else encoded
     return document
 
 
@@ -150,4 +156,4 @@ def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]
         problem = storage_name_problem(name) if name is not None else None
         if problem is not None:
             warnings.append(f"{variable}: {problem}")
-    return warnings
+    return [redact(warning, settings.secrets()) for warning in warnings]

@@ -26,16 +26,20 @@ from typing import TYPE_CHECKING, Any
 from sidecar.addresses import is_loopback
 from sidecar.config import parsers
 from sidecar.config.parsers import (
+    ASCII_SPACE,
     LogFormat,
     LogLevel,
     Secret,
     StopFailurePolicy,
     delete_url_problem,
     format_duration,
+    header_value_problem,
+    url_has_credentials,
 )
 from sidecar.config.variable import Shown, Variable, setting
 from sidecar.errors import ConfigError
 from sidecar.lifecycle import Quorum, TimerSettings
+from sidecar.redaction import redact
 
 if TYPE_CHECKING:
     from sidecar.agones.manifest import GameServerManifest
@@ -60,9 +64,9 @@ class Settings:
     )
     delete_token: Secret | None = setting(
         "ARBITRIUM_DELETE_TOKEN",
-        parsers.optional_secret,
+        parsers.platform_token,
         None,
-        "the self-stop token (injected by Edgegap)",
+        "the self-stop token (injected by Edgegap); not printable ASCII counts as unset",
         shown=Shown.SECRET,
     )
     # --- local API -----------------------------------------------------------------------------
@@ -176,9 +180,9 @@ class Settings:
     )
     stop_attempt_timeout: float = setting(
         "SIDECAR_STOP_ATTEMPT_TIMEOUT",
-        parsers.positive_duration,  # an attempt needs some time
+        parsers.stop_attempt_timeout,
         10.0,
-        "one self-stop attempt's timeout (more than 0)",
+        "one self-stop attempt's timeout (at least 1s)",
         shown=Shown.DURATION,
     )
     on_stop_failure: StopFailurePolicy = setting(
@@ -280,6 +284,11 @@ class Settings:
                 "ARBITRIUM_DELETE_URL",
                 f"{self.delete_url_problem}; SIDECAR_DRY_RUN=false needs a usable URL",
             )
+        if self.dry_run is False and self.delete_token_problem is not None:
+            raise ConfigError(
+                "ARBITRIUM_DELETE_TOKEN",
+                f"{self.delete_token_problem}; SIDECAR_DRY_RUN=false needs a usable token",
+            )
         if self.dry_run is False and not self.platform_configured:
             raise ConfigError(
                 "SIDECAR_DRY_RUN",
@@ -291,6 +300,37 @@ class Settings:
                 f"{self.host} is not a loopback address: set SIDECAR_API_TOKEN so that only the "
                 "game can stop the deployment",
             )
+        if (
+            self.result_url
+            and self.result_token is not None
+            and url_has_credentials(self.result_url)
+        ):
+            # The rule of ARBITRIUM_DELETE_URL: aiohttp would refuse every delivery.
+            raise ConfigError(
+                "SIDECAR_RESULT_URL",
+                "carries credentials (user@host), which clash with SIDECAR_RESULT_TOKEN: "
+                "use one or the other",
+            )
+        self._check_ports()
+
+    def _check_ports(self) -> None:
+        """With the Agones facade on, the local API, its REST port and its gRPC port each need a
+        port of their own (0 picks a free one): caught here rather than as exit 3 at bind."""
+        if not self.agones:
+            return
+        ports = [
+            ("SIDECAR_PORT", self.port),
+            ("SIDECAR_AGONES_HTTP_PORT", self.agones_http_port),
+            ("SIDECAR_AGONES_GRPC_PORT", self.agones_grpc_port),
+        ]
+        for index, (name, number) in enumerate(ports):
+            for other, other_number in ports[:index]:
+                if number and number == other_number:
+                    raise ConfigError(
+                        name,
+                        f"{number} is also {other}: with SIDECAR_AGONES=true each needs a port "
+                        "of its own (or 0 for a free one)",
+                    )
 
     # --- derived values ------------------------------------------------------------------------
     def timer_settings(self) -> TimerSettings:
@@ -319,24 +359,40 @@ class Settings:
         return delete_url_problem(self.delete_url) if self.delete_url else None
 
     @property
+    def delete_token_problem(self) -> str | None:
+        """Why ARBITRIUM_DELETE_TOKEN cannot be sent (then it counts as missing, like a malformed
+        URL), or None. Never quotes the token."""
+        token = self.delete_token
+        return header_value_problem(token.get_secret_value()) if token is not None else None
+
+    @property
     def platform_configured(self) -> bool:
         return (
             bool(self.delete_url)
             and self.delete_url_problem is None
             and self.delete_token is not None
+            and self.delete_token_problem is None
         )
+
+    def _platform_problems(self) -> list[str]:
+        """Each malformed platform variable with its problem (never its value)."""
+        problems = [
+            ("ARBITRIUM_DELETE_URL", self.delete_url_problem),
+            ("ARBITRIUM_DELETE_TOKEN", self.delete_token_problem),
+        ]
+        return [f"{name} {problem}" for name, problem in problems if problem]
 
     @property
     def dry_run_reason(self) -> str | None:
         """The one-line reason for dry-run that agent.start logs; None when live."""
         if not self.effective_dry_run:
             return None
-        problem = self.delete_url_problem
+        problems = self._platform_problems()
         if self.dry_run:
-            extra = f" (ARBITRIUM_DELETE_URL {problem})" if problem else ""
+            extra = f" ({'; '.join(problems)})" if problems else ""
             return f"SIDECAR_DRY_RUN=true{extra}"
-        if problem:
-            return f"ARBITRIUM_DELETE_URL {problem}, so it counts as unset"
+        if problems:
+            return "; ".join(f"{problem}, so it counts as unset" for problem in problems)
         return "ARBITRIUM_DELETE_URL/ARBITRIUM_DELETE_TOKEN are not set"
 
     @property
@@ -379,11 +435,29 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
     `overrides` are typed values by field name (for tests and embedders)."""
     env = os.environ if environ is None else environ
+    try:
+        return _load(env, overrides)
+    except ConfigError as exc:
+        # SPEC §4: a token never appears in an error, even where a message quotes the value it
+        # refuses (SIDECAR_EMPTY_TIMEOUT set to the API token by mistake).
+        message = redact(str(exc).removeprefix(f"{exc.variable}: "), environ_secrets(env))
+        raise ConfigError(exc.variable, message) from None
+
+
+def _load(env: Mapping[str, str], overrides: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for variable in VARIABLES:
         if variable.name in env:
+            raw = env[variable.name]
+            if variable.name.startswith("SIDECAR_") and not _is_text(raw):
+                # Checked here once for every variable, before any parser sees it: a value
+                # that is not text would pass a parser and fail wherever it is later encoded.
+                # (The platform's variables are never an error: their parsers judge them.)
+                raise ConfigError(
+                    variable.name, "is not valid UTF-8 text (the environment holds other bytes)"
+                )
             try:
-                values[variable.field] = variable.parse(env[variable.name])
+                values[variable.field] = variable.parse(raw)
             except (ValueError, ArithmeticError) as exc:
                 # ArithmeticError too: an overflow must still be exit 2, never a traceback.
                 raise ConfigError(variable.name, str(exc)) from None
@@ -394,6 +468,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         values["agones_grpc_port"] = 0
     values.update(overrides)
     return Settings(**values)
+
+
+def _is_text(value: str) -> bool:
+    """False when `value` holds surrogate escapes: bytes of the environment that are not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _apply_manifest(values: dict[str, Any], *, explicit_health: bool) -> None:
@@ -422,8 +505,6 @@ def environ_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The secrets as set in the environment (what Settings.secrets() holds once loaded), to
     redact text written without a Settings: a crash before or outside `load_settings()`."""
     env = os.environ if environ is None else environ
-    return [
-        env[variable.name].strip()
-        for variable in VARIABLES
-        if variable.secret and env.get(variable.name, "").strip()
-    ]
+    # Stripped as the parsers strip them (ASCII whitespace only), so both lists agree.
+    values = [env.get(variable.name, "") for variable in VARIABLES if variable.secret]
+    return [value.strip(ASCII_SPACE) for value in values if value.strip(ASCII_SPACE)]
