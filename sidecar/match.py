@@ -117,6 +117,13 @@ def build_match(
     tickets: dict[str, Ticket] = {}
     for ticket_id in dict.fromkeys(ids):
         name = f"MM_TICKET_{ticket_id}"
+        if ticket_id == "IDS":
+            # Its variable would be the id list itself: no ticket can be given under that name.
+            warnings.append(
+                'MM_TICKET_IDS lists a ticket id "IDS", whose variable would be the id list '
+                "itself: ticket skipped"
+            )
+            continue
         raw = parsed.get(ticket_id)
         if raw is None:
             if ticket_id not in given:

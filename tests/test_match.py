@@ -101,6 +101,17 @@ class TestTickets:
         assert len(about) == 1
         assert about[0].startswith(warning)
 
+    def test_a_ticket_named_ids_is_skipped_with_a_warning_that_says_why(self) -> None:
+        """An id "IDS" would be given in MM_TICKET_IDS, the list itself: skipped, and the
+        warning says so instead of calling the list unset."""
+        parsed = parse_deployment(matchmaker(MM_TICKET_IDS=json.dumps([A, "IDS", B])))
+        assert parsed.match.tickets is not None
+        assert list(parsed.match.tickets) == [A, B]
+        about = [w for w in parsed.warnings if '"IDS"' in w]
+        assert len(about) == 1
+        assert "the id list itself" in about[0]
+        assert not [w for w in parsed.warnings if "is not set" in w]
+
     def test_a_listed_ticket_without_its_variable_is_skipped(self) -> None:
         """An id listed with no MM_TICKET_<id> is skipped with one warning."""
         parsed = parse_deployment(matchmaker(MM_TICKET_IDS=json.dumps([A, B, C])))
