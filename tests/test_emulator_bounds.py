@@ -5,13 +5,16 @@ traceback, a stuck deployment or a leaked token."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sidecar.emulator import EmulatorOptions, EmulatorServer
 from tests.conftest import base_env
 
 
@@ -52,3 +55,51 @@ class TestAppVersionFile:
         assert "--app-version" in result.stderr
         assert str(path) in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def game_command() -> str:
+    """A backed game that binds its game port and waits."""
+    script = (
+        "import os, socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.bind(('127.0.0.1', int(os.environ['ARBITRIUM_PORT_GAMEPORT_INTERNAL'])))\n"
+        "time.sleep(60)\n"
+    )
+    return f"{sys.executable} -c {shlex.quote(script)}"
+
+
+class TestDeployEnvironment:
+    @pytest.mark.parametrize(
+        ("key", "value", "problem"),
+        [
+            ("A=B", "x", "'A=B': a key cannot contain '='"),
+            ("A\0B", "x", "a key cannot contain '=' or a NUL"),
+            ("SECRET", "s3cr\0t-value", "'SECRET': a value cannot contain a NUL"),
+        ],
+    )
+    async def test_unusable_variable_is_refused_by_name(
+        self, key: str, value: str, problem: str
+    ) -> None:
+        """A deploy (v2 and v1) whose variable no process environment can hold answers 4xx
+        naming the variable (never its value), instead of a deployment stuck in DEPLOYING."""
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, apps={"game": game_command()})
+        variable = {"key": key, "value": value}
+        async with EmulatorServer(options) as emu:
+            v2 = {"application": "game", "version": "v1", "environment_variables": [variable]}
+            v1 = {"app_name": "game", "version_name": "v1", "env_vars": [variable]}
+            for path, body, expected in (("/deployments", v2, 400), ("/v1/deploy", v1, 422)):
+                status, answer = await emu.call("POST", path, json=body)
+                assert status == expected, answer
+                assert problem in json.dumps(answer, ensure_ascii=False).replace("\\\\", "\\")
+                assert "s3cr" not in json.dumps(answer)
+            _, listing = await emu.call("GET", "/v1/deployments")
+            assert listing["data"] == []
+
+    def test_unusable_variable_in_app_version_file_exits_2(self, tmp_path: Path) -> None:
+        """An --app-version file whose `envs` holds such a key exits 2 naming the option."""
+        path = tmp_path / "version.json"
+        path.write_text(json.dumps({"envs": [{"key": "A=B", "value": "x"}]}))
+        result = emulate(f"--app-version=game={path}")
+        assert result.returncode == 2, result.stderr
+        assert "--app-version" in result.stderr
+        assert "'A=B'" in result.stderr

@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sidecar.bounded_json import MAX_DEPTH, read_json
+from sidecar.emulator.models import env_key, env_value
 from sidecar.errors import UsageError
 from sidecar.regular_file import read_regular_file
 
@@ -76,6 +77,16 @@ class _EnvFile(BaseModel):
 
     key: str = Field(min_length=1)
     value: str
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        return env_key(key)
+
+    @model_validator(mode="after")
+    def _value(self) -> _EnvFile:
+        env_value(self.value, self.key)
+        return self
 
 
 class AppVersionFile(BaseModel):

@@ -71,7 +71,9 @@ class BackedRun:
                 # guarantees that nothing of the tree outlives its guardian.
                 pid_namespace=self._network.isolation is Isolation.NETNS,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: an environment the OS cannot hold. The API refuses such variables;
+            # should one get through anyway, the deployment ends in ERROR, never stuck.
             deployment.error_detail = f"Container failed to start: {exc}"
             return False
         deployment.pid = process.pid
