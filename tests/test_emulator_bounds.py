@@ -103,3 +103,34 @@ class TestDeployEnvironment:
         assert result.returncode == 2, result.stderr
         assert "--app-version" in result.stderr
         assert "'A=B'" in result.stderr
+
+
+class TestMatchTickets:
+    @pytest.mark.parametrize(
+        ("attributes", "needle"),
+        [
+            ('{"skill": NaN}', "attributes.skill is NaN or Infinity"),
+            ('{"skill": Infinity}', "attributes.skill is NaN or Infinity"),
+            ('{"mode": "x", "scores": [1, -Infinity]}', "attributes.scores.1 is NaN"),
+            ('{"skill": 1e400}', "attributes.skill is NaN or Infinity"),
+            ('{"deep": ' + "[" * 70 + "]" * 70 + "}", "nests deeper than 64 levels"),
+        ],
+    )
+    async def test_ticket_the_sidecar_would_ignore_is_400(
+        self, attributes: str, needle: str
+    ) -> None:
+        """A ticket attribute the sidecar refuses to read (NaN, Infinity, an overflowing
+        number, nesting past 64) answers 400 naming it, instead of a rehearsed match whose
+        game sees no players."""
+        body = '{"app": "simulated", "tickets": [{"attributes": %s}, {}]}' % attributes
+        async with EmulatorServer() as emu:
+            status, answer = await emu.call(
+                "POST",
+                "/_emulator/matches",
+                data=body.encode(),
+                headers={"content-type": "application/json"},
+            )
+            assert status == 400, answer
+            assert needle in json.dumps(answer), answer
+            _, listing = await emu.call("GET", "/v1/deployments")
+            assert listing["total_count"] == 0
