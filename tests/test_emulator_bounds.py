@@ -5,12 +5,15 @@ traceback, a stuck deployment or a leaked token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,11 +61,20 @@ class TestAppVersionFile:
 
 
 def game_command() -> str:
-    """A backed game that binds its game port and waits."""
+    """A backed game that binds its game port and, when its SIDECAR_HOST is the default (or
+    a name or wildcard for loopback), answers HTTP on 127.0.0.1:SIDECAR_PORT as a sidecar would
+    (`{}` to anything), until it is stopped."""
     script = (
         "import os, socket, time\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         "s.bind(('127.0.0.1', int(os.environ['ARBITRIUM_PORT_GAMEPORT_INTERNAL'])))\n"
+        "if os.environ.get('SIDECAR_HOST', 'localhost') in ('localhost', '0.0.0.0'):\n"
+        "    api = socket.create_server(('127.0.0.1', int(os.environ['SIDECAR_PORT'])))\n"
+        "    while True:\n"
+        "        c, _ = api.accept()\n"
+        "        c.recv(65536)\n"
+        "        c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Type: application/json\\r\\n\\r\\n{}')\n"
+        "        c.close()\n"
         "time.sleep(60)\n"
     )
     return f"{sys.executable} -c {shlex.quote(script)}"
@@ -134,3 +146,134 @@ class TestMatchTickets:
             assert needle in json.dumps(answer), answer
             _, listing = await emu.call("GET", "/v1/deployments")
             assert listing["total_count"] == 0
+
+
+async def raw_status(url: str, request: bytes) -> tuple[int, bytes]:
+    """Send `request` (any bytes, headers included) to the emulator; its status and answer."""
+    address = urlsplit(url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+TOKEN = "emulator-bounds-token"
+
+
+class TestHeaderBytes:
+    async def test_undecodable_authorization_is_401(self) -> None:
+        """A management or control call whose `authorization: token` holds bytes that are not
+        UTF-8, and a self-stop whose raw token does, answer 401 as the platform does: never a
+        500 with a traceback."""
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, api_token=TOKEN)
+        async with EmulatorServer(options) as emu:
+            rid = await emu.deploy("simulated")
+            await emu.wait_for_status(rid, "Status.READY", 10)
+            point = (await emu.env(rid))["ARBITRIUM_DELETE_URL"].rsplit("/", 1)[1]
+            calls = [
+                (b"GET /v1/deployments", b"token \xff"),
+                (f"GET /_emulator/deployments/{rid}/env".encode(), b"token \xff\xfe"),
+                (f"DELETE /v1/self/stop/{rid}/{point}".encode(), b"\xff"),
+            ]
+            for line, authorization in calls:
+                status, answer = await raw_status(
+                    emu.url,
+                    line + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    b"Authorization: " + authorization + b"\r\n\r\n",
+                )
+                assert status == 401, answer
+                assert b"Traceback" not in answer
+            assert (await emu.status(rid))["current_status"] == "Status.READY"
+
+    @pytest.mark.parametrize(
+        "header", ["Accept: \u20ac".encode(), b"Last-Event-ID: \xff", b"Accept: a\x01b"]
+    )
+    async def test_undecodable_proxied_header_is_400(self, header: bytes) -> None:
+        """A header the sidecar proxy passes on (Accept, Last-Event-ID) that is not printable
+        ASCII answers 400 naming it, never a 500."""
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, apps={"game": game_command()})
+        async with EmulatorServer(options) as emu:
+            rid = await emu.deploy("game")
+            await emu.wait_for_status(rid, "Status.READY", 30)
+            status, answer = await raw_status(
+                emu.url,
+                f"GET /_emulator/deployments/{rid}/sidecar/v1/status HTTP/1.1\r\n".encode()
+                + b"Host: x\r\nConnection: close\r\n"
+                + header
+                + b"\r\n\r\n",
+            )
+            assert status == 400, answer
+            assert header.split(b":")[0].lower() in answer.lower()
+
+
+def own_address() -> str | None:
+    """A non-loopback address of this machine (none sent: a UDP connect only picks the
+    route), or None when there is none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.2", 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+class TestProxyDestination:
+    @pytest.mark.parametrize("host", [None, "localhost", "0.0.0.0"])
+    async def test_loopback_sidecar_is_reached(self, host: str | None) -> None:
+        """The default SIDECAR_HOST, `localhost` and a wildcard all mean loopback: the proxy
+        reaches the deployment's local API there."""
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, apps={"game": game_command()})
+        variables = [] if host is None else [{"key": "SIDECAR_HOST", "value": host}]
+        async with EmulatorServer(options) as emu:
+            rid = await emu.deploy("game", environment_variables=variables)
+            await emu.wait_for_status(rid, "Status.READY", 30)
+            status, body = await emu.call("GET", f"/_emulator/deployments/{rid}/sidecar/v1/x")
+            assert (status, body) == (200, {})
+
+    @pytest.mark.parametrize("host", ["own", "192.0.2.2", "sidecar.example.com"])
+    async def test_non_loopback_sidecar_host_is_never_contacted(self, host: str) -> None:
+        """A deployment whose SIDECAR_HOST is another address or a name: the proxy answers 404
+        saying it only connects on loopback, and nothing there is contacted, so the studio's
+        SIDECAR_API_TOKEN never leaves the machine."""
+        contacted: list[bytes] = []
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            contacted.append(await reader.read(4096))
+            writer.close()
+
+        if host == "own":
+            address = own_address()
+            if address is None:
+                pytest.skip("this machine has no non-loopback address")
+            listener = await asyncio.start_server(record, address, 0)
+            host, port = address, listener.sockets[0].getsockname()[1]
+        else:
+            listener, port = None, 20121
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, apps={"game": game_command()})
+        variables = [
+            {"key": "SIDECAR_HOST", "value": host},
+            {"key": "SIDECAR_PORT", "value": str(port)},
+            {"key": "SIDECAR_API_TOKEN", "value": "studio-secret-token"},
+        ]
+        try:
+            async with EmulatorServer(options) as emu:
+                rid = await emu.deploy("game", environment_variables=variables)
+                await emu.wait_for_status(rid, "Status.READY", 30)
+                async with asyncio.timeout(3):  # no connect timeout waited out either
+                    status, body = await emu.call(
+                        "GET", f"/_emulator/deployments/{rid}/sidecar/v1/status"
+                    )
+                assert status == 404, body
+                assert "not a loopback address" in body["message"]
+                assert "studio-secret-token" not in json.dumps(body)
+        finally:
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
+        assert contacted == []
