@@ -277,3 +277,46 @@ class TestProxyDestination:
                 listener.close()
                 await listener.wait_closed()
         assert contacted == []
+
+
+# Prints 24 MiB of numbered lines, then a last line, then exits 3 (a crash: crash_logs too).
+SPEW = (
+    "import sys\n"
+    "line = b'x' * 1000 + b'\\n'\n"
+    "out = sys.stdout.buffer\n"
+    "for _ in range(24 * 1024 * 1024 // len(line)):\n"
+    "    out.write(line)\n"
+    "out.write(b'THE STOP RECORD\\n')\n"
+    "out.flush()\n"
+    "sys.exit(3)\n"
+)
+
+
+class TestOutputBound:
+    @pytest.mark.timeout(120)
+    async def test_chatty_game_keeps_the_tail_and_says_what_was_dropped(self) -> None:
+        """A game that prints 24 MiB: the emulator keeps the last 10 MiB of its logs and of
+        its crash_logs (not all of it, in memory and in the answer), starting with a line that
+        says how much was dropped and ending with the game's last line."""
+        options = EmulatorOptions(
+            port=0,
+            status_step_seconds=0.0,
+            apps={"spew": f"{sys.executable} -c {shlex.quote(SPEW)}"},
+            restart_policies={"spew": "never"},
+        )
+        limit = 10 * 1024 * 1024
+        async with EmulatorServer(options) as emu:
+            rid = await emu.deploy("spew")
+            await emu.wait_for_status(rid, "Status.ERROR", 60)
+            body = await emu.logs(rid)
+            for text in (body["logs"], body["crash_logs"]):
+                first, _, rest = text.partition("\n")
+                assert len(text.encode()) < limit + 200
+                assert first.startswith("[emulator] ") and "bytes of earlier output dropped" in first
+                dropped = int(first.split()[1])
+                assert dropped + len(rest.encode()) == 24 * 1024 * 1024 // 1001 * 1001 + 16
+                assert rest.startswith("x" * 1000 + "\n")  # cut at a line start
+                assert rest.endswith("THE STOP RECORD\n")
+            status, raw = await emu.call("GET", f"/_emulator/deployments/{rid}/logs")
+            assert status == 200
+            assert len(raw) < limit + 200
