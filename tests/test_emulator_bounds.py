@@ -134,7 +134,7 @@ class TestMatchTickets:
         """A ticket attribute the sidecar refuses to read (NaN, Infinity, an overflowing
         number, nesting past 64) answers 400 naming it, instead of a rehearsed match whose
         game sees no players."""
-        body = '{"app": "simulated", "tickets": [{"attributes": %s}, {}]}' % attributes
+        body = '{"app": "simulated", "tickets": [{"attributes": ' + attributes + "}, {}]}"
         async with EmulatorServer() as emu:
             status, answer = await emu.call(
                 "POST",
@@ -312,7 +312,8 @@ class TestOutputBound:
             for text in (body["logs"], body["crash_logs"]):
                 first, _, rest = text.partition("\n")
                 assert len(text.encode()) < limit + 200
-                assert first.startswith("[emulator] ") and "bytes of earlier output dropped" in first
+                assert first.startswith("[emulator] ")
+                assert "bytes of earlier output dropped" in first
                 dropped = int(first.split()[1])
                 assert dropped + len(rest.encode()) == 24 * 1024 * 1024 // 1001 * 1001 + 16
                 assert rest.startswith("x" * 1000 + "\n")  # cut at a line start
