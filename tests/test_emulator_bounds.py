@@ -107,6 +107,17 @@ class TestDeployEnvironment:
             _, listing = await emu.call("GET", "/v1/deployments")
             assert listing["data"] == []
 
+    async def test_spawn_the_os_refuses_ends_in_error(self) -> None:
+        """A command the OS cannot take (a NUL in it, possible from Python) ends the deployment
+        in ERROR saying why, instead of leaving it in DEPLOYING forever."""
+        options = EmulatorOptions(port=0, status_step_seconds=0.0, apps={"game": "sleep\x0060"})
+        async with EmulatorServer(options) as emu:
+            rid = await emu.deploy("game")
+            await emu.wait_for_status(rid, "Status.ERROR", 10)
+            status, internals = await emu.call("GET", f"/_emulator/deployments/{rid}")
+            assert status == 200
+            assert "Container failed to start" in json.dumps(internals)
+
     def test_unusable_variable_in_app_version_file_exits_2(self, tmp_path: Path) -> None:
         """An --app-version file whose `envs` holds such a key exits 2 naming the option."""
         path = tmp_path / "version.json"
