@@ -22,9 +22,8 @@ def env_key(key: str) -> str:
     sanitized" without saying how, so the emulator refuses such a key by name instead of
     guessing; a deployment carrying one would otherwise never start."""
     if "=" in key or "\0" in key:
-        shown = key.replace("\0", "\\0")[:64]
         raise ValueError(
-            f"environment variable {shown!r}: a key cannot contain '=' or a NUL character"
+            f"environment variable {key[:64]!r}: a key cannot contain '=' or a NUL character"
         )
     return key
 
