@@ -3,9 +3,8 @@
 `read_document(path)` returns the decoded document (any type; manifest.py judges its shape) or
 raises ValueError saying what is wrong, which config.py turns into exit 2 naming the variable.
 The file must be a regular file (a symlink to one is fine: Kubernetes mounts ConfigMaps that
-way) holding 1 byte to 1 MiB of UTF-8. It is checked with stat() before it is opened and again,
-with fstat(), on the open descriptor, which is opened non-blocking: a FIFO swapped in between
-can neither block the open nor be read.
+way) holding 1 byte to 1 MiB of UTF-8; `sidecar.regular_file` reads it (stat() before the
+open, fstat() after a non-blocking one), so a FIFO or a device is refused, never waited on.
 
 JSON (text starting with `{`, as Kubernetes' decoder tells them apart) goes through
 `bounded_json`. YAML goes through PyYAML's safe loader, fed by a parser whose events are
@@ -24,14 +23,13 @@ the last silently, which is never what was meant.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from sidecar.bounded_json import MAX_DEPTH, read_json
+from sidecar.regular_file import read_regular_file
 
 MAX_FILE_BYTES = 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; a GameServer is far less
 # Values of the document once every alias is replaced by what it names. A 1 MiB file holds at
@@ -77,60 +75,11 @@ def _no_duplicate_keys(path: str, text: str) -> None:
 
 
 def _read_text(path: str) -> str:
-    raw = b""
-    try:
-        # stat() first: opening some devices has effects (a tape rewinds, a TTY is acquired).
-        kind = _kind(os.stat(path).st_mode)
-        if kind is None:
-            # O_NONBLOCK: if a FIFO replaced the file since stat(), open() does not wait for a
-            # writer, and fstat() below refuses it.
-            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-            descriptor = os.open(path, flags)
-            try:
-                kind = _kind(os.fstat(descriptor).st_mode)
-                if kind is None:
-                    raw = _read_at_most(descriptor, MAX_FILE_BYTES + 1)
-            finally:
-                os.close(descriptor)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if kind is not None:
-        raise ValueError(f"{path} is {kind}, not a regular file")
-    if not raw:
-        raise ValueError(f"{path} is empty")
-    if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    raw = read_regular_file(path, MAX_FILE_BYTES)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
-
-
-def _kind(mode: int) -> str | None:
-    """What a file that is not a regular file is, for the message; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
-def _read_at_most(descriptor: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = os.read(descriptor, limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 class _Unusable(ValueError):

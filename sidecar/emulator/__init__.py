@@ -22,6 +22,7 @@ Modules, one responsibility each:
     ratelimit.py    the reference's rate limits
     webhooks.py     the ready / error / terminated webhook posts
     processes.py    one run of a backing process: spawn, capture, SIGTERM/SIGKILL
+    tail.py         the bounded tail of a game's output (logs, crash_logs) and what it dropped
     guardian.py     the helper that owns a backed process tree, so nothing outlives us
     store.py        deployment records, their tags, ids and tokens (data and its invariants)
     filters.py      which deployments a bulk-stop filter or a list query selects

@@ -7,18 +7,23 @@ period, the ports (`port`, `protocol`, `to_check`, `name`), `max_duration`, inje
 the linked `endpoint_storage`. `--app-version NAME=FILE` reads them from a JSON file in the
 platform's own shape (a `GET /v1/app/{app}/version/{version}` body works as is; fields the
 emulator does not model are ignored); `--restart-policy NAME=POLICY` sets one app's policy.
+The file is read as the sidecar reads its manifests: a regular file (a FIFO or a device is
+refused, never waited on) of at most 1 MiB, decoded by `bounded_json` (nesting deeper than 64
+levels, NaN or Infinity refused), so a bad file is exit 2 naming the option before anything is
+served, never a hang, a memory spike or a traceback.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sidecar.bounded_json import MAX_DEPTH, read_json
+from sidecar.emulator.models import env_key, env_value
 from sidecar.errors import UsageError
+from sidecar.regular_file import read_regular_file
 
 RestartPolicy = Literal["always", "never", "on_failure"]
 RESTART_POLICIES: tuple[RestartPolicy, ...] = ("always", "never", "on_failure")
@@ -27,6 +32,8 @@ RESTART_POLICIES: tuple[RestartPolicy, ...] = ("always", "never", "on_failure")
 # emulator's own log store, so `container_log_storage=true` keeps logs out of the box.
 DEFAULT_STORAGE = "emulator"
 DEFAULT_TIME_TO_DEPLOY = 30.0
+# A platform app version body is a few KiB; the cap is the one the sidecar's manifests have.
+MAX_APP_VERSION_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,16 @@ class _EnvFile(BaseModel):
 
     key: str = Field(min_length=1)
     value: str
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        return env_key(key)
+
+    @model_validator(mode="after")
+    def _value(self) -> _EnvFile:
+        env_value(self.value, self.key)
+        return self
 
 
 class AppVersionFile(BaseModel):
@@ -119,13 +136,17 @@ class AppVersionFile(BaseModel):
 def read_app_version(path: str) -> AppVersionFile:
     """Parse an app version JSON file; a bad file is a UsageError naming it and the field."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--app-version: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
+        raw = read_regular_file(path, MAX_APP_VERSION_BYTES)
     except ValueError as exc:
-        raise UsageError(f"--app-version: {path} is not JSON: {exc}") from None
+        raise UsageError(f"--app-version: {exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"--app-version: {path} is not UTF-8 text") from None
+    read = read_json(text, max_bytes=MAX_APP_VERSION_BYTES, max_depth=MAX_DEPTH)
+    if read.problem is not None:
+        raise UsageError(f"--app-version: {path} {read.problem}")
+    data = read.value
     if isinstance(data, dict) and isinstance(data.get("version"), dict):
         data = data["version"]  # the body of "create app version": {"success", "version"}
     try:

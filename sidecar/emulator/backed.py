@@ -53,7 +53,7 @@ class BackedRun:
         def on_output(chunk: bytes) -> None:
             deployment.remember_output(chunk)
             if logs is not None:
-                logs.extend(chunk)
+                logs.append(chunk)
             if follow is not None:
                 follow(deployment, chunk)
 
@@ -71,7 +71,9 @@ class BackedRun:
                 # guarantees that nothing of the tree outlives its guardian.
                 pid_namespace=self._network.isolation is Isolation.NETNS,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: an environment the OS cannot hold. The API refuses such variables;
+            # should one get through anyway, the deployment ends in ERROR, never stuck.
             deployment.error_detail = f"Container failed to start: {exc}"
             return False
         deployment.pid = process.pid
@@ -119,7 +121,7 @@ class BackedRun:
         self._record_exit(process, code)
         exit_code, _ = exit_description(code)
         if exit_code in _CANNOT_START:
-            last = _last_line(process.output)
+            last = _last_line(process.output.data)
             return (
                 f"Container failed to start: exit code {exit_code} "
                 f"({_CANNOT_START[exit_code]})" + (f": {last}" if last else "")
@@ -183,7 +185,7 @@ class BackedRun:
         record = self.deployment.exit
         record.exit_code, record.message = exit_description(code)
         if record.exit_code != 0:
-            record.crash_logs = bytes(process.output)
+            record.crash_logs = process.output.kept()
         log.info("%s: %s", self.deployment.request_id, record.message)
 
     def _should_restart(self, code: int) -> bool:

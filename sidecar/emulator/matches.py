@@ -22,6 +22,7 @@ every ticket has is an intersection. Pure: no I/O.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import string
@@ -31,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sidecar.bounded_json import MAX_DEPTH, read_json
 
 # A ticket id becomes part of a variable name (MM_TICKET_<id>): keep it to a name's characters.
 # No '-': /bin/sh (dash), which runs a backed deployment's command, silently drops a variable
@@ -42,6 +45,8 @@ LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_VARIABLE = 4096
 MAX_TICKETS = 100
 EXPANSION = "initial"
+# The variables that hold JSON (besides MM_TICKET_<id>), read by the sidecar with bounded_json.
+_JSON_VARIABLES = ("MM_TICKET_IDS", "MM_GROUPS", "MM_TEAMS", "MM_EQUALITY", "MM_INTERSECTION")
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -63,6 +68,17 @@ class MatchTicket(_Body):
             raise ValueError(
                 "must be 1-64 letters, digits or '_', starting with a letter or digit (it ends "
                 "the variable name MM_TICKET_<id>), and not IDS (MM_TICKET_IDS is the list)"
+            )
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = _non_finite(value, "attributes")
+        if where is not None:
+            raise ValueError(
+                f"{where} is NaN or Infinity, which is not JSON: the sidecar refuses the "
+                "ticket, so the match would have no players"
             )
         return value
 
@@ -149,12 +165,35 @@ def build_match(body: MatchBody, now: datetime | None = None) -> Match:
     env["MM_INTERSECTION"] = json.dumps(_intersection(body.tickets))
     env["MM_EXPANSION"] = EXPANSION
     for name, value in env.items():
+        if name in _JSON_VARIABLES or name.startswith("MM_TICKET_"):
+            # Read as the sidecar reads it: what it would ignore is refused here, by name.
+            read = read_json(value, max_bytes=MAX_VARIABLE, max_depth=MAX_DEPTH)
+            if read.problem is not None and "larger than" not in read.problem:
+                raise MatchError(f"{name} {read.problem}: the sidecar would ignore it")
         if len(value.encode()) > MAX_VARIABLE:
             raise MatchError(
                 f"{name} would be {len(value.encode())} bytes; the platform caps a variable "
                 f"at {MAX_VARIABLE}"
             )
     return Match(match_id, ids, env)
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """The path of the first NaN or Infinity in a decoded JSON value (pydantic's JSON parser
+    takes them; standard JSON and the sidecar do not), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 def _equality(tickets: list[MatchTicket]) -> dict[str, str]:

@@ -9,17 +9,49 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def env_key(key: str) -> str:
+    """A variable name a process environment can hold: no '=' (it ends the name in
+    `KEY=value`) and no NUL (it ends the string). The platform says keys are "automatically
+    sanitized" without saying how, so the emulator refuses such a key by name instead of
+    guessing; a deployment carrying one would otherwise never start."""
+    if "=" in key or "\0" in key:
+        raise ValueError(
+            f"environment variable {key[:64]!r}: a key cannot contain '=' or a NUL character"
+        )
+    return key
+
+
+def env_value(value: str, key: str) -> str:
+    """A value a process environment can hold: no NUL. The value is not quoted (it may be a
+    secret: `is_hidden`)."""
+    if "\0" in value:
+        raise ValueError(
+            f"environment variable {key[:64]!r}: a value cannot contain a NUL character"
+        )
+    return value
+
+
 class EnvVar(_Body):
     key: str = Field(min_length=1, max_length=256)
     value: str = Field(max_length=4096)
     is_hidden: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, key: str) -> str:
+        return env_key(key)
+
+    @model_validator(mode="after")
+    def _value(self) -> EnvVar:
+        env_value(self.value, self.key)
+        return self
 
 
 class Webhook(_Body):

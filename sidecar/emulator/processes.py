@@ -4,7 +4,9 @@ The command runs through the shell under a guardian (guardian.py) that owns its 
 tree, with stdin closed and stdout/stderr captured as raw bytes. The container logs merge the
 two streams line by line, as a container runtime's log driver does: a line of one stream is
 never cut by the other's output, however the writes were split (a line longer than 16 KiB is
-passed on in pieces; a last line without a newline is kept when the stream ends).
+passed on in pieces; a last line without a newline is kept when the stream ends). Of a run's
+raw output only the tail is kept for `crash_logs` (tail.py), so a chatty game cannot grow the
+emulator's memory.
 
 Stopping asks the guardian (over its lifeline socket) for SIGTERM to the command's process
 group, then SIGKILL to the whole tree once the grace period is over, as a container runtime
@@ -28,6 +30,8 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from sidecar.emulator.tail import Tail
 
 # After the process exits, a grandchild may still hold the pipes open; stop reading after this.
 _DRAIN_TIMEOUT = 1.0
@@ -59,7 +63,7 @@ class BackedProcess:
         self._on_output = on_output
         self._lifeline = lifeline
         self._reported: int | None = None
-        self.output = bytearray()  # this run's raw output only, for crash_logs
+        self.output = Tail()  # this run's raw output only (its tail), for crash_logs
         self._readers = [
             asyncio.create_task(self._read(stream))
             for stream in (process.stdout, process.stderr)
@@ -127,7 +131,7 @@ class BackedProcess:
         pending = b""  # the start of a line not yet ended, held back from the logs
         try:
             while chunk := await stream.read(_READ_CHUNK):
-                self.output += chunk
+                self.output.append(chunk)
                 pending += chunk
                 cut = pending.rfind(b"\n") + 1
                 if not cut:

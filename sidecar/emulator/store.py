@@ -18,6 +18,7 @@ from typing import Any
 from sidecar.emulator.apps import AppVersion
 from sidecar.emulator.errors import PlatformError
 from sidecar.emulator.storage import LogChoice
+from sidecar.emulator.tail import Tail
 
 # How much of a backed process's last output the control API keeps after its logs are gone.
 OUTPUT_TAIL_BYTES = 8192
@@ -121,8 +122,9 @@ class Deployment:
     stop_pending: bool = False
     # The first stop's container_log_storage choice; None until a stop arrives.
     stop_logs: LogChoice | None = None
-    # Captured stdout+stderr in arrival order; None once discarded at the stop.
-    logs: bytearray | None = field(default_factory=bytearray)
+    # Captured stdout+stderr in arrival order, the last MAX_LOG_BYTES of it (tail.py); None
+    # once discarded at the stop.
+    logs: Tail | None = field(default_factory=Tail)
     logs_kept: bool = False
     logs_note: str = ""
     # For the control API only, whatever the log storage: why the deployment ended, and the

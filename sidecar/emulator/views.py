@@ -137,7 +137,7 @@ def crash_data_view(record: ExitRecord) -> dict[str, Any]:
 
 def container_logs_view(deployment: Deployment, logs_link: str | None) -> dict[str, Any]:
     return {
-        "logs": _decode(deployment.logs) or "",
+        "logs": _decode(None if deployment.logs is None else deployment.logs.kept()) or "",
         "encoding": "utf-8",
         "crash_logs": _decode(deployment.exit.crash_logs),
         "crash_data": crash_data_view(deployment.exit),

@@ -238,7 +238,7 @@ async def deployment_logs(request: web.Request) -> web.Response:
     deployment = deployment_of(request)
     if deployment.logs is None:
         raise PlatformError(404, "Logs were discarded when the deployment stopped")
-    return web.Response(body=bytes(deployment.logs), content_type="application/octet-stream")
+    return web.Response(body=deployment.logs.kept(), content_type="application/octet-stream")
 
 
 async def wait_for_status(request: web.Request) -> web.Response:

@@ -155,7 +155,7 @@ async def logs_masked(request: web.Request) -> web.Response:
     kept = deployment.logs is not None
     # Once the stop discarded the logs, the last output the emulator keeps for itself still
     # says why the deployment ended.
-    raw = bytes(deployment.logs if deployment.logs is not None else deployment.output_tail)
+    raw = deployment.logs.kept() if deployment.logs is not None else bytes(deployment.output_tail)
     total, lines = _last_lines(raw, tail)
     forms = _secret_forms(deployment, state_of(request).options.api_token)
     return web.json_response(

@@ -9,17 +9,23 @@ bearer token when the deployment has `SIDECAR_API_TOKEN`, since the caller's `au
 the emulator's; the answer streams back as it comes, so `/v1/events` (SSE) works through it.
 404 when the deployment has no local API: simulated, ended, or nothing listening there.
 Only GET: this is a window to look through, not a remote control.
+
+`SIDECAR_HOST` must be a loopback address (or a wildcard, or `localhost`, which mean one): the
+environment is the studio's to write, and following it to another address or a name to resolve
+would send the sidecar's token off the machine; anything else is 404 saying so. The `Accept` and
+`Last-Event-ID` passed on must be printable ASCII (400 naming the header otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 
 from aiohttp import web
 
-from sidecar.addresses import reachable_host
+from sidecar.addresses import is_loopback, reachable_host
 from sidecar.emulator import netns
 from sidecar.emulator.route_io import PlatformError
 from sidecar.emulator.state import STATE_KEY, EmulatorState, deployment_of, state_of
@@ -45,15 +51,37 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _PASSED_REQUEST_HEADERS = ("accept", "last-event-id")
+_LOOPBACK_NAMES = {"localhost": "127.0.0.1", "ip6-localhost": "::1"}
 
 
 def _sidecar_address(deployment: Deployment) -> tuple[str, int]:
     env = deployment.env
-    host = reachable_host(env.get("SIDECAR_HOST", "127.0.0.1"))
+    configured = env.get("SIDECAR_HOST", "127.0.0.1")
+    host = reachable_host(configured).strip("[]")
+    if host in _LOOPBACK_NAMES:
+        host = _LOOPBACK_NAMES[host]  # never a resolver call: names stay on this machine
+    if not _is_loopback_literal(host):
+        # The deployment's environment is the studio's to write: following it elsewhere would
+        # send the sidecar's token to whatever address (or name) it holds.
+        raise PlatformError(
+            404,
+            f"Deployment {deployment.request_id} has no local API the emulator may reach: "
+            f"SIDECAR_HOST {configured[:64]!r} is not a loopback address (the proxy connects "
+            "only inside the deployment, never beyond this machine)",
+        )
     text = env.get("SIDECAR_PORT", str(DEFAULT_SIDECAR_PORT))
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise PlatformError(404, f"Deployment {deployment.request_id} has no usable SIDECAR_PORT")
     return host, int(text)
+
+
+def _is_loopback_literal(host: str) -> bool:
+    """A loopback IP address written out (a zone id allowed), never a name to resolve."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return is_loopback(host)
 
 
 async def _connect(
@@ -97,22 +125,35 @@ def _upstream_path(request: web.Request, deployment: Deployment) -> str:
     return path if path.startswith("/") else "/" + path
 
 
+def _passed_headers(request: web.Request) -> list[str]:
+    """The caller's headers passed on; 400 for one that is not printable ASCII (aiohttp hands
+    undecodable bytes over as surrogates, which no request line can carry)."""
+    lines = []
+    for name in _PASSED_REQUEST_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        if not all(" " <= char <= "~" or char == "\t" for char in value):
+            raise PlatformError(400, f"Header {name} must be printable ASCII")
+        lines.append(f"{name}: {value}")
+    return lines
+
+
 async def proxy(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     deployment = deployment_of(request)
+    passed = _passed_headers(request)  # a bad header is refused before any connection
     reader, writer, where = await _connect(state, deployment)
     state.proxied.add(writer)
     try:
         lines = [f"GET {_upstream_path(request, deployment)} HTTP/1.0", f"Host: {where}"]
-        lines += [
-            f"{name}: {request.headers[name]}"
-            for name in _PASSED_REQUEST_HEADERS
-            if name in request.headers
-        ]
+        lines += passed
         token = deployment.env.get("SIDECAR_API_TOKEN")
         if token:
             lines.append(f"Authorization: Bearer {token}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        # surrogatepass: whatever the deployment's environment holds, the bytes go out as they
+        # are and the sidecar judges them; encoding never fails here.
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogatepass"))
         await writer.drain()
         try:
             head = await reader.readuntil(b"\r\n\r\n")
