@@ -1,5 +1,5 @@
-"""Shared fixtures: an in-process sidecar on a loopback port, a real sidecar process, and the
-project's own emulator."""
+"""Shared fixtures: an in-process sidecar on a loopback port, a real sidecar process, the
+project's own emulator, and a match-result receiver."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from games.harness import GameRunner
 
 from sidecar.agent import Agent
@@ -232,3 +234,46 @@ def fill_pipe(write_fd: int) -> None:
     except BlockingIOError:
         pass
     os.set_blocking(write_fd, True)
+
+
+@dataclass
+class Receiver:
+    """A result endpoint on 127.0.0.1:0: answers attempt N with `script[N]` (status, headers),
+    then `then`; records every request; accepts one delivery per idempotency key."""
+
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    then: int = 200
+    hang: bool = False
+    requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    url: str = ""
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    got: asyncio.Event = field(default_factory=asyncio.Event)  # set at the first request
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append((dict(request.headers), body))
+        self.got.set()
+        if self.hang:
+            await self.released.wait()  # until the test ends
+            return web.Response(status=503)
+        status, headers = self.script.pop(0) if self.script else (self.then, {})
+        if 200 <= status < 300:
+            self.accepted.setdefault(request.headers["Idempotency-Key"], body)
+        return web.Response(status=status, headers=headers, text='{"ok": true}')
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    recv = Receiver()
+    app = web.Application()
+    app.router.add_post("/results", recv.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recv.url = f"http://127.0.0.1:{port}/results"
+    yield recv
+    recv.released.set()
+    await runner.cleanup()

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from sidecar.lifecycle import StopReason
 from sidecar.metrics import Exposition
-from tests.conftest import Launch, SidecarFactory
+from tests.conftest import Launch, Receiver, SidecarFactory
 
 SECRET = "SEKRETdeltoken99"
 
@@ -111,34 +109,6 @@ class TestTicketsNoConnectCanName:
         assert "no_show" not in sc.agent.lifecycle.timers_left()
 
 
-class Sink:
-    """A result receiver on loopback that records what it is sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self.url = ""
-        self.got = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.json()))
-        self.got.set()
-        return web.Response(status=200)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    recv = Sink()
-    app = web.Application()
-    app.router.add_post("/results", recv.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    recv.url = f"http://127.0.0.1:{runner.addresses[0][1]}/results"
-    yield recv
-    await runner.cleanup()
-
-
 async def first_state_event(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """The first `state` event of GET /v1/events: the current status."""
     async with http.get(url + "/v1/events") as response:
@@ -176,7 +146,7 @@ class TestSecretsInGameText:
         assert SECRET not in stdout.decode() + stderr
 
     async def test_a_token_in_the_match_result_is_redacted_everywhere(
-        self, launch: Launch, sink: Sink
+        self, launch: Launch, receiver: Receiver
     ) -> None:
         """A match result naming the delete token (as a key and inside a value): the stop
         record and the result delivery's body carry it redacted; the token is in no output and
@@ -184,7 +154,7 @@ class TestSecretsInGameText:
         sc = await launch(
             "serve",
             ARBITRIUM_DELETE_TOKEN=SECRET,
-            SIDECAR_RESULT_URL=sink.url,
+            SIDECAR_RESULT_URL=receiver.url,
             SIDECAR_MATCH_END_GRACE="0.1s",
         )
         await sc.wait_status(state="starting")
@@ -195,12 +165,12 @@ class TestSecretsInGameText:
         ):
             assert r.status == 202
         await sc.wait_output(b'"sidecar.stop"')
-        await asyncio.wait_for(sink.got.wait(), 5)
+        await asyncio.wait_for(receiver.got.wait(), 5)
         sc.proc.terminate()
         _code, stdout, stderr = await sc.finish()
         expected = {"env": ["TOKEN=<redacted>", 3], "<redacted>": {"nested": "<redacted>"}}
         (stop,) = [json.loads(line) for line in stdout.splitlines() if b'"sidecar.stop"' in line]
         assert stop["match_result"] == expected
-        (_headers, body), *_ = sink.requests
+        (_headers, body), *_ = receiver.requests
         assert body["result"] == expected
-        assert SECRET not in stdout.decode() + stderr + json.dumps(sink.requests)
+        assert SECRET not in stdout.decode() + stderr + json.dumps(receiver.requests)

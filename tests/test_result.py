@@ -6,63 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from sidecar.config import ConfigError, load_settings, redacted_settings, settings_json
 from sidecar.outbound import OutboundSession
 from sidecar.outcomes import DeliveryOutcome
 from sidecar.result import ResultDelivery, idempotency_key, result_body, rfc3339
 from sidecar.retry import MIN_RETRY_DELAY
-from tests.conftest import Launch, SidecarFactory
+from tests.conftest import Launch, Receiver, SidecarFactory
 
 TOKEN = "result-token-5c2a9e17"
-
-
-@dataclass
-class Receiver:
-    """A result endpoint on 127.0.0.1:0: answers attempt N with `script[N]` (status, headers),
-    then `then`; records every request; accepts one delivery per idempotency key."""
-
-    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    then: int = 200
-    hang: bool = False
-    requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
-    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
-    url: str = ""
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append((dict(request.headers), body))
-        if self.hang:
-            await self.released.wait()  # until the test ends
-            return web.Response(status=503)
-        status, headers = self.script.pop(0) if self.script else (self.then, {})
-        if 200 <= status < 300:
-            self.accepted.setdefault(request.headers["Idempotency-Key"], body)
-        return web.Response(status=status, headers=headers, text='{"ok": true}')
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    recv = Receiver()
-    app = web.Application()
-    app.router.add_post("/results", recv.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    recv.url = f"http://127.0.0.1:{port}/results"
-    yield recv
-    recv.released.set()
-    await runner.cleanup()
 
 
 class FakeTime:
