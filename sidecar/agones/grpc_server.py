@@ -55,30 +55,29 @@ log = logging.getLogger("sidecar.agones")
 
 HOST = "127.0.0.1"  # SPEC §10.1: whatever SIDECAR_HOST is
 DEFAULT_PORT = 9357
-# The largest message a call may send, as the REST facade's body limit (app.MAX_BODY_BYTES): what
-# an SDK sends is small (ids, a label, a counter), and the largest legitimate request, an
-# annotation or a full UpdateList, is bounded by the GameServer's own limits (annotations 256 KiB
-# in all; a list at most 1000 values within the 1 MiB GameServer). gRPC's default of 4 MiB only
-# let a client make the sidecar buffer more. grpclib itself has no limit.
-MAX_MESSAGE_BYTES = 320 * 1024
+# The largest message a call may send: the GameServer is bounded at 1 MiB (gameserver.py), and
+# no request can carry more than the change it makes to it (a label, an annotation, a list
+# value), so a larger one could only be refused. gRPC's default of 4 MiB only let a client make
+# the sidecar buffer more. grpclib itself has no limit.
+MAX_MESSAGE_BYTES = 1024 * 1024
 # Bytes of messages being received at once (declared lengths of the messages still arriving),
 # per connection and for the whole server: a call whose message does not fit is answered
 # RESOURCE_EXHAUSTED at once, so a client that announces large messages and never finishes them
 # cannot make the sidecar hold more than this. A game sends one message at a time, or a few.
 CONNECTION_MESSAGE_BYTES = 2 * MAX_MESSAGE_BYTES
-SERVER_MESSAGE_BYTES = 4 * 1024 * 1024
+SERVER_MESSAGE_BYTES = 8 * MAX_MESSAGE_BYTES
 # HTTP/2 flow control bounds what a client may send that no call has read yet (grpclib's
 # defaults are 4 MiB for each stream and for the connection): HTTP/2's initial 64 KiB per
 # stream, 256 KiB per connection. Calls acknowledge their bytes as they read them, so a message
 # of any allowed size still arrives, in round trips that cost nothing on loopback.
 CONNECTION_WINDOW = 256 * 1024
 STREAM_WINDOW = 65535
-# Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; h2's default is
-# 100): an SDK holds Health and WatchGameServer open and makes one call at a time beside them, and
-# gRPC clients queue calls beyond the limit rather than fail them.
-MAX_CONCURRENT_STREAMS = 32
+# Calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, said explicitly:
+# h2's default): more than the 64 watchers the sidecar allows, and gRPC clients queue calls
+# beyond it rather than fail them.
+MAX_CONCURRENT_STREAMS = 100
 # Worst case, every connection at its bounds: MAX_CONNECTIONS x CONNECTION_WINDOW unread (32 MiB)
-# plus SERVER_MESSAGE_BYTES being assembled (4 MiB), plus the bookkeeping of at most
+# plus SERVER_MESSAGE_BYTES being assembled (8 MiB), plus the bookkeeping of at most
 # MAX_CONNECTIONS x MAX_CONCURRENT_STREAMS calls. docs/agones.md has the measurements.
 
 # As the REST facade: a game needs one or two; the cap keeps a flood from taking the
@@ -392,8 +391,7 @@ async def _recv(stream: Stream[Any, Any], message_type: pb.Message) -> dict[str,
     if length > MAX_MESSAGE_BYTES:
         raise GRPCError(
             Status.RESOURCE_EXHAUSTED,
-            f"a message of {length} bytes is larger than {MAX_MESSAGE_BYTES} "
-            f"({MAX_MESSAGE_BYTES // 1024} KiB)",
+            f"a message of {length} bytes is larger than {MAX_MESSAGE_BYTES} (1 MiB)",
         )
     budget = _BUDGETS.get(raw.connection)
     if budget is not None and not budget.take(length):
