@@ -191,7 +191,8 @@ class TestServer:
         monkeypatch.setattr(grpc_server, "MAX_CONNECTIONS", 3)
         client = await grpc_sdk()
         server = client.handle.agent.agones_grpc
-        assert server is not None and server.port
+        assert server is not None
+        assert server.port
         health = client.sdk.Health()
         await health.write(client.empty())
         await client.sdk.Ready(client.empty())  # the SDK's connection is up, its call open

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator
 
 import h2.errors
 import h2.events
@@ -25,13 +24,14 @@ from tests.h2_raw import RawH2
 
 
 @pytest.fixture
-async def server(sidecar: SidecarFactory) -> AsyncIterator[grpc_server.AgonesGrpc]:
+async def server(sidecar: SidecarFactory) -> grpc_server.AgonesGrpc:
     handle = await sidecar(
         SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT="0", SIDECAR_AGONES_GRPC_PORT="0"
     )
     grpc = handle.agent.agones_grpc
-    assert grpc is not None and grpc._server is not None
-    yield grpc
+    assert grpc is not None
+    assert grpc._server is not None
+    return grpc
 
 
 def _live(grpc: grpc_server.AgonesGrpc) -> list[grpc_server._Protocol]:
@@ -97,7 +97,8 @@ async def test_rapid_reset_is_disconnected(server: grpc_server.AgonesGrpc) -> No
     client.flush()
     await client.until(lambda: client.goaway() is not None)
     goaway = client.goaway()
-    assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert goaway is not None
+    assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
     await _eventually(lambda: not _live(server))
     client.close()
 
