@@ -331,10 +331,20 @@ class TestSdkService:
         watch = client.handle.agent.agones
         assert watch is not None
         calls = []
+        # Over several connections: one holds at most MAX_CONCURRENT_STREAMS calls at once.
+        assert client.handle.agent.agones_grpc is not None
+        port = client.handle.agent.agones_grpc.port
+        channels = [
+            grpc.aio.insecure_channel(  # each its own connection (not grpcio's shared pool)
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            for _ in range(8)
+        ]
+        stubs = [type(client.sdk)(channel) for channel in channels]
         async with open_watch(client.agones) as rest_watch:
             await rest_watch.next()
-            for _ in range(MAX_WATCHERS - 1):
-                call = client.sdk.WatchGameServer(client.empty())
+            for i in range(MAX_WATCHERS - 1):
+                call = stubs[i % len(stubs)].WatchGameServer(client.empty())
                 await asyncio.wait_for(call.read(), 5)
                 calls.append(call)
             assert len(watch.watch.watchers) == MAX_WATCHERS
@@ -347,6 +357,8 @@ class TestSdkService:
         async with asyncio.timeout(5):
             while watch.watch.watchers:
                 await asyncio.sleep(0.01)
+        for channel in channels:
+            await channel.close()
 
     async def test_one_self_stop_for_grpc_and_rest_shutdown(self, grpc_sdk: SdkFactory) -> None:
         """Shutdown over gRPC and over REST are the one stop (dry-run record)."""

@@ -70,6 +70,28 @@ async def test_unfinished_messages_are_bounded_per_connection(
     await _eventually(lambda: messages.left == SERVER_MESSAGE_BYTES)
 
 
+async def test_calls_beyond_the_stream_limit_are_refused(server: grpc_server.AgonesGrpc) -> None:
+    """MAX_CONCURRENT_STREAMS holds even for a client that never acknowledged the setting: the
+    calls beyond it are reset with REFUSED_STREAM (which gRPC clients retry)."""
+    client = await RawH2.connect(server.port or 0)
+    extra = 4
+    for _ in range(grpc_server.MAX_CONCURRENT_STREAMS + extra):
+        client.call()  # Health calls, left open
+    client.h2.ping(b"12345678")
+    client.flush()
+    await client.until(lambda: any(isinstance(e, h2.events.PingAckReceived) for e in client.events))
+    refused = [
+        e
+        for e in client.events
+        if isinstance(e, h2.events.StreamReset)
+        and e.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+    ]
+    assert len(refused) == extra
+    [protocol] = _live(server)
+    assert len(protocol.processor.streams) == grpc_server.MAX_CONCURRENT_STREAMS
+    client.close()
+
+
 async def test_reset_calls_are_released(server: grpc_server.AgonesGrpc) -> None:
     """A call reset before its handler ran no longer stays on the connection for good."""
     client = await RawH2.connect(server.port or 0)
