@@ -132,6 +132,7 @@ async def test_a_client_that_never_reads_cannot_grow_the_write_buffer(
     once its answers pile up, its write buffer stays small, and the stalled connection is
     aborted after WRITE_STALL_TIMEOUT."""
     monkeypatch.setattr(grpc_server, "WRITE_STALL_TIMEOUT", 0.5)
+    monkeypatch.setattr(grpc_server, "CONTROL_BURST", 10**9)  # this test is about the buffer
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port or 0))
@@ -157,6 +158,23 @@ async def test_a_client_that_never_reads_cannot_grow_the_write_buffer(
     await _eventually(aborted, timeout=8)
     assert largest <= 1024 * 1024, f"the server buffered {largest} bytes of ACKs"
     writer.transport.abort()
+
+
+async def test_a_ping_flood_is_disconnected(server: grpc_server.AgonesGrpc) -> None:
+    """PINGs by the thousand: GOAWAY ENHANCE_YOUR_CALM once past CONTROL_BURST, then closed,
+    having parsed no more than a slice of what was sent."""
+    client = await RawH2.connect(server.port or 0)
+    for _ in range(grpc_server.CONTROL_BURST * 20):
+        client.h2.ping(b"12345678")
+    client.flush()
+    await client.until(lambda: client.goaway() is not None)
+    goaway = client.goaway()
+    assert goaway is not None
+    assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    acks = sum(isinstance(e, h2.events.PingAckReceived) for e in client.events)
+    ping_frame = 9 + 8
+    assert acks <= grpc_server.CONTROL_BURST + grpc_server.FEED_SLICE // ping_frame
+    client.close()
 
 
 async def test_a_connection_without_the_http2_preface_is_closed(

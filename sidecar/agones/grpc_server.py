@@ -41,7 +41,7 @@ from grpclib.protocol import Stream as RawStream
 from grpclib.server import Handler as GrpclibHandler
 from grpclib.server import Server, Stream
 from h2.errors import ErrorCodes
-from h2.events import RemoteSettingsChanged, RequestReceived, StreamReset
+from h2.events import PingReceived, RemoteSettingsChanged, RequestReceived, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
 
@@ -94,6 +94,12 @@ HANDSHAKE_TIMEOUT = 10.0
 # call it opens and cancels still costs the sidecar a task. A real SDK cancels a call rarely.
 RESET_BURST = 200
 RESET_RATE = 50.0  # per second
+# Likewise for PING and SETTINGS frames, which a client can send by the thousand per read: a
+# real one sends SETTINGS once or twice and PINGs every few seconds at most.
+CONTROL_BURST = 100
+CONTROL_RATE = 10.0  # per second
+# Bytes of one read given to h2 at once (h2 parses a whole buffer before anything is seen).
+FEED_SLICE = 4 * 1024
 # While a client leaves our answers unread (the transport over its high-water mark), its bytes
 # are not read either: a client that sends PINGs or SETTINGS and never reads the ACKs cannot grow
 # the sidecar's write buffer. A connection stalled that way this long is aborted.
@@ -163,6 +169,25 @@ class _CorkedTransport:
         return getattr(self._transport, name)
 
 
+class _Rate:
+    """A token bucket: `burst` events at once, then `rate` a second."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self._burst = float(burst)
+        self._rate = rate
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class _ByteBudget:
     """Bytes that may be held at once, within an optional parent budget (the server's)."""
 
@@ -199,8 +224,8 @@ class _Protocol(H2Protocol):
         self._raw: asyncio.Transport | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._reset_tokens = float(RESET_BURST)
-        self._reset_at = time.monotonic()
+        self._resets = _Rate(RESET_BURST, RESET_RATE)
+        self._control = _Rate(CONTROL_BURST, CONTROL_RATE)
 
     def connection_made(self, transport: BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -222,9 +247,16 @@ class _Protocol(H2Protocol):
         return not self.processor.streams
 
     def data_received(self, data: bytes) -> None:
-        # grpclib's H2Protocol.data_received, with each event seen before it is processed.
-        if self._refused:
-            return
+        # grpclib's H2Protocol.data_received, with each event seen before it is processed, fed
+        # a slice at a time: one read may hold 256 KiB of 9-byte frames, and h2 would parse them
+        # all (seconds of the loop) before a flood could be noticed.
+        view = memoryview(data)
+        for at in range(0, len(view), FEED_SLICE):
+            if self._refused or self.connection.is_closing():
+                return
+            self._feed(view[at : at + FEED_SLICE].tobytes())
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self.connection.feed(data)
         except ProtocolError:
@@ -235,16 +267,23 @@ class _Protocol(H2Protocol):
             return
         self.connection.flush()
         for event in events:
-            if isinstance(event, RemoteSettingsChanged) and self._handshake_timer is not None:
-                self._handshake_timer.cancel()  # the client's preface and SETTINGS: a client
-                self._handshake_timer = None
-            elif isinstance(event, StreamReset) and event.remote_reset and not self._may_reset():
+            if isinstance(event, RemoteSettingsChanged | PingReceived):
+                if self._handshake_timer is not None:
+                    self._handshake_timer.cancel()  # the client's preface and SETTINGS
+                    self._handshake_timer = None
+                if not self._control.allow():
+                    self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "too many PING or SETTINGS frames")
+                    return
+            elif isinstance(event, StreamReset) and event.remote_reset and not self._resets.allow():
                 self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "the client resets calls too fast")
                 return
             elif (
                 isinstance(event, RequestReceived)
                 and len(self.processor.streams) >= MAX_CONCURRENT_STREAMS
             ):
+                if not self._resets.allow():  # a refusal costs what a reset does
+                    self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "the client opens too many calls")
+                    return
                 # Its DATA, if any, is then acknowledged and dropped (no stream to take it).
                 # Already closed (the client reset it in the same read): nothing to refuse.
                 with contextlib.suppress(ProtocolError):
@@ -253,17 +292,6 @@ class _Protocol(H2Protocol):
                 continue
             self.processor.process(event)
         self.connection.flush()
-
-    def _may_reset(self) -> bool:
-        now = time.monotonic()
-        self._reset_tokens = min(
-            float(RESET_BURST), self._reset_tokens + (now - self._reset_at) * RESET_RATE
-        )
-        self._reset_at = now
-        if self._reset_tokens < 1:
-            return False
-        self._reset_tokens -= 1
-        return True
 
     def goaway(self, code: ErrorCodes, why: str) -> None:
         """Say GOAWAY and close the connection (its calls are cancelled)."""
