@@ -17,6 +17,11 @@ What the SDKs rely on, measured against Agones' own clients:
   sidecar exits (through Shutdown).
 * A refused call is status 2 (UNKNOWN) with Agones' message, as Agones' SDK server answers.
 * Bytes that are not HTTP/2 close that connection only (grpclib's protocol does so).
+
+What a client on the port can make the sidecar hold is bounded (the constants below, the table
+in docs/agones.md): message sizes and the bytes of messages in flight, flow-control windows,
+open calls, resets, PING and SETTINGS frames, unread answers, the handshake time and the number
+of connections; grpclib bounds none of these itself.
 """
 
 from __future__ import annotations
@@ -214,7 +219,8 @@ _BUDGETS: weakref.WeakKeyDictionary[Connection, _ByteBudget] = weakref.WeakKeyDi
 class _Protocol(H2Protocol):
     """grpclib's connection, plus the rules a client on the port cannot break (the constants
     above): the connection cap with eviction of idle connections, the handshake timeout, the
-    reset rate, reading paused while writes are, and the message budget."""
+    open-call limit, the reset and PING/SETTINGS rates, reading paused while writes are, and
+    the message budget."""
 
     def __init__(self, server: _Server, *args: Any) -> None:
         super().__init__(*args)
