@@ -6,6 +6,12 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
   otherwise it is closed. aiohttp has no such timer: a half-open or trickling connection
   otherwise holds a descriptor for ever, and enough of them exhaust the process's descriptors
   (the self-stop then fails with "Too many open files").
+* Body deadline: a request's body must have arrived in full within `body_deadline` (15 s) of its
+  headers, or the connection is closed. The routes bound their own reads at 10 s and answer
+  408/504 first; this catches a route that streams a body (the Agones facade's `POST /health`)
+  from a client that trickles it without end. A connection that has been receiving a body for
+  more than `BODY_EVICTABLE_AFTER` (1 s; a local client sends one in milliseconds) can also be
+  closed by the connection cap below, as one waiting for its headers can.
 * Idle keep-alive connections close after `keepalive_timeout` (60 s; aiohttp's default is an
   hour).
 * Unread bodies: after an answer that did not read the whole body (a 408 or 413, a route that
@@ -20,11 +26,12 @@ stays up") that aiohttp's defaults leave open to a client on the port. Routes li
   was 11 log lines.
 * A connection cap below the descriptor limit (`connection_cap`): a connection beyond it closes
   the oldest one that is still waiting for its request headers (half-open, trickling or idle
-  keep-alive, which HTTP lets a server close at any time), or itself if every connection is in
-  a request. The header timeout alone frees descriptors every 10 s, but a client that keeps
-  reopening connections would keep them exhausted, and the self-stop needs one to connect.
-  The listening sockets (`ApiRunner.listen`, sidecar/listener.py) stop accepting at the cap plus
-  one accept burst, so a flood cannot outrun the cap before it closes anything.
+  keep-alive, which HTTP lets a server close at any time), else the oldest one still receiving
+  a body after BODY_EVICTABLE_AFTER, or itself if every connection is in a request. The header
+  timeout alone frees descriptors every 10 s, but a client that keeps reopening connections
+  would keep them exhausted, and the self-stop needs one to connect. The listening sockets
+  (`ApiRunner.listen`, sidecar/listener.py) stop accepting at the cap plus one accept burst, so
+  a flood cannot outrun the cap before it closes anything.
 * A disconnecting client cancels its handler (`handler_cancellation`): an SSE subscriber that
   goes away is dropped at once instead of at its next keep-alive write.
 * Failures to accept (descriptor exhaustion) are logged at most once per 10 s: asyncio logs each
@@ -60,6 +67,8 @@ from sidecar.listener import ConnectionBudget, bind_listeners
 log = logging.getLogger("sidecar.http")
 
 HEADER_TIMEOUT = 10.0
+BODY_DEADLINE = 15.0
+BODY_EVICTABLE_AFTER = 1.0
 KEEPALIVE_TIMEOUT = 60.0
 WRITE_STALL_TIMEOUT = 10.0
 LINGERING_TIME = 2.0
@@ -79,7 +88,15 @@ SUPPORTED_AIOHTTP = ">=3.14,<3.15"
 
 # What the classes below take from aiohttp beyond its public API, checked by `check_aiohttp`.
 # RequestHandler: attributes read, then methods overridden with the parameters they are given.
-_HANDLER_ATTRIBUTES = ("_request_count", "_waiter", "_manager", "_loop", "transport", "peername")
+_HANDLER_ATTRIBUTES = (
+    "_request_count",
+    "_waiter",
+    "_manager",
+    "_loop",
+    "_messages",
+    "transport",
+    "peername",
+)
 _HANDLER_OVERRIDES: dict[str, tuple[str, ...]] = {
     # GuardedServer passes the runner's options on; these two are ApiRunner's own.
     "__init__": ("manager", "loop", "keepalive_timeout", "lingering_time"),
@@ -167,6 +184,10 @@ class GuardedRequestHandler(RequestHandler):
     error answers."""
 
     __slots__ = (
+        "_body",
+        "_body_deadline",
+        "_body_since",
+        "_body_timer",
         "_header_timeout",
         "_header_timer",
         "_requests_at_arm",
@@ -180,11 +201,16 @@ class GuardedRequestHandler(RequestHandler):
         *,
         header_timeout: float,
         write_stall_timeout: float,
+        body_deadline: float = BODY_DEADLINE,
         **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
+        self._body_deadline = body_deadline
+        self._body: Any = None  # the payload of the request whose body is arriving
+        self._body_since = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._requests_at_arm = 0
         self._stall_timer: asyncio.TimerHandle | None = None
@@ -207,6 +233,40 @@ class GuardedRequestHandler(RequestHandler):
         # `_request_count` counts messages whose headers the parser has completed.
         if self._request_count != requests_before:
             self._cancel_header_timer()
+            if self._messages:
+                self._watch_body(self._messages[-1][1])
+
+    # --- the body deadline ---------------------------------------------------------------------
+    def _watch_body(self, payload: Any) -> None:
+        """Time the body of the request whose headers just completed (the latest one: on a
+        pipelined connection, those before it had theirs)."""
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        if self._body_deadline <= 0 or payload.is_eof():
+            self._body = None
+            return
+        self._body = payload
+        self._body_since = self._loop.time()
+        self._body_timer = self._loop.call_later(self._body_deadline, self._body_late)
+
+    @property
+    def receiving_body_for(self) -> float:
+        """Seconds this connection has been receiving a request body (0 when it is not)."""
+        body = self._body
+        if body is None or body.is_eof():
+            return 0.0
+        return self._loop.time() - self._body_since
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        if self._body is not None and not self._body.is_eof() and self.transport is not None:
+            log.debug(
+                "closing a connection from %s: its request body did not arrive within %gs",
+                self.peername,
+                self._body_deadline,
+            )
+            self.force_close()
 
     @property
     def awaiting_headers(self) -> bool:
@@ -269,6 +329,10 @@ class GuardedRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._body = None
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
@@ -314,12 +378,14 @@ class GuardedServer(web.Server):
         header_timeout: float,
         write_stall_timeout: float,
         max_connections: int,
+        body_deadline: float = BODY_DEADLINE,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
+        self._body_deadline = body_deadline
         self.max_connections = max_connections
         self._clock = clock
         self._next_cap_log_at = -float("inf")
@@ -331,6 +397,7 @@ class GuardedServer(web.Server):
             loop=self._loop,
             header_timeout=self._header_timeout,
             write_stall_timeout=self._write_stall_timeout,
+            body_deadline=self._body_deadline,
             **self._kwargs,
         )
 
@@ -340,16 +407,15 @@ class GuardedServer(web.Server):
             return True
         self.shed += 1
         # Oldest first (the dict keeps connection order): it has had the longest to send.
-        victim = next(
-            (
-                handler
-                for handler in self._connections
-                if handler is not newcomer
-                and isinstance(handler, GuardedRequestHandler)
-                and handler.transport is not None
-                and handler.awaiting_headers
-            ),
-            None,
+        others = [
+            handler
+            for handler in self._connections
+            if handler is not newcomer
+            and isinstance(handler, GuardedRequestHandler)
+            and handler.transport is not None
+        ]
+        victim = next((h for h in others if h.awaiting_headers), None) or next(
+            (h for h in others if h.receiving_body_for > BODY_EVICTABLE_AFTER), None
         )
         now = self._clock()
         if now >= self._next_cap_log_at:
@@ -358,7 +424,7 @@ class GuardedServer(web.Server):
                 "the local API is at its cap of %d connections: closing %s (%d closed so far; "
                 "logged at most once per %gs)",
                 self.max_connections,
-                "the oldest one waiting for its request" if victim else "the new one",
+                "the oldest one waiting for its request or its body" if victim else "the new one",
                 self.shed,
                 CAP_LOG_INTERVAL,
             )
@@ -395,6 +461,7 @@ class ApiRunner(web.AppRunner):
         header_timeout: float = HEADER_TIMEOUT,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         write_stall_timeout: float = WRITE_STALL_TIMEOUT,
+        body_deadline: float | None = None,
         max_connections: int | None = None,
         accept_error_interval: float = ACCEPT_ERROR_LOG_INTERVAL,
         **kwargs: Any,
@@ -405,6 +472,7 @@ class ApiRunner(web.AppRunner):
         )
         self._header_timeout = header_timeout
         self._write_stall_timeout = write_stall_timeout
+        self._body_deadline = BODY_DEADLINE if body_deadline is None else body_deadline
         # Fixed at start from the limit then in force (None: see connection_cap).
         self._max_connections = max_connections
         self.accept_errors = AcceptErrorLog(accept_error_interval)
@@ -420,6 +488,7 @@ class ApiRunner(web.AppRunner):
             loop=asyncio.get_running_loop(),
             header_timeout=self._header_timeout,
             write_stall_timeout=self._write_stall_timeout,
+            body_deadline=self._body_deadline,
             max_connections=(
                 connection_cap() if self._max_connections is None else self._max_connections
             ),

@@ -22,6 +22,7 @@ from sidecar.errors import StartupError
 from tests.agones_client import Agones, open_watch
 from tests.agones_protos import generate
 from tests.conftest import GAMES, Launch, SidecarFactory
+from tests.h2_raw import RawH2
 
 
 @pytest.fixture(scope="module")
@@ -179,28 +180,50 @@ class TestServer:
         labels = (await client.agones.gameserver())["object_meta"]["labels"]
         assert labels == {"agones.dev/sdk-still": "here"}
 
-    async def test_connections_are_capped(self, grpc_sdk: SdkFactory) -> None:
-        """Beyond MAX_CONNECTIONS a new connection is closed at once; freed, calls work again."""
-        from sidecar.agones.grpc_server import MAX_CONNECTIONS
+    async def test_connections_are_capped(
+        self, grpc_sdk: SdkFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At MAX_CONNECTIONS a new connection closes the oldest one with no call open (a socket
+        that sent nothing, here); the SDK's, with its Health stream open, is never the one. With
+        a call open on every connection, a new one is closed at once."""
+        from sidecar.agones import grpc_server
 
+        monkeypatch.setattr(grpc_server, "MAX_CONNECTIONS", 3)
         client = await grpc_sdk()
         server = client.handle.agent.agones_grpc
         assert server is not None
-        held = [
-            await asyncio.open_connection("127.0.0.1", server.port) for _ in range(MAX_CONNECTIONS)
-        ]
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            async with asyncio.timeout(5):
-                assert await reader.read() == b""  # closed without a word
-            writer.close()
-        finally:
-            for _, held_writer in held:
-                held_writer.close()
-        async with asyncio.timeout(10):
-            while len(server._server.live) >= MAX_CONNECTIONS:  # type: ignore[union-attr]
-                await asyncio.sleep(0.01)
-        await client.sdk.Ready(client.empty())
+        assert server.port
+        health = client.sdk.Health()
+        await health.write(client.empty())
+        await client.sdk.Ready(client.empty())  # the SDK's connection is up, its call open
+        idle = await asyncio.open_connection("127.0.0.1", server.port)
+        busy = await RawH2.connect(server.port)
+        busy.call()  # a Health call left open
+        newcomer = await RawH2.connect(server.port)
+        async with asyncio.timeout(5):
+            while await idle[0].read(1 << 16):
+                pass  # the oldest idle connection is closed
+        newcomer.call()
+        await health.write(client.empty())  # the SDK's stream goes on
+        await client.sdk.Allocate(client.empty())
+        refused = await RawH2.connect(server.port)
+        async with asyncio.timeout(5):
+            assert await refused.reader.read() == b""  # closed without a word
+        for connection in (busy, newcomer):
+            connection.h2.ping(b"still ok")
+            connection.flush()
+            await connection.until(
+                lambda c=connection: (
+                    c.statuses() is not None
+                    and any(type(e).__name__ == "PingAckReceived" for e in c.events)
+                )
+            )
+            assert not connection.closed
+            connection.close()
+        idle[1].close()
+        refused.close()
+        await health.done_writing()
+        await health
 
 
 class TestSdkService:
@@ -308,10 +331,20 @@ class TestSdkService:
         watch = client.handle.agent.agones
         assert watch is not None
         calls = []
+        # Over several connections: one holds at most MAX_CONCURRENT_STREAMS calls at once.
+        assert client.handle.agent.agones_grpc is not None
+        port = client.handle.agent.agones_grpc.port
+        channels = [
+            grpc.aio.insecure_channel(  # each its own connection (not grpcio's shared pool)
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            for _ in range(8)
+        ]
+        stubs = [type(client.sdk)(channel) for channel in channels]
         async with open_watch(client.agones) as rest_watch:
             await rest_watch.next()
-            for _ in range(MAX_WATCHERS - 1):
-                call = client.sdk.WatchGameServer(client.empty())
+            for i in range(MAX_WATCHERS - 1):
+                call = stubs[i % len(stubs)].WatchGameServer(client.empty())
                 await asyncio.wait_for(call.read(), 5)
                 calls.append(call)
             assert len(watch.watch.watchers) == MAX_WATCHERS
@@ -324,6 +357,8 @@ class TestSdkService:
         async with asyncio.timeout(5):
             while watch.watch.watchers:
                 await asyncio.sleep(0.01)
+        for channel in channels:
+            await channel.close()
 
     async def test_one_self_stop_for_grpc_and_rest_shutdown(self, grpc_sdk: SdkFactory) -> None:
         """Shutdown over gRPC and over REST are the one stop (dry-run record)."""

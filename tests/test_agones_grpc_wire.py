@@ -3,6 +3,8 @@ runtime and classes generated from Agones' protos: what one writes, the other re
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -221,3 +223,44 @@ class TestMalformed:
             + b"\x12\x01v"
         )
         assert pb.decode(pb.KEY_VALUE, data) == {"key": "k", "value": "v"}
+
+    def test_decoding_work_is_bounded_by_fields_not_bytes(self) -> None:
+        """A message of nothing but tiny unknown fields (`08 00`, two bytes each) is refused after
+        MAX_FIELDS fields, however long it is: the largest one a call may send costs about what
+        the largest legitimate request (an UpdateList of a full list) does, not 500 times more."""
+        from sidecar.agones.grpc_server import MAX_MESSAGE_BYTES
+
+        assert pb.decode(pb.EMPTY, b"\x08\x00" * pb.MAX_FIELDS) == {}
+        with pytest.raises(pb.DecodeError, match="too many fields"):
+            pb.decode(pb.EMPTY, b"\x08\x00" * (pb.MAX_FIELDS + 1))
+        nested = pb.encode(pb.LIST, {"name": "x", "values": ["v"] * pb.MAX_FIELDS})
+        with pytest.raises(pb.DecodeError, match="too many fields"):
+            pb.decode(pb.UPDATE_LIST, b"\x0a" + _varint(len(nested)) + nested)
+
+        garbage = b"\x08\x00" * (MAX_MESSAGE_BYTES // 2)
+        full_list = pb.encode(
+            pb.UPDATE_LIST,
+            {"list": {"name": "players", "values": [f"player-{i:06d}" for i in range(1000)]}},
+        )
+        assert len(pb.decode(pb.UPDATE_LIST, full_list)["list"]["values"]) == 1000
+
+        def cost(data: bytes, message: pb.Message) -> float:
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                with contextlib.suppress(pb.DecodeError):
+                    pb.decode(message, data)
+                best = min(best, time.perf_counter() - started)
+            return best
+
+        # Generous: the bound is ~2x; before it, 4 MiB of these took ~1000x (1.3 s).
+        assert cost(garbage, pb.EMPTY) < 20 * cost(full_list, pb.UPDATE_LIST)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

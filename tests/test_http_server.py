@@ -380,3 +380,63 @@ class TestAiohttpHooks:
             f"supported: aiohttp{http_server.SUPPORTED_AIOHTTP}"
         )
         assert "Traceback" not in result.stderr
+
+
+class TestBodyDeadline:
+    async def test_a_trickled_chunked_health_stream_is_cut(
+        self, sidecar: SidecarFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The Agones facade's POST /health reads a chunked body as a stream of pings: one that
+        trickles pings without end is closed at the body deadline (its pings counted)."""
+        monkeypatch.setattr(http_server, "BODY_DEADLINE", SHORT)
+        sc = await sidecar(SIDECAR_AGONES="true", SIDECAR_AGONES_HTTP_PORT="0")
+        facade = sc.agent.agones
+        assert facade is not None
+        assert facade.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", facade.port)
+        writer.write(
+            b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n"
+        )
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(5):
+                while not reader.at_eof():
+                    writer.write(b"2\r\n{}\r\n")  # a ping every 50 ms: never stalled
+                    sent += 1
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.05):
+                            await reader.read(65536)
+        assert reader.at_eof() or writer.is_closing()
+        assert sent < 5 / 0.05  # closed well before the 5 s this test allows
+        writer.close()
+        assert (await sc.call("GET", "/healthz"))[0] == 200
+
+    async def test_at_the_cap_a_connection_stuck_in_its_body_makes_room(
+        self, sidecar: SidecarFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At the cap, with every connection sending a body that does not end, a new connection
+        closes the oldest of them (past BODY_EVICTABLE_AFTER) and is served."""
+        monkeypatch.setattr(http_server, "BODY_EVICTABLE_AFTER", 0.05)
+        sc = await sidecar()
+        async with serve(sc, max_connections=2) as (runner, port):
+            stuck = []
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(
+                    b"POST /v1/players/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+                )
+                stuck.append((reader, writer))
+            server = runner.server
+            assert isinstance(server, http_server.GuardedServer)
+            async with asyncio.timeout(5):  # both in their body (headers parsed)
+                while sum(h._request_count for h in server.connections) < 2:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # longer than BODY_EVICTABLE_AFTER: a time, not an event
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b'{"status":"ok"}' in await closed_by_server(reader, 5)
+            writer.close()
+            assert await closed_by_server(stuck[0][0], 5) == b""
+            assert not stuck[1][0].at_eof()
+            for _, w in stuck:
+                w.close()

@@ -21,7 +21,7 @@ gameserver.py, is JSON: the gRPC transport encodes that, once per version).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,12 +272,14 @@ def _default(f: Field) -> Any:
     return {STRING: "", BOOL: False}.get(f.kind, 0)
 
 
-def _convert(kind: str | Message, wire_type: int, raw: int | bytes, name: str) -> Any:
+def _convert(
+    kind: str | Message, wire_type: int, raw: int | bytes, name: str, budget: _Budget
+) -> Any:
     if isinstance(kind, Message) or kind == STRING:
         if not isinstance(raw, bytes):
             raise DecodeError(f"{name}: expected length-delimited, got wire type {wire_type}")
         if isinstance(kind, Message):
-            return decode(kind, raw)
+            return _decode(kind, raw, budget)
         try:
             return raw.decode()
         except UnicodeDecodeError:
@@ -289,67 +291,101 @@ def _convert(kind: str | Message, wire_type: int, raw: int | bytes, name: str) -
     return _signed(raw, 32 if kind == INT32 else 64)
 
 
-def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
-    """(number, wire type, value) for each field in `data`, unknown ones included."""
-    found: list[tuple[int, int, int | bytes]] = []
+# Decoding cost is bounded by the count of fields read, nested ones included, not by bytes: two
+# bytes make a field (`08 00`), so a 320 KiB message of them is 160,000 fields, and each costs
+# the pure-Python loop below about a microsecond. The largest request an SDK sends is an
+# UpdateListRequest with a full list (LIST_MAX_CAPACITY, 1000 values, plus a few fields); 4096
+# leaves room for that and keeps any message under a few milliseconds of the event loop.
+MAX_FIELDS = 4096
+
+
+class _Budget:
+    """The fields one `decode` may still read, shared by the messages nested in it."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, fields: int) -> None:
+        self.left = fields
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise DecodeError("too many fields")
+
+
+def _fields(data: bytes, budget: _Budget) -> Iterator[tuple[int, int, int, int]]:
+    """(number, wire type, value or start, end) for each field in `data`, unknown ones
+    included, read one at a time: a varint or fixed-width value is the int itself (end -1), a
+    length-delimited one its span in `data`, sliced only by a caller that wants it."""
     at = 0
     end = len(data)
     while at < end:
+        budget.spend()
         key, at = _read_varint(data, at)
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise DecodeError("field number 0")
-        raw: int | bytes
         if wire_type == _VARINT:
-            raw, at = _read_varint(data, at)
+            value, at = _read_varint(data, at)
+            yield number, wire_type, value, -1
         elif wire_type == _LEN:
             length, at = _read_varint(data, at)
             if at + length > end:
                 raise DecodeError("truncated length-delimited field")
-            raw = data[at : at + length]
+            yield number, wire_type, at, at + length
             at += length
         elif wire_type in (_I64, _I32):
             size = 8 if wire_type == _I64 else 4
             if at + size > end:
                 raise DecodeError("truncated fixed-width field")
-            raw = int.from_bytes(data[at : at + size], "little")
+            yield number, wire_type, int.from_bytes(data[at : at + size], "little"), -1
             at += size
         else:
             raise DecodeError(f"unsupported wire type {wire_type}")  # groups: not proto3
-        found.append((number, wire_type, raw))
-    return found
 
 
-def decode(message: Message, data: bytes) -> dict[str, Any]:
-    """A dict with every field of `message`: given ones decoded, the others at their default."""
+def _raw(data: bytes, wire_type: int, value: int, stop: int) -> int | bytes:
+    return data[value:stop] if wire_type == _LEN else value
+
+
+def decode(message: Message, data: bytes, *, max_fields: int = MAX_FIELDS) -> dict[str, Any]:
+    """A dict with every field of `message`: given ones decoded, the others at their default.
+    More than `max_fields` fields in all (nested ones included) is DecodeError."""
+    return _decode(message, data, _Budget(max_fields))
+
+
+def _decode(message: Message, data: bytes, budget: _Budget) -> dict[str, Any]:
     values: dict[str, Any] = {f.name: _default(f) for f in message.fields}
-    for number, wire_type, raw in _fields(data):
+    for number, wire_type, value, stop in _fields(data, budget):
         f = message.by_number.get(number)
         if f is None:
-            continue  # an unknown field: skipped, as protobuf does
+            continue  # an unknown field: skipped, as protobuf does, and never copied
+        raw = _raw(data, wire_type, value, stop)
         name = f"{message.name}.{f.name}"
         if f.map:
             if not isinstance(raw, bytes):
                 raise DecodeError(f"{name}: a map entry must be length-delimited")
             key, item = "", _default(Field(2, "value", f.kind))
-            for entry_number, entry_type, entry_raw in _fields(raw):
-                if entry_number == 1:
-                    key = _convert(STRING, entry_type, entry_raw, name)
-                elif entry_number == 2:
-                    item = _convert(f.kind, entry_type, entry_raw, name)
+            for entry_number, entry_type, entry_value, entry_stop in _fields(raw, budget):
+                if entry_number in (1, 2):
+                    entry_raw = _raw(raw, entry_type, entry_value, entry_stop)
+                    if entry_number == 1:
+                        key = _convert(STRING, entry_type, entry_raw, name, budget)
+                    else:
+                        item = _convert(f.kind, entry_type, entry_raw, name, budget)
             if item is None:  # a message value left out is its empty message
-                item = decode(f.kind, b"") if isinstance(f.kind, Message) else item
+                item = _decode(f.kind, b"", budget) if isinstance(f.kind, Message) else item
             values[f.name][key] = item
         elif f.repeated:
-            values[f.name].append(_convert(f.kind, wire_type, raw, name))
+            values[f.name].append(_convert(f.kind, wire_type, raw, name, budget))
         elif isinstance(f.kind, Message) and values[f.name] is not None and isinstance(raw, bytes):
             # A message given twice is merged (protobuf's rule); these messages have no
             # repeated fields that the sidecar reads twice, so the later fields win.
-            merged = decode(f.kind, raw)
-            given = {k for k, _, _ in _fields(raw)}
+            merged = _decode(f.kind, raw, budget)
+            given = {k for k, _, _, _ in _fields(raw, budget)}
             for sub in f.kind.fields:
                 if sub.number in given:
                     values[f.name][sub.name] = merged[sub.name]
         else:
-            values[f.name] = _convert(f.kind, wire_type, raw, name)
+            values[f.name] = _convert(f.kind, wire_type, raw, name, budget)
     return values
