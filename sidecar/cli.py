@@ -144,6 +144,12 @@ def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        # The process's own command line: `run` and `serve` hold the catchable signals until
+        # the agent's handlers exist, so that none ends the sidecar silently meanwhile.
+        from sidecar.signal_relay import hold_startup_signals_for
+
+        hold_startup_signals_for(sys.argv[1:])
     # Before anything opens a file: a closed fd 1 would otherwise be reused by the next file we
     # open, and the stop record written into it.
     from sidecar.output import reserve_stdio
