@@ -239,16 +239,23 @@ def _zombie_children() -> list[tuple[int, int]]:
             pids.update(int(pid) for pid in children.read().split())
     zombies = []
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain spaces or ")".
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] == b"Z":
-            zombies.append((pid, int(fields[19])))
+        stat = read_stat(pid)
+        if stat is not None and stat[1] == b"Z":
+            zombies.append((pid, stat[2]))
     return zombies
+
+
+def read_stat(pid: int) -> tuple[int, bytes, int] | None:
+    """(parent pid, state letter, start time in clock ticks) of `pid`, from /proc/PID/stat;
+    None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain spaces or ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), fields[0], int(fields[19])
 
 
 def _prctl(option: int, value: int) -> int:
