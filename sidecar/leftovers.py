@@ -145,5 +145,7 @@ async def end_descendants(
     )
     if found:
         # In uninterruptible sleep (they die when it ends), or forking faster than we kill.
-        log.warning("%d process(es) the game left behind were still there after SIGKILL", len(found))
+        log.warning(
+            "%d process(es) the game left behind were still there after SIGKILL", len(found)
+        )
     return len(signalled | killed)

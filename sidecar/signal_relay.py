@@ -108,9 +108,7 @@ class SignalRelay:
         read, write = socket.socketpair()
         read.setblocking(False)
         write.setblocking(False)
-        self._previous_wakeup_fd = signal.set_wakeup_fd(
-            write.fileno(), warn_on_full_buffer=False
-        )
+        self._previous_wakeup_fd = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
         loop.add_reader(read.fileno(), _drain, read)
         self._wakeup = (read, write)
         self._loop = loop

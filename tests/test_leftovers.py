@@ -82,4 +82,3 @@ class TestSweep:
         assert time.monotonic() - exited < 2.0 + 2.5, stderr[-2000:]
         assert "ending 500 process(es)" in stderr
         assert marked(marker) == []
-
