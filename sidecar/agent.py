@@ -12,9 +12,12 @@ Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode)
            game under SIDECAR_TERM_GRACE, sweeps what the game left behind (run mode), cancels
            the tasks (the self-stop's among them), closes the SSE and Agones watch streams and
            both APIs, ends the result delivery, closes the outbound HTTP session last of the
-           network, releases the game, and only then gives the signals back — each step bounded.
+           network, releases the game, and only then leaves the signals ignored until the
+           process has exited (a stray one during the last flush must not end it) — each step
+           bounded.
 
-Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
+Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern); they
+reach the loop through sidecar.signal_relay, which loses none to a flood of others.
 
 A little over 450 lines on purpose: this is the one file where the order is written (start-up,
 the stop, the signals, shutdown), and each part is a few lines of calls into the module that does
@@ -338,7 +341,9 @@ class Agent:
         terminating = self.lifecycle.state is State.TERMINATING
         if not terminating:
             log.info("%s exited: %s", self.game.name, game_exit.describe())
-            self.lifecycle.game_exited(game_exit.exit_code, game_exit.signal_name)
+            self.lifecycle.game_exited(
+                game_exit.exit_code, game_exit.signal_name, game_exit.stop_detail()
+            )
         # What the game left behind goes now, beside the stop (close() waits for it); after
         # the stop is decided, so that however much there is to end, it never delays that.
         self._tasks.spawn(self.game.sweep(self.settings.term_grace), "sweep")
