@@ -13,7 +13,6 @@ instant and `serve` imports only what it serves.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -278,6 +277,8 @@ def _run_game(argv: list[str]) -> int:
 
 def _run_delegated(command: str, args: argparse.Namespace) -> int:
     if command == "emulate":
+        import asyncio
+
         from sidecar import emulator
 
         asyncio.run(emulator.run_emulator(emulator.options_from_args(args)))
@@ -319,6 +320,8 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
         chosen = WatchedProcess(watch_pid)
     agent = Agent(settings, game=chosen)
     try:
+        import asyncio  # here: until main() holds the signals, every import is a window
+
         return asyncio.run(agent.run())
     finally:
         # Records and log lines are written by threads; give them a moment to get out, but never
