@@ -12,9 +12,12 @@ Shutdown:  a signal sets a flag; `run()` then forwards it to the game (run mode)
            game under SIDECAR_TERM_GRACE, sweeps what the game left behind (run mode), cancels
            the tasks (the self-stop's among them), closes the SSE and Agones watch streams and
            both APIs, ends the result delivery, closes the outbound HTTP session last of the
-           network, releases the game, and only then gives the signals back — each step bounded.
+           network, releases the game, and only then leaves the signals ignored until the
+           process has exited (a stray one during the last flush must not end it) — each step
+           bounded.
 
-Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern).
+Signal handlers only record what happened and wake the main coroutine (uvicorn's pattern); they
+reach the loop through sidecar.signal_relay, which loses none to a flood of others.
 
 A little over 450 lines on purpose: this is the one file where the order is written (start-up,
 the stop, the signals, shutdown), and each part is a few lines of calls into the module that does
@@ -48,6 +51,7 @@ from sidecar.outbound import OutboundSession
 from sidecar.output import submit_record
 from sidecar.redaction import redact
 from sidecar.result import ResultDelivery
+from sidecar.signal_relay import RELAY, release_startup_signals
 from sidecar.signals import SignalAction, signal_name
 from sidecar.signals import plan as signal_plan
 from sidecar.status import StatusView, StopProgress
@@ -192,6 +196,10 @@ class Agent:
         self._tasks.spawn(self.api.warm_up(), "warm-models")
         if not self.settings.effective_dry_run or self._result.enabled:
             self._http.open()  # now, so the stop (or the result) waits for nothing at the end
+        if self._terminate_recorded:
+            # A termination signal arrived while we bound the APIs: the agent is finishing
+            # already, and a terminated sidecar starts no game (nor timers).
+            return
         self._start_game()
         if self.settings.network_idle_timeout > 0:
             from sidecar.watchers import feed_network_samples
@@ -332,12 +340,17 @@ class Agent:
         # For our child, wait() returns only after every byte of its output was relayed.
         game_exit = await self.game.wait()
         self.status_view.changed()
-        # What the game left behind goes now, beside the stop (close() waits for it).
+        terminating = self.lifecycle.state is State.TERMINATING
+        if not terminating:
+            log.info("%s exited: %s", self.game.name, game_exit.describe())
+            self.lifecycle.game_exited(
+                game_exit.exit_code, game_exit.signal_name, game_exit.stop_detail()
+            )
+        # What the game left behind goes now, beside the stop (close() waits for it); after
+        # the stop is decided, so that however much there is to end, it never delays that.
         self._tasks.spawn(self.game.sweep(self.settings.term_grace), "sweep")
-        if self.lifecycle.state is State.TERMINATING:
+        if terminating:
             return  # the platform is stopping us; the signal path finishes
-        log.info("%s exited: %s", self.game.name, game_exit.describe())
-        self.lifecycle.game_exited(game_exit.exit_code, game_exit.signal_name)
         if self.lifecycle.state in (State.STOPPED, State.FAILED):
             # The stop finished before the game went away (e.g. match ended, then the game quit).
             await self._after_stop(self.lifecycle.state is State.STOPPED)
@@ -351,13 +364,16 @@ class Agent:
             SignalAction.IGNORE: self._ignore_signal,
         }
         for sig, action in signal_plan(self.game.mode).items():
-            loop.add_signal_handler(sig, handlers[action], sig)
+            RELAY.route(loop, sig, handlers[action])
             self._handled_signals.append(sig)
+        # What arrived while the CLI held the signals (the first moments of start-up) is
+        # delivered now, to the handlers above.
+        release_startup_signals()
 
     def _remove_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._handled_signals:
-            loop.remove_signal_handler(sig)
+        # Not given back: the process exits right after (the last records are flushed first),
+        # and until then a stray signal must not end it with its default action.
+        RELAY.release(self._handled_signals, keep_ignoring=True)
         self._handled_signals.clear()
 
     def _first_time(self, sig: int) -> bool:

@@ -13,7 +13,6 @@ instant and `serve` imports only what it serves.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -161,6 +160,12 @@ def _delegated_args(command: str, rest: list[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        # The process's own command line: `run` and `serve` hold the catchable signals until
+        # the agent's handlers exist, so that none ends the sidecar silently meanwhile.
+        from sidecar.signal_relay import hold_startup_signals_for
+
+        hold_startup_signals_for(sys.argv[1:])
     # Before anything opens a file: a closed fd 1 would otherwise be reused by the next file we
     # open, and the stop record written into it.
     from sidecar.output import reserve_stdio
@@ -287,6 +292,8 @@ def _run_game(argv: list[str]) -> int:
 
 def _run_delegated(command: str, args: argparse.Namespace) -> int:
     if command == "emulate":
+        import asyncio
+
         from sidecar import emulator
 
         asyncio.run(emulator.run_emulator(emulator.options_from_args(args)))
@@ -328,6 +335,8 @@ def _serve(game: list[str] | None, watch_pid: int | None) -> int:
         chosen = WatchedProcess(watch_pid)
     agent = Agent(settings, game=chosen)
     try:
+        import asyncio  # here: until main() holds the signals, every import is a window
+
         return asyncio.run(agent.run())
     finally:
         # Records and log lines are written by threads; give them a moment to get out, but never

@@ -26,6 +26,9 @@ class GameExit:
     returncode: int | None  # exit status when the game exited on its own
     signal: int | None  # signal number when it was killed by a signal
     tail: tuple[str, ...] = ()  # last lines of its output (stdout and stderr, decoded leniently)
+    # False for a watched process that is not our child: the kernel gives its exit status to
+    # its parent only, so it counts as exit 0 (``game_exited``) but is not known to be 0.
+    status_known: bool = True
 
     @classmethod
     def from_wait_status(cls, status: int, tail: tuple[str, ...] = ()) -> GameExit:
@@ -60,7 +63,15 @@ class GameExit:
         """How it ended, for the log: ``killed by SIGKILL`` or ``code 3``."""
         if self.signal is not None:
             return f"killed by {self.signal_name}"
+        if not self.status_known:
+            return "exit code unknown (not the sidecar's child)"
         return f"code {self.returncode}"
+
+    def stop_detail(self) -> str | None:
+        """The stop's detail when the default one ("exited with code 0") would be untrue."""
+        if self.status_known:
+            return None
+        return "the game exited; its exit code is unknown (not the sidecar's child)"
 
 
 @dataclass(frozen=True)

@@ -6,63 +6,95 @@ Run mode's sweep (`ChildGame.sweep`) uses it at the game's exit and at shutdown.
 known by pid *and* start time, so a pid reused meanwhile is never signalled; the children this
 process already had before the game started (an embedding program's) are spared, with their
 subtrees.
+
+Why this shape
+--------------
+* One pass over /proc per look, building the parent → children map, in a worker thread: a game
+  can leave a thousand processes behind, and walking the tree per child (psutil's
+  ``children(recursive=True)``) is quadratic, and on the event loop it starved the local API
+  and the stop for tens of seconds.
+* The SIGKILL phase looks again until nothing is left (bounded by KILL_SETTLE): a leftover that
+  ignores SIGTERM may still be forking, and a list taken once misses what it forks meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Iterable
 
-import psutil
+from sidecar.reaper import read_stat
 
 # The supervisor's logger: these lines were always logged as run mode's.
 log = logging.getLogger("sidecar.supervisor")
 
 # While the game's leftovers get their grace: how often to look whether they are gone.
 SWEEP_POLL_INTERVAL = 0.05
-# How long the sweep waits for what it SIGKILLed to be gone.
+# How long the SIGKILL phase may take: killing what is found again and again (a leftover may
+# fork until it is killed), and waiting for it to be gone.
 KILL_SETTLE = 1.0
+# Between two SIGKILL passes: short, a forker is still forking.
+KILL_PASS_INTERVAL = 0.01
+
+# A process: its pid and its start time (clock ticks after boot, /proc/PID/stat): a pid reused
+# meanwhile is another process.
+Identity = tuple[int, int]
 
 
-def current_children() -> frozenset[tuple[int, float]]:
-    """(pid, start time) of this process's children: the ones a sweep must spare."""
-    spared = set()
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.Error):
-                spared.add((child.pid, child.create_time()))
-    return frozenset(spared)
+def current_children() -> frozenset[Identity]:
+    """This process's children: the ones a sweep must spare, with their subtrees."""
+    me = os.getpid()
+    return frozenset(
+        (pid, start) for pid, (ppid, _, start) in _process_table().items() if ppid == me
+    )
 
 
-def _descendants(spared: frozenset[tuple[int, float]]) -> list[psutil.Process]:
-    """Our live descendants, but for the spared children's subtrees."""
-    found: list[psutil.Process] = []
-    try:
-        children = psutil.Process().children()
-    except psutil.Error:
-        return []
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            if _identity(child) in spared:
-                continue
-            found.append(child)
-            found.extend(child.children(recursive=True))
-    return [process for process in found if _running(process)]
+def _process_table() -> dict[int, tuple[int, bytes, int]]:
+    """pid → (parent pid, state, start time) of every process, in one pass over /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = read_stat(int(entry.name))
+            if stat is not None:
+                table[int(entry.name)] = stat
+    return table
 
 
-def _running(process: psutil.Process) -> bool:
-    """Alive and not yet a zombie (a zombie has ended; the reaper collects it)."""
-    try:
-        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+def _descendants(spared: frozenset[Identity]) -> list[Identity]:
+    """Our live descendants (zombies have ended: the reaper collects them), but for the spared
+    children's subtrees."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    pending = [pid for pid in children.get(os.getpid(), []) if (pid, table[pid][2]) not in spared]
+    found = []
+    while pending:
+        pid = pending.pop()
+        _, state, start = table[pid]
+        if state != b"Z":
+            found.append((pid, start))
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def _send(process: Identity, sig: int) -> bool:
+    """Signal `process` unless it is gone (or its pid now names another process)."""
+    pid, start = process
+    stat = read_stat(pid)
+    if stat is None or stat[2] != start or stat[1] == b"Z":
         return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def end_descendants(
-    spared: frozenset[tuple[int, float]],
+    spared: frozenset[Identity],
     grace: float,
     *,
     poll_interval: float = SWEEP_POLL_INTERVAL,
@@ -70,22 +102,18 @@ async def end_descendants(
     """SIGTERM every descendant of this process (but the spared subtrees), SIGKILL what is left
     after `grace` seconds; returns how many were signalled. A process that appears meanwhile
     (one being ended may fork) gets the same treatment."""
-    signalled: dict[tuple[int, float], psutil.Process] = {}
+    loop = asyncio.get_running_loop()
+    signalled: set[Identity] = set()
 
-    def unsignalled() -> list[psutil.Process]:
-        return [p for p in _descendants(spared) if _identity(p) not in signalled]
+    async def look() -> list[Identity]:
+        return await asyncio.to_thread(_descendants, spared)
 
-    def terminate_new_ones() -> None:
-        for process in unsignalled():
-            with contextlib.suppress(psutil.Error):
-                process.send_signal(signal.SIGTERM)
-                signalled[_identity(process)] = process
+    def terminate(found: Iterable[Identity]) -> None:
+        for process in found:
+            if process not in signalled and _send(process, signal.SIGTERM):
+                signalled.add(process)
 
-    def still_running() -> list[psutil.Process]:
-        terminate_new_ones()
-        return [process for process in signalled.values() if _running(process)]
-
-    terminate_new_ones()
+    terminate(await look())
     if not signalled:
         return 0
     log.info(
@@ -93,42 +121,31 @@ async def end_descendants(
         len(signalled),
         grace,
     )
-    if await _until_none(still_running, grace, poll_interval):
-        return len(signalled)
-    late = unsignalled()
-    stubborn = [p for p in signalled.values() if _running(p)] + late
-    for process in stubborn:
-        with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGKILL)  # psutil refuses a pid reused since
+    deadline = loop.time() + grace
+    while True:
+        found = await look()
+        if not found:
+            return len(signalled)
+        if loop.time() >= deadline:
+            break
+        terminate(found)
+        await asyncio.sleep(poll_interval)
+    killed: set[Identity] = set()
+    settle = loop.time() + KILL_SETTLE
+    while found and loop.time() < settle:
+        for process in found:
+            if _send(process, signal.SIGKILL):
+                killed.add(process)
+        await asyncio.sleep(KILL_PASS_INTERVAL)
+        found = await look()
     log.warning(
         "%d process(es) the game left behind outlived SIGTERM by %.3gs: killed",
-        len(stubborn),
+        len(killed),
         grace,
     )
-    # SIGKILL takes effect at once, but a process in uninterruptible sleep dies when that ends:
-    # give it a moment, so that "swept" means gone when we exit.
-    await _until_none(lambda: [p for p in stubborn if _running(p)], KILL_SETTLE, poll_interval)
-    return len(signalled) + len(late)
-
-
-async def _until_none(
-    pending: Callable[[], list[psutil.Process]], within: float, poll_interval: float
-) -> bool:
-    """Wait up to `within` seconds until `pending()` is empty; True if it became so. No event
-    announces the end of a process that is not our child (or that the reaper collects on its own
-    schedule): look again every `poll_interval`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while pending():
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(poll_interval)
-    return True
-
-
-def _identity(process: psutil.Process) -> tuple[int, float]:
-    """A process's pid with its start time: a pid reused meanwhile is another process."""
-    try:
-        return process.pid, process.create_time()
-    except psutil.Error:
-        return process.pid, 0.0
+    if found:
+        # In uninterruptible sleep (they die when it ends), or forking faster than we kill.
+        log.warning(
+            "%d process(es) the game left behind were still there after SIGKILL", len(found)
+        )
+    return len(signalled | killed)

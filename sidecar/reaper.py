@@ -21,11 +21,17 @@ Why this shape
     child within milliseconds of the exit, so a zombie that old is an orphan nobody will ever
     wait for, and we reap it. Zombies therefore never pile up, and nobody's status is stolen.
 
-* SIGCHLD is handled with ``loop.add_signal_handler``, so every ``waitpid`` runs on the event-loop
+* SIGCHLD is handed to the event loop by sidecar.signal_relay (``loop.add_signal_handler`` would
+  lose a SIGTERM behind a flood of SIGCHLDs), so every ``waitpid`` runs on the event-loop
   thread. The game is spawned on that same thread and registered with :meth:`watch` before the loop
   runs again, so its exit cannot be processed before it is registered. A reaper *thread* would
   race the spawn and need a buffer of unclaimed statuses; it also could not be stopped cleanly
   while blocked in ``waitpid``.
+
+* A game that churns orphans (hundreds a second) sends as many SIGCHLDs. The relay coalesces
+  them to one pass per loop turn; that pass reaps the game by pid (cheap), and the /proc scan for
+  orphans runs at most every ``ORPHAN_SCAN_INTERVAL``: an orphan waits ``orphan_grace`` anyway.
+  (``waitpid(-1)`` would be cheaper still, but would steal the statuses explained above.)
 
 SIGCHLD is process-wide, so at most one Reaper is installed at a time (:meth:`Reaper.active`).
 It needs a running loop on the main thread, as any asyncio signal handler does.
@@ -43,6 +49,8 @@ import signal
 from types import TracebackType
 from typing import ClassVar
 
+from sidecar.signal_relay import RELAY
+
 log = logging.getLogger(__name__)
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -51,6 +59,8 @@ _PR_GET_CHILD_SUBREAPER = 37
 # A zombie that is nobody's registered child gets this long for its real parent-side waiter
 # (asyncio's child watcher, subprocess.Popen.wait) before we treat it as an orphan and reap it.
 DEFAULT_ORPHAN_GRACE = 1.0
+# At most one /proc scan for orphans this often, however many SIGCHLDs arrive.
+ORPHAN_SCAN_INTERVAL = 0.1
 
 
 class Reaper:
@@ -66,6 +76,8 @@ class Reaper:
         # The start time tells a recycled pid from the zombie we first saw.
         self._zombie_since: dict[tuple[int, int], float] = {}
         self._recheck: asyncio.TimerHandle | None = None
+        self._scan_interval = min(ORPHAN_SCAN_INTERVAL, orphan_grace)
+        self._last_scan = float("-inf")
         self._previous_subreaper: int | None = None
         self.orphans_reaped = 0
 
@@ -92,14 +104,14 @@ class Reaper:
         if os.getpid() != 1:
             self._previous_subreaper = _set_child_subreaper()
         try:
-            loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+            RELAY.route(loop, signal.SIGCHLD, self._on_sigchld)
         except (RuntimeError, ValueError) as exc:
             self._restore_subreaper()
             raise RuntimeError(f"cannot handle SIGCHLD here (main thread only): {exc}") from exc
         self._loop = loop
         Reaper._active = self
         # Children may have exited before we listened: their SIGCHLD is already gone.
-        self._on_sigchld()
+        self._reap_now()
 
     def watch(self, pid: int) -> asyncio.Future[int]:
         """The raw wait status of our child `pid`, when it exits.
@@ -121,7 +133,7 @@ class Reaper:
         """Give SIGCHLD back, reap what can be reaped now, drop subreaper status."""
         if self._loop is None:
             return
-        self._on_sigchld()
+        self._reap_now()
         self._uninstall()
 
     async def __aenter__(self) -> Reaper:
@@ -138,8 +150,8 @@ class Reaper:
 
     def _uninstall(self) -> None:
         loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed():
-            loop.remove_signal_handler(signal.SIGCHLD)
+        if loop is not None:
+            RELAY.release([signal.SIGCHLD])
         if self._recheck is not None:
             self._recheck.cancel()
             self._recheck = None
@@ -157,9 +169,23 @@ class Reaper:
             _prctl(_PR_SET_CHILD_SUBREAPER, self._previous_subreaper)
             self._previous_subreaper = None
 
-    def _on_sigchld(self) -> None:
+    def _on_sigchld(self, sig: int = signal.SIGCHLD) -> None:
+        self._reap_watched()
+        self._scan_orphans_soon()
+
+    def _reap_now(self) -> None:
         self._reap_watched()
         self._reap_orphans()
+
+    def _scan_orphans_soon(self) -> None:
+        """One orphan scan, at once unless one ran less than a scan interval ago."""
+        assert self._loop is not None
+        when = max(self._loop.time(), self._last_scan + self._scan_interval)
+        if self._recheck is not None:
+            if self._recheck.when() <= when:
+                return  # one is due soon enough
+            self._recheck.cancel()
+        self._recheck = self._loop.call_at(when, self._reap_orphans)
 
     def _reap_watched(self) -> None:
         for pid in list(self._watched):
@@ -179,6 +205,7 @@ class Reaper:
     def _reap_orphans(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
+        self._last_scan = now
         seen: dict[tuple[int, int], float] = {}
         for pid, start_time in _zombie_children():
             if pid in self._watched:
@@ -199,8 +226,8 @@ class Reaper:
             self._recheck = None
         if seen:
             # No SIGCHLD will announce that a zombie got old: come back when the oldest does.
-            delay = min(seen.values()) + self._orphan_grace - now
-            self._recheck = self._loop.call_later(max(delay, 0.0), self._reap_orphans)
+            when = max(min(seen.values()) + self._orphan_grace, now + self._scan_interval)
+            self._recheck = self._loop.call_at(when, self._reap_orphans)
 
 
 def _zombie_children() -> list[tuple[int, int]]:
@@ -212,16 +239,23 @@ def _zombie_children() -> list[tuple[int, int]]:
             pids.update(int(pid) for pid in children.read().split())
     zombies = []
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain spaces or ")".
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] == b"Z":
-            zombies.append((pid, int(fields[19])))
+        stat = read_stat(pid)
+        if stat is not None and stat[1] == b"Z":
+            zombies.append((pid, stat[2]))
     return zombies
+
+
+def read_stat(pid: int) -> tuple[int, bytes, int] | None:
+    """(parent pid, state letter, start time in clock ticks) of `pid`, from /proc/PID/stat;
+    None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain spaces or ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), fields[0], int(fields[19])
 
 
 def _prctl(option: int, value: int) -> int:

@@ -1,8 +1,8 @@
 """The signal table: what every catchable signal does to the sidecar, per mode, as data.
 
-The agent installs one handler per row (`plan(mode)`); docs/integration.md shows the same rows
-(`markdown_table()`, kept in step by a test). No signal that would end a process by default
-ends the sidecar silently:
+The agent installs one handler per row (`plan(mode)`; sidecar.signal_relay delivers them);
+docs/integration.md shows the same rows (`markdown_table()`, kept in step by a test). No signal
+that would end a process by default ends the sidecar silently:
 
 * terminate: the platform (or an operator) is stopping us: the `sidecar.terminate` record, no
   self-stop from then on, the game (run mode) gets the signal as received, then SIGKILL after

@@ -46,7 +46,7 @@ import psutil
 
 from sidecar.errors import GameStartError
 from sidecar.game import GameExit, GameStats
-from sidecar.leftovers import current_children, end_descendants
+from sidecar.leftovers import Identity, current_children, end_descendants
 from sidecar.output import STALLED_AFTER, OrderedOutput, stdout_output
 from sidecar.reaper import Reaper
 from sidecar.relay import OutputRelay, merge_tails, open_output_pipe
@@ -306,7 +306,7 @@ class ChildGame:
         self._exit: GameExit | None = None
         self._reaper: Reaper | None = None
         self._stats = RecentStats(clock)
-        self._spared: frozenset[tuple[int, float]] = frozenset()
+        self._spared: frozenset[Identity] = frozenset()
         self._sweep_task: asyncio.Task[int] | None = None
 
     @property

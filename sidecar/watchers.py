@@ -250,14 +250,15 @@ async def wait_for_exit(
     """Wait until process `pid` exits (watch mode); returns how it ended, as far as knowable.
 
     The exit status is only knowable for our own child; any other process reports
-    ``returncode=0`` (a ``game_exited`` stop). A pid that does not exist has already exited.
+    ``returncode=0`` with ``status_known=False`` (a ``game_exited`` stop saying so). A pid that
+    does not exist has already exited.
     Do not use it for a child while a :class:`~sidecar.reaper.Reaper` is installed: the reaper
     owns the exit statuses then.
     """
     try:
         process = psutil.Process(pid)
     except psutil.NoSuchProcess:
-        return GameExit(returncode=0, signal=None)
+        return _UNKNOWN_EXIT
     pidfd = _open_pidfd(pid) if use_pidfd else None
     try:
         if pidfd is not None:
@@ -295,14 +296,18 @@ async def terminate_process(
         pass
 
 
+_UNKNOWN_EXIT = GameExit(returncode=0, signal=None, status_known=False)
+
+
 def _collect_exit(pid: int) -> GameExit:
-    """The exit status of our child `pid` (already exited: this never blocks), else exit 0."""
+    """The exit status of our child `pid` (already exited: this never blocks), else an exit 0
+    marked unknown."""
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return GameExit(returncode=0, signal=None)  # not our child: no status to read
+        return _UNKNOWN_EXIT  # not our child: no status to read
     if reaped != pid:
-        return GameExit(returncode=0, signal=None)
+        return _UNKNOWN_EXIT
     return GameExit.from_wait_status(status)
 
 

@@ -381,6 +381,32 @@ class TestWatchMode:
         assert code == 0
         assert stop_record(stdout)["reason"] == "game_exited"
 
+    async def test_a_watched_exit_code_is_unknown_not_0(self, launch: Launch) -> None:
+        """A process that is not our child exits 9: its code cannot be read (only its parent
+        gets it), and the stop says so instead of claiming code 0."""
+        game = subprocess.Popen(
+            [sys.executable, str(GAMES / "idle.py"), "9"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(game.wait)
+            cleanup.callback(game.kill)
+            assert game.stdin is not None
+            assert game.stdout is not None
+            cleanup.callback(game.stdout.close)
+            assert game.stdout.readline() == b"ready\n"
+            sc = await launch("serve", "--watch-pid", str(game.pid))
+            await sc.wait_status(state="starting")
+            game.stdin.close()
+            assert game.wait(10) == 9
+            _, stdout, stderr = await sc.finish()
+        record = stop_record(stdout)
+        assert record["reason"] == "game_exited"
+        assert "exit code is unknown" in record["detail"]
+        assert "exited: exit code unknown" in stderr
+        assert "with code 0" not in stderr
+
     async def test_a_failed_stop_with_exit_terminates_the_watched_game(
         self, launch: Launch, emulator: EmulatorServer
     ) -> None:
