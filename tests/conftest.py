@@ -236,6 +236,21 @@ def fill_pipe(write_fd: int) -> None:
     os.set_blocking(write_fd, True)
 
 
+async def assert_answers_while_busy(url: str, times: int = 5, within: float = 2.0) -> None:
+    """`GET /healthz` answers `times` times, each within `within` seconds: the event loop is not
+    held by whatever the test loads it with. (Loose on purpose: a blocked loop took 10 s and
+    more; a loaded CI machine takes a few hundred ms.)"""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(times):
+            started = time.monotonic()
+            async with http.get(
+                url + "/healthz", timeout=aiohttp.ClientTimeout(total=within + 3)
+            ) as response:
+                assert response.status == 200
+            assert time.monotonic() - started < within
+            await asyncio.sleep(0.1)
+
+
 @dataclass
 class Receiver:
     """A result endpoint on 127.0.0.1:0: answers attempt N with `script[N]` (status, headers),

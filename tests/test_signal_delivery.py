@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.conftest import Launch, Sidecar
+from tests.conftest import Launch, Sidecar, assert_answers_while_busy
 
 # argv: pid, seconds, interval (0: unthrottled), signal names. Says "flooding" once it has sent
 # a few hundred, then goes on until the target is gone or the time is up.
@@ -193,14 +192,7 @@ class TestOrphanChurn:
         )
         sidecar = await launch("run", "--", "sh", "-c", churn, SIDECAR_TERM_GRACE="2s")
         await sidecar.wait_output(b"ready\n", timeout=30)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(5):
-                started = time.monotonic()
-                async with http.get(
-                    sidecar.url + "/healthz", timeout=aiohttp.ClientTimeout(total=5)
-                ) as response:
-                    assert response.status == 200
-                assert time.monotonic() - started < 1.0
+        await assert_answers_while_busy(sidecar.url)
         sidecar.proc.send_signal(signal.SIGTERM)
         code, stdout, stderr, took = await finish_within(sidecar, 15.0)
         assert code == 128 + signal.SIGTERM, stderr[-2000:]
