@@ -125,12 +125,14 @@ class Str(Node):
 
 
 def _bounds(value: float, ge: float | None, le: float | None, loc: Loc, errors: Errors) -> bool:
-    # `not (x >= ge)` rather than `x < ge`: NaN fails the bound, as in pydantic.
-    if ge is not None and not value >= ge:
-        _error(errors, "greater_than_equal", loc, f"Input should be greater than or equal to {ge}")
-        return False
+    # `not (x <= le)` rather than `x > le`: NaN fails the bound, as in pydantic. The upper bound
+    # is checked first, as pydantic-core does (2.7 to today): NaN fails both, and is reported as
+    # `less_than_equal`.
     if le is not None and not value <= le:
         _error(errors, "less_than_equal", loc, f"Input should be less than or equal to {le}")
+        return False
+    if ge is not None and not value >= ge:
+        _error(errors, "greater_than_equal", loc, f"Input should be greater than or equal to {ge}")
         return False
     return True
 
