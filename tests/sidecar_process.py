@@ -50,6 +50,15 @@ async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def wait_state(http: aiohttp.ClientSession, url: str, state: str) -> None:
+    """Until the sidecar's status says `state` (the caller bounds the wait)."""
+    while True:
+        async with http.get(url + "/v1/status") as response:
+            if (await response.json())["state"] == state:
+                return
+        await asyncio.sleep(0.02)
+
+
 async def request_shutdown(http: aiohttp.ClientSession, url: str) -> None:
     """The game's shutdown request, no grace: the sidecar must accept it (202)."""
     async with http.post(url + "/v1/shutdown", json={"grace_seconds": 0}) as response:

@@ -25,12 +25,16 @@ import pytest
 
 from sidecar.emulator import EmulatorOptions, EmulatorServer
 from tests.conftest import free_port
-from tests.sidecar_process import request_shutdown, start_sidecar, wait_healthy
+from tests.sidecar_process import request_shutdown, start_sidecar, wait_healthy, wait_state
 
-# A quiet game: the only lines in the merged output are the sidecar's own.
+# A quiet game: the only lines in the merged output are the sidecar's own. It reports ready
+# once its SIGTERM handler is in place, and the tests stop it only then: a SIGTERM forwarded
+# before that would kill it (exit 143) while Python is still starting.
 QUIET_GAME = (
-    "import signal,sys,time\n"
+    "import os,signal,sys,time,urllib.request\n"
     "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "urllib.request.urlopen(urllib.request.Request("
+    "os.environ['SIDECAR_URL'] + '/v1/ready', data=b'', method='POST'), timeout=10).close()\n"
     "while True: time.sleep(1)\n"
 )
 
@@ -82,12 +86,9 @@ async def _one_stop(emulator: EmulatorServer) -> list[str]:
     try:
         async with asyncio.timeout(20), aiohttp.ClientSession() as http:
             await wait_healthy(http, url)
+            await wait_state(http, url, "ready")
             await request_shutdown(http, url)
-            while True:
-                async with http.get(url + "/v1/status") as response:
-                    if (await response.json())["state"] == "stopped":
-                        break
-                await asyncio.sleep(0.02)
+            await wait_state(http, url, "stopped")
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             output = await reader
@@ -152,6 +153,7 @@ async def test_the_emulator_stores_them_in_emission_order(round_number: int) -> 
         url = f"http://127.0.0.1:{port}"
         async with asyncio.timeout(20), aiohttp.ClientSession() as http:
             await wait_healthy(http, url)
+            await wait_state(http, url, "ready")
             await request_shutdown(http, url)
         await emulator.wait_for_status(request_id, "Status.TERMINATED", timeout=20)
         lines = str((await emulator.logs(request_id)).get("logs") or "").splitlines()
