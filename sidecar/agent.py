@@ -371,9 +371,10 @@ class Agent:
         release_startup_signals()
 
     def _remove_signal_handlers(self) -> None:
-        # Not given back: the process exits right after (the last records are flushed first),
-        # and until then a stray signal must not end it with its default action.
-        RELAY.release(self._handled_signals, keep_ignoring=True)
+        # In a sidecar's own process, not given back: it exits right after (the last records
+        # are flushed first), and until then a stray signal must not end it with its default
+        # action. A process that embeds the agent (tests, the demo) gets its own back.
+        RELAY.release(self._handled_signals, keep_ignoring=RELAY.process_is_ours)
         self._handled_signals.clear()
 
     def _first_time(self, sig: int) -> bool:

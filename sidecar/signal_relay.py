@@ -52,6 +52,10 @@ class SignalRelay:
         self._previous: dict[int, Any] = {}
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._previous_wakeup_fd = -1
+        # True once the entry point held the signals: the process is a sidecar's own, so its
+        # signals may be left ignored until it exits. An embedding process (a test runner, a
+        # demo) gets its own dispositions back instead.
+        self.process_is_ours = False
 
     def route(self, loop: asyncio.AbstractEventLoop, sig: int, callback: SignalCallback) -> None:
         """From now on `sig` calls ``callback(sig)`` on `loop` (the running loop, main thread)."""
@@ -156,6 +160,7 @@ def hold_startup_signals() -> None:
     then discarded with the process, which was ending anyway, with its own exit code."""
     from sidecar.signals import TABLE
 
+    RELAY.process_is_ours = True
     signal.pthread_sigmask(signal.SIG_BLOCK, {n for rule in TABLE for n in rule.numbers()})
 
 

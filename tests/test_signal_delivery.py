@@ -198,3 +198,22 @@ class TestOrphanChurn:
         assert code == 128 + signal.SIGTERM, stderr[-2000:]
         assert [r["signal"] for r in terminate_records(stdout)] == ["SIGTERM"]
         assert took < 2.0 + 3.0
+
+
+class TestEmbedded:
+    async def test_an_embedding_process_gets_its_signals_back(self) -> None:
+        """An agent run inside another program (handle_signals=True, not started by the CLI)
+        gives that program its own dispositions back at close: only a sidecar's own process
+        leaves the signals ignored until it exits."""
+        from sidecar.agent import Agent
+        from sidecar.config import load_settings
+        from sidecar.signal_relay import RELAY
+
+        assert not RELAY.process_is_ours  # this test process never held the signals
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        env = {"SIDECAR_PORT": "0"}
+        agent = Agent(load_settings(env), environ=env, handle_signals=True)
+        await agent.start()
+        assert signal.getsignal(signal.SIGHUP) != before[signal.SIGHUP]  # routed meanwhile
+        await agent.close()
+        assert {sig: signal.getsignal(sig) for sig in before} == before
