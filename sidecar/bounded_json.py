@@ -33,7 +33,7 @@ _STRING = re.compile(rb'"(?:[^"\\]++|\\[\s\S])*+(?:"|\\?\Z)')
 # depth after n brackets is their running sum minus n, computed without a Python-level loop.
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _WEIGHTS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")  # a lone one: not text (the manifest reader uses it too)
 # Only a `\u` escape can put a surrogate into a decoded string once the text itself has none.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -111,7 +111,7 @@ def holds_surrogate(value: Any) -> bool:
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
+            if SURROGATE.search(item):
                 return True
         elif isinstance(item, dict):
             pending.extend(item.keys())

@@ -23,19 +23,17 @@ the last silently, which is never what was meant.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sidecar.bounded_json import MAX_DEPTH, read_json
+from sidecar.bounded_json import MAX_DEPTH, SURROGATE, read_json
 from sidecar.regular_file import read_regular_file
 
 MAX_FILE_BYTES = 1024 * 1024  # Kubernetes refuses objects over 1.5 MiB; a GameServer is far less
 # Values of the document once every alias is replaced by what it names. A 1 MiB file holds at
 # most about 350,000 (`- a` per line); ten times less than the expansion that would hurt.
 MAX_NODES = 1_000_000
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -170,9 +168,9 @@ def _bounded_loader() -> Any:
         def get_event(self) -> Any:
             event = super().get_event()
             if isinstance(event, yaml.ScalarEvent):
-                if _SURROGATE.search(event.value):  # keys and values: every scalar is one
+                if SURROGATE.search(event.value):  # keys and values: every scalar is one
                     event.value = _join_surrogate_pairs(event.value)
-                if _SURROGATE.search(event.value):
+                if SURROGATE.search(event.value):
                     raise _Unusable(
                         "holds a lone UTF-16 surrogate escape (such as \\ud800), which is not "
                         f"text{_where(event.start_mark)}"
